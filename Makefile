@@ -1,0 +1,46 @@
+# Signet. `make test` is the test command CI runs (see README). Caches live outside the
+# clone so that a fresh clone reuses earlier builds.
+SHELL := /bin/bash
+export SIGNET_CACHE ?= $(HOME)/.cache/signet
+export CARGO_TARGET_DIR ?= $(SIGNET_CACHE)/target
+export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
+export GOCACHE ?= $(SIGNET_CACHE)/go/build
+CARGO ?= cargo
+
+.PHONY: all build lint unit-test e2e-test test env-up env-down env-build tidy
+
+all: build
+
+build:
+	$(CARGO) build --workspace --locked
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit-test:
+	$(CARGO) test --workspace --exclude signet-e2e --locked
+
+env-build:
+	tests/env/build
+
+env-up:
+	tests/env/up
+
+env-down:
+	tests/env/down
+
+# End-to-end tests against the real control plane; brings it up first if needed.
+e2e-test:
+	$(CARGO) test -p signet-e2e --locked
+
+# Everything: lint, unit tests, a fresh environment, end-to-end tests, and the environment
+# torn down again whether or not the tests passed.
+test: lint unit-test
+	tests/env/down
+	tests/env/up
+	status=0; $(CARGO) test -p signet-e2e --locked || status=$$?; tests/env/down; exit $$status
+
+# Regenerates the Go tools modules from tests/env/versions.env.
+tidy:
+	tests/env/gen-tools-mod

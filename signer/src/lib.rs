@@ -1,0 +1,5 @@
+//! signet-signer: watches completed Tekton runs and signs their provenance.
+//!
+//! The library holds everything; `main.rs` only parses arguments and calls in.
+
+pub mod process;

@@ -1,0 +1,182 @@
+//! Finds the control plane that `tests/env/up` started, starting it when absent.
+//!
+//! Holds configuration, not clients: each `#[tokio::test]` has its own runtime, and a client
+//! must not outlive the runtime that created it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Errors from locating or starting the test environment.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("failed to run {script}: {source}")]
+    Spawn {
+        script: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to start the test environment: {script} exited with {status}")]
+    Up {
+        script: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to find {key} in {path}")]
+    Missing { key: &'static str, path: PathBuf },
+    #[error("failed to load kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("failed to build a client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// The running test control plane.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    /// `https://127.0.0.1:<port>`: the API server, and also its ServiceAccount token issuer.
+    pub api_server: String,
+    /// The issuer URL tokens carry in `iss`, whose discovery document anyone may read.
+    pub oidc_issuer: String,
+    /// The CA that signed the API server's certificate.
+    pub ca_file: PathBuf,
+    /// Server version the environment was built at, e.g. `v1.37.2`.
+    pub kube_version: String,
+    /// Path to kubectl built at the same version.
+    pub kubectl: PathBuf,
+    admin: Config,
+}
+
+static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+
+impl TestEnv {
+    /// The environment, started on first use if no healthy one is recorded.
+    ///
+    /// # Panics
+    /// When the environment can neither be found nor started: no test can run without it.
+    #[allow(clippy::panic)]
+    pub fn get() -> &'static TestEnv {
+        let env = ENV.get_or_init(|| {
+            // Blocking work (a script, file reads) off any async runtime's worker thread.
+            std::thread::spawn(|| Self::start().map_err(|e| e.to_string()))
+                .join()
+                .unwrap_or_else(|_| Err("test environment start-up panicked".to_owned()))
+        });
+        match env {
+            Ok(env) => env,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    fn start() -> Result<Self, EnvError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let script = repo_root().join("tests/env/up");
+        let status = Command::new(&script)
+            .status()
+            .map_err(|source| EnvError::Spawn {
+                script: script.clone(),
+                source,
+            })?;
+        if !status.success() {
+            return Err(EnvError::Up { script, status });
+        }
+        let dir = std::env::var_os("SIGNET_ENV_DIR").map_or_else(
+            || {
+                let home = std::env::var_os("HOME").unwrap_or_default();
+                let cache = std::env::var_os("SIGNET_CACHE")
+                    .map_or_else(|| Path::new(&home).join(".cache/signet"), PathBuf::from);
+                cache.join("env")
+            },
+            PathBuf::from,
+        );
+        Self::from_env_file(&dir.join("env"))
+    }
+
+    fn from_env_file(path: &Path) -> Result<Self, EnvError> {
+        let text = std::fs::read_to_string(path).map_err(|source| EnvError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let vars: HashMap<&str, &str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let get = |key: &'static str| {
+            vars.get(key)
+                .map(|v| (*v).to_owned())
+                .ok_or_else(|| EnvError::Missing {
+                    key,
+                    path: path.to_owned(),
+                })
+        };
+        let kubeconfig = PathBuf::from(get("KUBECONFIG")?);
+        let admin = load_kubeconfig(&kubeconfig)?;
+        Ok(Self {
+            api_server: get("SIGNET_API_SERVER")?,
+            oidc_issuer: get("SIGNET_OIDC_ISSUER")?,
+            ca_file: PathBuf::from(get("SIGNET_CA_FILE")?),
+            kube_version: get("SIGNET_KUBE_VERSION")?,
+            kubectl: PathBuf::from(get("SIGNET_KUBECTL")?),
+            admin,
+        })
+    }
+
+    /// A cluster-admin client, for test set-up and inspection only: the code under test
+    /// must run with `ServiceAccountIdentity` instead.
+    pub fn admin_client(&self) -> Result<Client, EnvError> {
+        Ok(Client::try_from(self.admin.clone())?)
+    }
+
+    /// A client that sends no credentials at all, as an outside verifier would.
+    pub fn anonymous_client(&self) -> Result<Client, EnvError> {
+        Ok(Client::try_from(self.config_with(AuthInfo::default()))?)
+    }
+
+    /// The admin configuration with its credentials replaced by `auth`.
+    pub fn config_with(&self, auth: AuthInfo) -> Config {
+        let mut config = self.admin.clone();
+        config.auth_info = auth;
+        config
+    }
+}
+
+fn load_kubeconfig(path: &Path) -> Result<Config, EnvError> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|source| EnvError::Kubeconfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Reading a kubeconfig is async in kube but does no I/O for file-based credentials;
+    // a small runtime keeps `TestEnv::get` usable from sync and async tests alike.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|source| EnvError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    runtime
+        .block_on(Config::from_custom_kubeconfig(
+            kubeconfig,
+            &KubeConfigOptions::default(),
+        ))
+        .map_err(|source| EnvError::Kubeconfig {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// The repository root (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_owned)
+}

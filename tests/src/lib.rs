@@ -1,0 +1,12 @@
+//! Test support for Signet's end-to-end tests: the running control plane (tests/env), a
+//! namespace per test, and clients that act as a ServiceAccount rather than as an admin.
+//!
+//! Only tests use this crate; nothing here is shipped.
+
+pub mod env;
+pub mod identity;
+pub mod namespace;
+
+pub use env::TestEnv;
+pub use identity::ServiceAccountIdentity;
+pub use namespace::TestNamespace;
