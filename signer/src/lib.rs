@@ -2,4 +2,5 @@
 //!
 //! The library holds everything; `main.rs` only parses arguments and calls in.
 
+pub mod config;
 pub mod process;

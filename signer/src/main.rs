@@ -1,5 +1,7 @@
 //! The signet-signer binary: parse arguments, set up the process, run.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use signet_signer::process::{self, LogArgs};
 
@@ -12,8 +14,19 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Our errors already carry their causes in the message: print it once.
+            eprintln!("signet-signer: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let _client = process::start(&args.log).await?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "signet-signer started");
     process::shutdown_signal().await;

@@ -41,7 +41,9 @@ pub enum ProcessError {
         level: String,
         source: tracing_subscriber::filter::ParseError,
     },
-    #[error("failed to install the ring TLS crypto provider: another provider is already installed")]
+    #[error(
+        "failed to install the ring TLS crypto provider: another provider is already installed"
+    )]
     CryptoProvider,
     #[error("failed to install the log subscriber: {0}")]
     Subscriber(String),

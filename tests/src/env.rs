@@ -36,7 +36,9 @@ pub enum EnvError {
         path: PathBuf,
         source: kube::config::KubeconfigError,
     },
-    #[error("failed to build a client: {0}")]
+    #[error("failed to mint a token for ServiceAccount {0}: the TokenRequest returned none")]
+    NoToken(String),
+    #[error("failed to talk to the API server: {0}")]
     Client(#[from] kube::Error),
 }
 

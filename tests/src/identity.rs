@@ -48,21 +48,23 @@ impl ServiceAccountIdentity {
             };
             accounts.create(&PostParams::default(), &sa).await?;
         }
+        let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            spec: Some(TokenRequestSpec {
+                audiences: (!audiences.is_empty()).then_some(audiences),
                 expiration_seconds: Some(seconds),
-                bound_object_ref: None,
-            },
+                ..TokenRequestSpec::default()
+            }),
             ..TokenRequest::default()
         };
         let response: TokenRequest = accounts
-            .create_subresource("token", name, &PostParams::default(), serde_json::to_vec(&request).map_err(|e| EnvError::Client(kube::Error::SerdeError(e)))?)
+            .create_subresource("token", name, &PostParams::default(), &request)
             .await?;
         let token = response
             .status
-            .map(|s| s.token)
-            .unwrap_or_default();
+            .and_then(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| EnvError::NoToken(format!("{namespace}/{name}")))?;
         Ok(Self {
             namespace: namespace.to_owned(),
             name: name.to_owned(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
@@ -40,7 +40,9 @@ async fn api_server_reports_the_built_version_and_the_fake_node_is_ready() {
 async fn deployment_gets_a_replicaset_and_ready_pods() {
     let env = TestEnv::get();
     let client = env.admin_client().unwrap();
-    let ns = TestNamespace::create(&client, "smoke-deploy").await.unwrap();
+    let ns = TestNamespace::create(&client, "smoke-deploy")
+        .await
+        .unwrap();
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {
@@ -80,7 +82,10 @@ async fn deployment_gets_a_replicaset_and_ready_pods() {
         .unwrap();
     assert_eq!(sets.items.len(), 1);
     let owner = &sets.items[0].metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Deployment", "web"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Deployment", "web")
+    );
     let pods = Api::<Pod>::namespaced(client, ns.name())
         .list(&ListParams::default().labels("app=web"))
         .await
@@ -93,14 +98,13 @@ async fn deployment_gets_a_replicaset_and_ready_pods() {
 }
 
 #[tokio::test]
-async fn restricted_namespace_rejects_a_privileged_pod() {
+async fn restricted_namespace_rejects_a_pod_without_a_restricted_security_context() {
     let env = TestEnv::get();
     let client = env.admin_client().unwrap();
     let ns = TestNamespace::create(&client, "smoke-psa").await.unwrap();
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "root"},
-        "spec": {"containers": [{"name": "c", "image": "registry.invalid/c:1",
-                                  "securityContext": {"privileged": true}}]}
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/c:1"}]}
     }))
     .unwrap();
     let err = Api::<Pod>::namespaced(client, ns.name())
@@ -111,14 +115,20 @@ async fn restricted_namespace_rejects_a_privileged_pod() {
         panic!("expected a Forbidden status, got {err}")
     };
     assert_eq!(status.code, 403);
-    assert!(status.message.contains("violates PodSecurity \"restricted"), "{}", status.message);
+    assert!(
+        status.message.contains("violates PodSecurity \"restricted"),
+        "{}",
+        status.message
+    );
 }
 
 #[tokio::test]
 async fn taskrun_is_created_and_its_status_subresource_written() {
     let env = TestEnv::get();
     let client = env.admin_client().unwrap();
-    let ns = TestNamespace::create(&client, "smoke-taskrun").await.unwrap();
+    let ns = TestNamespace::create(&client, "smoke-taskrun")
+        .await
+        .unwrap();
     let runs = taskrun_api(&client, ns.name());
     let run: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
@@ -130,6 +140,9 @@ async fn taskrun_is_created_and_its_status_subresource_written() {
     assert!(created.metadata.uid.is_some());
 
     let status = json!({"status": {
+        "podName": "build-pod",
+        "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:00:05Z",
         "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded",
                         "lastTransitionTime": "2026-01-01T00:00:00Z"}],
         "results": [{"name": "IMAGE_DIGEST", "type": "string", "value": "sha256:abc"}]
@@ -148,7 +161,9 @@ async fn taskrun_is_created_and_its_status_subresource_written() {
 async fn taskrun_that_breaks_the_tekton_schema_is_rejected() {
     let env = TestEnv::get();
     let client = env.admin_client().unwrap();
-    let ns = TestNamespace::create(&client, "smoke-schema").await.unwrap();
+    let ns = TestNamespace::create(&client, "smoke-schema")
+        .await
+        .unwrap();
     let run: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
         "metadata": {"name": "bad"},
@@ -163,7 +178,11 @@ async fn taskrun_that_breaks_the_tekton_schema_is_rejected() {
         panic!("expected an Invalid status, got {err}")
     };
     assert_eq!(status.code, 422, "{}", status.message);
-    assert!(status.message.contains("spec.serviceAccountName"), "{}", status.message);
+    assert!(
+        status.message.contains("spec.serviceAccountName"),
+        "{}",
+        status.message
+    );
 }
 
 #[tokio::test]
@@ -178,16 +197,28 @@ async fn service_account_token_verifies_against_the_published_jwks() {
     // An outside verifier (Fulcio, Vault) reads discovery and keys without credentials.
     let anonymous = env.anonymous_client().unwrap();
     let get = |path: &str| http::Request::get(path).body(Vec::new()).unwrap();
-    let discovery: serde_json::Value =
-        serde_json::from_str(&anonymous.request_text(get("/.well-known/openid-configuration")).await.unwrap()).unwrap();
+    let discovery: serde_json::Value = serde_json::from_str(
+        &anonymous
+            .request_text(get("/.well-known/openid-configuration"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(discovery["issuer"], env.oidc_issuer.as_str());
     let jwks_uri = discovery["jwks_uri"].as_str().unwrap();
     assert_eq!(jwks_uri, format!("{}/openid/v1/jwks", env.oidc_issuer));
-    let jwks: JwkSet =
-        serde_json::from_str(&anonymous.request_text(get("/openid/v1/jwks")).await.unwrap()).unwrap();
+    let jwks: JwkSet = serde_json::from_str(
+        &anonymous
+            .request_text(get("/openid/v1/jwks"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
 
     let header = jsonwebtoken::decode_header(&sa.token).unwrap();
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("token's kid is in the JWKS");
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("token's kid is in the JWKS");
     let key = DecodingKey::from_jwk(jwk).unwrap();
     let mut validation = Validation::new(header.alg);
     validation.set_audience(&["sigstore"]);
@@ -207,7 +238,9 @@ async fn service_account_token_verifies_against_the_published_jwks() {
         .unwrap(),
     );
     parts[1] = &forged;
-    assert!(jsonwebtoken::decode::<serde_json::Value>(&parts.join("."), &key, &validation).is_err());
+    assert!(
+        jsonwebtoken::decode::<serde_json::Value>(&parts.join("."), &key, &validation).is_err()
+    );
     assert!(matches!(header.alg, Algorithm::RS256 | Algorithm::ES256));
 }
 
@@ -225,26 +258,26 @@ async fn service_account_token_is_refused_where_rbac_says_so() {
         .list(&ListParams::default())
         .await
         .unwrap_err();
-    assert!(matches!(&refused, kube::Error::Api(s) if s.code == 403), "{refused}");
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 403),
+        "{refused}"
+    );
 
-    let role = Role {
-        metadata: ObjectMeta { name: Some("read-configmaps".into()), ..ObjectMeta::default() },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".into()]),
-            verbs: vec!["list".into()],
-            ..PolicyRule::default()
-        }]),
-    };
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "read-configmaps"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]
+    }))
+    .unwrap();
     Api::<Role>::namespaced(admin.clone(), ns.name())
         .create(&PostParams::default(), &role)
         .await
         .unwrap();
-    let binding = RoleBinding {
-        metadata: ObjectMeta { name: Some("reader".into()), ..ObjectMeta::default() },
-        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: "read-configmaps".into() },
-        subjects: Some(vec![Subject { kind: "ServiceAccount".into(), name: sa.name.clone(), namespace: Some(ns.name().into()), ..Subject::default() }]),
-    };
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-configmaps"},
+        "subjects": [{"kind": "ServiceAccount", "name": sa.name, "namespace": ns.name()}]
+    }))
+    .unwrap();
     Api::<RoleBinding>::namespaced(admin, ns.name())
         .create(&PostParams::default(), &binding)
         .await
@@ -260,10 +293,17 @@ async fn service_account_token_is_refused_where_rbac_says_so() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         allowed = configmaps.list(&ListParams::default()).await;
     }
-    assert!(allowed.is_ok(), "granted list on configmaps was refused: {:?}", allowed.err());
+    assert!(
+        allowed.is_ok(),
+        "granted list on configmaps was refused: {:?}",
+        allowed.err()
+    );
     let secrets = Api::<Secret>::namespaced(as_sa, ns.name())
         .list(&ListParams::default())
         .await
         .unwrap_err();
-    assert!(matches!(&secrets, kube::Error::Api(s) if s.code == 403), "{secrets}");
+    assert!(
+        matches!(&secrets, kube::Error::Api(s) if s.code == 403),
+        "{secrets}"
+    );
 }
