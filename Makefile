@@ -7,12 +7,18 @@ export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
 export GOCACHE ?= $(SIGNET_CACHE)/go/build
 CARGO ?= cargo
 
-.PHONY: all build lint unit-test e2e-test test env-up env-down env-build tidy
+.PHONY: all build generate lint unit-test e2e-test test env-up env-down env-build tidy
 
 all: build
 
 build:
 	$(CARGO) build --workspace --locked
+
+# Regenerates every generated file; `make unit-test` fails when they drift.
+generate:
+	$(CARGO) run -q -p signet-operator --locked -- crd > crds/signetconfig.yaml
+	mkdir -p docs/reference
+	$(CARGO) run -q -p signet-operator --locked -- reference-doc > docs/reference/signetconfig.md
 
 lint:
 	$(CARGO) fmt --all --check

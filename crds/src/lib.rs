@@ -1,8 +1,29 @@
 //! The `SignetConfig` custom resource (group `signet.dev`, cluster-scoped singleton).
 //!
-//! Types only: no client, no I/O. The operator reads these; the CRD YAML is generated from them.
+//! Types, defaults and API-server validation (schema, enums, CEL rules) only: no client, no
+//! I/O. The operator reads these; the CRD YAML and the reference doc are generated from them.
 
-use kube::CustomResource;
+mod identity;
+mod reference;
+mod signer;
+mod signing;
+mod status;
+
+pub use identity::{AwsIdentity, AzureIdentity, GcpIdentity, IdentitySpec, SpiffeMode, SpiffeSpec};
+pub use reference::reference_markdown;
+pub use signer::SignerSpec;
+pub use signing::{
+    ArchivistaStorage, ArtifactFormat, ArtifactsSpec, BuildType, DocDbStorage, FilterSpec,
+    FulcioProvider, GcsStorage, GrafeasStorage, KeylessSpec, KeysSpec, KmsAuthSpec, KmsSpec,
+    OciArtifactSpec, OciEncoding, OciFormat, OciStorage, PipelineRunArtifactSpec,
+    PipelineRunStorageBackend, ProvenanceSpec, PubSubStorage, SignerKind, SigningSpec,
+    StorageBackend, StorageSpec, TaskRunArtifactSpec, TransparencyMode, TransparencySpec,
+    VaultOidcAuth, VaultSpireAuth,
+};
+pub use status::{Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,52 +33,103 @@ pub const SINGLETON_NAME: &str = "config";
 /// Where the operator installs the signer unless told otherwise.
 pub const DEFAULT_TARGET_NAMESPACE: &str = "signet-system";
 
-/// Desired state of Signet in a cluster: one per cluster, named `config`.
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+/// Desired state of Signet in a cluster: exactly one, named `config`.
+#[derive(CustomResource, JsonSchema, Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[kube(
     group = "signet.dev",
     version = "v1alpha1",
     kind = "SignetConfig",
     shortname = "signet",
-    status = "SignetConfigStatus"
+    status = "SignetConfigStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.version"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!self.signing.keyless.enabled || [self.artifacts.taskRun.signer, self.artifacts.pipelineRun.signer, self.artifacts.oci.signer].all(s, s != 'kms')",
+        "message": "signing.keyless.enabled needs the x509 signer: set artifacts.taskRun.signer, artifacts.pipelineRun.signer and artifacts.oci.signer to x509 (or none)"
+    },
+    {
+        "rule": "![self.artifacts.taskRun.signer, self.artifacts.pipelineRun.signer, self.artifacts.oci.signer].exists(s, s == 'kms') || has(self.signing.kms.ref)",
+        "message": "the kms signer needs signing.kms.ref (awskms://, gcpkms://, azurekms:// or hashivault://)"
+    }
+]))]
+#[serde(rename_all = "camelCase", default)]
 pub struct SignetConfigSpec {
-    /// Namespace the operator installs the signer into.
-    #[serde(default = "default_target_namespace")]
-    #[schemars(default = "default_target_namespace")]
+    /// Namespace the operator installs the signer into. Changing it moves everything.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub target_namespace: String,
+    /// The signer's pod: replicas, scheduling, resources, and escape hatches.
+    pub signer: SignerSpec,
+    /// What is signed, in which format, stored where (Chains' `artifacts.*`).
+    pub artifacts: ArtifactsSpec,
+    /// Provenance builder identity (Chains' `builder.id`, `builddefinition.buildtype`).
+    pub provenance: ProvenanceSpec,
+    /// Options of each storage backend (Chains' `storage.*`).
+    pub storage: StorageSpec,
+    /// Keys, keyless (Fulcio) and KMS signing.
+    pub signing: SigningSpec,
+    /// Rekor transparency log uploads (Chains' `transparency.*`).
+    pub transparency: TransparencySpec,
+    /// Which runs are signed (Chains' `filter.*`).
+    pub filter: FilterSpec,
+    /// Cloud workload identity the signer's ServiceAccount federates with.
+    pub identity: IdentitySpec,
+    /// SPIFFE Workload API socket for JWT-SVIDs (keyless and Vault auth).
+    pub spiffe: SpiffeSpec,
 }
 
-/// What the operator last observed and did.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SignetConfigStatus {
-    /// The `metadata.generation` this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+impl Default for SignetConfigSpec {
+    fn default() -> Self {
+        Self {
+            target_namespace: DEFAULT_TARGET_NAMESPACE.to_owned(),
+            signer: SignerSpec::default(),
+            artifacts: ArtifactsSpec::default(),
+            provenance: ProvenanceSpec::default(),
+            storage: StorageSpec::default(),
+            signing: SigningSpec::default(),
+            transparency: TransparencySpec::default(),
+            filter: FilterSpec::default(),
+            identity: IdentitySpec::default(),
+            spiffe: SpiffeSpec::default(),
+        }
+    }
 }
 
-fn default_target_namespace() -> String {
-    DEFAULT_TARGET_NAMESPACE.to_owned()
+/// The CRD as installed: the derived schema plus the rule that makes `config` the only
+/// accepted name (a rule on `metadata`, which the derive cannot express).
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = SignetConfig::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let rule = serde_json::json!({
+                "rule": "self.metadata.name == 'config'",
+                "message": "SignetConfig is a cluster singleton: its name must be \"config\""
+            });
+            let rules = schema.x_kubernetes_validations.get_or_insert_with(Vec::new);
+            if let Ok(rule) = serde_json::from_value(rule) {
+                rules.push(rule);
+            }
+        }
+    }
+    crd
+}
+
+/// The CRD as YAML, as committed in `crds/signetconfig.yaml`.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    let body = serde_saphyr::to_string(&crd())?;
+    Ok(format!(
+        "# Generated by `make generate` from crds/src; do not edit.\n{body}"
+    ))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kube::{CustomResourceExt, Resource};
-
-    #[test]
-    fn crd_is_cluster_scoped_in_signet_dev() {
-        let crd = SignetConfig::crd();
-        assert_eq!(crd.spec.group, "signet.dev");
-        assert_eq!(crd.spec.scope, "Cluster");
-        assert_eq!(SignetConfig::api_version(&()), "signet.dev/v1alpha1");
-    }
-
-    #[test]
-    fn empty_spec_defaults_target_namespace() {
-        let spec: SignetConfigSpec = serde_json::from_str("{}").unwrap();
-        assert_eq!(spec.target_namespace, "signet-system");
-    }
-}
+mod tests;
