@@ -3,4 +3,5 @@
 //! The library holds everything; `main.rs` only parses arguments and calls in.
 
 pub mod config;
+pub mod keys;
 pub mod process;
