@@ -11,6 +11,19 @@ use signet_signer::process::{self, LogArgs};
 struct Args {
     #[command(flatten)]
     log: LogArgs,
+    /// Namespace holding the signer's ConfigMap, signing Secret and leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "signet-system")]
+    namespace: String,
+    /// ConfigMap with Tekton Chains' configuration keys, watched through the API.
+    #[arg(
+        long,
+        env = "SIGNET_CONFIG_MAP",
+        default_value = "signet-signer-config"
+    )]
+    config_map: String,
+    /// Secret with `cosign.key` + `cosign.password` or `x509.pem`, watched through the API.
+    #[arg(long, env = "SIGNET_SIGNING_SECRET", default_value = "signing-secrets")]
+    signing_secret: String,
 }
 
 #[tokio::main]
@@ -28,7 +41,13 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let _client = process::start(&args.log).await?;
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "signet-signer started");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespace = %args.namespace,
+        config_map = %args.config_map,
+        signing_secret = %args.signing_secret,
+        "signet-signer started"
+    );
     process::shutdown_signal().await;
     tracing::info!("signet-signer stopping");
     Ok(())

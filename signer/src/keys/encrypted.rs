@@ -1,5 +1,5 @@
 //! cosign's encrypted private key format (`ENCRYPTED SIGSTORE PRIVATE KEY` /
-//! `ENCRYPTED COSIGN PRIVATE KEY`): a PKCS#8 key sealed with NaCl secretbox under a key
+//! `ENCRYPTED COSIGN PRIVATE KEY`): a PKCS#8 key sealed with `NaCl` secretbox under a key
 //! derived from the password by scrypt, wrapped in JSON and then PEM.
 
 use base64::Engine;
@@ -193,7 +193,9 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
         out.push_str(&String::from_utf8_lossy(line));
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
     out
 }
 

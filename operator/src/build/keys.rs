@@ -1,0 +1,61 @@
+//! The generated signing Secret and the public-key ConfigMap for verifiers.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use signet_signer::keys::GeneratedKeyPair;
+
+use super::{BuildInputs, metadata};
+use crate::names::{self, CREATED_BY_OPERATOR_LABEL};
+
+/// A signing Secret in cosign's layout for a key pair the operator generated. Only ever
+/// created when no Secret of that name exists; it is owned by the SignetConfig because the
+/// operator made it.
+pub fn render_generated_secret(
+    namespace: &str,
+    name: &str,
+    pair: &GeneratedKeyPair,
+    inputs: &BuildInputs,
+) -> Secret {
+    let mut meta = metadata(name, Some(namespace), inputs);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".to_owned()),
+        immutable: Some(true),
+        data: Some(BTreeMap::from([
+            (
+                "cosign.key".to_owned(),
+                ByteString(pair.private_pem.as_bytes().to_vec()),
+            ),
+            (
+                "cosign.password".to_owned(),
+                ByteString(pair.password.as_bytes().to_vec()),
+            ),
+            (
+                "cosign.pub".to_owned(),
+                ByteString(pair.public_pem.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// The ConfigMap verifiers read the public key from (`cosign.pub`).
+pub fn render_public_key_config_map(
+    namespace: &str,
+    public_pem: &str,
+    inputs: &BuildInputs,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(names::PUBLIC_KEY_CONFIG_MAP, Some(namespace), inputs),
+        data: Some(BTreeMap::from([(
+            "cosign.pub".to_owned(),
+            public_pem.to_owned(),
+        )])),
+        ..ConfigMap::default()
+    }
+}

@@ -1,0 +1,218 @@
+//! The signer's ServiceAccount and RBAC, and the operator's own RBAC. Each rule list is
+//! written here once; the bundle and the tests reuse it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use signet_crds::SignetConfigSpec;
+
+use super::{BuildInputs, metadata};
+use crate::names::{self, SIGNER};
+
+/// One RBAC rule: API groups, resources, verbs.
+pub type Rule = (
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// What the signer does across the cluster: read and annotate runs (and manage their
+/// finalizers), read the run's ServiceAccount and its pull secrets for registry
+/// credentials, and record Events. Nothing else.
+pub const SIGNER_CLUSTER_RULES: &[Rule] = &[
+    (
+        &["tekton.dev"],
+        &["taskruns", "pipelineruns"],
+        &["get", "list", "watch", "patch"],
+    ),
+    (&[""], &["serviceaccounts"], &["get"]),
+    (&[""], &["secrets"], &["get"]),
+    (&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+];
+
+/// What the signer does in its own namespace: watch its ConfigMap and signing Secret, and
+/// hold its leader-election Lease.
+pub const SIGNER_NAMESPACE_RULES: &[Rule] = &[
+    (&[""], &["configmaps", "secrets"], &["get", "list", "watch"]),
+    (
+        &["coordination.k8s.io"],
+        &["leases"],
+        &["get", "create", "update"],
+    ),
+];
+
+/// The operator's own cluster-wide rights (the bundle's CSV uses exactly these). It holds
+/// every right it grants the signer, as RBAC requires of whoever creates a role.
+pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
+    (
+        &["signet.dev"],
+        &["signetconfigs"],
+        &["get", "list", "watch", "patch", "update"],
+    ),
+    (
+        &["signet.dev"],
+        &["signetconfigs/status"],
+        &["get", "patch", "update"],
+    ),
+    (&["signet.dev"], &["signetconfigs/finalizers"], &["update"]),
+    (
+        &[""],
+        &[
+            "namespaces",
+            "serviceaccounts",
+            "configmaps",
+            "services",
+            "secrets",
+        ],
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+    ),
+    (
+        &["apps"],
+        &["deployments"],
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+    ),
+    (
+        &["rbac.authorization.k8s.io"],
+        &[
+            "clusterroles",
+            "clusterrolebindings",
+            "roles",
+            "rolebindings",
+        ],
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+    ),
+    (
+        &["coordination.k8s.io"],
+        &["leases"],
+        &["get", "create", "update"],
+    ),
+    (
+        &["tekton.dev"],
+        &["taskruns", "pipelineruns"],
+        &["get", "list", "watch", "patch"],
+    ),
+    (&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+];
+
+/// `PolicyRule`s from rule triples.
+pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
+    let strings = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    rules
+        .iter()
+        .map(|(groups, resources, verbs)| PolicyRule {
+            api_groups: Some(strings(groups)),
+            resources: Some(strings(resources)),
+            verbs: strings(verbs),
+            ..PolicyRule::default()
+        })
+        .collect()
+}
+
+/// Annotations each cloud's workload identity reads from the ServiceAccount.
+fn identity_annotations(spec: &SignetConfigSpec) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(azure) = &spec.identity.azure {
+        out.insert(
+            "azure.workload.identity/client-id".to_owned(),
+            azure.client_id.clone(),
+        );
+        out.insert(
+            "azure.workload.identity/tenant-id".to_owned(),
+            azure.tenant_id.clone(),
+        );
+    }
+    if let Some(aws) = &spec.identity.aws {
+        out.insert(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            aws.role_arn.clone(),
+        );
+    }
+    if let Some(gcp) = &spec.identity.gcp {
+        out.insert(
+            "iam.gke.io/gcp-service-account".to_owned(),
+            gcp.service_account.clone(),
+        );
+    }
+    out
+}
+
+/// The signer's ServiceAccount.
+pub fn render_service_account(spec: &SignetConfigSpec, inputs: &BuildInputs) -> ServiceAccount {
+    let mut meta = metadata(SIGNER, Some(&spec.target_namespace), inputs);
+    let annotations = identity_annotations(spec);
+    meta.annotations = (!annotations.is_empty()).then_some(annotations);
+    ServiceAccount {
+        metadata: meta,
+        automount_service_account_token: Some(true),
+        ..ServiceAccount::default()
+    }
+}
+
+pub fn render_signer_cluster_role(inputs: &BuildInputs) -> ClusterRole {
+    ClusterRole {
+        metadata: metadata(SIGNER, None, inputs),
+        rules: Some(policy_rules(SIGNER_CLUSTER_RULES)),
+        ..ClusterRole::default()
+    }
+}
+
+fn signer_subject(namespace: &str) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: SIGNER.to_owned(),
+        namespace: Some(namespace.to_owned()),
+        api_group: None,
+    }]
+}
+
+fn role_ref(kind: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        kind: kind.to_owned(),
+        name: SIGNER.to_owned(),
+    }
+}
+
+pub fn render_signer_cluster_role_binding(
+    namespace: &str,
+    inputs: &BuildInputs,
+) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: metadata(SIGNER, None, inputs),
+        role_ref: role_ref("ClusterRole"),
+        subjects: Some(signer_subject(namespace)),
+    }
+}
+
+/// The namespaced Role, limited by name to the signer's ConfigMap, signing Secret and Lease
+/// where the verb allows it (`list`/`watch` are then restricted by field selector).
+pub fn render_signer_role(namespace: &str, secret_name: &str, inputs: &BuildInputs) -> Role {
+    let mut rules = policy_rules(SIGNER_NAMESPACE_RULES);
+    if let Some(first) = rules.first_mut() {
+        first.resource_names = Some(vec![
+            names::SIGNER_CONFIG_MAP.to_owned(),
+            secret_name.to_owned(),
+        ]);
+    }
+    Role {
+        metadata: metadata(SIGNER, Some(namespace), inputs),
+        rules: Some(rules),
+    }
+}
+
+pub fn render_signer_role_binding(namespace: &str, inputs: &BuildInputs) -> RoleBinding {
+    RoleBinding {
+        metadata: metadata(SIGNER, Some(namespace), inputs),
+        role_ref: role_ref("Role"),
+        subjects: Some(signer_subject(namespace)),
+    }
+}

@@ -1,0 +1,8 @@
+//! signet-operator: reconciles the cluster's SignetConfig into a managed signet-signer.
+//!
+//! The pipeline: `dereference` (reads the cluster) → `validate` (pure) → `build` (pure) →
+//! `apply` (server-side apply, prune) → `status`. `controller` wires it to the watch loop.
+
+pub mod build;
+pub mod names;
+pub mod validate;

@@ -1,0 +1,53 @@
+//! Names and labels of everything the operator manages: written once, used by the builders,
+//! the pruner and the tests.
+
+use std::collections::BTreeMap;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "signet-operator";
+/// Finalizer on the SignetConfig that lets the operator clean up before it disappears.
+pub const FINALIZER: &str = "signet.dev/cleanup";
+/// Name of the signer's ServiceAccount, Deployment, Roles and bindings.
+pub const SIGNER: &str = "signet-signer";
+/// The signer's Chains-style configuration.
+pub const SIGNER_CONFIG_MAP: &str = "signet-signer-config";
+/// Public key for verifiers, readable by anyone granted access to it.
+pub const PUBLIC_KEY_CONFIG_MAP: &str = "signet-public-key";
+/// The signer's metrics Service.
+pub const METRICS_SERVICE: &str = "signet-signer-metrics";
+/// Pod-template annotation with the hash of everything that needs a restart.
+pub const RESTART_HASH_ANNOTATION: &str = "signet.dev/restart-hash";
+/// Label on every managed object; its value is the SignetConfig's name.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "signet-operator";
+/// Marks a Secret or Namespace the operator created (and so may delete).
+pub const CREATED_BY_OPERATOR_LABEL: &str = "signet.dev/created-by-operator";
+/// Default signer image repository; the tag is the operator's own version.
+pub const DEFAULT_SIGNER_IMAGE_REPOSITORY: &str = "ghcr.io/signet-dev/signet-signer";
+/// Operator version: the signer it deploys is the same version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Labels on every object the operator manages.
+pub fn managed_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        ("app.kubernetes.io/part-of".to_owned(), "signet".to_owned()),
+        ("app.kubernetes.io/version".to_owned(), VERSION.to_owned()),
+    ])
+}
+
+/// Labels that select the signer's pods (stable across versions: a selector is immutable).
+pub fn signer_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), SIGNER.to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "signer".to_owned(),
+        ),
+    ])
+}
+
+/// Label selector string matching every managed object.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")
+}

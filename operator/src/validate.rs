@@ -1,0 +1,342 @@
+//! Checks the API server cannot express, and turns the spec into the signer's own config
+//! type. Pure. A failure names the field and what would be accepted; it changes nothing.
+
+use std::collections::BTreeSet;
+
+use signet_crds::{
+    ArtifactFormat, BuildType, FulcioProvider, OciEncoding, PipelineRunStorageBackend, SignerKind,
+    SignetConfigSpec, StorageBackend, TransparencyMode,
+};
+use signet_signer::config as sc;
+
+use crate::names::SIGNER_CONFIG_MAP;
+
+/// Where the operator mounts a Vault token taken from `signing.kms.auth.tokenSecretRef`.
+pub const VAULT_TOKEN_PATH: &str = "/var/run/signet/vault/token";
+
+/// A spec the operator can act on, with the signer's configuration rendered from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    pub spec: SignetConfigSpec,
+    pub signer_config: sc::SignerConfig,
+}
+
+/// Why a spec was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid spec.{field}: {message}")]
+pub struct ValidationError {
+    /// Path below `spec`, e.g. `artifacts.taskRun.storage`.
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Storage backends this signer version implements; others are refused, never skipped.
+const IMPLEMENTED_BACKENDS: &[sc::StorageBackend] =
+    &[sc::StorageBackend::Tekton, sc::StorageBackend::Oci];
+
+/// Environment variables the operator sets; `signer.extraEnv` may not override them.
+const RESERVED_ENV: &[&str] = &[
+    "POD_NAMESPACE",
+    "SIGNET_CONFIG_MAP",
+    "SIGNET_SIGNING_SECRET",
+    "SIGNET_LOG_LEVEL",
+    "SIGNET_LOG_FORMAT",
+];
+
+/// Validates `spec` and renders the signer's configuration from it.
+pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
+    let signer_config = signer_config(spec)?;
+    for (field, set) in [
+        ("artifacts.taskRun.storage", &signer_config.taskrun.storage),
+        (
+            "artifacts.pipelineRun.storage",
+            &signer_config.pipelinerun.storage,
+        ),
+        ("artifacts.oci.storage", &signer_config.oci.storage),
+    ] {
+        if let Some(b) = set.iter().find(|b| !IMPLEMENTED_BACKENDS.contains(b)) {
+            return Err(invalid(
+                field,
+                format!(
+                    "storage backend {b:?} is not implemented by signet-signer {}; use tekton or oci",
+                    crate::names::VERSION
+                ),
+            ));
+        }
+    }
+    let volumes: BTreeSet<&str> = spec
+        .signer
+        .extra_volumes
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    for (i, mount) in spec.signer.extra_volume_mounts.iter().enumerate() {
+        if !volumes.contains(mount.name.as_str()) {
+            return Err(invalid(
+                format!("signer.extraVolumeMounts[{i}].name"),
+                format!("no volume named {:?} in signer.extraVolumes", mount.name),
+            ));
+        }
+    }
+    for (i, env) in spec.signer.extra_env.iter().enumerate() {
+        if RESERVED_ENV.contains(&env.name.as_str()) {
+            return Err(invalid(
+                format!("signer.extraEnv[{i}].name"),
+                format!(
+                    "{} is set by the operator; use the typed field instead",
+                    env.name
+                ),
+            ));
+        }
+    }
+    if spec.signing.keys.secret_name == SIGNER_CONFIG_MAP {
+        return Err(invalid(
+            "signing.keys.secretName",
+            "must differ from the signer's ConfigMap name",
+        ));
+    }
+    Ok(Validated {
+        spec: spec.clone(),
+        signer_config,
+    })
+}
+
+fn format(f: ArtifactFormat) -> sc::ArtifactFormat {
+    match f {
+        ArtifactFormat::SlsaV1 => sc::ArtifactFormat::InToto,
+        ArtifactFormat::SlsaV2Alpha3 => sc::ArtifactFormat::SlsaV2Alpha3,
+        ArtifactFormat::SlsaV2Alpha4 => sc::ArtifactFormat::SlsaV2Alpha4,
+    }
+}
+
+fn signer(k: SignerKind) -> sc::SignerKind {
+    match k {
+        SignerKind::X509 => sc::SignerKind::X509,
+        SignerKind::Kms => sc::SignerKind::Kms,
+        SignerKind::None => sc::SignerKind::None,
+    }
+}
+
+fn backend(b: StorageBackend) -> sc::StorageBackend {
+    match b {
+        StorageBackend::Tekton => sc::StorageBackend::Tekton,
+        StorageBackend::Oci => sc::StorageBackend::Oci,
+        StorageBackend::Gcs => sc::StorageBackend::Gcs,
+        StorageBackend::Docdb => sc::StorageBackend::DocDb,
+        StorageBackend::Grafeas => sc::StorageBackend::Grafeas,
+        StorageBackend::Kafka => sc::StorageBackend::Kafka,
+        StorageBackend::Archivista => sc::StorageBackend::Archivista,
+    }
+}
+
+fn pipelinerun_backend(b: PipelineRunStorageBackend) -> sc::StorageBackend {
+    match b {
+        PipelineRunStorageBackend::Tekton => sc::StorageBackend::Tekton,
+        PipelineRunStorageBackend::Oci => sc::StorageBackend::Oci,
+        PipelineRunStorageBackend::Gcs => sc::StorageBackend::Gcs,
+        PipelineRunStorageBackend::Docdb => sc::StorageBackend::DocDb,
+        PipelineRunStorageBackend::Grafeas => sc::StorageBackend::Grafeas,
+        PipelineRunStorageBackend::Archivista => sc::StorageBackend::Archivista,
+    }
+}
+
+fn provider(p: FulcioProvider) -> sc::FulcioProvider {
+    match p {
+        FulcioProvider::Filesystem => sc::FulcioProvider::Filesystem,
+        FulcioProvider::Spiffe => sc::FulcioProvider::Spiffe,
+        FulcioProvider::EnvVar => sc::FulcioProvider::EnvVar,
+        FulcioProvider::GithubActions => sc::FulcioProvider::GithubActions,
+        FulcioProvider::GoogleWorkloadIdentity => sc::FulcioProvider::GoogleWorkloadIdentity,
+        FulcioProvider::GoogleImpersonate => sc::FulcioProvider::GoogleImpersonate,
+        FulcioProvider::BuildkiteAgent => sc::FulcioProvider::BuildkiteAgent,
+    }
+}
+
+fn storage_config(spec: &SignetConfigSpec) -> sc::StorageConfig {
+    let st = &spec.storage;
+    sc::StorageConfig {
+        oci_repository: st.oci.repository.clone(),
+        oci_insecure: st.oci.insecure,
+        oci_encoding: match st.oci.encoding {
+            OciEncoding::Dsse => sc::OciEncoding::Dsse,
+            OciEncoding::SigstoreBundle => sc::OciEncoding::SigstoreBundle,
+        },
+        gcs_bucket: st.gcs.as_ref().map(|g| g.bucket.clone()),
+        docdb_url: st.docdb.as_ref().and_then(|d| d.url.clone()),
+        docdb_mongo_server_url: st.docdb.as_ref().and_then(|d| d.mongo_server_url.clone()),
+        docdb_mongo_server_url_dir: st
+            .docdb
+            .as_ref()
+            .and_then(|d| d.mongo_server_url_dir.clone()),
+        docdb_mongo_server_url_path: st
+            .docdb
+            .as_ref()
+            .and_then(|d| d.mongo_server_url_path.clone()),
+        grafeas_project_id: st.grafeas.as_ref().and_then(|g| g.project_id.clone()),
+        grafeas_note_id: st.grafeas.as_ref().and_then(|g| g.note_id.clone()),
+        grafeas_note_hint: st
+            .grafeas
+            .as_ref()
+            .and_then(|g| g.note_hint.clone())
+            .unwrap_or_else(|| sc::DEFAULT_GRAFEAS_NOTE_HINT.to_owned()),
+        pubsub_provider: st.pubsub.as_ref().and_then(|p| p.provider.clone()),
+        pubsub_topic: st.pubsub.as_ref().and_then(|p| p.topic.clone()),
+        pubsub_kafka_bootstrap_servers: st
+            .pubsub
+            .as_ref()
+            .and_then(|p| p.kafka_bootstrap_servers.clone()),
+        archivista_url: st.archivista.as_ref().map(|a| a.url.clone()),
+    }
+}
+
+/// Where the projected ServiceAccount token for keyless signing is mounted (cosign's
+/// `filesystem` provider reads this path).
+pub const KEYLESS_TOKEN_PATH: &str = "/var/run/sigstore/cosign/oidc-token";
+
+/// The signer's configuration for `spec`: every CR field maps to exactly one Chains key.
+pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, ValidationError> {
+    let a = &spec.artifacts;
+    let keyless = &spec.signing.keyless;
+    let auth = &spec.signing.kms.auth;
+    let token_file = keyless
+        .token_path
+        .clone()
+        .or_else(|| keyless.enabled.then(|| KEYLESS_TOKEN_PATH.to_owned()));
+    Ok(sc::SignerConfig {
+        taskrun: sc::ArtifactConfig {
+            format: format(a.task_run.format),
+            storage: a.task_run.storage.iter().copied().map(backend).collect(),
+            signer: signer(a.task_run.signer),
+        },
+        pipelinerun: sc::ArtifactConfig {
+            format: format(a.pipeline_run.format),
+            storage: a
+                .pipeline_run
+                .storage
+                .iter()
+                .copied()
+                .map(pipelinerun_backend)
+                .collect(),
+            signer: signer(a.pipeline_run.signer),
+        },
+        pipelinerun_deep_inspection: a.pipeline_run.deep_inspection,
+        oci: sc::OciArtifactConfig {
+            format: sc::OciFormat::SimpleSigning,
+            storage: a.oci.storage.iter().copied().map(backend).collect(),
+            signer: signer(a.oci.signer),
+        },
+        storage: storage_config(spec),
+        transparency: sc::TransparencyConfig {
+            mode: match spec.transparency.mode {
+                TransparencyMode::Disabled => sc::TransparencyMode::Disabled,
+                TransparencyMode::Enabled => sc::TransparencyMode::Enabled,
+                TransparencyMode::Manual => sc::TransparencyMode::Manual,
+            },
+            url: spec.transparency.url.clone(),
+        },
+        x509: sc::X509Config {
+            fulcio_enabled: keyless.enabled,
+            fulcio_address: keyless.fulcio_url.clone(),
+            fulcio_issuer: keyless.issuer.clone(),
+            fulcio_provider: keyless.provider.map(provider),
+            identity_token_file: token_file,
+            tuf_mirror_url: keyless.tuf_mirror_url.clone(),
+        },
+        kms: sc::KmsConfig {
+            kmsref: spec.signing.kms.kms_ref.clone(),
+            auth_address: auth.address.clone(),
+            auth_token: None,
+            auth_token_path: auth.token_path.clone().or_else(|| {
+                auth.token_secret_ref
+                    .as_ref()
+                    .map(|_| VAULT_TOKEN_PATH.to_owned())
+            }),
+            auth_oidc_path: auth.oidc.as_ref().map(|o| o.path.clone()),
+            auth_oidc_role: auth.oidc.as_ref().map(|o| o.role.clone()),
+            auth_oidc_token_path: auth.oidc.as_ref().and_then(|o| o.token_path.clone()),
+            auth_spire_sock: auth
+                .spire
+                .as_ref()
+                .map(|_| crate::build::deployment::spiffe_endpoint(&spec.spiffe))
+                .transpose()
+                .map_err(|m| invalid("signing.kms.auth.spire", m))?,
+            auth_spire_audience: auth.spire.as_ref().map(|s| s.audience.clone()),
+        },
+        builder_id: spec.provenance.builder_id.clone(),
+        build_type: match spec.provenance.build_type {
+            BuildType::Slsa => sc::BuildType::Slsa,
+            BuildType::SlsaTekton => sc::BuildType::SlsaTekton,
+        },
+        managed_by: spec.filter.managed_by.iter().cloned().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> SignetConfigSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn default_spec_renders_chains_defaults() {
+        let v = validate(&SignetConfigSpec::default()).unwrap();
+        assert_eq!(v.signer_config, sc::SignerConfig::default());
+    }
+
+    #[test]
+    fn rendered_config_parses_back_in_the_signer() {
+        let v = validate(&spec(serde_json::json!({
+            "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]}},
+            "signing": {"keyless": {"enabled": true}},
+            "transparency": {"mode": "manual", "url": "http://127.0.0.1:3000"},
+            "filter": {"managedBy": ["pac"]}
+        })))
+        .unwrap();
+        let data = v.signer_config.render();
+        assert_eq!(sc::SignerConfig::parse(&data).unwrap(), v.signer_config);
+        assert_eq!(data["artifacts.taskrun.format"], "slsa/v2alpha4");
+        assert_eq!(data["signers.x509.identity.token.file"], KEYLESS_TOKEN_PATH);
+        assert_eq!(data["transparency.enabled"], "manual");
+    }
+
+    #[test]
+    fn unimplemented_backend_is_refused_naming_the_field() {
+        let err = validate(&spec(
+            serde_json::json!({"artifacts": {"taskRun": {"storage": ["gcs"]}}}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "artifacts.taskRun.storage");
+        assert!(
+            err.to_string()
+                .starts_with("invalid spec.artifacts.taskRun.storage: storage backend Gcs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mount_of_an_unknown_volume_is_refused() {
+        let err = validate(&spec(serde_json::json!({"signer": {
+            "extraVolumeMounts": [{"name": "certs", "mountPath": "/certs"}]
+        }})))
+        .unwrap_err();
+        assert_eq!(err.field, "signer.extraVolumeMounts[0].name");
+    }
+
+    #[test]
+    fn extra_env_may_not_override_operator_variables() {
+        let err = validate(&spec(serde_json::json!({"signer": {
+            "extraEnv": [{"name": "POD_NAMESPACE", "value": "x"}]
+        }})))
+        .unwrap_err();
+        assert_eq!(err.field, "signer.extraEnv[0].name");
+    }
+}
