@@ -3,6 +3,10 @@
 //! The pipeline: `dereference` (reads the cluster) → `validate` (pure) → `build` (pure) →
 //! `apply` (server-side apply, prune) → `status`. `controller` wires it to the watch loop.
 
+pub mod apply;
 pub mod build;
+pub mod controller;
+pub mod dereference;
 pub mod names;
+pub mod status;
 pub mod validate;

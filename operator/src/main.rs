@@ -1,8 +1,11 @@
 //! The signet-operator binary: parse arguments, set up the process, run.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use signet_operator::controller::{self, Context};
+use signet_operator::names::{DEFAULT_SIGNER_IMAGE_REPOSITORY, VERSION};
 use signet_signer::process::{self, LogArgs};
 
 /// Reconciles the cluster's `SignetConfig` into a managed signet-signer.
@@ -11,6 +14,10 @@ use signet_signer::process::{self, LogArgs};
 struct Args {
     #[command(flatten)]
     log: LogArgs,
+    /// Signer image to deploy when the SignetConfig names none (OLM sets this from
+    /// relatedImages); defaults to the signer of this operator's version.
+    #[arg(long, env = "SIGNET_SIGNER_IMAGE")]
+    signer_image: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -30,7 +37,7 @@ enum Command {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Run) {
-        Command::Run => run(&args.log).await,
+        Command::Run => run(&args.log, args.signer_image).await,
         Command::Crd => signet_crds::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
@@ -49,13 +56,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(log: &LogArgs) -> anyhow::Result<()> {
-    let _client = process::start(log).await?;
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        "signet-operator started"
-    );
-    process::shutdown_signal().await;
-    tracing::info!("signet-operator stopping");
+async fn run(log: &LogArgs, signer_image: Option<String>) -> anyhow::Result<()> {
+    let client = process::start(log).await?;
+    let image =
+        signer_image.unwrap_or_else(|| format!("{DEFAULT_SIGNER_IMAGE_REPOSITORY}:{VERSION}"));
+    tracing::info!(version = VERSION, signer_image = %image, "signet-operator started");
+    let ctx = Arc::new(Context::new(client, image));
+    controller::run(ctx, process::shutdown_signal()).await;
+    tracing::info!("signet-operator stopped");
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+/// The only SignetConfig the operator acts on.
+pub const SINGLETON: &str = signet_crds::SINGLETON_NAME;
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "signet-operator";
 /// Finalizer on the SignetConfig that lets the operator clean up before it disappears.
@@ -17,6 +19,8 @@ pub const PUBLIC_KEY_CONFIG_MAP: &str = "signet-public-key";
 pub const METRICS_SERVICE: &str = "signet-signer-metrics";
 /// Pod-template annotation with the hash of everything that needs a restart.
 pub const RESTART_HASH_ANNOTATION: &str = "signet.dev/restart-hash";
+/// Annotation with the hash of what the operator last applied to an object.
+pub const APPLIED_HASH_ANNOTATION: &str = "signet.dev/applied-hash";
 /// Label on every managed object; its value is the SignetConfig's name.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "signet-operator";

@@ -1,0 +1,348 @@
+//! Server-side apply of the desired objects, skipping those already as desired, and pruning
+//! what the SignetConfig no longer asks for. The only module that writes managed objects.
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::build::Desired;
+use crate::names::{self, CREATED_BY_OPERATOR_LABEL, FIELD_MANAGER};
+
+/// A failed write, naming the object.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} {kind} {name}: {source}")]
+pub struct ApplyError {
+    pub action: &'static str,
+    pub kind: String,
+    pub name: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+/// What an apply pass did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApplyReport {
+    /// Objects written (created or changed); empty when everything was already as desired.
+    pub written: Vec<String>,
+    /// Objects deleted because the spec no longer asks for them.
+    pub pruned: Vec<String>,
+    /// The Deployment as the API server returned or holds it.
+    pub deployment: Option<Deployment>,
+}
+
+fn applied_hash<K: Serialize>(obj: &K) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(serde_json::to_vec(obj).unwrap_or_default());
+    hex::encode(&digest[..16])
+}
+
+/// True when every field of `want` is present and equal in `have`: the server may add
+/// defaults, but nothing we set may differ.
+pub fn is_subset(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, wv)| h.get(k).is_some_and(|hv| is_subset(wv, hv))),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(wv, hv)| is_subset(wv, hv))
+        }
+        _ => want == have,
+    }
+}
+
+async fn ensure<K>(api: &Api<K>, obj: &K, report: &mut ApplyReport) -> Result<K, ApplyError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = obj.name_any();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let err = |action, source| ApplyError {
+        action,
+        kind: kind.clone(),
+        name: name.clone(),
+        source,
+    };
+    // The hash catches what a subset check cannot: a field we used to set and no longer do.
+    let mut obj = obj.clone();
+    let hash = applied_hash(&obj);
+    obj.annotations_mut()
+        .insert(names::APPLIED_HASH_ANNOTATION.to_owned(), hash);
+    let current = api.get_opt(&name).await.map_err(|e| err("read", e))?;
+    if let Some(current) = current {
+        let want = serde_json::to_value(&obj).unwrap_or_default();
+        let have = serde_json::to_value(&current).unwrap_or_default();
+        if is_subset(&want, &have) {
+            return Ok(current);
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api
+        .patch(&name, &params, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| err("apply", e))?;
+    report.written.push(format!("{kind}/{name}"));
+    Ok(applied)
+}
+
+/// Applies `desired`, creating the namespace (marked as ours) only if it is absent.
+pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, ApplyError> {
+    let mut report = ApplyReport::default();
+    let ns_name = desired.namespace.name_any();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut namespace = desired.namespace.clone();
+    let existing = namespaces
+        .get_opt(&ns_name)
+        .await
+        .map_err(|source| ApplyError {
+            action: "read",
+            kind: "Namespace".into(),
+            name: ns_name.clone(),
+            source,
+        })?;
+    let created_by_us = existing
+        .as_ref()
+        .is_none_or(|n| n.labels().contains_key(CREATED_BY_OPERATOR_LABEL));
+    if created_by_us {
+        namespace
+            .labels_mut()
+            .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
+    }
+    ensure(&namespaces, &namespace, &mut report).await?;
+    let ns = |c: &Client| c.clone();
+    ensure(
+        &Api::namespaced(ns(client), &ns_name),
+        &desired.service_account,
+        &mut report,
+    )
+    .await?;
+    ensure(
+        &Api::<ClusterRole>::all(ns(client)),
+        &desired.cluster_role,
+        &mut report,
+    )
+    .await?;
+    ensure(
+        &Api::<ClusterRoleBinding>::all(ns(client)),
+        &desired.cluster_role_binding,
+        &mut report,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(ns(client), &ns_name),
+        &desired.role,
+        &mut report,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(ns(client), &ns_name),
+        &desired.role_binding,
+        &mut report,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(ns(client), &ns_name),
+        &desired.config_map,
+        &mut report,
+    )
+    .await?;
+    ensure(
+        &Api::namespaced(ns(client), &ns_name),
+        &desired.service,
+        &mut report,
+    )
+    .await?;
+    let deployment = ensure(
+        &Api::namespaced(ns(client), &ns_name),
+        &desired.deployment,
+        &mut report,
+    )
+    .await?;
+    report.deployment = Some(deployment);
+    prune(client, &ns_name, &mut report).await?;
+    Ok(report)
+}
+
+/// Creates `obj` unless an object of that name exists; never updates. Returns the object
+/// that exists afterwards (ours or the one that was already there).
+pub async fn create_if_absent<K>(api: &Api<K>, obj: &K) -> Result<(K, bool), ApplyError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let name = obj.name_any();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let err = |action, source| ApplyError {
+        action,
+        kind: kind.clone(),
+        name: name.clone(),
+        source,
+    };
+    if let Some(existing) = api.get_opt(&name).await.map_err(|e| err("read", e))? {
+        return Ok((existing, false));
+    }
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            },
+            obj,
+        )
+        .await
+    {
+        Ok(created) => Ok((created, true)),
+        // Someone (a user, an external secret manager) created it first: theirs wins.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(&name).await.map_err(|e| err("read", e))?;
+            Ok((existing, false))
+        }
+        Err(e) => Err(err("create", e)),
+    }
+}
+
+async fn prune_kind<K>(
+    client: &Client,
+    keep_namespace: &str,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let all: Api<K> = Api::all(client.clone());
+    let list = all
+        .list(&ListParams::default().labels(&names::managed_selector()))
+        .await
+        .map_err(|source| ApplyError {
+            action: "list",
+            kind: kind.clone(),
+            name: names::managed_selector(),
+            source,
+        })?;
+    for obj in list
+        .items
+        .iter()
+        .filter(|o| o.namespace().as_deref() != Some(keep_namespace))
+    {
+        let ns = obj.namespace().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(client.clone(), &ns);
+        api.delete(&obj.name_any(), &DeleteParams::background())
+            .await
+            .map_err(|source| ApplyError {
+                action: "prune",
+                kind: kind.clone(),
+                name: format!("{ns}/{}", obj.name_any()),
+                source,
+            })?;
+        report
+            .pruned
+            .push(format!("{kind}/{ns}/{}", obj.name_any()));
+    }
+    Ok(())
+}
+
+/// Deletes managed objects outside `keep_namespace` (left behind by a `targetNamespace`
+/// change), and namespaces the operator created there once they hold no user Secret.
+pub async fn prune(
+    client: &Client,
+    keep_namespace: &str,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    prune_kind::<Deployment>(client, keep_namespace, report).await?;
+    prune_kind::<Service>(client, keep_namespace, report).await?;
+    prune_kind::<ConfigMap>(client, keep_namespace, report).await?;
+    prune_kind::<RoleBinding>(client, keep_namespace, report).await?;
+    prune_kind::<Role>(client, keep_namespace, report).await?;
+    prune_kind::<ServiceAccount>(client, keep_namespace, report).await?;
+    prune_kind::<Secret>(client, keep_namespace, report).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ours = namespaces
+        .list(&ListParams::default().labels(&format!("{CREATED_BY_OPERATOR_LABEL}=true")))
+        .await
+        .map_err(|source| ApplyError {
+            action: "list",
+            kind: "Namespace".into(),
+            name: CREATED_BY_OPERATOR_LABEL.into(),
+            source,
+        })?;
+    for ns in ours.items.iter().filter(|n| n.name_any() != keep_namespace) {
+        delete_namespace_if_unused(client, &ns.name_any(), report).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a namespace the operator created unless a Secret it did not make lives there.
+pub async fn delete_namespace_if_unused(
+    client: &Client,
+    name: &str,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), name);
+    let list = secrets
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| ApplyError {
+            action: "list",
+            kind: "Secret".into(),
+            name: name.into(),
+            source,
+        })?;
+    if list
+        .items
+        .iter()
+        .any(|s| !s.labels().contains_key(CREATED_BY_OPERATOR_LABEL))
+    {
+        tracing::info!(
+            namespace = name,
+            "keeping namespace: it holds Secrets the operator did not create"
+        );
+        return Ok(());
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.delete(name, &DeleteParams::background()).await {
+        Ok(_) => report.pruned.push(format!("Namespace/{name}")),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => {
+            return Err(ApplyError {
+                action: "delete",
+                kind: "Namespace".into(),
+                name: name.into(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_subset;
+    use serde_json::json;
+
+    #[test]
+    fn server_defaults_do_not_count_as_drift() {
+        let want = json!({"spec": {"replicas": 1, "template": {"containers": [{"name": "a"}]}}});
+        let have = json!({"spec": {"replicas": 1, "revisionHistoryLimit": 10,
+                          "template": {"containers": [{"name": "a", "terminationMessagePath": "/dev/termination-log"}]}}});
+        assert!(is_subset(&want, &have));
+    }
+
+    #[test]
+    fn a_changed_or_removed_field_is_drift() {
+        let want = json!({"data": {"k": "v"}, "list": [1, 2]});
+        assert!(!is_subset(
+            &want,
+            &json!({"data": {"k": "w"}, "list": [1, 2]})
+        ));
+        assert!(!is_subset(&want, &json!({"data": {}, "list": [1, 2]})));
+        assert!(!is_subset(&want, &json!({"data": {"k": "v"}, "list": [1]})));
+    }
+}

@@ -1,0 +1,286 @@
+//! The watch loop: `Context`, `reconcile` and `error_policy`, wiring dereference → validate →
+//! build → apply → status for the singleton SignetConfig.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use signet_crds::{SignerKind, SignetConfig, SignetConfigSpec};
+use tokio::sync::OnceCell;
+
+use crate::apply::{self, ApplyReport};
+use crate::build::{self, BuildInputs, keys};
+use crate::dereference;
+use crate::names::{self, FINALIZER, SINGLETON};
+use crate::status::{self, Facts, Problem};
+use crate::validate;
+
+/// Shared state of every reconcile.
+pub struct Context {
+    pub client: Client,
+    /// Image used when the spec names none (the operator's own version of the signer).
+    pub default_signer_image: String,
+    issuer: OnceCell<String>,
+}
+
+impl Context {
+    pub fn new(client: Client, default_signer_image: String) -> Self {
+        Self {
+            client,
+            default_signer_image,
+            issuer: OnceCell::new(),
+        }
+    }
+}
+
+/// Why a reconcile failed; it is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    #[error("failed to read the cluster: {0}")]
+    Read(#[source] kube::Error),
+    #[error("failed to write status of SignetConfig config: {0}")]
+    Status(#[source] kube::Error),
+    #[error("failed to generate the signing key: {0}")]
+    KeyGeneration(String),
+    #[error("failed to manage finalizer {FINALIZER}: {0}")]
+    Finalizer(String),
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let managed = watcher::Config::default().labels(&names::managed_selector());
+    Controller::new(
+        Api::<SignetConfig>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Deployment>::all(client.clone()), managed.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
+    .owns(Api::<ServiceAccount>::all(client.clone()), managed.clone())
+    .owns(Api::<Service>::all(client.clone()), managed.clone())
+    .owns(Api::<Role>::all(client.clone()), managed.clone())
+    .owns(Api::<RoleBinding>::all(client.clone()), managed)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "reconcile did not complete");
+        }
+    })
+    .await;
+}
+
+fn error_policy(_config: Arc<SignetConfig>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed; retrying in 10s");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile(config: Arc<SignetConfig>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if config.name_any() != SINGLETON {
+        tracing::warn!(name = %config.name_any(), "ignoring SignetConfig: only one named \"config\" is acted on");
+        return Ok(Action::await_change());
+    }
+    let api: Api<SignetConfig> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, config, |event| async {
+        match event {
+            Event::Apply(config) => apply_config(&config, &ctx).await,
+            Event::Cleanup(config) => cleanup(&config, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => ReconcileError::Finalizer(other.to_string()),
+    })
+}
+
+/// Whether any artifact kind signs with a key from the signing Secret.
+fn uses_secret_key(spec: &SignetConfigSpec) -> bool {
+    let a = &spec.artifacts;
+    !spec.signing.keyless.enabled
+        && [a.task_run.signer, a.pipeline_run.signer, a.oci.signer].contains(&SignerKind::X509)
+}
+
+async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, ReconcileError> {
+    let client = &ctx.client;
+    let issuer = ctx
+        .issuer
+        .get_or_try_init(|| dereference::discover_issuer(client))
+        .await
+        .ok()
+        .cloned();
+    let spec = &config.spec;
+    let mut facts = Facts {
+        generation: config.metadata.generation,
+        target_namespace: &spec.target_namespace,
+        issuer,
+        now: jiff_now(),
+        ..Facts::default()
+    };
+    let validated = match validate::validate(spec) {
+        Ok(v) => v,
+        Err(invalid) => {
+            // Nothing already running is touched; the previous signer keeps working.
+            tracing::warn!(error = %invalid, "SignetConfig config is invalid; leaving the signer as it is");
+            let previous = config.status.as_ref();
+            let current = Api::<Deployment>::namespaced(client.clone(), &running_namespace(config))
+                .get_opt(names::SIGNER)
+                .await
+                .map_err(ReconcileError::Read)?;
+            facts.deployment = current.as_ref();
+            facts.problem = Some(Problem {
+                reason: "InvalidSpec",
+                message: invalid.to_string(),
+            });
+            facts.public_key = previous.and_then(|p| p.public_key.clone());
+            let new = status::compute(previous, &facts);
+            status::write(client, config, new)
+                .await
+                .map_err(ReconcileError::Status)?;
+            return Ok(Action::await_change());
+        }
+    };
+    let inputs = BuildInputs {
+        owner: config.controller_owner_ref(&()).unwrap_or_default(),
+        default_signer_image: ctx.default_signer_image.clone(),
+    };
+    let desired = build::build(&validated, &inputs);
+    let mut report = apply::apply(client, &desired).await?;
+    let (public_key, problem) = ensure_signing_key(client, spec, &inputs, &mut report).await?;
+    if report.written.is_empty() && report.pruned.is_empty() {
+        tracing::debug!("everything as desired; nothing written");
+    } else {
+        tracing::info!(written = ?report.written, pruned = ?report.pruned, "applied SignetConfig config");
+    }
+    facts.deployment = report.deployment.as_ref();
+    facts.problem = problem;
+    facts.public_key = public_key;
+    let new = status::compute(config.status.as_ref(), &facts);
+    status::write(client, config, new)
+        .await
+        .map_err(ReconcileError::Status)?;
+    // The user's own signing Secret is not watched (that would mean watching every Secret):
+    // look again now and then for a key that appeared or rotated.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The namespace the signer currently runs in, from the last status, else the spec's.
+fn running_namespace(config: &SignetConfig) -> String {
+    config
+        .status
+        .as_ref()
+        .and_then(|s| s.identity.as_ref())
+        .and_then(|i| i.subject.split(':').nth(2).map(str::to_owned))
+        .unwrap_or_else(|| config.spec.target_namespace.clone())
+}
+
+/// Generates the key pair when asked and absent; publishes the public key. Returns it and
+/// any problem that keeps the signer from signing.
+async fn ensure_signing_key(
+    client: &Client,
+    spec: &SignetConfigSpec,
+    inputs: &BuildInputs,
+    report: &mut ApplyReport,
+) -> Result<(Option<String>, Option<Problem>), ReconcileError> {
+    let ns = &spec.target_namespace;
+    let secret_name = &spec.signing.keys.secret_name;
+    let observed = dereference::dereference(client, ns, secret_name)
+        .await
+        .map_err(ReconcileError::Read)?;
+    let mut secret = observed.signing_secret;
+    if secret.is_none() && spec.signing.keys.generate && uses_secret_key(spec) {
+        let pair = tokio::task::spawn_blocking(signet_signer::keys::generate_ecdsa_p256)
+            .await
+            .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?
+            .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?;
+        let generated = keys::render_generated_secret(ns, secret_name, &pair, inputs);
+        let (existing, created) =
+            apply::create_if_absent(&Api::<Secret>::namespaced(client.clone(), ns), &generated)
+                .await?;
+        if created {
+            tracing::info!(secret = %format!("{ns}/{secret_name}"), "generated an ECDSA P-256 cosign key pair");
+            report.written.push(format!("Secret/{secret_name}"));
+        }
+        secret = Some(existing);
+    }
+    let public_key = secret.as_ref().and_then(dereference::public_key_of);
+    if let Some(pem) = &public_key {
+        let cm = keys::render_public_key_config_map(ns, pem, inputs);
+        let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
+        match api
+            .get_opt(names::PUBLIC_KEY_CONFIG_MAP)
+            .await
+            .map_err(ReconcileError::Read)?
+        {
+            Some(current) if current.data == cm.data => {}
+            Some(_) => {
+                api.replace(names::PUBLIC_KEY_CONFIG_MAP, &PostParams::default(), &cm)
+                    .await
+                    .map_err(ReconcileError::Read)?;
+            }
+            None => {
+                apply::create_if_absent(&api, &cm).await?;
+            }
+        }
+    }
+    let problem = (uses_secret_key(spec) && secret.is_none()).then(|| Problem {
+        reason: "SigningKeyMissing",
+        message: format!(
+            "Secret {ns}/{secret_name} does not exist and signing.keys.generate is false: create it with cosign.key and cosign.password, or x509.pem"
+        ),
+    });
+    Ok((public_key, problem))
+}
+
+async fn cleanup(config: &SignetConfig, ctx: &Context) -> Result<Action, ReconcileError> {
+    // Owner references let the garbage collector remove the namespaced objects and the
+    // cluster roles; the namespace has none, so that a user's Secret in it survives.
+    let client = &ctx.client;
+    let mut report = ApplyReport::default();
+    let ns = running_namespace(config);
+    delete_ignoring_absent(
+        &Api::<ClusterRoleBinding>::all(client.clone()),
+        names::SIGNER,
+    )
+    .await?;
+    delete_ignoring_absent(&Api::<ClusterRole>::all(client.clone()), names::SIGNER).await?;
+    delete_ignoring_absent(
+        &Api::<Deployment>::namespaced(client.clone(), &ns),
+        names::SIGNER,
+    )
+    .await?;
+    apply::delete_namespace_if_unused(client, &ns, &mut report).await?;
+    tracing::info!(namespace = %ns, pruned = ?report.pruned, "SignetConfig config deleted; cleaned up");
+    Ok(Action::await_change())
+}
+
+async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), ReconcileError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(ReconcileError::Read(e)),
+    }
+}
+
+fn jiff_now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map_or_else(|_| String::new(), |t| t.to_string())
+}

@@ -1,0 +1,169 @@
+//! Computes the SignetConfig's status from what reconcile found and did (pure), and writes
+//! it only when it changed.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use signet_crds::{
+    Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfig, SignetConfigStatus,
+};
+
+use crate::names::{FIELD_MANAGER, RESTART_HASH_ANNOTATION, SIGNER, VERSION};
+
+/// A problem that makes the installation Degraded: CamelCase reason and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Everything the status is computed from.
+#[derive(Clone, Debug, Default)]
+pub struct Facts<'a> {
+    pub generation: Option<i64>,
+    pub target_namespace: &'a str,
+    pub deployment: Option<&'a Deployment>,
+    pub problem: Option<Problem>,
+    pub public_key: Option<String>,
+    pub issuer: Option<String>,
+    /// RFC 3339 time used for conditions that change now.
+    pub now: String,
+}
+
+fn rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.replicas.unwrap_or(1);
+    let Some(s) = d.status.as_ref() else {
+        return false;
+    };
+    let generation_seen = s.observed_generation >= d.metadata.generation;
+    generation_seen
+        && s.updated_replicas.unwrap_or(0) == want
+        && s.ready_replicas.unwrap_or(0) == want
+        && s.replicas.unwrap_or(0) == want
+}
+
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: String,
+    facts: &Facts,
+) -> Condition {
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| facts.now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: last,
+        observed_generation: facts.generation,
+    }
+}
+
+/// The status for `facts`, keeping transition times of conditions that did not change.
+pub fn compute(previous: Option<&SignetConfigStatus>, facts: &Facts) -> SignetConfigStatus {
+    use ConditionStatus::{False, True};
+    let prev = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let ready = facts.deployment.is_some_and(rolled_out);
+    let (ready_reason, ready_message) = match (ready, &facts.problem) {
+        (true, _) => (
+            "SignerReady",
+            "the signer is rolled out and ready".to_owned(),
+        ),
+        (false, Some(p)) => (p.reason, p.message.clone()),
+        (false, None) => (
+            "RollingOut",
+            "waiting for the signer pods to become ready".to_owned(),
+        ),
+    };
+    let mut conditions = vec![condition(
+        prev,
+        "Ready",
+        if ready && facts.problem.is_none() {
+            True
+        } else {
+            False
+        },
+        ready_reason,
+        ready_message,
+        facts,
+    )];
+    conditions.push(if facts.deployment.is_some() && !ready {
+        condition(
+            prev,
+            "Progressing",
+            True,
+            "RollingOut",
+            "the signer Deployment is rolling out".to_owned(),
+            facts,
+        )
+    } else {
+        condition(
+            prev,
+            "Progressing",
+            False,
+            "RolloutComplete",
+            String::new(),
+            facts,
+        )
+    });
+    conditions.push(match &facts.problem {
+        Some(p) => condition(prev, "Degraded", True, p.reason, p.message.clone(), facts),
+        None => condition(prev, "Degraded", False, "AsExpected", String::new(), facts),
+    });
+    let signer = facts.deployment.map(|d| SignerStatus {
+        replicas: d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        ready_replicas: d
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+        config_hash: d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(RESTART_HASH_ANNOTATION))
+            .cloned()
+            .unwrap_or_default(),
+    });
+    SignetConfigStatus {
+        observed_generation: facts.generation,
+        conditions,
+        version: Some(VERSION.to_owned()),
+        signer: signer.or_else(|| previous.and_then(|p| p.signer.clone())),
+        public_key: facts.public_key.clone(),
+        identity: facts.issuer.as_ref().map(|issuer| IdentityStatus {
+            issuer: issuer.clone(),
+            subject: format!("system:serviceaccount:{}:{SIGNER}", facts.target_namespace),
+        }),
+    }
+}
+
+/// Writes `status` unless it equals what the object already has. Returns whether it wrote.
+pub async fn write(
+    client: &Client,
+    config: &SignetConfig,
+    status: SignetConfigStatus,
+) -> Result<bool, kube::Error> {
+    if config.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let api: Api<SignetConfig> = Api::all(client.clone());
+    let patch = serde_json::json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "status": status});
+    let name = config.metadata.name.clone().unwrap_or_default();
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(true)
+}
