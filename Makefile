@@ -38,6 +38,7 @@ env-down:
 
 # End-to-end tests against the real control plane; brings it up first if needed.
 e2e-test:
+	$(CARGO) build --workspace --bins --locked
 	$(CARGO) test -p signet-e2e --locked
 
 # Everything: lint, unit tests, a fresh environment, end-to-end tests, and the environment
@@ -45,6 +46,7 @@ e2e-test:
 test: lint unit-test
 	tests/env/down
 	tests/env/up
+	$(CARGO) build --workspace --bins --locked
 	status=0; $(CARGO) test -p signet-e2e --locked || status=$$?; tests/env/down; exit $$status
 
 # Regenerates the Go tools modules from tests/env/versions.env.

@@ -227,11 +227,9 @@ where
             name: names::managed_selector(),
             source,
         })?;
-    for obj in list
-        .items
-        .iter()
-        .filter(|o| o.namespace().as_deref() != Some(keep_namespace))
-    {
+    for obj in list.items.iter().filter(|o| {
+        o.namespace().as_deref() != Some(keep_namespace) && o.meta().deletion_timestamp.is_none()
+    }) {
         let ns = obj.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(client.clone(), &ns);
         api.delete(&obj.name_any(), &DeleteParams::background())
@@ -273,7 +271,12 @@ pub async fn prune(
             name: CREATED_BY_OPERATOR_LABEL.into(),
             source,
         })?;
-    for ns in ours.items.iter().filter(|n| n.name_any() != keep_namespace) {
+    // A namespace already being deleted is left to finish.
+    for ns in ours
+        .items
+        .iter()
+        .filter(|n| n.name_any() != keep_namespace && n.metadata.deletion_timestamp.is_none())
+    {
         delete_namespace_if_unused(client, &ns.name_any(), report).await?;
     }
     Ok(())

@@ -96,7 +96,7 @@ async fn reconcile(config: Arc<SignetConfig>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<SignetConfig> = Api::all(ctx.client.clone());
     finalizer(&api, FINALIZER, config, |event| async {
         match event {
-            Event::Apply(config) => apply_config(&config, &ctx).await,
+            Event::Apply(config) => Box::pin(apply_config(&config, &ctx)).await,
             Event::Cleanup(config) => cleanup(&config, &ctx).await,
         }
     })

@@ -6,6 +6,7 @@
 pub mod env;
 pub mod identity;
 pub mod namespace;
+pub mod operator;
 
 pub use env::TestEnv;
 pub use identity::ServiceAccountIdentity;

@@ -1,0 +1,225 @@
+//! Installs the operator as OLM would (CRD, its ServiceAccount and the RBAC written in
+//! `signet_operator::build::rbac`) and runs the real binary as that ServiceAccount.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client};
+use signet_operator::build::rbac::{OPERATOR_CLUSTER_RULES, policy_rules};
+
+use crate::env::{EnvError, TestEnv};
+use crate::identity::ServiceAccountIdentity;
+
+/// Namespace and name of the operator's ServiceAccount in tests.
+pub const OPERATOR_NAMESPACE: &str = "signet-operator-system";
+pub const OPERATOR_ACCOUNT: &str = "signet-operator";
+
+/// Applies the SignetConfig CRD and waits until it is served.
+pub async fn install_crd(admin: &Client) -> Result<(), EnvError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let crd = signet_crds::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    crds.patch(
+        &name,
+        &PatchParams::apply("signet-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    let established = await_condition(crds, &name, conditions::is_crd_established());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), established).await;
+    Ok(())
+}
+
+/// Creates the operator's namespace, ServiceAccount and cluster RBAC; returns its identity.
+pub async fn install_operator_rbac(admin: &Client) -> Result<ServiceAccountIdentity, EnvError> {
+    let pp = PatchParams::apply("signet-e2e").force();
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(OPERATOR_NAMESPACE.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(admin.clone())
+        .patch(OPERATOR_NAMESPACE, &pp, &Patch::Apply(&ns))
+        .await?;
+    let role = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(OPERATOR_ACCOUNT.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(policy_rules(OPERATOR_CLUSTER_RULES)),
+        ..ClusterRole::default()
+    };
+    Api::<ClusterRole>::all(admin.clone())
+        .patch(OPERATOR_ACCOUNT, &pp, &Patch::Apply(&role))
+        .await?;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": OPERATOR_ACCOUNT},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR_ACCOUNT},
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}]
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .patch(OPERATOR_ACCOUNT, &pp, &Patch::Apply(&binding))
+        .await?;
+    ServiceAccountIdentity::mint(admin, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, &[], 3600).await
+}
+
+/// A running `signet-operator` process; killed on drop.
+pub struct OperatorProcess {
+    child: Child,
+    /// Its log (JSON lines), for failure messages.
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl OperatorProcess {
+    /// Starts the operator binary authenticated with `identity`'s token only.
+    pub fn start(env: &TestEnv, identity: &ServiceAccountIdentity) -> Result<Self, EnvError> {
+        let dir = TempDir::new("signet-operator")?;
+        let kubeconfig = dir.0.join("kubeconfig");
+        let token_file = dir.0.join("token");
+        write(&token_file, &identity.token)?;
+        write(
+            &kubeconfig,
+            &format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: operator\n  user: {{tokenFile: \"{}\"}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: operator}}\ncurrent-context: e2e\n",
+                env.api_server,
+                env.ca_file.display(),
+                token_file.display()
+            ),
+        )?;
+        let log = dir.0.join("operator.log");
+        let log_file = std::fs::File::create(&log).map_err(|source| EnvError::Read {
+            path: log.clone(),
+            source,
+        })?;
+        let binary = binary("signet-operator");
+        let child = Command::new(&binary)
+            .env_clear()
+            .env("KUBECONFIG", &kubeconfig)
+            .env("SIGNET_LOG_LEVEL", "info,signet_operator=debug")
+            .env("SIGNET_SIGNER_IMAGE", "registry.invalid/signet-signer:e2e")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|source| EnvError::Spawn {
+                script: binary,
+                source,
+            })?;
+        Ok(Self {
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The operator's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), EnvError> {
+    std::fs::write(path, text).map_err(|source| EnvError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A workspace binary built next to this test executable (`target/<profile>/<name>`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<Self, EnvError> {
+        let path =
+            std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&path).map_err(|source| EnvError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Removes the SignetConfig (finalizer included, in case the operator died) and the given
+/// namespaces when a test ends, pass or fail.
+pub struct ConfigCleanup {
+    pub env: &'static TestEnv,
+    pub namespaces: Vec<String>,
+}
+
+impl Drop for ConfigCleanup {
+    fn drop(&mut self) {
+        let env = self.env;
+        let namespaces = std::mem::take(&mut self.namespaces);
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(client) = env.admin_client() else {
+                    return;
+                };
+                let configs: Api<signet_crds::SignetConfig> = Api::all(client.clone());
+                let strip = serde_json::json!({"metadata": {"finalizers": null}});
+                let _ = configs
+                    .patch("config", &PatchParams::default(), &Patch::Merge(&strip))
+                    .await;
+                let _ = configs
+                    .delete("config", &kube::api::DeleteParams::default())
+                    .await;
+                let all: Api<Namespace> = Api::all(client);
+                for ns in namespaces {
+                    let _ = all
+                        .delete(&ns, &kube::api::DeleteParams::background())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

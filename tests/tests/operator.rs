@@ -1,0 +1,498 @@
+//! The operator end to end: the real binary, authenticated as its own ServiceAccount, against
+//! the real control plane. One SignetConfig may exist per cluster, so the scenarios run in
+//! order inside one test; API-server validation uses dry-run creates and runs alongside.
+
+// Helpers here are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use signet_crds::SignetConfig;
+use signet_e2e::TestEnv;
+use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn eventually<T, F, Fut>(what: &str, log: impl Fn() -> String, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; operator log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn condition(config: &SignetConfig, type_: &str) -> Option<(String, String, String)> {
+    let c = config
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((
+        format!("{:?}", c.status),
+        c.reason.clone(),
+        c.message.clone(),
+    ))
+}
+
+async fn apply_config(admin: &Client, spec: serde_json::Value) {
+    let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig",
+                      "metadata": {"name": "config"}, "spec": spec});
+    Api::<SignetConfig>::all(admin.clone())
+        .patch(
+            "config",
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+}
+
+fn rs_names(list: &[ReplicaSet]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(ResourceExt::name_any).collect();
+    v.sort();
+    v
+}
+
+async fn can_i(
+    env: &TestEnv,
+    namespace: &str,
+    verb: &str,
+    resource: &str,
+    scope: Option<&str>,
+) -> bool {
+    let user = format!("system:serviceaccount:{namespace}:signet-signer");
+    let mut cmd = tokio::process::Command::new(&env.kubectl);
+    cmd.env("KUBECONFIG", &env.kubeconfig)
+        .args(["auth", "can-i", verb, resource, "--as", &user]);
+    match scope {
+        Some(ns) => cmd.args(["-n", ns]),
+        None => cmd.arg("--all-namespaces"),
+    };
+    let out = cmd.output().await.unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+#[tokio::test]
+async fn api_server_rejects_invalid_signetconfigs_naming_the_rule() {
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    install_crd(&admin).await.unwrap();
+    let api: Api<SignetConfig> = Api::all(admin.clone());
+    let raw: Api<kube::api::DynamicObject> =
+        Api::all_with(admin, &kube::core::ApiResource::erase::<SignetConfig>(&()));
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let cases = [
+        (
+            json!({"metadata": {"name": "second"}, "spec": {}}),
+            "its name must be \"config\"",
+        ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"signing": {"keyless": {"enabled": true}}, "artifacts": {"oci": {"signer": "kms"}}}}),
+            "signing.keyless.enabled needs the x509 signer",
+        ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"artifacts": {"taskRun": {"signer": "kms"}}}}),
+            "the kms signer needs signing.kms.ref",
+        ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"signing": {"kms": {"ref": "hashivault://k", "auth": {"tokenPath": "/t", "tokenSecretRef": {"name": "v", "key": "token"}}}}}}),
+            "set tokenSecretRef or tokenPath, not both",
+        ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"artifacts": {"taskRun": {"format": "slsa/v3"}}}}),
+            "spec.artifacts.taskRun.format",
+        ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"signing": {"kms": {"ref": "s3://bucket/key"}}}}),
+            "spec.signing.kms.ref",
+        ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"artifacts": {"pipelineRun": {"storage": ["kafka"]}}}}),
+            "spec.artifacts.pipelineRun.storage",
+        ),
+    ];
+    for (object, expected) in cases {
+        let mut object = object;
+        object["apiVersion"] = json!("signet.dev/v1alpha1");
+        object["kind"] = json!("SignetConfig");
+        // Raw JSON, so that values the Rust types would refuse still reach the API server.
+        let obj: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        let err = raw.create(&dry, &obj).await.unwrap_err();
+        assert!(
+            err.to_string().contains(expected),
+            "expected {expected:?} in {err}"
+        );
+    }
+    let ok: SignetConfig = serde_json::from_value(json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "metadata": {"name": "config"}, "spec": {}})).unwrap();
+    // Validation runs before the storage layer: a valid spec either passes the dry run or
+    // meets the SignetConfig the other test created (409), never a 422.
+    match api.create(&dry, &ok).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("a valid SignetConfig was refused: {e}"),
+    }
+}
+
+#[tokio::test]
+#[allow(clippy::too_many_lines)]
+async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    install_crd(&admin).await.unwrap();
+    let identity = install_operator_rbac(&admin).await.unwrap();
+    let operator = OperatorProcess::start(env, &identity).unwrap();
+    let log = || operator.log_text();
+    let ns1 = format!("signet-e2e-{}", std::process::id());
+    let ns2 = format!("{ns1}-b");
+    let _cleanup = ConfigCleanup {
+        env,
+        namespaces: vec![ns1.clone(), ns2.clone()],
+    };
+    let configs: Api<SignetConfig> = Api::all(admin.clone());
+
+    // 1. A fresh SignetConfig rolls the signer out and reports Ready with a generated key.
+    apply_config(&admin, json!({"targetNamespace": ns1})).await;
+    let config = eventually("Ready=True", log, || async {
+        let c = configs.get("config").await.ok()?;
+        (condition(&c, "Ready")?.0 == "True").then_some(c)
+    })
+    .await;
+    let status = config.status.clone().unwrap();
+    assert_eq!(
+        status.identity.as_ref().unwrap().subject,
+        format!("system:serviceaccount:{ns1}:signet-signer")
+    );
+    assert_eq!(status.identity.as_ref().unwrap().issuer, env.oidc_issuer);
+    let secret = Api::<Secret>::namespaced(admin.clone(), &ns1)
+        .get("signing-secrets")
+        .await
+        .unwrap();
+    let data = secret.data.clone().unwrap();
+    let public = String::from_utf8(data["cosign.pub"].0.clone()).unwrap();
+    assert_eq!(status.public_key.as_deref(), Some(public.as_str()));
+    assert!(
+        String::from_utf8_lossy(&data["cosign.key"].0)
+            .starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")
+    );
+    let published = Api::<ConfigMap>::namespaced(admin.clone(), &ns1)
+        .get("signet-public-key")
+        .await
+        .unwrap();
+    assert_eq!(published.data.unwrap()["cosign.pub"], public);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns1);
+    let deployment = deployments.get("signet-signer").await.unwrap();
+    assert_eq!(deployment.status.unwrap().ready_replicas, Some(1));
+
+    // 2. The signer's RBAC is what it needs and nothing more.
+    assert!(can_i(env, &ns1, "patch", "taskruns.tekton.dev", None).await);
+    assert!(can_i(env, &ns1, "watch", "pipelineruns.tekton.dev", None).await);
+    assert!(can_i(env, &ns1, "get", "secrets", Some("default")).await);
+    assert!(
+        !can_i(env, &ns1, "list", "secrets", None).await,
+        "the signer must not list Secrets cluster-wide"
+    );
+    assert!(!can_i(env, &ns1, "delete", "taskruns.tekton.dev", None).await);
+    assert!(!can_i(env, &ns1, "create", "deployments", Some(&ns1)).await);
+    assert!(
+        can_i(
+            env,
+            &ns1,
+            "update",
+            "leases.coordination.k8s.io",
+            Some(&ns1)
+        )
+        .await
+    );
+
+    // 3. A reconcile that finds everything as desired writes nothing.
+    let versions = |admin: Client, ns: String| async move {
+        let mut v = BTreeMap::new();
+        for d in Api::<Deployment>::namespaced(admin.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+        {
+            v.insert(format!("deploy/{}", d.name_any()), d.resource_version());
+        }
+        for c in Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+        {
+            v.insert(format!("cm/{}", c.name_any()), c.resource_version());
+        }
+        for s in Api::<Secret>::namespaced(admin.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+        {
+            v.insert(format!("secret/{}", s.name_any()), s.resource_version());
+        }
+        v.insert(
+            "clusterrole".into(),
+            Api::<ClusterRole>::all(admin.clone())
+                .get("signet-signer")
+                .await
+                .unwrap()
+                .resource_version(),
+        );
+        v
+    };
+    let before = versions(admin.clone(), ns1.clone()).await;
+    let config_rv = configs.get("config").await.unwrap().resource_version();
+    let count = |needle: &str| operator.log_text().matches(needle).count();
+    let (applies, idle) = (
+        count("applied SignetConfig config"),
+        count("nothing written"),
+    );
+    configs
+        .patch(
+            "config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"e2e/poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("a reconcile of the poked SignetConfig", log, || async {
+        (count("nothing written") > idle).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count("applied SignetConfig config"),
+        applies,
+        "a no-op reconcile sent writes"
+    );
+    assert_eq!(
+        versions(admin.clone(), ns1.clone()).await,
+        before,
+        "a no-op reconcile changed managed objects"
+    );
+    let after = configs.get("config").await.unwrap();
+    assert_ne!(
+        after.resource_version(),
+        config_rv,
+        "the poke itself must have been written"
+    );
+    assert_eq!(after.status, configs.get("config").await.unwrap().status);
+
+    // 4. A hot-reloaded key updates the ConfigMap without rolling the pods ...
+    let replicasets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &ns1);
+    let sets_before = rs_names(
+        &replicasets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    apply_config(
+        &admin,
+        json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"format": "slsa/v2alpha4"}}}),
+    )
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns1);
+    eventually("the ConfigMap to carry the new format", log, || async {
+        let cm = cms.get("signet-signer-config").await.ok()?;
+        (cm.data?.get("artifacts.taskrun.format")? == "slsa/v2alpha4").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        rs_names(
+            &replicasets
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+        ),
+        sets_before
+    );
+
+    // ... and a restart-requiring one (workload identity) rolls them.
+    apply_config(&admin, json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"format": "slsa/v2alpha4"}},
+                                "identity": {"aws": {"roleArn": "arn:aws:iam::123456789012:role/signer"}}})).await;
+    eventually("a new ReplicaSet", log, || async {
+        let sets = rs_names(&replicasets.list(&ListParams::default()).await.ok()?.items);
+        (sets.len() > sets_before.len()).then_some(())
+    })
+    .await;
+
+    // 5. A deleted managed object comes back.
+    cms.delete("signet-signer-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the ConfigMap to be recreated", log, || async {
+        cms.get_opt("signet-signer-config").await.ok().flatten()
+    })
+    .await;
+
+    // 6. A spec the API server accepts but the operator cannot act on: Degraded, naming the
+    //    field, and the running signer is left alone.
+    let running = deployments
+        .get("signet-signer")
+        .await
+        .unwrap()
+        .resource_version();
+    apply_config(
+        &admin,
+        json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"storage": ["gcs"]}}}),
+    )
+    .await;
+    let degraded = eventually("Degraded=True", log, || async {
+        let c = configs.get("config").await.ok()?;
+        let d = condition(&c, "Degraded")?;
+        (d.0 == "True").then_some(d)
+    })
+    .await;
+    assert_eq!(degraded.1, "InvalidSpec");
+    assert!(
+        degraded.2.contains("spec.artifacts.taskRun.storage"),
+        "{}",
+        degraded.2
+    );
+    assert_eq!(
+        deployments
+            .get("signet-signer")
+            .await
+            .unwrap()
+            .resource_version(),
+        running
+    );
+
+    // 7. Moving to a namespace where the user keeps their own key: the key is untouched,
+    //    its public key is published, and the old namespace (ours) is removed.
+    let user_ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns2.clone()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &user_ns)
+        .await
+        .unwrap();
+    let pair = signet_signer::keys::generate_ecdsa_p256().unwrap();
+    let user_secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("my-keys".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (
+                "cosign.key".to_owned(),
+                ByteString(pair.private_pem.clone().into_bytes()),
+            ),
+            (
+                "cosign.password".to_owned(),
+                ByteString(pair.password.as_bytes().to_vec()),
+            ),
+            (
+                "cosign.pub".to_owned(),
+                ByteString(pair.public_pem.clone().into_bytes()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    let secrets2: Api<Secret> = Api::namespaced(admin.clone(), &ns2);
+    let created = secrets2
+        .create(&PostParams::default(), &user_secret)
+        .await
+        .unwrap();
+    apply_config(
+        &admin,
+        json!({"targetNamespace": ns2, "signing": {"keys": {"secretName": "my-keys"}}}),
+    )
+    .await;
+    eventually("Ready=True in the new namespace", log, || async {
+        let c = configs.get("config").await.ok()?;
+        let moved = c.status.as_ref()?.identity.as_ref()?.subject.contains(&ns2);
+        (moved && condition(&c, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    let after = secrets2.get("my-keys").await.unwrap();
+    assert_eq!(
+        after.resource_version(),
+        created.resource_version(),
+        "the user's Secret was written to"
+    );
+    assert_eq!(after.data, user_secret.data);
+    assert!(after.owner_references().is_empty());
+    assert_eq!(
+        configs
+            .get("config")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .public_key
+            .as_deref(),
+        Some(pair.public_pem.as_str())
+    );
+    let old_ns = Api::<Namespace>::all(admin.clone());
+    eventually("the old namespace to be deleted", log, || async {
+        match old_ns.get_opt(&ns1).await.ok()? {
+            None => Some(()),
+            Some(n) => n.metadata.deletion_timestamp.map(|_| ()),
+        }
+    })
+    .await;
+
+    // 8. Deleting the SignetConfig removes what the operator made, never the user's key.
+    configs
+        .delete("config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the SignetConfig to be gone", log, || async {
+        configs
+            .get_opt("config")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        Api::<ClusterRole>::all(admin.clone())
+            .get_opt("signet-signer")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(admin.clone(), &ns2)
+            .get_opt("signet-signer")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        secrets2.get("my-keys").await.unwrap().data,
+        user_secret.data
+    );
+    let _ = old_ns.delete(&ns2, &DeleteParams::default()).await;
+    drop(operator);
+}
