@@ -55,6 +55,8 @@ pub struct TestEnv {
     pub kube_version: String,
     /// Path to kubectl built at the same version.
     pub kubectl: PathBuf,
+    /// The real cosign CLI, the verifier Signet's output must satisfy.
+    pub cosign: PathBuf,
     /// The admin kubeconfig (for kubectl in tests; code under test never uses it).
     pub kubeconfig: PathBuf,
     admin: Config,
@@ -131,6 +133,7 @@ impl TestEnv {
             ca_file: PathBuf::from(get("SIGNET_CA_FILE")?),
             kube_version: get("SIGNET_KUBE_VERSION")?,
             kubectl: PathBuf::from(get("SIGNET_KUBECTL")?),
+            cosign: PathBuf::from(get("SIGNET_COSIGN")?),
             kubeconfig,
             admin,
         })

@@ -109,11 +109,10 @@ pub fn encrypt_private_key(pkcs8_der: &[u8], password: &[u8]) -> Result<String, 
     let key = derive_key(password, &salt, NEW_KEY_LOG_N)?;
     let cipher = XSalsa20Poly1305::new(key.as_ref().into());
     let nonce = XSalsa20Poly1305::generate_nonce(&mut OsRng);
-    // RustCrypto appends the Poly1305 tag; NaCl's secretbox (and so cosign) puts it first.
+    // crypto_secretbox lays out tag || ciphertext, exactly as NaCl's secretbox and cosign do.
     let sealed = cipher
         .encrypt(&nonce, pkcs8_der)
         .map_err(|_| EncryptedKeyError::Encode("secretbox sealing failed".to_owned()))?;
-    let (body, tag) = sealed.split_at(sealed.len() - 16);
     let envelope = Envelope {
         kdf: Kdf {
             name: "scrypt".to_owned(),
@@ -128,7 +127,7 @@ pub fn encrypt_private_key(pkcs8_der: &[u8], password: &[u8]) -> Result<String, 
             name: "nacl/secretbox".to_owned(),
             nonce: nonce.to_vec(),
         },
-        ciphertext: [tag, body].concat(),
+        ciphertext: sealed,
     };
     let json =
         serde_json::to_vec(&envelope).map_err(|e| EncryptedKeyError::Encode(e.to_string()))?;
@@ -172,8 +171,6 @@ pub fn decrypt_private_key(
     }
     let key = derive_key(password, &envelope.kdf.salt, log_n)?;
     let cipher = XSalsa20Poly1305::new(key.as_ref().into());
-    let (tag, body) = envelope.ciphertext.split_at(16);
-    let sealed = [body, tag].concat();
     let nonce: [u8; 24] = envelope
         .cipher
         .nonce
@@ -181,7 +178,7 @@ pub fn decrypt_private_key(
         .try_into()
         .map_err(|_| EncryptedKeyError::Malformed("nonce is not 24 bytes".to_owned()))?;
     cipher
-        .decrypt(&nonce.into(), sealed.as_slice())
+        .decrypt(&nonce.into(), envelope.ciphertext.as_slice())
         .map(Zeroizing::new)
         .map_err(|_| EncryptedKeyError::WrongPassword)
 }

@@ -22,6 +22,17 @@ pub fn public_pem_of_pkcs8_pem(pem: &str) -> Result<String, PlainKeyError> {
         .map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))
 }
 
+/// The PKIX public key (PEM) of a PKCS#8 DER P-256 private key.
+pub fn public_pem_of_pkcs8_der(der: &[u8]) -> Result<String, PlainKeyError> {
+    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+    let secret =
+        p256::SecretKey::from_pkcs8_der(der).map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))?;
+    secret
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))
+}
+
 pub use encrypted::{
     EncryptedKeyError, GeneratedKeyPair, decrypt_private_key, encrypt_private_key,
     generate_ecdsa_p256,
