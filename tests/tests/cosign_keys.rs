@@ -1,6 +1,9 @@
 //! Keys Signet generates and reads are cosign's own format: proven with the real cosign CLI
 //! in both directions.
 
+// Helpers here are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 use signet_e2e::TestEnv;
