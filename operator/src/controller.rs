@@ -14,6 +14,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use signet_crds::{SignerKind, SignetConfig, SignetConfigSpec};
+use signet_signer::health::Counter;
 use tokio::sync::OnceCell;
 
 use crate::apply::{self, ApplyReport};
@@ -28,14 +29,48 @@ pub struct Context {
     pub client: Client,
     /// Image used when the spec names none (the operator's own version of the signer).
     pub default_signer_image: String,
+    pub metrics: Metrics,
     issuer: OnceCell<String>,
 }
 
+/// Counters exported on `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub reconciles: Arc<Counter>,
+    pub reconcile_errors: Arc<Counter>,
+    /// Objects created, changed or deleted; a reconcile that changes nothing adds 0.
+    pub writes: Arc<Counter>,
+}
+
+impl Metrics {
+    /// `(name, help, counter)` triples for the health server.
+    pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {
+        vec![
+            (
+                "reconciles_total",
+                "Reconciles of the SignetConfig.",
+                self.reconciles.clone(),
+            ),
+            (
+                "reconcile_errors_total",
+                "Reconciles that failed and were retried.",
+                self.reconcile_errors.clone(),
+            ),
+            (
+                "writes_total",
+                "Managed objects created, changed or deleted.",
+                self.writes.clone(),
+            ),
+        ]
+    }
+}
+
 impl Context {
-    pub fn new(client: Client, default_signer_image: String) -> Self {
+    pub fn new(client: Client, default_signer_image: String, metrics: Metrics) -> Self {
         Self {
             client,
             default_signer_image,
+            metrics,
             issuer: OnceCell::new(),
         }
     }
@@ -83,12 +118,16 @@ pub async fn run(
     .await;
 }
 
-fn error_policy(_config: Arc<SignetConfig>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+// The signature is kube-runtime's; the Arc is handed over by value.
+#[allow(clippy::needless_pass_by_value)]
+fn error_policy(_config: Arc<SignetConfig>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_errors.inc();
     tracing::warn!(%error, "reconcile failed; retrying in 10s");
     Action::requeue(Duration::from_secs(10))
 }
 
 async fn reconcile(config: Arc<SignetConfig>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciles.inc();
     if config.name_any() != SINGLETON {
         tracing::warn!(name = %config.name_any(), "ignoring SignetConfig: only one named \"config\" is acted on");
         return Ok(Action::await_change());
@@ -161,6 +200,9 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     let desired = build::build(&validated, &inputs);
     let mut report = apply::apply(client, &desired).await?;
     let (public_key, problem) = ensure_signing_key(client, spec, &inputs, &mut report).await?;
+    ctx.metrics
+        .writes
+        .add((report.written.len() + report.pruned.len()) as u64);
     if report.written.is_empty() && report.pruned.is_empty() {
         tracing::debug!("everything as desired; nothing written");
     } else {

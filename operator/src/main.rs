@@ -4,8 +4,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use signet_operator::controller::{self, Context};
+use std::net::SocketAddr;
+
+use signet_operator::controller::{self, Context, Metrics};
 use signet_operator::names::{DEFAULT_SIGNER_IMAGE_REPOSITORY, VERSION};
+use signet_signer::health::{self, Health};
+use signet_signer::lease::{self, LeaseLock, LeaseSettings};
 use signet_signer::process::{self, LogArgs};
 
 /// Reconciles the cluster's `SignetConfig` into a managed signet-signer.
@@ -18,6 +22,8 @@ struct Args {
     /// relatedImages); defaults to the signer of this operator's version.
     #[arg(long, env = "SIGNET_SIGNER_IMAGE")]
     signer_image: Option<String>,
+    #[command(flatten)]
+    process: ProcessArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,7 +43,7 @@ enum Command {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Run) {
-        Command::Run => run(&args.log, args.signer_image).await,
+        Command::Run => run(&args.log, args.signer_image, &args.process).await,
         Command::Crd => signet_crds::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
@@ -56,13 +62,71 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(log: &LogArgs, signer_image: Option<String>) -> anyhow::Result<()> {
+async fn run(log: &LogArgs, signer_image: Option<String>, p: &ProcessArgs) -> anyhow::Result<()> {
     let client = process::start(log).await?;
     let image =
         signer_image.unwrap_or_else(|| format!("{DEFAULT_SIGNER_IMAGE_REPOSITORY}:{VERSION}"));
     tracing::info!(version = VERSION, signer_image = %image, "signet-operator started");
-    let ctx = Arc::new(Context::new(client, image));
-    controller::run(ctx, process::shutdown_signal()).await;
-    tracing::info!("signet-operator stopped");
-    Ok(())
+    let metrics = Metrics::default();
+    let health = Health::new(metrics.exported());
+    health::serve(p.health_addr, health.clone(), "signet_operator").await?;
+    // A standby is healthy and ready: it is doing its job by waiting.
+    health.set_ready(true);
+    let lock = LeaseLock::new(
+        client.clone(),
+        LeaseSettings {
+            namespace: p.lease_namespace.clone(),
+            name: "signet-operator".to_owned(),
+            identity: lease::process_identity(),
+            duration: p.lease_duration.into(),
+            renew_every: p.lease_renew.into(),
+        },
+    );
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        process::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    tokio::select! {
+        acquired = lock.acquire() => acquired?,
+        _ = stop_rx.changed() => return Ok(()),
+    }
+    health.set_leader(true);
+    let ctx = Arc::new(Context::new(client, image, metrics));
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
+    let controller = controller::run(ctx, async move {
+        tokio::select! {
+            _ = stop_rx.changed() => {},
+            _ = lost_rx => {},
+        }
+    });
+    tokio::select! {
+        () = controller => {
+            lock.release().await?;
+            tracing::info!("signet-operator stopped; lease released");
+            Ok(())
+        }
+        reason = lock.keep() => {
+            let _ = lost_tx.send(reason.clone());
+            // Another process may already act: stop at once rather than race it.
+            anyhow::bail!("lost leadership: {reason}")
+        }
+    }
+}
+
+/// Health endpoints and leader election.
+#[derive(Debug, clap::Args)]
+struct ProcessArgs {
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "SIGNET_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    health_addr: SocketAddr,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "signet-operator-system")]
+    lease_namespace: String,
+    /// How long a leader's claim lasts without renewal.
+    #[arg(long, default_value = "15s")]
+    lease_duration: humantime::Duration,
+    /// How often the leader renews its claim.
+    #[arg(long, default_value = "5s")]
+    lease_renew: humantime::Duration,
 }

@@ -3,5 +3,7 @@
 //! The library holds everything; `main.rs` only parses arguments and calls in.
 
 pub mod config;
+pub mod health;
 pub mod keys;
+pub mod lease;
 pub mod process;

@@ -107,6 +107,9 @@ impl OperatorProcess {
             .env("KUBECONFIG", &kubeconfig)
             .env("SIGNET_LOG_LEVEL", "info,signet_operator=debug")
             .env("SIGNET_SIGNER_IMAGE", "registry.invalid/signet-signer:e2e")
+            .env("SIGNET_HEALTH_ADDR", "127.0.0.1:0")
+            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .args(["--lease-duration", "4s", "--lease-renew", "1s"])
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -124,6 +127,43 @@ impl OperatorProcess {
     /// The operator's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The address of /healthz, /readyz and /metrics, once the process logged it.
+    pub fn health_addr(&self) -> Option<String> {
+        let log = self.log_text();
+        let line = log.lines().find(|l| l.contains("serving /healthz"))?;
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        v["address"].as_str().map(str::to_owned)
+    }
+
+    /// GETs `path` from the process's health server; `(status, body)`.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.health_addr()?;
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// The value of a counter or gauge on /metrics.
+    pub async fn metric(&self, name: &str) -> Option<u64> {
+        let (_, body) = self.get("/metrics").await?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGKILL and waits.

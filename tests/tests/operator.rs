@@ -22,6 +22,9 @@ use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Tests that run operator processes share one Lease and one SignetConfig: one at a time.
+static OPERATORS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn eventually<T, F, Fut>(what: &str, log: impl Fn() -> String, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -160,6 +163,7 @@ async fn api_server_rejects_invalid_signetconfigs_naming_the_rule() {
 #[tokio::test]
 #[allow(clippy::too_many_lines)]
 async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
+    let _serial = OPERATORS.lock().await;
     let env = TestEnv::get();
     let admin = env.admin_client().unwrap();
     install_crd(&admin).await.unwrap();
@@ -265,6 +269,11 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     let before = versions(admin.clone(), ns1.clone()).await;
     let config_rv = configs.get("config").await.unwrap().resource_version();
     let count = |needle: &str| operator.log_text().matches(needle).count();
+    let writes = operator.metric("signet_operator_writes_total").await;
+    assert!(
+        writes.is_some_and(|w| w > 0),
+        "the rollout must have counted writes"
+    );
     let (applies, idle) = (
         count("applied SignetConfig config"),
         count("nothing written"),
@@ -285,6 +294,10 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         count("applied SignetConfig config"),
         applies,
         "a no-op reconcile sent writes"
+    );
+    assert_eq!(
+        operator.metric("signet_operator_writes_total").await,
+        writes
     );
     assert_eq!(
         versions(admin.clone(), ns1.clone()).await,
@@ -495,4 +508,97 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     );
     let _ = old_ns.delete(&ns2, &DeleteParams::default()).await;
     drop(operator);
+}
+
+#[tokio::test]
+async fn only_one_operator_acts_and_a_standby_takes_over() {
+    let _serial = OPERATORS.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    install_crd(&admin).await.unwrap();
+    let identity = install_operator_rbac(&admin).await.unwrap();
+    let ns = format!("signet-e2e-ha-{}", std::process::id());
+    let _cleanup = ConfigCleanup {
+        env,
+        namespaces: vec![ns.clone()],
+    };
+    let mut first = OperatorProcess::start(env, &identity).unwrap();
+    let first_log = || first.log_text();
+    eventually("the first operator to lead", first_log, || async {
+        first.log_text().contains("became leader").then_some(())
+    })
+    .await;
+    let mut second = OperatorProcess::start(env, &identity).unwrap();
+    let second_log = || second.log_text();
+    eventually("the second operator to stand by", second_log, || async {
+        second.log_text().contains("standing by").then_some(())
+    })
+    .await;
+    assert_eq!(
+        second.get("/readyz").await.map(|r| r.0),
+        Some(200),
+        "a standby is ready"
+    );
+    assert_eq!(second.metric("signet_operator_leader").await, Some(0));
+    assert_eq!(first.metric("signet_operator_leader").await, Some(1));
+
+    apply_config(&admin, json!({"targetNamespace": ns})).await;
+    let configs: Api<SignetConfig> = Api::all(admin.clone());
+    eventually("Ready=True", first_log, || async {
+        let c = configs.get("config").await.ok()?;
+        (condition(&c, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    assert!(
+        first
+            .metric("signet_operator_reconciles_total")
+            .await
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        second.metric("signet_operator_reconciles_total").await,
+        Some(0),
+        "the standby acted"
+    );
+
+    // The leader dies without releasing its lease: the standby takes over once it expires
+    // and acts on the next change.
+    first.kill();
+    eventually("the standby to lead", second_log, || async {
+        second.log_text().contains("became leader").then_some(())
+    })
+    .await;
+    apply_config(
+        &admin,
+        json!({"targetNamespace": ns, "signer": {"logLevel": "debug"}}),
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    eventually("the new leader to apply the change", second_log, || async {
+        let d = deployments.get("signet-signer").await.ok()?;
+        let env = d.spec.template.spec?.containers.first()?.env.clone()?;
+        env.iter()
+            .any(|e| e.name == "SIGNET_LOG_LEVEL" && e.value.as_deref() == Some("debug"))
+            .then_some(())
+    })
+    .await;
+    configs
+        .delete("config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("cleanup by the new leader", second_log, || async {
+        configs
+            .get_opt("config")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        second.running(),
+        "the new leader exited:\n{}",
+        second.log_text()
+    );
 }
