@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use signet_signer::health::{self, Health};
 use signet_signer::process::{self, LogArgs};
 
 /// Signs completed Tekton TaskRuns and PipelineRuns (Tekton Chains compatible).
@@ -24,6 +25,9 @@ struct Args {
     /// Secret with `cosign.key` + `cosign.password` or `x509.pem`, watched through the API.
     #[arg(long, env = "SIGNET_SIGNING_SECRET", default_value = "signing-secrets")]
     signing_secret: String,
+    /// Address for /healthz, /readyz and /metrics (the Deployment's `metrics` port).
+    #[arg(long, env = "SIGNET_HEALTH_ADDR", default_value = "0.0.0.0:9090")]
+    health_addr: std::net::SocketAddr,
 }
 
 #[tokio::main]
@@ -41,6 +45,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let _client = process::start(&args.log).await?;
+    let health = Health::new(Vec::new());
+    health::serve(args.health_addr, health.clone(), "signet_signer").await?;
+    health.set_ready(true);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %args.namespace,
