@@ -7,7 +7,7 @@ export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
 export GOCACHE ?= $(SIGNET_CACHE)/go/build
 CARGO ?= cargo
 
-.PHONY: all build generate lint unit-test e2e-test test env-up env-down env-build tidy
+.PHONY: all bench build generate lint unit-test e2e-test test env-up env-down env-build tidy
 
 all: build
 
@@ -48,6 +48,11 @@ test: lint unit-test
 	tests/env/up
 	$(CARGO) build --workspace --bins --locked
 	status=0; $(CARGO) test -p signet-e2e --locked || status=$$?; tests/env/down; exit $$status
+
+# Benchmarks against the running environment (started if needed), release binaries.
+bench:
+	$(CARGO) build --release --workspace --bins --locked
+	$(CARGO) bench -p signet-e2e --bench operator --locked
 
 # Regenerates the Go tools modules from tests/env/versions.env.
 tidy:

@@ -161,6 +161,11 @@ impl OperatorProcess {
             .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
     }
 
+    /// The process id (for RSS measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
