@@ -75,7 +75,10 @@ async fn run(log: &LogArgs, signer_image: Option<String>, p: &ProcessArgs) -> an
     let lock = LeaseLock::new(
         client.clone(),
         LeaseSettings {
-            namespace: p.lease_namespace.clone(),
+            namespace: p
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
             name: "signet-operator".to_owned(),
             identity: lease::process_identity(),
             duration: p.lease_duration.into(),
@@ -120,9 +123,10 @@ struct ProcessArgs {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, env = "SIGNET_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
     health_addr: SocketAddr,
-    /// Namespace of the leader-election Lease (the operator's own namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "signet-operator-system")]
-    lease_namespace: String,
+    /// Namespace of the leader-election Lease; defaults to the operator's own namespace
+    /// (in-cluster) or the kubeconfig context's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
     /// How long a leader's claim lasts without renewal.
     #[arg(long, default_value = "15s")]
     lease_duration: humantime::Duration,

@@ -91,7 +91,9 @@ pub fn init_tracing(level: &str, format: LogFormat) -> Result<(), ProcessError> 
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
     }
     .map_err(|e| ProcessError::Subscriber(e.to_string()))
 }
