@@ -115,51 +115,50 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, Ap
             .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
     }
     ensure(&namespaces, &namespace, &mut report).await?;
-    let ns = |c: &Client| c.clone();
     ensure(
-        &Api::namespaced(ns(client), &ns_name),
+        &Api::namespaced(client.clone(), &ns_name),
         &desired.service_account,
         &mut report,
     )
     .await?;
     ensure(
-        &Api::<ClusterRole>::all(ns(client)),
+        &Api::<ClusterRole>::all(client.clone()),
         &desired.cluster_role,
         &mut report,
     )
     .await?;
     ensure(
-        &Api::<ClusterRoleBinding>::all(ns(client)),
+        &Api::<ClusterRoleBinding>::all(client.clone()),
         &desired.cluster_role_binding,
         &mut report,
     )
     .await?;
     ensure(
-        &Api::namespaced(ns(client), &ns_name),
+        &Api::namespaced(client.clone(), &ns_name),
         &desired.role,
         &mut report,
     )
     .await?;
     ensure(
-        &Api::namespaced(ns(client), &ns_name),
+        &Api::namespaced(client.clone(), &ns_name),
         &desired.role_binding,
         &mut report,
     )
     .await?;
     ensure(
-        &Api::namespaced(ns(client), &ns_name),
+        &Api::namespaced(client.clone(), &ns_name),
         &desired.config_map,
         &mut report,
     )
     .await?;
     ensure(
-        &Api::namespaced(ns(client), &ns_name),
+        &Api::namespaced(client.clone(), &ns_name),
         &desired.service,
         &mut report,
     )
     .await?;
     let deployment = ensure(
-        &Api::namespaced(ns(client), &ns_name),
+        &Api::namespaced(client.clone(), &ns_name),
         &desired.deployment,
         &mut report,
     )

@@ -71,6 +71,23 @@ async fn apply_config(admin: &Client, spec: serde_json::Value) {
         .unwrap();
 }
 
+/// Deletes the SignetConfig and waits until the operator's finalizer let it go.
+async fn delete_config(configs: &Api<SignetConfig>, log: impl Fn() -> String) {
+    configs
+        .delete("config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the SignetConfig to be deleted", log, || async {
+        configs
+            .get_opt("config")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
 fn rs_names(list: &[ReplicaSet]) -> Vec<String> {
     let mut v: Vec<String> = list.iter().map(ResourceExt::name_any).collect();
     v.sort();
@@ -475,19 +492,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     .await;
 
     // 8. Deleting the SignetConfig removes what the operator made, never the user's key.
-    configs
-        .delete("config", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the SignetConfig to be gone", log, || async {
-        configs
-            .get_opt("config")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_config(&configs, log).await;
     assert!(
         Api::<ClusterRole>::all(admin.clone())
             .get_opt("signet-signer")
@@ -583,19 +588,7 @@ async fn only_one_operator_acts_and_a_standby_takes_over() {
             .then_some(())
     })
     .await;
-    configs
-        .delete("config", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("cleanup by the new leader", second_log, || async {
-        configs
-            .get_opt("config")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_config(&configs, second_log).await;
     assert!(
         second.running(),
         "the new leader exited:\n{}",

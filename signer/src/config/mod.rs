@@ -8,7 +8,7 @@ mod parse;
 mod render;
 mod values;
 
-pub use parse::ConfigError;
+pub use parse::{ConfigError, PIPELINERUN_BACKENDS};
 pub use values::{
     ArtifactFormat, BuildType, FulcioProvider, OciEncoding, OciFormat, SignerKind, StorageBackend,
     TransparencyMode,

@@ -213,7 +213,7 @@ impl Keys<'_> {
 }
 
 /// Backends a PipelineRun may use: Chains has no Kafka storage for them.
-const PIPELINERUN_BACKENDS: &[StorageBackend] = &[
+pub const PIPELINERUN_BACKENDS: &[StorageBackend] = &[
     StorageBackend::Tekton,
     StorageBackend::Oci,
     StorageBackend::Gcs,

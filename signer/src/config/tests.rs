@@ -152,15 +152,6 @@ fn artifact(backends: &'static [StorageBackend]) -> impl Strategy<Value = Artifa
         })
 }
 
-const PIPELINERUN: &[StorageBackend] = &[
-    StorageBackend::Tekton,
-    StorageBackend::Oci,
-    StorageBackend::Gcs,
-    StorageBackend::DocDb,
-    StorageBackend::Grafeas,
-    StorageBackend::Archivista,
-];
-
 prop_compose! {
     fn storage_config()(
         strings in proptest::collection::vec(opt_text(), 14),
@@ -196,7 +187,7 @@ prop_compose! {
 prop_compose! {
     fn signer_config()(
         taskrun in artifact(StorageBackend::ALL),
-        pipelinerun in artifact(PIPELINERUN),
+        pipelinerun in artifact(PIPELINERUN_BACKENDS),
         deep in any::<bool>(),
         oci_storage in set_of(StorageBackend::ALL),
         oci_signer in pick(SignerKind::ALL),

@@ -13,20 +13,22 @@ pub enum PlainKeyError {
 
 /// The PKIX public key (PEM) of an unencrypted PKCS#8 P-256 private key (`x509.pem`).
 pub fn public_pem_of_pkcs8_pem(pem: &str) -> Result<String, PlainKeyError> {
-    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+    use p256::pkcs8::DecodePrivateKey;
     let secret =
         p256::SecretKey::from_pkcs8_pem(pem).map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))?;
-    secret
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))
+    public_pem(&secret)
 }
 
 /// The PKIX public key (PEM) of a PKCS#8 DER P-256 private key.
 pub fn public_pem_of_pkcs8_der(der: &[u8]) -> Result<String, PlainKeyError> {
-    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+    use p256::pkcs8::DecodePrivateKey;
     let secret =
         p256::SecretKey::from_pkcs8_der(der).map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))?;
+    public_pem(&secret)
+}
+
+fn public_pem(secret: &p256::SecretKey) -> Result<String, PlainKeyError> {
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
     secret
         .public_key()
         .to_public_key_pem(LineEnding::LF)
