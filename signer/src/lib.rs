@@ -3,7 +3,11 @@
 //! The library holds everything; `main.rs` only parses arguments and calls in.
 
 pub mod config;
+pub mod dsse;
+pub mod extract;
+pub mod formats;
 pub mod health;
 pub mod keys;
 pub mod lease;
 pub mod process;
+pub mod run;

@@ -3,6 +3,9 @@
 //! Pure: bytes in, bytes out. Reading Secrets from the cluster happens elsewhere.
 
 mod encrypted;
+mod signing_key;
+
+pub use signing_key::{SigningKey, SigningKeyError};
 
 /// Errors reading an unencrypted key.
 #[derive(Debug, thiserror::Error)]

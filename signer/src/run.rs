@@ -1,0 +1,117 @@
+//! A read-only view of a completed Tekton run (`tekton.dev/v1` TaskRun or PipelineRun) as
+//! the signer needs it, taken from the object's JSON. Pure.
+
+use serde_json::Value;
+
+/// Annotation prefix Chains and Signet write under.
+pub const ANNOTATION_PREFIX: &str = "chains.tekton.dev/";
+pub const SIGNED: &str = "chains.tekton.dev/signed";
+pub const RETRIES: &str = "chains.tekton.dev/retries";
+pub const FAILURE_REASON: &str = "chains.tekton.dev/failure-reason";
+
+/// TaskRun or PipelineRun.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunKind {
+    TaskRun,
+    PipelineRun,
+}
+
+impl RunKind {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::TaskRun => "TaskRun",
+            Self::PipelineRun => "PipelineRun",
+        }
+    }
+
+    /// `taskrun` / `pipelinerun`, as in annotation keys and config keys.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::TaskRun => "taskrun",
+            Self::PipelineRun => "pipelinerun",
+        }
+    }
+}
+
+/// One named result of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    pub name: String,
+    pub value: Value,
+}
+
+/// The parts of a run the signer reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub kind: RunKind,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub object: Value,
+}
+
+impl Run {
+    pub fn from_object(kind: RunKind, object: Value) -> Self {
+        let meta = &object["metadata"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        Self {
+            kind,
+            namespace: text(&meta["namespace"]),
+            name: text(&meta["name"]),
+            uid: text(&meta["uid"]),
+            object,
+        }
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.object["metadata"]["annotations"][key].as_str()
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.object["metadata"]["labels"][key].as_str()
+    }
+
+    /// Done: the `Succeeded` condition is `True` or `False` (failed and cancelled runs are
+    /// signed too, as Chains does).
+    pub fn is_done(&self) -> bool {
+        self.object["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Succeeded" && (c["status"] == "True" || c["status"] == "False"))
+    }
+
+    /// `signed` is `true` or `failed`: nothing more to do.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.annotation(SIGNED), Some("true" | "failed"))
+    }
+
+    pub fn retries(&self) -> u32 {
+        self.annotation(RETRIES)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `status.results` (TaskRun) or `status.results` (PipelineRun) in order.
+    pub fn results(&self) -> Vec<RunResult> {
+        self.object["status"]["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| RunResult {
+                name: r["name"].as_str().unwrap_or_default().to_owned(),
+                value: r["value"].clone(),
+            })
+            .collect()
+    }
+
+    /// `<kind>-<uid>`: the key of this run's own annotations (`signature-taskrun-<uid>`).
+    pub fn storage_key(&self) -> String {
+        format!("{}-{}", self.kind.key(), self.uid)
+    }
+
+    /// `namespace/name` for logs and messages.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
