@@ -47,17 +47,17 @@ impl Metrics {
     pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {
         vec![
             (
-                "reconciles_total",
+                "signet_operator_reconciles_total",
                 "Reconciles of the SignetConfig.",
                 self.reconciles.clone(),
             ),
             (
-                "reconcile_errors_total",
+                "signet_operator_reconcile_errors_total",
                 "Reconciles that failed and were retried.",
                 self.reconcile_errors.clone(),
             ),
             (
-                "writes_total",
+                "signet_operator_writes_total",
                 "Managed objects created, changed or deleted.",
                 self.writes.clone(),
             ),

@@ -68,8 +68,8 @@ async fn run(log: &LogArgs, signer_image: Option<String>, p: &ProcessArgs) -> an
         signer_image.unwrap_or_else(|| format!("{DEFAULT_SIGNER_IMAGE_REPOSITORY}:{VERSION}"));
     tracing::info!(version = VERSION, signer_image = %image, "signet-operator started");
     let metrics = Metrics::default();
-    let health = Health::new(metrics.exported());
-    health::serve(p.health_addr, health.clone(), "signet_operator").await?;
+    let health = Health::new("signet_operator_leader", metrics.exported());
+    health::serve(p.health_addr, health.clone()).await?;
     // A standby is healthy and ready: it is doing its job by waiting.
     health.set_ready(true);
     let lock = LeaseLock::new(
@@ -85,36 +85,9 @@ async fn run(log: &LogArgs, signer_image: Option<String>, p: &ProcessArgs) -> an
             renew_every: p.lease_renew.into(),
         },
     );
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        process::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    tokio::select! {
-        acquired = lock.acquire() => acquired?,
-        _ = stop_rx.changed() => return Ok(()),
-    }
-    health.set_leader(true);
     let ctx = Arc::new(Context::new(client, image, metrics));
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<String>();
-    let controller = controller::run(ctx, async move {
-        tokio::select! {
-            _ = stop_rx.changed() => {},
-            _ = lost_rx => {},
-        }
-    });
-    tokio::select! {
-        () = controller => {
-            lock.release().await?;
-            tracing::info!("signet-operator stopped; lease released");
-            Ok(())
-        }
-        reason = lock.keep() => {
-            let _ = lost_tx.send(reason.clone());
-            // Another process may already act: stop at once rather than race it.
-            anyhow::bail!("lost leadership: {reason}")
-        }
-    }
+    lease::lead(&lock, &health, |stop| controller::run(ctx, stop)).await?;
+    Ok(())
 }
 
 /// Health endpoints and leader election.

@@ -38,15 +38,21 @@ impl Counter {
 pub struct Health {
     ready: AtomicBool,
     leader: AtomicBool,
+    /// Name of the gauge that is 1 while this process leads.
+    leader_metric: &'static str,
     /// `(metric name, help, counter)`, rendered in this order.
     counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
 }
 
 impl Health {
-    pub fn new(counters: Vec<(&'static str, &'static str, Arc<Counter>)>) -> Arc<Self> {
+    pub fn new(
+        leader_metric: &'static str,
+        counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             ready: AtomicBool::new(false),
             leader: AtomicBool::new(false),
+            leader_metric,
             counters,
         })
     }
@@ -60,30 +66,31 @@ impl Health {
     }
 
     /// Prometheus text exposition of the counters and the leader gauge.
-    pub fn render_metrics(&self, prefix: &str) -> String {
+    pub fn render_metrics(&self) -> String {
         let mut out = String::new();
         for (name, help, counter) in &self.counters {
             let _ = write!(
                 out,
-                "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} counter\n{prefix}_{name} {}\n",
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 counter.get()
             );
         }
         let leader = u8::from(self.leader.load(Ordering::Relaxed));
+        let gauge = self.leader_metric;
         let _ = write!(
             out,
-            "# HELP {prefix}_leader 1 while this process holds the leader lease.\n# TYPE {prefix}_leader gauge\n{prefix}_leader {leader}\n"
+            "# HELP {gauge} 1 while this process holds the leader lease.\n# TYPE {gauge} gauge\n{gauge} {leader}\n"
         );
         out
     }
 }
 
-fn respond(health: &Health, prefix: &str, path: &str) -> Response<Full<Bytes>> {
+fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" if health.ready.load(Ordering::Relaxed) => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-        "/metrics" => (StatusCode::OK, health.render_metrics(prefix)),
+        "/metrics" => (StatusCode::OK, health.render_metrics()),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -93,11 +100,7 @@ fn respond(health: &Health, prefix: &str, path: &str) -> Response<Full<Bytes>> {
 
 /// Binds `addr` and serves until the process ends. Returns the bound address (useful with
 /// port 0) once listening.
-pub async fn serve(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    prefix: &'static str,
-) -> std::io::Result<SocketAddr> {
+pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
@@ -109,7 +112,7 @@ pub async fn serve(
             let health = health.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let response = respond(&health, prefix, req.uri().path());
+                    let response = respond(&health, req.uri().path());
                     async move { Ok::<_, Infallible>(response) }
                 });
                 let _ = http1::Builder::new()
@@ -128,19 +131,22 @@ mod tests {
     #[test]
     fn readyz_follows_readiness_and_metrics_render_counters() {
         let reconciles = Arc::new(Counter::default());
-        let health = Health::new(vec![(
-            "reconciles_total",
-            "Reconciles run.",
-            reconciles.clone(),
-        )]);
+        let health = Health::new(
+            "signet_operator_leader",
+            vec![(
+                "signet_operator_reconciles_total",
+                "Reconciles run.",
+                reconciles.clone(),
+            )],
+        );
         assert_eq!(
-            respond(&health, "p", "/readyz").status(),
+            respond(&health, "/readyz").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         health.set_ready(true);
-        assert_eq!(respond(&health, "p", "/readyz").status(), StatusCode::OK);
+        assert_eq!(respond(&health, "/readyz").status(), StatusCode::OK);
         reconciles.add(3);
-        let text = health.render_metrics("signet_operator");
+        let text = health.render_metrics();
         assert!(
             text.contains("signet_operator_reconciles_total 3\n"),
             "{text}"

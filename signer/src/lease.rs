@@ -185,6 +185,60 @@ impl LeaseLock {
     }
 }
 
+/// Runs `work` while this process holds `lock`: waits to lead (ready as a standby), runs
+/// `work` with a future that resolves when it must stop (shutdown or leadership lost),
+/// releases the lease after a clean stop, and returns an error if leadership was lost.
+pub async fn lead<W, Fut>(
+    lock: &LeaseLock,
+    health: &crate::health::Health,
+    work: W,
+) -> Result<(), LeadError>
+where
+    W: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::process::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    tokio::select! {
+        acquired = lock.acquire() => acquired?,
+        _ = stop_rx.changed() => return Ok(()),
+    }
+    health.set_leader(true);
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = Box::pin(async move {
+        tokio::select! {
+            _ = stop_rx.changed() => {},
+            _ = lost_rx => {},
+        }
+    });
+    let work = work(stop);
+    tokio::select! {
+        () = work => {
+            lock.release().await?;
+            tracing::info!("stopped; lease released");
+            Ok(())
+        }
+        reason = lock.keep() => {
+            health.set_leader(false);
+            let _ = lost_tx.send(());
+            // Another process may already act: stop at once rather than race it.
+            Err(LeadError::Lost(reason))
+        }
+    }
+}
+
+/// Why leading ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum LeadError {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("lost leadership: {0}")]
+    Lost(String),
+}
+
 /// A process identity for the lease: `$POD_NAME` or the host name, plus the pid.
 pub fn process_identity() -> String {
     let host = std::env::var("POD_NAME")

@@ -3,11 +3,14 @@
 //! The library holds everything; `main.rs` only parses arguments and calls in.
 
 pub mod config;
+pub mod controller;
 pub mod dsse;
 pub mod extract;
 pub mod formats;
 pub mod health;
 pub mod keys;
 pub mod lease;
+pub mod pipeline;
 pub mod process;
 pub mod run;
+pub mod sources;

@@ -1,10 +1,15 @@
 //! The signet-signer binary: parse arguments, set up the process, run.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use signet_signer::controller::{self, Context, Metrics};
 use signet_signer::health::{self, Health};
+use signet_signer::lease::{self, LeaseLock, LeaseSettings};
 use signet_signer::process::{self, LogArgs};
+use signet_signer::sources::Sources;
 
 /// Signs completed Tekton TaskRuns and PipelineRuns (Tekton Chains compatible).
 #[derive(Debug, Parser)]
@@ -25,9 +30,26 @@ struct Args {
     /// Secret with `cosign.key` + `cosign.password` or `x509.pem`, watched through the API.
     #[arg(long, env = "SIGNET_SIGNING_SECRET", default_value = "signing-secrets")]
     signing_secret: String,
+    /// Namespaces whose runs are signed, comma-separated; all when empty.
+    #[arg(
+        long,
+        env = "SIGNET_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    namespaces: Vec<String>,
+    /// Runs signed concurrently.
+    #[arg(long, env = "SIGNET_WORKERS", default_value_t = 4)]
+    workers: usize,
     /// Address for /healthz, /readyz and /metrics (the Deployment's `metrics` port).
     #[arg(long, env = "SIGNET_HEALTH_ADDR", default_value = "0.0.0.0:9090")]
-    health_addr: std::net::SocketAddr,
+    health_addr: SocketAddr,
+    /// How long a leader's claim lasts without renewal.
+    #[arg(long, default_value = "15s")]
+    lease_duration: humantime::Duration,
+    /// How often the leader renews its claim.
+    #[arg(long, default_value = "5s")]
+    lease_renew: humantime::Duration,
 }
 
 #[tokio::main]
@@ -44,10 +66,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let _client = process::start(&args.log).await?;
-    let health = Health::new(Vec::new());
-    health::serve(args.health_addr, health.clone(), "signet_signer").await?;
-    health.set_ready(true);
+    let client = process::start(&args.log).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %args.namespace,
@@ -55,7 +74,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         signing_secret = %args.signing_secret,
         "signet-signer started"
     );
-    process::shutdown_signal().await;
-    tracing::info!("signet-signer stopping");
+    let metrics = Metrics::default();
+    let health = Health::new("signet_signer_leader", metrics.exported());
+    health::serve(args.health_addr, health.clone()).await?;
+    health.set_ready(true);
+    let lock = LeaseLock::new(
+        client.clone(),
+        LeaseSettings {
+            namespace: args.namespace.clone(),
+            name: "signet-signer".to_owned(),
+            identity: lease::process_identity(),
+            duration: args.lease_duration.into(),
+            renew_every: args.lease_renew.into(),
+        },
+    );
+    let sources = Sources::watch(
+        &client,
+        &args.namespace,
+        &args.config_map,
+        &args.signing_secret,
+    );
+    let ctx = Arc::new(Context::new(client, sources, metrics, args.workers));
+    let namespaces: Vec<String> = args
+        .namespaces
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
+    lease::lead(&lock, &health, |stop| {
+        controller::run(ctx, namespaces, stop)
+    })
+    .await?;
     Ok(())
 }

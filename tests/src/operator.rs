@@ -72,7 +72,7 @@ pub async fn install_operator_rbac(admin: &Client) -> Result<ServiceAccountIdent
     ServiceAccountIdentity::mint(admin, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, &[], 3600).await
 }
 
-/// A running `signet-operator` process; killed on drop.
+/// A running `signet-operator` or `signet-signer` process; killed on drop.
 pub struct OperatorProcess {
     child: Child,
     /// Its log (JSON lines), for failure messages.
@@ -83,32 +83,67 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts the operator binary authenticated with `identity`'s token only.
     pub fn start(env: &TestEnv, identity: &ServiceAccountIdentity) -> Result<Self, EnvError> {
-        let dir = TempDir::new("signet-operator")?;
+        Self::start_binary(
+            env,
+            identity,
+            "signet-operator",
+            &[
+                ("SIGNET_LOG_LEVEL", "info,signet_operator=debug"),
+                ("SIGNET_SIGNER_IMAGE", "registry.invalid/signet-signer:e2e"),
+                ("POD_NAMESPACE", OPERATOR_NAMESPACE),
+            ],
+        )
+    }
+
+    /// Starts the signer binary as `identity` (the `signet-signer` ServiceAccount of
+    /// `namespace`), reading its config and key from that namespace.
+    pub fn start_signer(
+        env: &TestEnv,
+        identity: &ServiceAccountIdentity,
+    ) -> Result<Self, EnvError> {
+        Self::start_binary(
+            env,
+            identity,
+            "signet-signer",
+            &[
+                ("SIGNET_LOG_LEVEL", "info,signet_signer=debug"),
+                ("POD_NAMESPACE", &identity.namespace),
+            ],
+        )
+    }
+
+    /// Runs a workspace binary with a kubeconfig holding only `identity`'s token, health
+    /// endpoints on an ephemeral loopback port and a short leader lease.
+    fn start_binary(
+        env: &TestEnv,
+        identity: &ServiceAccountIdentity,
+        name: &str,
+        vars: &[(&str, &str)],
+    ) -> Result<Self, EnvError> {
+        let dir = TempDir::new(name)?;
         let kubeconfig = dir.0.join("kubeconfig");
         let token_file = dir.0.join("token");
         write(&token_file, &identity.token)?;
         write(
             &kubeconfig,
             &format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: operator\n  user: {{tokenFile: \"{}\"}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: operator}}\ncurrent-context: e2e\n",
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: sa\n  user: {{tokenFile: \"{}\"}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: sa}}\ncurrent-context: e2e\n",
                 env.api_server,
                 env.ca_file.display(),
                 token_file.display()
             ),
         )?;
-        let log = dir.0.join("operator.log");
+        let log = dir.0.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).map_err(|source| EnvError::Read {
             path: log.clone(),
             source,
         })?;
-        let binary = binary("signet-operator");
+        let binary = binary(name);
         let child = Command::new(&binary)
             .env_clear()
             .env("KUBECONFIG", &kubeconfig)
-            .env("SIGNET_LOG_LEVEL", "info,signet_operator=debug")
-            .env("SIGNET_SIGNER_IMAGE", "registry.invalid/signet-signer:e2e")
             .env("SIGNET_HEALTH_ADDR", "127.0.0.1:0")
-            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .envs(vars.iter().copied())
             .args(["--lease-duration", "4s", "--lease-renew", "1s"])
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -124,7 +159,7 @@ impl OperatorProcess {
         })
     }
 
-    /// The operator's log so far.
+    /// The process's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

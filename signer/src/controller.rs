@@ -1,0 +1,278 @@
+//! The signing loop: watch completed TaskRuns, sign each once with bounded concurrency, and
+//! record the outcome on the run. The only module that writes runs; it touches nothing but
+//! `chains.tekton.dev/*` annotations, always with the resourceVersion it read, so a stale
+//! view can never sign a run twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::health::Counter;
+use crate::pipeline::{SignError, sign_run};
+use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
+use crate::sources::Sources;
+
+/// After this many failed attempts a run is marked `failed` (Chains' limit).
+pub const MAX_RETRIES: u32 = 3;
+
+/// Chains' metric names, so existing dashboards keep working.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub sign_created: Arc<Counter>,
+    pub payload_stored: Arc<Counter>,
+    pub marked_signed: Arc<Counter>,
+    pub signing_failures: Arc<Counter>,
+}
+
+impl Metrics {
+    pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {
+        vec![
+            (
+                "watcher_taskrun_sign_created_total",
+                "TaskRun signatures created.",
+                self.sign_created.clone(),
+            ),
+            (
+                "watcher_taskrun_payload_stored_total",
+                "TaskRun payloads stored.",
+                self.payload_stored.clone(),
+            ),
+            (
+                "watcher_taskrun_marked_signed_total",
+                "TaskRuns marked signed.",
+                self.marked_signed.clone(),
+            ),
+            (
+                "watcher_taskrun_signing_failures_total",
+                "Failed TaskRun signing attempts.",
+                self.signing_failures.clone(),
+            ),
+        ]
+    }
+}
+
+/// Shared state of the loop.
+pub struct Context {
+    pub client: Client,
+    pub sources: Sources,
+    pub metrics: Metrics,
+    pub workers: usize,
+    recorder: Recorder,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+impl Context {
+    pub fn new(client: Client, sources: Sources, metrics: Metrics, workers: usize) -> Self {
+        let reporter = Reporter {
+            controller: "signet-signer".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            sources,
+            metrics,
+            workers: workers.max(1),
+            recorder,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+fn taskruns(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// Watches TaskRuns in `namespaces` (all when empty) until `stop` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: Vec<String>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    ctx.sources.wait_synced().await;
+    tracing::info!(workers = ctx.workers, "signing TaskRuns");
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let streams = scopes.into_iter().map(|ns| {
+        // Whole objects stream past; none is kept, so memory does not grow with finished runs.
+        watcher(
+            taskruns(&ctx.client, ns.as_deref()),
+            watcher::Config::default(),
+        )
+        .boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    let permits = Arc::new(Semaphore::new(ctx.workers));
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            () = &mut stop => break,
+            e = events.next() => e,
+        };
+        let obj = match event {
+            Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => obj,
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "TaskRun watch failed; it restarts by itself");
+                continue;
+            }
+            None => break,
+        };
+        let run = Run::from_object(
+            RunKind::TaskRun,
+            serde_json::to_value(&obj).unwrap_or_default(),
+        );
+        if !run.is_done() || run.is_finished() {
+            continue;
+        }
+        let fresh = ctx
+            .in_flight
+            .lock()
+            .is_ok_and(|mut set| set.insert(run.uid.clone()));
+        if !fresh {
+            continue;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let uid = run.uid.clone();
+            // Retries happen here rather than on the watch event our own write causes: that
+            // event arrives while the run is still in flight and is skipped.
+            while process(&ctx, &run.namespace, &run.name).await {}
+            if let Ok(mut set) = ctx.in_flight.lock() {
+                set.remove(&uid);
+            }
+            drop(permit);
+        });
+    }
+    // Wait for in-flight runs to finish before returning (graceful shutdown).
+    let _ = permits
+        .acquire_many(u32::try_from(ctx.workers).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// Signs one run, or records why not. Returns whether to try again (a failure was recorded
+/// and retries remain). Errors talking to the API server are logged; the run stays unsigned
+/// and comes back with the next watch event.
+async fn process(ctx: &Context, namespace: &str, name: &str) -> bool {
+    let api = taskruns(&ctx.client, Some(namespace));
+    // A fresh read: the watch event may be stale, and a run must never be signed twice.
+    let obj = match api.get(name).await {
+        Ok(obj) => obj,
+        Err(error) => {
+            tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read TaskRun");
+            return false;
+        }
+    };
+    let run = Run::from_object(
+        RunKind::TaskRun,
+        serde_json::to_value(&obj).unwrap_or_default(),
+    );
+    if !run.is_done() || run.is_finished() {
+        return false;
+    }
+    let retries = run.retries();
+    if retries > 0 {
+        tokio::time::sleep(Duration::from_millis(250 << retries.min(4))).await;
+    }
+    let outcome = match ctx.sources.config() {
+        Err(error) => Err(SignError::Other {
+            run: run.id(),
+            message: error.to_string(),
+        }),
+        Ok(config) => {
+            let key = ctx.sources.key();
+            sign_run(&run, &config, key.as_deref().map_err(Clone::clone))
+        }
+    };
+    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+    match outcome {
+        Ok(annotations) => {
+            ctx.metrics.sign_created.inc();
+            if write(&api, &run, &rv, &annotations).await {
+                ctx.metrics.payload_stored.inc();
+                ctx.metrics.marked_signed.inc();
+                tracing::info!(run = %run.id(), uid = %run.uid, "signed");
+            }
+            false
+        }
+        Err(error) => {
+            ctx.metrics.signing_failures.inc();
+            let attempt = retries + 1;
+            let mut annotations = BTreeMap::new();
+            let note = if attempt > MAX_RETRIES {
+                annotations.insert(SIGNED.to_owned(), "failed".to_owned());
+                annotations.insert(FAILURE_REASON.to_owned(), error.to_string());
+                "SigningFailed"
+            } else {
+                annotations.insert(RETRIES.to_owned(), attempt.to_string());
+                "SigningRetry"
+            };
+            tracing::warn!(run = %run.id(), uid = %run.uid, attempt, error_type = error.error_type(), %error, "signing failed");
+            let written = write(&api, &run, &rv, &annotations).await;
+            if written {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: note.to_owned(),
+                    note: Some(error.to_string()),
+                    action: "Sign".to_owned(),
+                    secondary: None,
+                };
+                let reference = obj.object_ref(&ApiResource::from_gvk(&GroupVersionKind::gvk(
+                    "tekton.dev",
+                    "v1",
+                    "TaskRun",
+                )));
+                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                    tracing::debug!(error = %e, "failed to record an Event");
+                }
+            }
+            written && attempt <= MAX_RETRIES
+        }
+    }
+}
+
+/// Merge-patches `annotations` onto the run, conditional on `resource_version`. Returns
+/// whether it was written; a conflict means someone else changed the run first, and the
+/// watch brings it back.
+async fn write(
+    api: &Api<DynamicObject>,
+    run: &Run,
+    resource_version: &str,
+    annotations: &BTreeMap<String, String>,
+) -> bool {
+    let patch =
+        json!({"metadata": {"resourceVersion": resource_version, "annotations": annotations}});
+    match api
+        .patch(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(run = %run.id(), "TaskRun changed meanwhile; will look again");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%error, run = %run.id(), "failed to write TaskRun annotations");
+            false
+        }
+    }
+}
