@@ -53,6 +53,7 @@ test: lint unit-test
 bench:
 	$(CARGO) build --release --workspace --bins --locked
 	$(CARGO) bench -p signet-e2e --bench operator --locked
+	$(CARGO) bench -p signet-e2e --bench signer --locked
 
 # Regenerates the Go tools modules from tests/env/versions.env.
 tidy:

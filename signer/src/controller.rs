@@ -156,7 +156,15 @@ pub async fn run(
             let uid = run.uid.clone();
             // Retries happen here rather than on the watch event our own write causes: that
             // event arrives while the run is still in flight and is skipped.
-            while process(&ctx, &run.namespace, &run.name).await {}
+            // The watched object is used as is: the write is conditional on its
+            // resourceVersion, so a stale copy cannot sign twice — it gets a conflict, and
+            // the run is read afresh. Bounded, in case something keeps changing the run.
+            let mut cached = Some(obj);
+            for _ in 0..10 {
+                if !process(&ctx, &run.namespace, &run.name, cached.take()).await {
+                    break;
+                }
+            }
             if let Ok(mut set) = ctx.in_flight.lock() {
                 set.remove(&uid);
             }
@@ -172,15 +180,22 @@ pub async fn run(
 /// Signs one run, or records why not. Returns whether to try again (a failure was recorded
 /// and retries remain). Errors talking to the API server are logged; the run stays unsigned
 /// and comes back with the next watch event.
-async fn process(ctx: &Context, namespace: &str, name: &str) -> bool {
+async fn process(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    cached: Option<DynamicObject>,
+) -> bool {
     let api = taskruns(&ctx.client, Some(namespace));
-    // A fresh read: the watch event may be stale, and a run must never be signed twice.
-    let obj = match api.get(name).await {
-        Ok(obj) => obj,
-        Err(error) => {
-            tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read TaskRun");
-            return false;
-        }
+    let obj = match cached {
+        Some(obj) => obj,
+        None => match api.get(name).await {
+            Ok(obj) => obj,
+            Err(error) => {
+                tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read TaskRun");
+                return false;
+            }
+        },
     };
     let run = Run::from_object(
         RunKind::TaskRun,
@@ -207,12 +222,16 @@ async fn process(ctx: &Context, namespace: &str, name: &str) -> bool {
     match outcome {
         Ok(annotations) => {
             ctx.metrics.sign_created.inc();
-            if write(&api, &run, &rv, &annotations).await {
-                ctx.metrics.payload_stored.inc();
-                ctx.metrics.marked_signed.inc();
-                tracing::info!(run = %run.id(), uid = %run.uid, "signed");
+            match write(&api, &run, &rv, &annotations).await {
+                Written::Yes => {
+                    ctx.metrics.payload_stored.inc();
+                    ctx.metrics.marked_signed.inc();
+                    tracing::info!(run = %run.id(), uid = %run.uid, "signed");
+                    false
+                }
+                Written::Conflict => true,
+                Written::Failed => false,
             }
-            false
         }
         Err(error) => {
             ctx.metrics.signing_failures.inc();
@@ -228,7 +247,10 @@ async fn process(ctx: &Context, namespace: &str, name: &str) -> bool {
             };
             tracing::warn!(run = %run.id(), uid = %run.uid, attempt, error_type = error.error_type(), %error, "signing failed");
             let written = write(&api, &run, &rv, &annotations).await;
-            if written {
+            if written == Written::Conflict {
+                return true;
+            }
+            if written == Written::Yes {
                 let event = Event {
                     type_: EventType::Warning,
                     reason: note.to_owned(),
@@ -245,7 +267,7 @@ async fn process(ctx: &Context, namespace: &str, name: &str) -> bool {
                     tracing::debug!(error = %e, "failed to record an Event");
                 }
             }
-            written && attempt <= MAX_RETRIES
+            written == Written::Yes && attempt <= MAX_RETRIES
         }
     }
 }
@@ -253,26 +275,36 @@ async fn process(ctx: &Context, namespace: &str, name: &str) -> bool {
 /// Merge-patches `annotations` onto the run, conditional on `resource_version`. Returns
 /// whether it was written; a conflict means someone else changed the run first, and the
 /// watch brings it back.
+/// Outcome of a conditional write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Written {
+    Yes,
+    /// The run changed since it was read: read it again and decide afresh.
+    Conflict,
+    /// Any other failure: logged; the next watch event brings the run back.
+    Failed,
+}
+
 async fn write(
     api: &Api<DynamicObject>,
     run: &Run,
     resource_version: &str,
     annotations: &BTreeMap<String, String>,
-) -> bool {
+) -> Written {
     let patch =
         json!({"metadata": {"resourceVersion": resource_version, "annotations": annotations}});
     match api
         .patch(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => true,
+        Ok(_) => Written::Yes,
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            tracing::debug!(run = %run.id(), "TaskRun changed meanwhile; will look again");
-            false
+            tracing::debug!(run = %run.id(), "TaskRun changed meanwhile; reading it again");
+            Written::Conflict
         }
         Err(error) => {
             tracing::warn!(%error, run = %run.id(), "failed to write TaskRun annotations");
-            false
+            Written::Failed
         }
     }
 }

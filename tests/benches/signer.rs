@@ -1,0 +1,255 @@
+//! `make bench` (signer part): a burst of completed TaskRuns against the real API server,
+//! signed by the release signer binary running as its ServiceAccount. Prints runs signed per
+//! second, completion -> `signed=true` latency p50/p99, the signer's peak RSS, and the API
+//! server's own ceiling for the same writes (a tight annotate loop that signs nothing).
+
+// A benchmark program: a failed set-up step aborts it, and ratios are printed as floats.
+#![allow(
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::too_many_lines
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use signet_crds::SignetConfig;
+use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
+use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
+
+const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+const CONCURRENCY: usize = 16;
+
+fn taskruns(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    sorted[(sorted.len() - 1) * percent / 100]
+}
+
+/// Creates `count` TaskRuns and completes each through the status subresource; returns
+/// when each completion was written.
+async fn burst(client: &Client, ns: &str, prefix: &str, count: usize) -> HashMap<String, Instant> {
+    let runs = taskruns(client, ns);
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let runs = runs.clone();
+            let name = format!("{prefix}-{i}");
+            async move {
+                let run: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
+                    "spec": {"taskSpec": {"steps": [{"name": "build", "image": "gcr.io/kaniko-project/executor:v1"}]}}
+                }))
+                .expect("TaskRun JSON");
+                runs.create(&PostParams::default(), &run).await.expect("create TaskRun");
+                let status = json!({"status": {
+                    "podName": format!("{name}-pod"),
+                    "startTime": "2026-11-26T10:00:00Z", "completionTime": "2026-11-26T10:01:00Z",
+                    "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-26T10:01:00Z"}],
+                    "steps": [{"name": "build", "container": "step-build", "imageID": format!("gcr.io/kaniko-project/executor@{DIGEST}")}],
+                    "results": [{"name": "IMAGE_URL", "type": "string", "value": format!("registry.local/team/{name}")},
+                                {"name": "IMAGE_DIGEST", "type": "string", "value": DIGEST}]
+                }});
+                runs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("complete TaskRun");
+                (name, Instant::now())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
+}
+
+#[tokio::main]
+async fn main() {
+    let count: usize = std::env::var("SIGNET_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let env = TestEnv::get();
+    let admin = env.admin_client().expect("admin client");
+    install_crd(&admin).await.expect("CRD");
+    let operator_identity = install_operator_rbac(&admin).await.expect("operator RBAC");
+    let signer_ns = format!("signet-bench-signer-{}", std::process::id());
+    let _cleanup = ConfigCleanup {
+        env,
+        namespaces: vec![signer_ns.clone()],
+    };
+    let operator = OperatorProcess::start(env, &operator_identity).expect("operator");
+    let configs: Api<SignetConfig> = Api::all(admin.clone());
+    let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "metadata": {"name": "config"},
+                      "spec": {"targetNamespace": signer_ns}});
+    configs
+        .patch(
+            "config",
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .expect("SignetConfig");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while configs
+        .get("config")
+        .await
+        .ok()
+        .and_then(|c| c.status)
+        .and_then(|s| s.public_key)
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no signing key:\n{}",
+            operator.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .expect("token");
+    let signer = OperatorProcess::start_signer(env, &identity).expect("signer");
+    let work = TestNamespace::create(&admin, "bench-runs")
+        .await
+        .expect("namespace");
+
+    // Watch for signed=true while the burst is written.
+    let signed_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = signed_at.clone();
+    let watch = tokio::spawn({
+        let runs = taskruns(&admin, work.name());
+        async move {
+            let mut events = watcher(runs, watcher::Config::default()).boxed();
+            while let Ok(Some(event)) = events.try_next().await {
+                if let watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) = event {
+                    let is_signed = obj
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("chains.tekton.dev/signed"))
+                        .is_some_and(|v| v == "true");
+                    if is_signed {
+                        let mut map = seen.lock().expect("lock");
+                        map.entry(obj.metadata.name.clone().unwrap_or_default())
+                            .or_insert_with(Instant::now);
+                        if map.len() >= count {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let completed = burst(&admin, work.name(), "run", count).await;
+    let written_in = started.elapsed();
+    let finish_deadline = Instant::now() + Duration::from_secs(300);
+    while signed_at.lock().expect("lock").len() < count {
+        assert!(
+            Instant::now() < finish_deadline,
+            "only {} of {count} runs signed:\n{}",
+            signed_at.lock().expect("lock").len(),
+            signer
+                .log_text()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watch.abort();
+    let signed_runs = signed_at.lock().expect("lock").clone();
+    let last = signed_runs.values().max().copied().unwrap_or(started);
+    let elapsed = last - started;
+    let mut latencies: Vec<Duration> = completed
+        .iter()
+        .filter_map(|(n, done)| {
+            signed_runs
+                .get(n)
+                .map(|s| s.saturating_duration_since(*done))
+        })
+        .collect();
+    latencies.sort();
+    let signer_rss = (
+        rss_kib(signer.pid(), "VmRSS:"),
+        rss_kib(signer.pid(), "VmHWM:"),
+    );
+
+    // The API server's ceiling for the same writes: annotate another burst in a tight loop.
+    let ceiling_ns = TestNamespace::create(&admin, "bench-ceiling")
+        .await
+        .expect("namespace");
+    drop(signer);
+    let _ = burst(&admin, ceiling_ns.name(), "run", count).await;
+    let runs = taskruns(&admin, ceiling_ns.name());
+    let payload = "x".repeat(2400);
+    let ceiling_started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let runs = runs.clone();
+            let payload = payload.clone();
+            async move {
+                let name = format!("run-{i}");
+                let patch = json!({"metadata": {"annotations": {
+                    "chains.tekton.dev/payload-taskrun-x": payload, "chains.tekton.dev/signature-taskrun-x": payload,
+                    "chains.tekton.dev/signed": "true"}}});
+                runs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+            }
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+    let ceiling = count as f64 / ceiling_started.elapsed().as_secs_f64();
+    let throughput = count as f64 / elapsed.as_secs_f64();
+
+    println!(
+        "signer benchmark ({count} completed TaskRuns, release build, 4 workers, 2-core machine)"
+    );
+    println!(
+        "  burst written in               {:>8.2} s ({:.0} runs/s created+completed by the client)",
+        written_in.as_secs_f64(),
+        count as f64 / written_in.as_secs_f64()
+    );
+    println!(
+        "  all signed after               {:>8.2} s ({throughput:.0} runs/s)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  completion -> signed=true      p50 {:>7.1} ms   p99 {:>7.1} ms",
+        percentile(&latencies, 50).as_secs_f64() * 1e3,
+        percentile(&latencies, 99).as_secs_f64() * 1e3
+    );
+    println!(
+        "  signer RSS                     {} KiB at the end, {} KiB peak (target <= 65536 KiB)",
+        signer_rss.0, signer_rss.1
+    );
+    println!(
+        "  API server ceiling             {ceiling:.0} annotate writes/s (merge patch, 4 concurrent); signer/ceiling = {:.2}",
+        throughput / ceiling
+    );
+    drop(operator);
+}
