@@ -2,8 +2,9 @@
 //! binary runs as the `signet-signer` ServiceAccount, TaskRuns complete as Tekton would write
 //! them, and the real cosign verifies what was stored.
 
-// Helpers here are test code too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+// Helpers here are test code too: a failed unwrap is a failed test. Each test is one ordered
+// scenario whose steps build on each other, so they run long.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::time::Duration;
 
@@ -111,55 +112,88 @@ fn rand_nanos() -> u128 {
         .as_nanos()
 }
 
-#[tokio::test]
-#[allow(clippy::too_many_lines)] // one ordered scenario: each step builds on the last
-async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    install_crd(&admin).await.unwrap();
-    let operator_identity = install_operator_rbac(&admin).await.unwrap();
-    let signer_ns = format!("signet-e2e-signer-{}", std::process::id());
-    let _cleanup = ConfigCleanup {
-        env,
-        namespaces: vec![signer_ns.clone()],
-    };
-    let operator = OperatorProcess::start(env, &operator_identity).unwrap();
-    let configs: Api<SignetConfig> = Api::all(admin.clone());
-    let apply = |spec: Value| {
-        let configs = configs.clone();
-        async move {
-            let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "metadata": {"name": "config"}, "spec": spec});
-            configs
-                .patch(
-                    "config",
-                    &PatchParams::apply("e2e-user").force(),
-                    &Patch::Apply(&body),
-                )
-                .await
-                .unwrap();
-        }
-    };
-    apply(json!({"targetNamespace": signer_ns})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let public_key = loop {
-        let c = configs.get("config").await.unwrap();
-        if let Some(pk) = c.status.and_then(|s| s.public_key) {
-            break pk;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no public key published:\n{}",
-            operator.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+/// One SignetConfig per cluster: the tests in this file take turns.
+static STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    // The signer runs with the token of the ServiceAccount the operator created.
-    let signer_identity =
-        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+/// The operator, running as its ServiceAccount, with a SignetConfig targeting `signer_ns`,
+/// and the published public key.
+struct Stack {
+    operator: OperatorProcess,
+    configs: Api<SignetConfig>,
+    signer_ns: String,
+    public_key: String,
+    _cleanup: ConfigCleanup,
+}
+
+impl Stack {
+    async fn up(env: &'static TestEnv, admin: &Client, signer_ns: &str) -> Self {
+        install_crd(admin).await.unwrap();
+        let operator_identity = install_operator_rbac(admin).await.unwrap();
+        let cleanup = ConfigCleanup {
+            env,
+            namespaces: vec![signer_ns.to_owned()],
+        };
+        let operator = OperatorProcess::start(env, &operator_identity).unwrap();
+        let mut stack = Self {
+            operator,
+            configs: Api::all(admin.clone()),
+            signer_ns: signer_ns.to_owned(),
+            public_key: String::new(),
+            _cleanup: cleanup,
+        };
+        stack.apply(json!({"targetNamespace": signer_ns})).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        stack.public_key = loop {
+            let c = stack.configs.get("config").await.unwrap();
+            if let Some(pk) = c.status.and_then(|s| s.public_key) {
+                break pk;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no public key published:\n{}",
+                stack.operator.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        stack
+    }
+
+    async fn apply(&self, spec: Value) {
+        let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "metadata": {"name": "config"}, "spec": spec});
+        self.configs
+            .patch(
+                "config",
+                &PatchParams::apply("e2e-user").force(),
+                &Patch::Apply(&body),
+            )
             .await
             .unwrap();
-    let signer = OperatorProcess::start_signer(env, &signer_identity).unwrap();
+    }
+
+    /// A signer process with the token of the ServiceAccount the operator created.
+    async fn signer(&self, admin: &Client, env: &TestEnv) -> OperatorProcess {
+        let identity =
+            ServiceAccountIdentity::mint(admin, &self.signer_ns, "signet-signer", &[], 3600)
+                .await
+                .unwrap();
+        OperatorProcess::start_signer(env, &identity).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let stack = Stack::up(
+        env,
+        &admin,
+        &format!("signet-e2e-signer-{}", std::process::id()),
+    )
+    .await;
+    let (public_key, signer_ns) = (stack.public_key.clone(), stack.signer_ns.clone());
+    let apply = |spec: Value| stack.apply(spec);
+    let signer = stack.signer(&admin, env).await;
     let log = || signer.log_text();
     let work = TestNamespace::create(&admin, "signer-runs").await.unwrap();
 
@@ -274,5 +308,224 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         Some(4)
     );
     drop(signer);
-    drop(operator);
+}
+
+/// Names of runs the log says were signed, with how often each was.
+fn signed_in_log(log: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("\"message\":\"signed\"")) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *counts
+            .entry(v["run"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
+    const RUNS: usize = 120;
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let stack = Stack::up(
+        env,
+        &admin,
+        &format!("signet-e2e-kill-{}", std::process::id()),
+    )
+    .await;
+    let work = TestNamespace::create(&admin, "kill-runs").await.unwrap();
+    let mut first = stack.signer(&admin, env).await;
+    let runs = taskruns(&admin, work.name());
+    // Every change to every run, as the API server reports it: a run signed twice would show
+    // two different signatures (ECDSA signatures are randomised).
+    let seen: std::sync::Arc<
+        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
+    > = std::sync::Arc::default();
+    let watching = {
+        let seen = seen.clone();
+        let mut events = futures::StreamExt::boxed(kube::runtime::watcher(
+            runs.clone(),
+            kube::runtime::watcher::Config::default(),
+        ));
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = futures::StreamExt::next(&mut events).await {
+                if let kube::runtime::watcher::Event::Apply(obj)
+                | kube::runtime::watcher::Event::InitApply(obj) = event
+                {
+                    let name = obj.metadata.name.clone().unwrap_or_default();
+                    for (k, v) in obj.metadata.annotations.unwrap_or_default() {
+                        if k.starts_with("chains.tekton.dev/signature-") {
+                            seen.lock()
+                                .unwrap()
+                                .entry(name.clone())
+                                .or_default()
+                                .insert(v);
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let names: Vec<String> = (0..RUNS).map(|i| format!("run-{i}")).collect();
+    let creating = {
+        let admin = admin.clone();
+        let ns = work.name().to_owned();
+        let names = names.clone();
+        tokio::spawn(async move {
+            futures::StreamExt::collect::<Vec<_>>(futures::StreamExt::buffer_unordered(
+                futures::stream::iter(names.into_iter().map(|n| {
+                    let admin = admin.clone();
+                    let ns = ns.clone();
+                    async move { completed_taskrun(&admin, &ns, &n).await }
+                })),
+                8,
+            ))
+            .await
+        })
+    };
+    // Kill the first signer (SIGKILL: no lease release, no cleanup) once it is under way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while signed_in_log(&first.log_text()).len() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first signer never got going:\n{}",
+            first.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+    let second = stack.signer(&admin, env).await;
+    creating.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let list = runs.list(&kube::api::ListParams::default()).await.unwrap();
+        let done = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("chains.tekton.dev/signed"))
+                    .is_some_and(|v| v == "true")
+            })
+            .count();
+        if done == RUNS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {RUNS} signed; second signer:\n{}",
+            second.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watching.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), RUNS, "every run carries a signature");
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(_, sigs)| sigs.len() > 1)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(twice.is_empty(), "signed more than once: {twice:?}");
+    let by_first = signed_in_log(&first.log_text()).len();
+    let by_second = signed_in_log(&second.log_text()).len();
+    assert!(
+        by_first >= 10 && by_second > 0,
+        "both signers worked: {by_first} + {by_second}"
+    );
+    assert!(
+        by_first + by_second <= RUNS,
+        "more signing writes than runs: {by_first} + {by_second}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_made_by_cosign_signs_in_signet_and_cosign_verifies_it() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-cosignkey-{}", std::process::id());
+    // The user's own key, made by cosign, in place before the operator arrives.
+    let dir = std::env::temp_dir().join(format!("signet-cosign-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let generated = std::process::Command::new(&env.cosign)
+        .arg("generate-key-pair")
+        .current_dir(&dir)
+        .env("COSIGN_PASSWORD", "a user's passphrase")
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let read = |f: &str| k8s_openapi::ByteString(std::fs::read(dir.join(f)).unwrap());
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("signing-secrets".into()),
+            ..Default::default()
+        },
+        data: Some(std::collections::BTreeMap::from([
+            ("cosign.key".to_owned(), read("cosign.key")),
+            ("cosign.pub".to_owned(), read("cosign.pub")),
+            (
+                "cosign.password".to_owned(),
+                k8s_openapi::ByteString(b"a user's passphrase".to_vec()),
+            ),
+        ])),
+        ..Default::default()
+    };
+    let cosign_pub = String::from_utf8(read("cosign.pub").0).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(signer_ns.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &signer_ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let stack = Stack::up(env, &admin, &signer_ns).await;
+    assert_eq!(
+        stack.public_key, cosign_pub,
+        "the operator publishes the user's key, not a new one"
+    );
+    let signer = stack.signer(&admin, env).await;
+    let work = TestNamespace::create(&admin, "cosignkey-runs")
+        .await
+        .unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "build").await;
+    let run = wait_annotation(
+        &admin,
+        work.name(),
+        "build",
+        "chains.tekton.dev/signed",
+        || signer.log_text(),
+    )
+    .await;
+    let envelope = STANDARD
+        .decode(
+            run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let out = cosign_verify(env, &cosign_pub, &envelope, "slsaprovenance");
+    assert!(
+        out.status.success(),
+        "cosign rejected it: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
