@@ -144,7 +144,9 @@ impl OperatorProcess {
             .env("KUBECONFIG", &kubeconfig)
             .env("SIGNET_HEALTH_ADDR", "127.0.0.1:0")
             .envs(vars.iter().copied())
-            .args(["--lease-duration", "4s", "--lease-renew", "1s"])
+            // Short enough for a quick failover test, long enough that a loaded 2-core CI
+            // machine does not miss renewals.
+            .args(["--lease-duration", "6s", "--lease-renew", "1s"])
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

@@ -549,7 +549,14 @@ async fn only_one_operator_acts_and_a_standby_takes_over() {
 
     apply_config(&admin, json!({"targetNamespace": ns})).await;
     let configs: Api<SignetConfig> = Api::all(admin.clone());
-    eventually("Ready=True", first_log, || async {
+    let both_logs = || {
+        format!(
+            "first:\n{}\nsecond:\n{}",
+            first.log_text(),
+            second.log_text()
+        )
+    };
+    eventually("Ready=True", both_logs, || async {
         let c = configs.get("config").await.ok()?;
         (condition(&c, "Ready")?.0 == "True").then_some(())
     })
