@@ -172,9 +172,26 @@ mod tests {
     #[test]
     fn unimplemented_format_backend_or_missing_key_never_yields_signed() {
         let key = key();
+        let pipelinerun = Run::from_object(
+            RunKind::PipelineRun,
+            json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
+        );
+        assert!(matches!(
+            sign_run(&pipelinerun, &SignerConfig::default(), Ok(&key)),
+            Err(SignError::Format(_))
+        ));
         let mut config = SignerConfig::default();
+        config.x509.fulcio_enabled = true;
+        assert!(matches!(
+            sign_run(&run(), &config, Ok(&key)),
+            Err(SignError::SignerNotImplemented { .. })
+        ));
+        config = SignerConfig::default();
         config.taskrun.format = ArtifactFormat::SlsaV2Alpha4;
-        assert!(sign_run(&run(), &config, Ok(&key)).is_err());
+        assert!(
+            sign_run(&run(), &config, Ok(&key)).is_ok(),
+            "SLSA v1.0 is implemented for TaskRuns"
+        );
         let mut config = SignerConfig::default();
         config.taskrun.storage.insert(StorageBackend::Oci);
         assert!(matches!(

@@ -255,22 +255,66 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
     );
     assert!(!out.status.success(), "cosign accepted a forged payload");
 
-    // 2. Hot reload: a format this signer does not implement yet applies to the next run
-    //    without a restart, and ends `failed` with a reason, never `signed=true`.
-    apply(json!({"targetNamespace": signer_ns, "artifacts": {"taskRun": {"format": "slsa/v2alpha4"}}})).await;
+    // 2. Hot reload: SLSA v1.0 applies to the next run without a restart, and cosign
+    //    verifies it as `slsaprovenance1`.
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(admin.clone(), &signer_ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while cms.get("signet-signer-config").await.unwrap().data.unwrap()["artifacts.taskrun.format"]
-        != "slsa/v2alpha4"
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator never rendered the new format"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rendered = |key: &'static str, want: &'static str| {
+        let cms = cms.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while cms.get("signet-signer-config").await.unwrap().data.unwrap()[key] != want {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the operator never rendered {key}={want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The signer's watch delivers the change well within this.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    apply(json!({"targetNamespace": signer_ns, "artifacts": {"taskRun": {"format": "slsa/v2alpha3"}}})).await;
+    rendered("artifacts.taskrun.format", "slsa/v2alpha3").await;
+    let uid = completed_taskrun(&admin, work.name(), "build-v1").await;
+    let run = wait_annotation(
+        &admin,
+        work.name(),
+        "build-v1",
+        "chains.tekton.dev/signed",
+        log,
+    )
+    .await;
+    let key = format!("chains.tekton.dev/signature-taskrun-{uid}");
+    let envelope = STANDARD
+        .decode(run["metadata"]["annotations"][&key].as_str().unwrap())
+        .unwrap();
+    let statement: Value = serde_json::from_slice(
+        &STANDARD
+            .decode(
+                serde_json::from_slice::<Value>(&envelope).unwrap()["payload"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(
+        statement["predicate"]["runDetails"]["metadata"]["invocationID"],
+        uid.as_str()
+    );
+    let out = cosign_verify(env, &public_key, &envelope, "slsaprovenance1");
+    assert!(
+        out.status.success(),
+        "cosign rejected the SLSA v1.0 attestation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 3. A signer this version does not implement (keyless) ends `failed` with a reason
+    //    after 3 retries — never `signed=true`.
+    apply(json!({"targetNamespace": signer_ns, "signing": {"keyless": {"enabled": true}}})).await;
+    rendered("signers.x509.fulcio.enabled", "true").await;
     completed_taskrun(&admin, work.name(), "build-2").await;
     let run = wait_annotation(
         &admin,
@@ -287,7 +331,7 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         annotations["chains.tekton.dev/failure-reason"]
             .as_str()
             .unwrap()
-            .contains("slsa/v2alpha4"),
+            .contains("keyless"),
         "{annotations}"
     );
     let keys: Vec<&String> = annotations.as_object().unwrap().keys().collect();
@@ -296,10 +340,10 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         "wrote outside chains.tekton.dev/: {keys:?}"
     );
 
-    // Chains' metric names count what happened: one run signed once, four failed attempts.
+    // Chains' metric names count what happened: two runs signed once, four failed attempts.
     assert_eq!(
         signer.metric("watcher_taskrun_marked_signed_total").await,
-        Some(1)
+        Some(2)
     );
     assert_eq!(
         signer
