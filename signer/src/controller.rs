@@ -24,37 +24,72 @@ use crate::sources::Sources;
 /// After this many failed attempts a run is marked `failed` (Chains' limit).
 pub const MAX_RETRIES: u32 = 3;
 
-/// Chains' metric names, so existing dashboards keep working.
+/// Counters of one kind of run, under Chains' metric names.
 #[derive(Clone, Debug, Default)]
-pub struct Metrics {
+pub struct KindMetrics {
     pub sign_created: Arc<Counter>,
     pub payload_stored: Arc<Counter>,
     pub marked_signed: Arc<Counter>,
     pub signing_failures: Arc<Counter>,
 }
 
+/// Chains' metric names, so existing dashboards keep working.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub taskrun: KindMetrics,
+    pub pipelinerun: KindMetrics,
+}
+
 impl Metrics {
+    pub fn of(&self, kind: RunKind) -> &KindMetrics {
+        match kind {
+            RunKind::TaskRun => &self.taskrun,
+            RunKind::PipelineRun => &self.pipelinerun,
+        }
+    }
+
     pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {
+        let (t, p) = (&self.taskrun, &self.pipelinerun);
         vec![
             (
                 "watcher_taskrun_sign_created_total",
                 "TaskRun signatures created.",
-                self.sign_created.clone(),
+                t.sign_created.clone(),
             ),
             (
                 "watcher_taskrun_payload_stored_total",
                 "TaskRun payloads stored.",
-                self.payload_stored.clone(),
+                t.payload_stored.clone(),
             ),
             (
                 "watcher_taskrun_marked_signed_total",
                 "TaskRuns marked signed.",
-                self.marked_signed.clone(),
+                t.marked_signed.clone(),
             ),
             (
                 "watcher_taskrun_signing_failures_total",
                 "Failed TaskRun signing attempts.",
-                self.signing_failures.clone(),
+                t.signing_failures.clone(),
+            ),
+            (
+                "watcher_pipelinerun_sign_created_total",
+                "PipelineRun signatures created.",
+                p.sign_created.clone(),
+            ),
+            (
+                "watcher_pipelinerun_payload_stored_total",
+                "PipelineRun payloads stored.",
+                p.payload_stored.clone(),
+            ),
+            (
+                "watcher_pipelinerun_marked_signed_total",
+                "PipelineRuns marked signed.",
+                p.marked_signed.clone(),
+            ),
+            (
+                "watcher_pipelinerun_signing_failures_total",
+                "Failed PipelineRun signing attempts.",
+                p.signing_failures.clone(),
             ),
         ]
     }
@@ -88,34 +123,41 @@ impl Context {
     }
 }
 
-fn taskruns(client: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
+fn resource(kind: RunKind) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", kind.kind()))
+}
+
+fn runs(client: &Client, kind: RunKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = resource(kind);
     match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     }
 }
 
-/// Watches TaskRuns in `namespaces` (all when empty) until `stop` resolves.
+/// Watches TaskRuns and PipelineRuns in `namespaces` (all when empty) until `stop` resolves.
 pub async fn run(
     ctx: Arc<Context>,
     namespaces: Vec<String>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     ctx.sources.wait_synced().await;
-    tracing::info!(workers = ctx.workers, "signing TaskRuns");
+    tracing::info!(workers = ctx.workers, "signing TaskRuns and PipelineRuns");
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
         namespaces.into_iter().map(Some).collect()
     };
-    let streams = scopes.into_iter().map(|ns| {
-        // Whole objects stream past; none is kept, so memory does not grow with finished runs.
-        watcher(
-            taskruns(&ctx.client, ns.as_deref()),
-            watcher::Config::default(),
-        )
-        .boxed()
+    let streams = scopes.into_iter().flat_map(|ns| {
+        [RunKind::TaskRun, RunKind::PipelineRun].map(|kind| {
+            // Whole objects stream past; none is kept, so memory does not grow with finished runs.
+            watcher(
+                runs(&ctx.client, kind, ns.as_deref()),
+                watcher::Config::default(),
+            )
+            .map(move |event| (kind, event))
+            .boxed()
+        })
     });
     let mut events = futures::stream::select_all(streams);
     let permits = Arc::new(Semaphore::new(ctx.workers));
@@ -125,19 +167,18 @@ pub async fn run(
             () = &mut stop => break,
             e = events.next() => e,
         };
-        let obj = match event {
-            Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => obj,
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "TaskRun watch failed; it restarts by itself");
+        let (kind, obj) = match event {
+            Some((kind, Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)))) => {
+                (kind, obj)
+            }
+            Some((_, Ok(_))) => continue,
+            Some((kind, Err(error))) => {
+                tracing::warn!(%error, kind = kind.kind(), "watch failed; it restarts by itself");
                 continue;
             }
             None => break,
         };
-        let run = Run::from_object(
-            RunKind::TaskRun,
-            serde_json::to_value(&obj).unwrap_or_default(),
-        );
+        let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
         if !run.is_done() || run.is_finished() {
             continue;
         }
@@ -161,7 +202,7 @@ pub async fn run(
             // the run is read afresh. Bounded, in case something keeps changing the run.
             let mut cached = Some(obj);
             for _ in 0..10 {
-                if !process(&ctx, &run.namespace, &run.name, cached.take()).await {
+                if !process(&ctx, kind, &run.namespace, &run.name, cached.take()).await {
                     break;
                 }
             }
@@ -182,25 +223,24 @@ pub async fn run(
 /// and comes back with the next watch event.
 async fn process(
     ctx: &Context,
+    kind: RunKind,
     namespace: &str,
     name: &str,
     cached: Option<DynamicObject>,
 ) -> bool {
-    let api = taskruns(&ctx.client, Some(namespace));
+    let api = runs(&ctx.client, kind, Some(namespace));
+    let metrics = ctx.metrics.of(kind);
     let obj = match cached {
         Some(obj) => obj,
         None => match api.get(name).await {
             Ok(obj) => obj,
             Err(error) => {
-                tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read TaskRun");
+                tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read run");
                 return false;
             }
         },
     };
-    let run = Run::from_object(
-        RunKind::TaskRun,
-        serde_json::to_value(&obj).unwrap_or_default(),
-    );
+    let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
     if !run.is_done() || run.is_finished() {
         return false;
     }
@@ -208,24 +248,30 @@ async fn process(
     if retries > 0 {
         tokio::time::sleep(Duration::from_millis(250 << retries.min(4))).await;
     }
-    let outcome = match ctx.sources.config() {
-        Err(error) => Err(SignError::Other {
+    let outcome = match (ctx.sources.config(), children(ctx, &run).await) {
+        (Err(error), _) => Err(SignError::Other {
             run: run.id(),
             message: error.to_string(),
         }),
-        Ok(config) => {
+        (_, Err(error)) => Err(error),
+        (Ok(config), Ok(children)) => {
             let key = ctx.sources.key();
-            sign_run(&run, &config, key.as_deref().map_err(Clone::clone))
+            sign_run(
+                &run,
+                &children,
+                &config,
+                key.as_deref().map_err(Clone::clone),
+            )
         }
     };
     let rv = obj.metadata.resource_version.clone().unwrap_or_default();
     match outcome {
         Ok(annotations) => {
-            ctx.metrics.sign_created.inc();
+            metrics.sign_created.inc();
             match write(&api, &run, &rv, &annotations).await {
                 Written::Yes => {
-                    ctx.metrics.payload_stored.inc();
-                    ctx.metrics.marked_signed.inc();
+                    metrics.payload_stored.inc();
+                    metrics.marked_signed.inc();
                     tracing::info!(run = %run.id(), uid = %run.uid, "signed");
                     false
                 }
@@ -234,7 +280,7 @@ async fn process(
             }
         }
         Err(error) => {
-            ctx.metrics.signing_failures.inc();
+            metrics.signing_failures.inc();
             let attempt = retries + 1;
             let mut annotations = BTreeMap::new();
             let note = if attempt > MAX_RETRIES {
@@ -258,11 +304,7 @@ async fn process(
                     action: "Sign".to_owned(),
                     secondary: None,
                 };
-                let reference = obj.object_ref(&ApiResource::from_gvk(&GroupVersionKind::gvk(
-                    "tekton.dev",
-                    "v1",
-                    "TaskRun",
-                )));
+                let reference = obj.object_ref(&resource(kind));
                 if let Err(e) = ctx.recorder.publish(&event, &reference).await {
                     tracing::debug!(error = %e, "failed to record an Event");
                 }
@@ -272,9 +314,32 @@ async fn process(
     }
 }
 
-/// Merge-patches `annotations` onto the run, conditional on `resource_version`. Returns
-/// whether it was written; a conflict means someone else changed the run first, and the
-/// watch brings it back.
+/// A PipelineRun's child TaskRuns (from `status.childReferences`), read from the API; none
+/// for a TaskRun. A child that cannot be read fails the attempt rather than leave it out.
+async fn children(ctx: &Context, run: &Run) -> Result<Vec<Run>, SignError> {
+    if run.kind == RunKind::TaskRun {
+        return Ok(Vec::new());
+    }
+    let api = runs(&ctx.client, RunKind::TaskRun, Some(&run.namespace));
+    let mut out = Vec::new();
+    let refs = run.object["status"]["childReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for child in refs.iter().filter(|c| c["kind"] == "TaskRun") {
+        let name = child["name"].as_str().unwrap_or_default();
+        let obj = api.get(name).await.map_err(|e| SignError::Other {
+            run: run.id(),
+            message: format!("failed to read child TaskRun {}/{name}: {e}", run.namespace),
+        })?;
+        out.push(Run::from_object(
+            RunKind::TaskRun,
+            serde_json::to_value(&obj).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Outcome of a conditional write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Written {

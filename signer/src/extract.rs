@@ -22,6 +22,38 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// Artifacts as in-toto descriptors, `key` being `name` (subjects) or `uri` (materials).
+pub fn descriptors(list: &[Artifact], key: &str) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|a| serde_json::json!({key: a.uri, "digest": a.digest}))
+            .collect(),
+    )
+}
+
+/// What a run and (for a PipelineRun) its child TaskRuns built and used: the run's own
+/// subjects (plus the children's with `deep`), and every material, sorted and de-duplicated.
+pub fn extract_with_children(
+    run: &Run,
+    children: &[Run],
+    only_build_artifacts: bool,
+    deep: bool,
+) -> Extracted {
+    let mut out = extract(run, only_build_artifacts);
+    for child in children {
+        let c = extract(child, only_build_artifacts);
+        out.materials.extend(c.materials);
+        if deep {
+            out.subjects.extend(c.subjects);
+        }
+    }
+    for list in [&mut out.subjects, &mut out.materials] {
+        list.sort();
+        list.dedup();
+    }
+    out
+}
+
 /// Parses `alg:hex` with a known algorithm and the right length.
 pub fn parse_digest(d: &str) -> Option<(String, String)> {
     let (alg, hex) = d.trim().split_once(':')?;

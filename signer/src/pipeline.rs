@@ -11,15 +11,13 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::config::{SignerConfig, SignerKind, StorageBackend};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
-use crate::formats::{FormatError, statement};
+use crate::formats::statement;
 use crate::keys::{SigningKey, SigningKeyError};
 use crate::run::{ANNOTATION_PREFIX, Run, RunKind, SIGNED};
 
 /// Why a run could not be signed and stored. Messages name the run and what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
-    #[error(transparent)]
-    Format(#[from] FormatError),
     #[error("failed to sign {run}: {source}")]
     Key {
         run: String,
@@ -39,7 +37,6 @@ impl SignError {
     /// Short machine-readable kind, for the `error_type` metric label.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::Format(_) => "format",
             Self::Key { .. } | Self::SignerNotImplemented { .. } => "signer",
             Self::StorageNotImplemented { .. } => "storage",
             Self::Other { .. } => "other",
@@ -51,6 +48,7 @@ impl SignError {
 /// `chain-` for the run, and `signed: "true"` — only when every configured backend is done.
 pub fn sign_run(
     run: &Run,
+    children: &[Run],
     config: &SignerConfig,
     key: Result<&SigningKey, std::sync::Arc<SigningKeyError>>,
 ) -> Result<BTreeMap<String, String>, SignError> {
@@ -58,7 +56,7 @@ pub fn sign_run(
         RunKind::TaskRun => &config.taskrun,
         RunKind::PipelineRun => &config.pipelinerun,
     };
-    let statement = statement(run, config)?;
+    let statement = statement(run, children, config);
     let payload = serde_json::to_vec(&statement).map_err(|e| SignError::Other {
         run: run.id(),
         message: e.to_string(),
@@ -151,9 +149,20 @@ mod tests {
     }
 
     #[test]
+    fn pipelinerun_annotations_use_the_pipelinerun_key() {
+        let key = key();
+        let pipelinerun = Run::from_object(
+            RunKind::PipelineRun,
+            json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
+        );
+        let out = sign_run(&pipelinerun, &[], &SignerConfig::default(), Ok(&key)).unwrap();
+        assert!(out.contains_key("chains.tekton.dev/signature-pipelinerun-u"));
+    }
+
+    #[test]
     fn default_config_stores_a_signed_envelope_on_the_run() {
         let key = key();
-        let out = sign_run(&run(), &SignerConfig::default(), Ok(&key)).unwrap();
+        let out = sign_run(&run(), &[], &SignerConfig::default(), Ok(&key)).unwrap();
         assert_eq!(out["chains.tekton.dev/signed"], "true");
         let envelope: Envelope = serde_json::from_slice(
             &STANDARD
@@ -170,39 +179,31 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_format_backend_or_missing_key_never_yields_signed() {
+    fn unimplemented_signer_backend_or_missing_key_never_yields_signed() {
         let key = key();
-        let pipelinerun = Run::from_object(
-            RunKind::PipelineRun,
-            json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
-        );
-        assert!(matches!(
-            sign_run(&pipelinerun, &SignerConfig::default(), Ok(&key)),
-            Err(SignError::Format(_))
-        ));
         let mut config = SignerConfig::default();
         config.x509.fulcio_enabled = true;
         assert!(matches!(
-            sign_run(&run(), &config, Ok(&key)),
+            sign_run(&run(), &[], &config, Ok(&key)),
             Err(SignError::SignerNotImplemented { .. })
         ));
         config = SignerConfig::default();
         config.taskrun.format = ArtifactFormat::SlsaV2Alpha4;
         assert!(
-            sign_run(&run(), &config, Ok(&key)).is_ok(),
+            sign_run(&run(), &[], &config, Ok(&key)).is_ok(),
             "SLSA v1.0 is implemented for TaskRuns"
         );
         let mut config = SignerConfig::default();
         config.taskrun.storage.insert(StorageBackend::Oci);
         assert!(matches!(
-            sign_run(&run(), &config, Ok(&key)),
+            sign_run(&run(), &[], &config, Ok(&key)),
             Err(SignError::StorageNotImplemented { .. })
         ));
         let missing = std::sync::Arc::new(SigningKeyError::Missing {
             secret: "n/s".into(),
         });
         assert!(matches!(
-            sign_run(&run(), &SignerConfig::default(), Err(missing)),
+            sign_run(&run(), &[], &SignerConfig::default(), Err(missing)),
             Err(SignError::Key { .. })
         ));
     }

@@ -255,6 +255,84 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
     );
     assert!(!out.status.success(), "cosign accepted a forged payload");
 
+    // 1b. A completed PipelineRun (its child TaskRun listed in childReferences) is signed too,
+    //     with the child's steps in its provenance, and cosign verifies it.
+    completed_taskrun(&admin, work.name(), "pr-child").await;
+    let prs = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        work.name(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "PipelineRun")),
+    );
+    let pr: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "release"},
+        "spec": {"pipelineRef": {"name": "release"}}
+    }))
+    .unwrap();
+    let pr_uid = prs
+        .create(&PostParams::default(), &pr)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let status = json!({"status": {
+        "startTime": "2026-11-26T10:00:00Z", "completionTime": "2026-11-26T10:02:00Z",
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-26T10:02:00Z"}],
+        "childReferences": [{"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "name": "pr-child", "pipelineTaskName": "build"}],
+        "results": [{"name": "IMAGE_URL", "value": "registry.local/team/release:v1"}, {"name": "IMAGE_DIGEST", "value": DIGEST}]
+    }});
+    prs.patch_status("release", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let pr_annotations = loop {
+        let v = serde_json::to_value(prs.get("release").await.unwrap()).unwrap();
+        if v["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true" {
+            break v["metadata"]["annotations"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PipelineRun never signed:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let envelope = STANDARD
+        .decode(
+            pr_annotations[format!("chains.tekton.dev/signature-pipelinerun-{pr_uid}")]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let statement: Value = serde_json::from_slice(
+        &STANDARD
+            .decode(
+                serde_json::from_slice::<Value>(&envelope).unwrap()["payload"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        statement["predicate"]["buildType"],
+        "tekton.dev/v1/PipelineRun"
+    );
+    assert_eq!(
+        statement["predicate"]["buildConfig"]["tasks"][0]["steps"][0]["environment"]["container"],
+        "build"
+    );
+    assert_eq!(
+        statement["subject"][0]["name"],
+        "registry.local/team/release:v1"
+    );
+    let out = cosign_verify(env, &public_key, &envelope, "slsaprovenance");
+    assert!(
+        out.status.success(),
+        "cosign rejected the PipelineRun attestation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // 2. Hot reload: SLSA v1.0 applies to the next run without a restart, and cosign
     //    verifies it as `slsaprovenance1`.
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -340,10 +418,17 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         "wrote outside chains.tekton.dev/: {keys:?}"
     );
 
-    // Chains' metric names count what happened: two runs signed once, four failed attempts.
+    // Chains' metric names count what happened: three TaskRuns and one PipelineRun signed
+    // once each, four failed attempts.
     assert_eq!(
         signer.metric("watcher_taskrun_marked_signed_total").await,
-        Some(2)
+        Some(3)
+    );
+    assert_eq!(
+        signer
+            .metric("watcher_pipelinerun_marked_signed_total")
+            .await,
+        Some(1)
     );
     assert_eq!(
         signer

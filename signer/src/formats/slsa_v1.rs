@@ -8,35 +8,35 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::config::BuildType;
-use crate::extract::{Artifact, extract};
+use crate::extract::{descriptors, extract_with_children};
 use crate::run::Run;
-
-fn descriptors(list: &[Artifact], key: &str) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|a| json!({key: a.uri, "digest": a.digest}))
-            .collect(),
-    )
-}
+use crate::run::RunKind;
 
 fn byproduct(name: &str, value: &Value) -> Value {
     let content = serde_json::to_vec(value).unwrap_or_default();
     json!({"name": name, "mediaType": "application/json", "content": STANDARD.encode(content)})
 }
 
-/// The statement for `run`. `v2alpha4` selects the stricter subject rule and step results.
+/// The statement for `run` (with its child TaskRuns when it is a PipelineRun). `v2alpha4`
+/// selects the stricter subject rule and step results; `deep` takes the children's subjects.
 pub fn slsa_v1_statement(
     run: &Run,
+    children: &[Run],
     builder_id: &str,
     build_type: BuildType,
     v2alpha4: bool,
+    deep: bool,
 ) -> Value {
-    let extracted = extract(run, v2alpha4);
+    let extracted = extract_with_children(run, children, v2alpha4, deep);
+    let results_prefix = match run.kind {
+        RunKind::TaskRun => "taskRunResults",
+        RunKind::PipelineRun => "pipelineRunResults",
+    };
     let status = &run.object["status"];
     let mut byproducts: Vec<Value> = run
         .results()
         .iter()
-        .map(|r| byproduct(&format!("taskRunResults/{}", r.name), &r.value))
+        .map(|r| byproduct(&format!("{results_prefix}/{}", r.name), &r.value))
         .collect();
     if v2alpha4 {
         for step in status["steps"].as_array().into_iter().flatten() {
@@ -83,8 +83,6 @@ pub fn slsa_v1_statement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::RunKind;
-
     #[test]
     fn taskrun_v1_statements_match_the_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
@@ -99,9 +97,11 @@ mod tests {
         ] {
             let statement = slsa_v1_statement(
                 &run,
+                &[],
                 "https://tekton.dev/chains/v2",
                 BuildType::Slsa,
                 v2alpha4,
+                false,
             );
             let actual = serde_json::to_string_pretty(&statement).unwrap() + "\n";
             let path = dir.join(file);
