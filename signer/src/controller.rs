@@ -179,7 +179,20 @@ pub async fn run(
             None => break,
         };
         let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
-        if !run.is_done() || run.is_finished() {
+        if run.is_finished() {
+            continue;
+        }
+        if !run.is_done() {
+            // Hold a running run until it is signed; let go of one deleted before it ends.
+            let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+            let api = runs(&ctx.client, kind, Some(&run.namespace));
+            if !run.has_finalizer() && !run.is_being_deleted() {
+                let mut list = run.finalizers();
+                list.push(run.finalizer());
+                let _ = write(&api, &run, &rv, &BTreeMap::new(), Some(list)).await;
+            } else if run.has_finalizer() && run.is_being_deleted() {
+                let _ = write(&api, &run, &rv, &BTreeMap::new(), Some(without_ours(&run))).await;
+            }
             continue;
         }
         let fresh = ctx
@@ -268,7 +281,7 @@ async fn process(
     match outcome {
         Ok(annotations) => {
             metrics.sign_created.inc();
-            match write(&api, &run, &rv, &annotations).await {
+            match write(&api, &run, &rv, &annotations, release(&run)).await {
                 Written::Yes => {
                     metrics.payload_stored.inc();
                     metrics.marked_signed.inc();
@@ -292,7 +305,15 @@ async fn process(
                 "SigningRetry"
             };
             tracing::warn!(run = %run.id(), uid = %run.uid, attempt, error_type = error.error_type(), %error, "signing failed");
-            let written = write(&api, &run, &rv, &annotations).await;
+            let done = attempt > MAX_RETRIES;
+            let written = write(
+                &api,
+                &run,
+                &rv,
+                &annotations,
+                release(&run).filter(|_| done),
+            )
+            .await;
             if written == Written::Conflict {
                 return true;
             }
@@ -350,14 +371,33 @@ enum Written {
     Failed,
 }
 
+fn without_ours(run: &Run) -> Vec<String> {
+    let ours = run.finalizer();
+    run.finalizers()
+        .into_iter()
+        .filter(|f| *f != ours)
+        .collect()
+}
+
+/// The finalizer list without ours, when ours is there to remove.
+fn release(run: &Run) -> Option<Vec<String>> {
+    run.has_finalizer().then(|| without_ours(run))
+}
+
+/// Merge-patches `annotations` (and, when given, the whole finalizer list) onto the run,
+/// conditional on `resource_version` — which is what makes replacing the list safe.
 async fn write(
     api: &Api<DynamicObject>,
     run: &Run,
     resource_version: &str,
     annotations: &BTreeMap<String, String>,
+    finalizers: Option<Vec<String>>,
 ) -> Written {
-    let patch =
+    let mut patch =
         json!({"metadata": {"resourceVersion": resource_version, "annotations": annotations}});
+    if let Some(list) = finalizers {
+        patch["metadata"]["finalizers"] = json!(list);
+    }
     match api
         .patch(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

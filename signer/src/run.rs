@@ -105,6 +105,28 @@ impl Run {
             .collect()
     }
 
+    /// The finalizer that keeps this run until it is signed: `chains.tekton.dev/<kind>`.
+    pub fn finalizer(&self) -> String {
+        format!("{ANNOTATION_PREFIX}{}", self.kind.key())
+    }
+
+    pub fn finalizers(&self) -> Vec<String> {
+        self.object["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub fn has_finalizer(&self) -> bool {
+        self.finalizers().contains(&self.finalizer())
+    }
+
+    pub fn is_being_deleted(&self) -> bool {
+        !self.object["metadata"]["deletionTimestamp"].is_null()
+    }
+
     /// `<kind>-<uid>`: the key of this run's own annotations (`signature-taskrun-<uid>`).
     pub fn storage_key(&self) -> String {
         format!("{}-{}", self.kind.key(), self.uid)

@@ -333,6 +333,69 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // 1c. Finalizers: a running TaskRun is held by chains.tekton.dev/taskrun; deleted after it
+    //     completes, it is still signed first and then let go; a signed run keeps no finalizer.
+    let trs = taskruns(&admin, work.name());
+    let held: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": "held"},
+        "spec": {"taskSpec": {"steps": [{"name": "build", "image": "gcr.io/kaniko-project/executor:v1"}]}}
+    }))
+    .unwrap();
+    trs.create(&PostParams::default(), &held).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !trs
+        .get("held")
+        .await
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"chains.tekton.dev/taskrun".to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no finalizer on a running TaskRun:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Complete it and delete it at once: the finalizer holds it until it is signed.
+    let done = json!({"status": {
+        "podName": "held-pod", "startTime": "2026-11-26T10:00:00Z", "completionTime": "2026-11-26T10:01:00Z",
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-26T10:01:00Z"}]
+    }});
+    trs.patch_status("held", &PatchParams::default(), &Patch::Merge(&done))
+        .await
+        .unwrap();
+    trs.delete("held", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while trs.get_opt("held").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted TaskRun was never let go:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        log()
+            .lines()
+            .any(|l| l.contains("\"message\":\"signed\"") && l.contains("/held\"")),
+        "the deleted TaskRun was not signed before it went:\n{}",
+        log()
+    );
+    let first = trs.get("build-1").await.unwrap();
+    assert!(
+        !first
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f.starts_with("chains.tekton.dev/"))
+    );
+
     // 2. Hot reload: SLSA v1.0 applies to the next run without a restart, and cosign
     //    verifies it as `slsaprovenance1`.
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
@@ -418,11 +481,11 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         "wrote outside chains.tekton.dev/: {keys:?}"
     );
 
-    // Chains' metric names count what happened: three TaskRuns and one PipelineRun signed
+    // Chains' metric names count what happened: four TaskRuns and one PipelineRun signed
     // once each, four failed attempts.
     assert_eq!(
         signer.metric("watcher_taskrun_marked_signed_total").await,
-        Some(3)
+        Some(4)
     );
     assert_eq!(
         signer
