@@ -160,17 +160,27 @@ pub async fn run(
         })
     });
     let mut events = futures::stream::select_all(streams);
+    // Two queues: runs that complete while we watch (signed first), and the backlog found at
+    // start (drained in the background, newest first). The backlog holds references, not
+    // objects, so a large backlog costs little memory.
+    let (live_tx, live_rx) = tokio::sync::mpsc::unbounded_channel::<Work>();
+    let backlog = Arc::new(Backlog::default());
     let permits = Arc::new(Semaphore::new(ctx.workers));
+    let dispatcher = tokio::spawn(dispatch(
+        ctx.clone(),
+        live_rx,
+        backlog.clone(),
+        permits.clone(),
+    ));
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             () = &mut stop => break,
             e = events.next() => e,
         };
-        let (kind, obj) = match event {
-            Some((kind, Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)))) => {
-                (kind, obj)
-            }
+        let (kind, obj, initial) = match event {
+            Some((kind, Ok(watcher::Event::Apply(obj)))) => (kind, obj, false),
+            Some((kind, Ok(watcher::Event::InitApply(obj)))) => (kind, obj, true),
             Some((_, Ok(_))) => continue,
             Some((kind, Err(error))) => {
                 tracing::warn!(%error, kind = kind.kind(), "watch failed; it restarts by itself");
@@ -183,16 +193,7 @@ pub async fn run(
             continue;
         }
         if !run.is_done() {
-            // Hold a running run until it is signed; let go of one deleted before it ends.
-            let rv = obj.metadata.resource_version.clone().unwrap_or_default();
-            let api = runs(&ctx.client, kind, Some(&run.namespace));
-            if !run.has_finalizer() && !run.is_being_deleted() {
-                let mut list = run.finalizers();
-                list.push(run.finalizer());
-                let _ = write(&api, &run, &rv, &BTreeMap::new(), Some(list)).await;
-            } else if run.has_finalizer() && run.is_being_deleted() {
-                let _ = write(&api, &run, &rv, &BTreeMap::new(), Some(without_ours(&run))).await;
-            }
+            hold_or_release(&ctx, &run, &obj).await;
             continue;
         }
         let fresh = ctx
@@ -202,33 +203,147 @@ pub async fn run(
         if !fresh {
             continue;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
+        if initial {
+            let created = obj.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            backlog.push(
+                created,
+                Run {
+                    object: serde_json::Value::Null,
+                    ..run
+                },
+            );
+        } else if live_tx
+            .send(Work {
+                run,
+                cached: Some(obj),
+            })
+            .is_err()
+        {
             break;
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let uid = run.uid.clone();
-            // Retries happen here rather than on the watch event our own write causes: that
-            // event arrives while the run is still in flight and is skipped.
-            // The watched object is used as is: the write is conditional on its
-            // resourceVersion, so a stale copy cannot sign twice — it gets a conflict, and
-            // the run is read afresh. Bounded, in case something keeps changing the run.
-            let mut cached = Some(obj);
-            for _ in 0..10 {
-                if !process(&ctx, kind, &run.namespace, &run.name, cached.take()).await {
-                    break;
-                }
-            }
-            if let Ok(mut set) = ctx.in_flight.lock() {
-                set.remove(&uid);
-            }
-            drop(permit);
-        });
+        }
     }
+    dispatcher.abort();
     // Wait for in-flight runs to finish before returning (graceful shutdown).
     let _ = permits
         .acquire_many(u32::try_from(ctx.workers).unwrap_or(u32::MAX))
         .await;
+}
+
+/// A run to sign: the watched object for live runs, only its reference for the backlog.
+struct Work {
+    run: Run,
+    cached: Option<DynamicObject>,
+}
+
+/// Runs found at start, newest first.
+#[derive(Default)]
+struct Backlog {
+    heap: Mutex<std::collections::BinaryHeap<Backlogged>>,
+    added: tokio::sync::Notify,
+}
+
+/// Ordered by creation time (then arrival), so the heap yields the newest first.
+struct Backlogged {
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    seq: usize,
+    run: Run,
+}
+
+impl PartialEq for Backlogged {
+    fn eq(&self, other: &Self) -> bool {
+        (self.created, self.seq) == (other.created, other.seq)
+    }
+}
+
+impl Eq for Backlogged {}
+
+impl PartialOrd for Backlogged {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Backlogged {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.created, self.seq).cmp(&(other.created, other.seq))
+    }
+}
+
+impl Backlog {
+    fn push(&self, created: Option<k8s_openapi::jiff::Timestamp>, run: Run) {
+        if let Ok(mut heap) = self.heap.lock() {
+            let seq = heap.len();
+            heap.push(Backlogged { created, seq, run });
+        }
+        self.added.notify_one();
+    }
+
+    fn pop_newest(&self) -> Option<Run> {
+        self.heap.lock().ok()?.pop().map(|b| b.run)
+    }
+}
+
+/// Hands work to the workers: live runs first, then the newest of the backlog.
+async fn dispatch(
+    ctx: Arc<Context>,
+    mut live: tokio::sync::mpsc::UnboundedReceiver<Work>,
+    backlog: Arc<Backlog>,
+    permits: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let work = loop {
+            match live.try_recv() {
+                Ok(work) => break work,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+            }
+            if let Some(run) = backlog.pop_newest() {
+                break Work { run, cached: None };
+            }
+            tokio::select! {
+                work = live.recv() => match work {
+                    Some(work) => break work,
+                    None => return,
+                },
+                () = backlog.added.notified() => {}
+            }
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let Work { run, mut cached } = work;
+            // Retries happen here rather than on the watch event our own write causes: that
+            // event arrives while the run is still in flight and is skipped. A watched object
+            // is used as is: the write is conditional on its resourceVersion, so a stale copy
+            // cannot sign twice — it gets a conflict and the run is read afresh. Bounded, in
+            // case something keeps changing the run.
+            for _ in 0..10 {
+                if !process(&ctx, run.kind, &run.namespace, &run.name, cached.take()).await {
+                    break;
+                }
+            }
+            if let Ok(mut set) = ctx.in_flight.lock() {
+                set.remove(&run.uid);
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Holds a running run with our finalizer until it is signed; lets go of one deleted before
+/// it ends (there will be nothing to sign).
+async fn hold_or_release(ctx: &Context, run: &Run, obj: &DynamicObject) {
+    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+    let api = runs(&ctx.client, run.kind, Some(&run.namespace));
+    if !run.has_finalizer() && !run.is_being_deleted() {
+        let mut list = run.finalizers();
+        list.push(run.finalizer());
+        let _ = write(&api, run, &rv, &BTreeMap::new(), Some(list)).await;
+    } else if run.has_finalizer() && run.is_being_deleted() {
+        let _ = write(&api, run, &rv, &BTreeMap::new(), Some(without_ours(run))).await;
+    }
 }
 
 /// Signs one run, or records why not. Returns whether to try again (a failure was recorded
