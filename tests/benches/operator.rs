@@ -17,29 +17,11 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::TestEnv;
+use signet_e2e::measure::{percentile, rss_kib};
 use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
 
 const EDITS: usize = 40;
 const POKES: usize = 20;
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .trim_end_matches(" kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    sorted[(sorted.len() - 1) * percent / 100]
-}
 
 async fn wait_until<F, Fut>(mut check: F) -> bool
 where

@@ -21,6 +21,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 use signet_crds::SignetConfig;
+use signet_e2e::measure::{percentile, rss_kib};
 use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
@@ -30,25 +31,6 @@ const CONCURRENCY: usize = 16;
 fn taskruns(client: &Client, ns: &str) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
     Api::namespaced_with(client.clone(), ns, &ar)
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .trim_end_matches(" kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    sorted[(sorted.len() - 1) * percent / 100]
 }
 
 /// Creates `count` TaskRuns and completes each through the status subresource; returns

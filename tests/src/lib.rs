@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod identity;
+pub mod measure;
 pub mod namespace;
 pub mod operator;
 

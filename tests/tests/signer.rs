@@ -105,6 +105,16 @@ fn cosign_verify(
     out
 }
 
+/// Asserts the real cosign verifies `envelope` with `public_key` as `predicate_type`.
+fn assert_cosign_accepts(env: &TestEnv, public_key: &str, envelope: &[u8], predicate_type: &str) {
+    let out = cosign_verify(env, public_key, envelope, predicate_type);
+    assert!(
+        out.status.success(),
+        "cosign rejected the {predicate_type} attestation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn rand_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -235,12 +245,7 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         statement["subject"][0]["name"],
         "registry.local/team/app:v1"
     );
-    let out = cosign_verify(env, &public_key, &signature, "slsaprovenance");
-    assert!(
-        out.status.success(),
-        "cosign rejected the attestation: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_cosign_accepts(env, &public_key, &signature, "slsaprovenance");
 
     // A tampered envelope must fail the same verification, or the check above proves nothing.
     let mut envelope: Value = serde_json::from_slice(&signature).unwrap();
@@ -326,12 +331,7 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         statement["subject"][0]["name"],
         "registry.local/team/release:v1"
     );
-    let out = cosign_verify(env, &public_key, &envelope, "slsaprovenance");
-    assert!(
-        out.status.success(),
-        "cosign rejected the PipelineRun attestation: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_cosign_accepts(env, &public_key, &envelope, "slsaprovenance");
 
     // 1c. Finalizers: a running TaskRun is held by chains.tekton.dev/taskrun; deleted after it
     //     completes, it is still signed first and then let go; a signed run keeps no finalizer.
@@ -445,12 +445,7 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         statement["predicate"]["runDetails"]["metadata"]["invocationID"],
         uid.as_str()
     );
-    let out = cosign_verify(env, &public_key, &envelope, "slsaprovenance1");
-    assert!(
-        out.status.success(),
-        "cosign rejected the SLSA v1.0 attestation: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_cosign_accepts(env, &public_key, &envelope, "slsaprovenance1");
 
     // 3. A signer this version does not implement (keyless) ends `failed` with a reason
     //    after 3 retries — never `signed=true`.
@@ -714,10 +709,5 @@ async fn a_key_made_by_cosign_signs_in_signet_and_cosign_verifies_it() {
                 .unwrap(),
         )
         .unwrap();
-    let out = cosign_verify(env, &cosign_pub, &envelope, "slsaprovenance");
-    assert!(
-        out.status.success(),
-        "cosign rejected it: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_cosign_accepts(env, &cosign_pub, &envelope, "slsaprovenance");
 }
