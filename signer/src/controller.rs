@@ -1,99 +1,27 @@
-//! The signing loop: watch completed TaskRuns, sign each once with bounded concurrency, and
-//! record the outcome on the run. The only module that writes runs; it touches nothing but
-//! `chains.tekton.dev/*` annotations, always with the resourceVersion it read, so a stale
-//! view can never sign a run twice.
+//! The signing loop: watch completed runs, sign each once with bounded concurrency, and
+//! record the outcome on the run through `mark`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
-use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::health::Counter;
+use crate::mark::{Written, hold_or_release, release, write};
+pub use crate::metrics::Metrics;
 use crate::pipeline::{SignError, sign_run};
+use crate::queue::{Backlog, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
 
 /// After this many failed attempts a run is marked `failed` (Chains' limit).
 pub const MAX_RETRIES: u32 = 3;
-
-/// Counters of one kind of run, under Chains' metric names.
-#[derive(Clone, Debug, Default)]
-pub struct KindMetrics {
-    pub sign_created: Arc<Counter>,
-    pub payload_stored: Arc<Counter>,
-    pub marked_signed: Arc<Counter>,
-    pub signing_failures: Arc<Counter>,
-}
-
-/// Chains' metric names, so existing dashboards keep working.
-#[derive(Clone, Debug, Default)]
-pub struct Metrics {
-    pub taskrun: KindMetrics,
-    pub pipelinerun: KindMetrics,
-}
-
-impl Metrics {
-    pub fn of(&self, kind: RunKind) -> &KindMetrics {
-        match kind {
-            RunKind::TaskRun => &self.taskrun,
-            RunKind::PipelineRun => &self.pipelinerun,
-        }
-    }
-
-    pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {
-        let (t, p) = (&self.taskrun, &self.pipelinerun);
-        vec![
-            (
-                "watcher_taskrun_sign_created_total",
-                "TaskRun signatures created.",
-                t.sign_created.clone(),
-            ),
-            (
-                "watcher_taskrun_payload_stored_total",
-                "TaskRun payloads stored.",
-                t.payload_stored.clone(),
-            ),
-            (
-                "watcher_taskrun_marked_signed_total",
-                "TaskRuns marked signed.",
-                t.marked_signed.clone(),
-            ),
-            (
-                "watcher_taskrun_signing_failures_total",
-                "Failed TaskRun signing attempts.",
-                t.signing_failures.clone(),
-            ),
-            (
-                "watcher_pipelinerun_sign_created_total",
-                "PipelineRun signatures created.",
-                p.sign_created.clone(),
-            ),
-            (
-                "watcher_pipelinerun_payload_stored_total",
-                "PipelineRun payloads stored.",
-                p.payload_stored.clone(),
-            ),
-            (
-                "watcher_pipelinerun_marked_signed_total",
-                "PipelineRuns marked signed.",
-                p.marked_signed.clone(),
-            ),
-            (
-                "watcher_pipelinerun_signing_failures_total",
-                "Failed PipelineRun signing attempts.",
-                p.signing_failures.clone(),
-            ),
-        ]
-    }
-}
 
 /// Shared state of the loop.
 pub struct Context {
@@ -193,7 +121,7 @@ pub async fn run(
             continue;
         }
         if !run.is_done() {
-            hold_or_release(&ctx, &run, &obj).await;
+            hold_or_release(&runs(&ctx.client, kind, Some(&run.namespace)), &run, &obj).await;
             continue;
         }
         let fresh = ctx
@@ -227,60 +155,6 @@ pub async fn run(
     let _ = permits
         .acquire_many(u32::try_from(ctx.workers).unwrap_or(u32::MAX))
         .await;
-}
-
-/// A run to sign: the watched object for live runs, only its reference for the backlog.
-struct Work {
-    run: Run,
-    cached: Option<DynamicObject>,
-}
-
-/// Runs found at start, newest first.
-#[derive(Default)]
-struct Backlog {
-    heap: Mutex<std::collections::BinaryHeap<Backlogged>>,
-    added: tokio::sync::Notify,
-}
-
-/// Ordered by creation time (then arrival), so the heap yields the newest first.
-struct Backlogged {
-    created: Option<k8s_openapi::jiff::Timestamp>,
-    seq: usize,
-    run: Run,
-}
-
-impl PartialEq for Backlogged {
-    fn eq(&self, other: &Self) -> bool {
-        (self.created, self.seq) == (other.created, other.seq)
-    }
-}
-
-impl Eq for Backlogged {}
-
-impl PartialOrd for Backlogged {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Backlogged {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.created, self.seq).cmp(&(other.created, other.seq))
-    }
-}
-
-impl Backlog {
-    fn push(&self, created: Option<k8s_openapi::jiff::Timestamp>, run: Run) {
-        if let Ok(mut heap) = self.heap.lock() {
-            let seq = heap.len();
-            heap.push(Backlogged { created, seq, run });
-        }
-        self.added.notify_one();
-    }
-
-    fn pop_newest(&self) -> Option<Run> {
-        self.heap.lock().ok()?.pop().map(|b| b.run)
-    }
 }
 
 /// Hands work to the workers: live runs first, then the newest of the backlog.
@@ -329,20 +203,6 @@ async fn dispatch(
             }
             drop(permit);
         });
-    }
-}
-
-/// Holds a running run with our finalizer until it is signed; lets go of one deleted before
-/// it ends (there will be nothing to sign).
-async fn hold_or_release(ctx: &Context, run: &Run, obj: &DynamicObject) {
-    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
-    let api = runs(&ctx.client, run.kind, Some(&run.namespace));
-    if !run.has_finalizer() && !run.is_being_deleted() {
-        let mut list = run.finalizers();
-        list.push(run.finalizer());
-        let _ = write(&api, run, &rv, &BTreeMap::new(), Some(list)).await;
-    } else if run.has_finalizer() && run.is_being_deleted() {
-        let _ = write(&api, run, &rv, &BTreeMap::new(), Some(without_ours(run))).await;
     }
 }
 
@@ -474,57 +334,4 @@ async fn children(ctx: &Context, run: &Run) -> Result<Vec<Run>, SignError> {
         ));
     }
     Ok(out)
-}
-
-/// Outcome of a conditional write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Written {
-    Yes,
-    /// The run changed since it was read: read it again and decide afresh.
-    Conflict,
-    /// Any other failure: logged; the next watch event brings the run back.
-    Failed,
-}
-
-fn without_ours(run: &Run) -> Vec<String> {
-    let ours = run.finalizer();
-    run.finalizers()
-        .into_iter()
-        .filter(|f| *f != ours)
-        .collect()
-}
-
-/// The finalizer list without ours, when ours is there to remove.
-fn release(run: &Run) -> Option<Vec<String>> {
-    run.has_finalizer().then(|| without_ours(run))
-}
-
-/// Merge-patches `annotations` (and, when given, the whole finalizer list) onto the run,
-/// conditional on `resource_version` — which is what makes replacing the list safe.
-async fn write(
-    api: &Api<DynamicObject>,
-    run: &Run,
-    resource_version: &str,
-    annotations: &BTreeMap<String, String>,
-    finalizers: Option<Vec<String>>,
-) -> Written {
-    let mut patch =
-        json!({"metadata": {"resourceVersion": resource_version, "annotations": annotations}});
-    if let Some(list) = finalizers {
-        patch["metadata"]["finalizers"] = json!(list);
-    }
-    match api
-        .patch(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Written::Yes,
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            tracing::debug!(run = %run.id(), "TaskRun changed meanwhile; reading it again");
-            Written::Conflict
-        }
-        Err(error) => {
-            tracing::warn!(%error, run = %run.id(), "failed to write TaskRun annotations");
-            Written::Failed
-        }
-    }
 }

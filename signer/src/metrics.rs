@@ -1,0 +1,77 @@
+//! The signer's counters, under Tekton Chains' metric names so existing dashboards work.
+
+use std::sync::Arc;
+
+use crate::health::Counter;
+use crate::run::RunKind;
+
+/// Counters of one kind of run, under Chains' metric names.
+#[derive(Clone, Debug, Default)]
+pub struct KindMetrics {
+    pub sign_created: Arc<Counter>,
+    pub payload_stored: Arc<Counter>,
+    pub marked_signed: Arc<Counter>,
+    pub signing_failures: Arc<Counter>,
+}
+
+/// Chains' metric names, so existing dashboards keep working.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub taskrun: KindMetrics,
+    pub pipelinerun: KindMetrics,
+}
+
+impl Metrics {
+    pub fn of(&self, kind: RunKind) -> &KindMetrics {
+        match kind {
+            RunKind::TaskRun => &self.taskrun,
+            RunKind::PipelineRun => &self.pipelinerun,
+        }
+    }
+
+    pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {
+        let (t, p) = (&self.taskrun, &self.pipelinerun);
+        vec![
+            (
+                "watcher_taskrun_sign_created_total",
+                "TaskRun signatures created.",
+                t.sign_created.clone(),
+            ),
+            (
+                "watcher_taskrun_payload_stored_total",
+                "TaskRun payloads stored.",
+                t.payload_stored.clone(),
+            ),
+            (
+                "watcher_taskrun_marked_signed_total",
+                "TaskRuns marked signed.",
+                t.marked_signed.clone(),
+            ),
+            (
+                "watcher_taskrun_signing_failures_total",
+                "Failed TaskRun signing attempts.",
+                t.signing_failures.clone(),
+            ),
+            (
+                "watcher_pipelinerun_sign_created_total",
+                "PipelineRun signatures created.",
+                p.sign_created.clone(),
+            ),
+            (
+                "watcher_pipelinerun_payload_stored_total",
+                "PipelineRun payloads stored.",
+                p.payload_stored.clone(),
+            ),
+            (
+                "watcher_pipelinerun_marked_signed_total",
+                "PipelineRuns marked signed.",
+                p.marked_signed.clone(),
+            ),
+            (
+                "watcher_pipelinerun_signing_failures_total",
+                "Failed PipelineRun signing attempts.",
+                p.signing_failures.clone(),
+            ),
+        ]
+    }
+}
