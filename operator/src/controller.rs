@@ -212,12 +212,21 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     facts.problem = problem;
     facts.public_key = public_key;
     let new = status::compute(config.status.as_ref(), &facts);
+    let settled = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == signet_crds::ConditionStatus::True);
     status::write(client, config, new)
         .await
         .map_err(ReconcileError::Status)?;
-    // The user's own signing Secret is not watched (that would mean watching every Secret):
-    // look again now and then for a key that appeared or rotated.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // While the signer rolls out, look again soon even if a watch event is missed. Once it is
+    // ready: the user's own signing Secret is not watched (that would mean watching every
+    // Secret), so look again now and then for a key that appeared or rotated.
+    Ok(Action::requeue(Duration::from_secs(if settled {
+        300
+    } else {
+        5
+    })))
 }
 
 /// The namespace the signer currently runs in, from the last status, else the spec's.

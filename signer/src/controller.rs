@@ -268,7 +268,6 @@ async fn process(
             }
         }
         Err(error) => {
-            metrics.signing_failures.inc();
             let attempt = retries + 1;
             let mut annotations = BTreeMap::new();
             let note = if attempt > MAX_RETRIES {
@@ -293,6 +292,8 @@ async fn process(
                 return true;
             }
             if written == Written::Yes {
+                // Counted once recorded: a conflict is retried, not a second failure.
+                metrics.signing_failures.inc();
                 let event = Event {
                     type_: EventType::Warning,
                     reason: note.to_owned(),

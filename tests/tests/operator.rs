@@ -257,7 +257,11 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
             .await
             .unwrap()
         {
-            v.insert(format!("deploy/{}", d.name_any()), d.resource_version());
+            // Generation, not resourceVersion: the Deployment controller writes status.
+            v.insert(
+                format!("deploy/{}", d.name_any()),
+                d.metadata.generation.map(|g| g.to_string()),
+            );
         }
         for c in Api::<ConfigMap>::namespaced(admin.clone(), &ns)
             .list(&ListParams::default())
@@ -381,11 +385,14 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
 
     // 6. A spec the API server accepts but the operator cannot act on: Degraded, naming the
     //    field, and the running signer is left alone.
+    // The spec's generation, not the resourceVersion: the Deployment controller keeps
+    // writing status while the previous rollout settles.
     let running = deployments
         .get("signet-signer")
         .await
         .unwrap()
-        .resource_version();
+        .metadata
+        .generation;
     apply_config(
         &admin,
         json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"storage": ["gcs"]}}}),
@@ -408,8 +415,10 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
             .get("signet-signer")
             .await
             .unwrap()
-            .resource_version(),
-        running
+            .metadata
+            .generation,
+        running,
+        "an invalid spec changed the running signer"
     );
 
     // 7. Moving to a namespace where the user keeps their own key: the key is untouched,
