@@ -121,7 +121,9 @@ pub async fn run(
             continue;
         }
         if !run.is_done() {
-            hold_or_release(&runs(&ctx.client, kind, Some(&run.namespace)), &run, &obj).await;
+            // Off the event loop: a finalizer write must not hold up the next event.
+            let api = runs(&ctx.client, kind, Some(&run.namespace));
+            tokio::spawn(async move { hold_or_release(&api, &run, &obj).await });
             continue;
         }
         let fresh = ctx
