@@ -18,7 +18,9 @@ use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::TestEnv;
 use signet_e2e::measure::{percentile, rss_kib};
-use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
+use signet_e2e::operator::{
+    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
+};
 
 const EDITS: usize = 40;
 const POKES: usize = 20;
@@ -52,16 +54,9 @@ async fn main() {
     let operator = OperatorProcess::start(env, &identity).expect("operator process");
     let configs: Api<SignetConfig> = Api::all(admin.clone());
     let apply = |spec: serde_json::Value| {
-        let configs = configs.clone();
+        let admin = admin.clone();
         async move {
-            let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig",
-                              "metadata": {"name": "config"}, "spec": spec});
-            configs
-                .patch(
-                    "config",
-                    &PatchParams::apply("bench").force(),
-                    &Patch::Apply(&body),
-                )
+            apply_config(&admin, spec)
                 .await
                 .expect("apply SignetConfig");
         }

@@ -22,7 +22,9 @@ use kube::{Api, Client};
 use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::measure::{percentile, rss_kib};
-use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
+use signet_e2e::operator::{
+    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
+};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
 const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -82,14 +84,7 @@ async fn main() {
     };
     let operator = OperatorProcess::start(env, &operator_identity).expect("operator");
     let configs: Api<SignetConfig> = Api::all(admin.clone());
-    let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "metadata": {"name": "config"},
-                      "spec": {"targetNamespace": signer_ns}});
-    configs
-        .patch(
-            "config",
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&body),
-        )
+    apply_config(&admin, json!({"targetNamespace": signer_ns}))
         .await
         .expect("SignetConfig");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -35,6 +35,20 @@ pub async fn install_crd(admin: &Client) -> Result<(), EnvError> {
     Ok(())
 }
 
+/// Server-side applies the cluster's SignetConfig (`config`) with `spec`, as a user would.
+pub async fn apply_config(admin: &Client, spec: serde_json::Value) -> Result<(), EnvError> {
+    let body = serde_json::json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig",
+                                  "metadata": {"name": "config"}, "spec": spec});
+    Api::<signet_crds::SignetConfig>::all(admin.clone())
+        .patch(
+            "config",
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Creates the operator's namespace, ServiceAccount and cluster RBAC; returns its identity.
 pub async fn install_operator_rbac(admin: &Client) -> Result<ServiceAccountIdentity, EnvError> {
     let pp = PatchParams::apply("signet-e2e").force();

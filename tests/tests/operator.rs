@@ -59,14 +59,7 @@ fn condition(config: &SignetConfig, type_: &str) -> Option<(String, String, Stri
 }
 
 async fn apply_config(admin: &Client, spec: serde_json::Value) {
-    let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig",
-                      "metadata": {"name": "config"}, "spec": spec});
-    Api::<SignetConfig>::all(admin.clone())
-        .patch(
-            "config",
-            &PatchParams::apply("e2e-user").force(),
-            &Patch::Apply(&body),
-        )
+    signet_e2e::operator::apply_config(admin, spec)
         .await
         .unwrap();
 }

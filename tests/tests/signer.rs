@@ -15,7 +15,9 @@ use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use signet_crds::SignetConfig;
-use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
+use signet_e2e::operator::{
+    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
+};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
 const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -105,6 +107,17 @@ fn cosign_verify(
     out
 }
 
+/// Decodes a base64 annotation value.
+fn unbase64(value: &Value) -> Vec<u8> {
+    STANDARD.decode(value.as_str().unwrap()).unwrap()
+}
+
+/// The in-toto statement inside a DSSE envelope.
+fn statement_of(envelope: &[u8]) -> Value {
+    let envelope: Value = serde_json::from_slice(envelope).unwrap();
+    serde_json::from_slice(&unbase64(&envelope["payload"])).unwrap()
+}
+
 /// Asserts the real cosign verifies `envelope` with `public_key` as `predicate_type`.
 fn assert_cosign_accepts(env: &TestEnv, public_key: &str, envelope: &[u8], predicate_type: &str) {
     let out = cosign_verify(env, public_key, envelope, predicate_type);
@@ -129,6 +142,7 @@ static STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// and the published public key.
 struct Stack {
     operator: OperatorProcess,
+    admin: Client,
     configs: Api<SignetConfig>,
     signer_ns: String,
     public_key: String,
@@ -146,6 +160,7 @@ impl Stack {
         let operator = OperatorProcess::start(env, &operator_identity).unwrap();
         let mut stack = Self {
             operator,
+            admin: admin.clone(),
             configs: Api::all(admin.clone()),
             signer_ns: signer_ns.to_owned(),
             public_key: String::new(),
@@ -169,15 +184,7 @@ impl Stack {
     }
 
     async fn apply(&self, spec: Value) {
-        let body = json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "metadata": {"name": "config"}, "spec": spec});
-        self.configs
-            .patch(
-                "config",
-                &PatchParams::apply("e2e-user").force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .unwrap();
+        apply_config(&self.admin, spec).await.unwrap();
     }
 
     /// A signer process with the token of the ServiceAccount the operator created.
@@ -222,20 +229,8 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         annotations["chains.tekton.dev/signed"], "true",
         "{annotations}"
     );
-    let signature = STANDARD
-        .decode(
-            annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    let payload = STANDARD
-        .decode(
-            annotations[format!("chains.tekton.dev/payload-taskrun-{uid}")]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
+    let signature = unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+    let payload = unbase64(&annotations[format!("chains.tekton.dev/payload-taskrun-{uid}")]);
     let statement: Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(
         statement["predicateType"],
@@ -302,23 +297,9 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let envelope = STANDARD
-        .decode(
-            pr_annotations[format!("chains.tekton.dev/signature-pipelinerun-{pr_uid}")]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    let statement: Value = serde_json::from_slice(
-        &STANDARD
-            .decode(
-                serde_json::from_slice::<Value>(&envelope).unwrap()["payload"]
-                    .as_str()
-                    .unwrap(),
-            )
-            .unwrap(),
-    )
-    .unwrap();
+    let envelope =
+        unbase64(&pr_annotations[format!("chains.tekton.dev/signature-pipelinerun-{pr_uid}")]);
+    let statement = statement_of(&envelope);
     assert_eq!(
         statement["predicate"]["buildType"],
         "tekton.dev/v1/PipelineRun"
@@ -427,19 +408,8 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
     )
     .await;
     let key = format!("chains.tekton.dev/signature-taskrun-{uid}");
-    let envelope = STANDARD
-        .decode(run["metadata"]["annotations"][&key].as_str().unwrap())
-        .unwrap();
-    let statement: Value = serde_json::from_slice(
-        &STANDARD
-            .decode(
-                serde_json::from_slice::<Value>(&envelope).unwrap()["payload"]
-                    .as_str()
-                    .unwrap(),
-            )
-            .unwrap(),
-    )
-    .unwrap();
+    let envelope = unbase64(&run["metadata"]["annotations"][&key]);
+    let statement = statement_of(&envelope);
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
     assert_eq!(
         statement["predicate"]["runDetails"]["metadata"]["invocationID"],
@@ -702,12 +672,8 @@ async fn a_key_made_by_cosign_signs_in_signet_and_cosign_verifies_it() {
         || signer.log_text(),
     )
     .await;
-    let envelope = STANDARD
-        .decode(
-            run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
+    let envelope = unbase64(
+        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
+    );
     assert_cosign_accepts(env, &cosign_pub, &envelope, "slsaprovenance");
 }
