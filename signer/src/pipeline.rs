@@ -74,7 +74,10 @@ pub fn sign_run(
                 source,
             })?;
             Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, "", |pae| {
-                Ok::<_, SignError>(key.sign(pae))
+                key.sign(pae).map_err(|source| SignError::Key {
+                    run: run.id(),
+                    source: std::sync::Arc::new(source),
+                })
             })?
         }
         SignerKind::Kms => {

@@ -600,44 +600,89 @@ async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
     );
 }
 
+/// A cosign key pair in `dir`: `cosign generate-key-pair` (ECDSA P-256) when `openssl_args` is
+/// empty, else an `openssl genpkey` key imported with `cosign import-key-pair`. Returns the
+/// Secret data a user would create from it, and the public key.
+fn cosign_key_pair(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    name: &str,
+    openssl_args: &[&str],
+) -> (
+    std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+    String,
+) {
+    let password = format!("a user's passphrase for {name}");
+    let mut cosign = std::process::Command::new(&env.cosign);
+    if openssl_args.is_empty() {
+        cosign.args(["generate-key-pair", "--output-key-prefix", name]);
+    } else {
+        let pem = format!("{name}.pem");
+        let made = std::process::Command::new("openssl")
+            .args(["genpkey", "-out", &pem])
+            .args(openssl_args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        cosign.args([
+            "import-key-pair",
+            "--key",
+            &pem,
+            "--output-key-prefix",
+            name,
+        ]);
+    }
+    let out = cosign
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", &password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
+    let public = String::from_utf8(read("pub")).unwrap();
+    let data = std::collections::BTreeMap::from([
+        (
+            "cosign.key".to_owned(),
+            k8s_openapi::ByteString(read("key")),
+        ),
+        (
+            "cosign.pub".to_owned(),
+            k8s_openapi::ByteString(read("pub")),
+        ),
+        (
+            "cosign.password".to_owned(),
+            k8s_openapi::ByteString(password.into_bytes()),
+        ),
+    ]);
+    (data, public)
+}
+
+/// Keys made by cosign — its own P-256 pair, then P-384, Ed25519 and RSA keys it imported —
+/// sign in Signet, and cosign verifies each attestation. The later keys replace the Secret's
+/// data while the signer runs: the next run is signed with the new key, without a restart.
 #[tokio::test]
-async fn a_key_made_by_cosign_signs_in_signet_and_cosign_verifies_it() {
+async fn keys_made_by_cosign_of_every_type_sign_in_signet_and_cosign_verifies_them() {
     let _turn = STACK.lock().await;
     let env = TestEnv::get();
     let admin = env.admin_client().unwrap();
     let signer_ns = format!("signet-e2e-cosignkey-{}", std::process::id());
-    // The user's own key, made by cosign, in place before the operator arrives.
     let dir = std::env::temp_dir().join(format!("signet-cosign-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let generated = std::process::Command::new(&env.cosign)
-        .arg("generate-key-pair")
-        .current_dir(&dir)
-        .env("COSIGN_PASSWORD", "a user's passphrase")
-        .output()
-        .unwrap();
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-    let read = |f: &str| k8s_openapi::ByteString(std::fs::read(dir.join(f)).unwrap());
+    // The user's own key, made by cosign, in place before the operator arrives.
+    let (data, cosign_pub) = cosign_key_pair(env, &dir, "p256", &[]);
     let secret = k8s_openapi::api::core::v1::Secret {
         metadata: kube::api::ObjectMeta {
             name: Some("signing-secrets".into()),
             ..Default::default()
         },
-        data: Some(std::collections::BTreeMap::from([
-            ("cosign.key".to_owned(), read("cosign.key")),
-            ("cosign.pub".to_owned(), read("cosign.pub")),
-            (
-                "cosign.password".to_owned(),
-                k8s_openapi::ByteString(b"a user's passphrase".to_vec()),
-            ),
-        ])),
+        data: Some(data),
         ..Default::default()
     };
-    let cosign_pub = String::from_utf8(read("cosign.pub").0).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let ns = k8s_openapi::api::core::v1::Namespace {
         metadata: kube::api::ObjectMeta {
             name: Some(signer_ns.clone()),
@@ -649,7 +694,8 @@ async fn a_key_made_by_cosign_signs_in_signet_and_cosign_verifies_it() {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &signer_ns)
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &signer_ns);
+    secrets
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
@@ -663,17 +709,64 @@ async fn a_key_made_by_cosign_signs_in_signet_and_cosign_verifies_it() {
     let work = TestNamespace::create(&admin, "cosignkey-runs")
         .await
         .unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "build").await;
-    let run = wait_annotation(
-        &admin,
-        work.name(),
-        "build",
-        "chains.tekton.dev/signed",
-        || signer.log_text(),
-    )
-    .await;
-    let envelope = unbase64(
-        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
-    );
-    assert_cosign_accepts(env, &cosign_pub, &envelope, "slsaprovenance");
+    let rotations: [(&str, &[&str]); 4] = [
+        ("p256", &[]),
+        (
+            "p384",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        ),
+        ("ed25519", &["-algorithm", "ED25519"]),
+        (
+            "rsa3072",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+        ),
+    ];
+    for (name, openssl_args) in rotations {
+        let public = if openssl_args.is_empty() {
+            cosign_pub.clone()
+        } else {
+            let (data, public) = cosign_key_pair(env, &dir, name, openssl_args);
+            let patch = json!({"data": data});
+            secrets
+                .patch(
+                    "signing-secrets",
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .unwrap();
+            public
+        };
+        // The watched Secret reaches the signer within a second; give it that before the run.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let uid = completed_taskrun(&admin, work.name(), name).await;
+        let run = wait_annotation(
+            &admin,
+            work.name(),
+            name,
+            "chains.tekton.dev/signed",
+            || signer.log_text(),
+        )
+        .await;
+        assert_eq!(
+            run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+            "true",
+            "{name}: {}",
+            signer.log_text()
+        );
+        let envelope = unbase64(
+            &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
+        );
+        assert_cosign_accepts(env, &public, &envelope, "slsaprovenance");
+        // And the previous key's public half does not verify it (the new key really signed).
+        if name != "p256" {
+            assert!(
+                !cosign_verify(env, &cosign_pub, &envelope, "slsaprovenance")
+                    .status
+                    .success(),
+                "{name}: the P-256 key verified a signature the {name} key made"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,37 +5,17 @@
 mod encrypted;
 mod signing_key;
 
-pub use signing_key::{SigningKey, SigningKeyError};
+pub use signing_key::{SUPPORTED_KEY_TYPES, SigningKey, SigningKeyError};
 
-/// Errors reading an unencrypted key.
-#[derive(Debug, thiserror::Error)]
-pub enum PlainKeyError {
-    #[error("failed to read x509.pem: not a PKCS#8 ECDSA P-256 private key ({0})")]
-    NotPkcs8(String),
+/// The PKIX public key (PEM) of an unencrypted private key PEM (`x509.pem`) of any supported
+/// type; the error says what was found instead.
+pub fn public_pem_of_private_pem(pem: &str) -> Result<String, String> {
+    SigningKey::from_private_pem(pem.as_bytes()).map(|key| key.public_pem)
 }
 
-/// The PKIX public key (PEM) of an unencrypted PKCS#8 P-256 private key (`x509.pem`).
-pub fn public_pem_of_pkcs8_pem(pem: &str) -> Result<String, PlainKeyError> {
-    use p256::pkcs8::DecodePrivateKey;
-    let secret =
-        p256::SecretKey::from_pkcs8_pem(pem).map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))?;
-    public_pem(&secret)
-}
-
-/// The PKIX public key (PEM) of a PKCS#8 DER P-256 private key.
-pub fn public_pem_of_pkcs8_der(der: &[u8]) -> Result<String, PlainKeyError> {
-    use p256::pkcs8::DecodePrivateKey;
-    let secret =
-        p256::SecretKey::from_pkcs8_der(der).map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))?;
-    public_pem(&secret)
-}
-
-fn public_pem(secret: &p256::SecretKey) -> Result<String, PlainKeyError> {
-    use p256::pkcs8::{EncodePublicKey, LineEnding};
-    secret
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| PlainKeyError::NotPkcs8(e.to_string()))
+/// The PKIX public key (PEM) of a PKCS#8 DER private key of any supported type.
+pub fn public_pem_of_pkcs8_der(der: &[u8]) -> Result<String, String> {
+    SigningKey::from_pkcs8_der(der).map(|key| key.public_pem)
 }
 
 pub use encrypted::{

@@ -1,14 +1,29 @@
 //! The key a signing Secret holds, ready to sign: `cosign.key` + `cosign.password` (cosign's
-//! encrypted format) or `x509.pem` (unencrypted PKCS#8). ECDSA P-256 with SHA-256, as cosign
-//! signs by default. Errors never contain key material.
+//! encrypted format) or `x509.pem` (PKCS#8, SEC1 `EC PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`).
+//!
+//! Signatures are the ones `cosign verify* --key <pub>` accepts, which is also what Tekton
+//! Chains makes: ECDSA (P-256 or P-384) over SHA-256 in ASN.1 DER, pure Ed25519, and RSA
+//! PKCS#1 v1.5 over SHA-256 (2048 to 4096 bits). Errors never contain key material.
 
 use std::collections::BTreeMap;
 
-use p256::ecdsa::signature::Signer as _;
-use p256::ecdsa::{DerSignature, SigningKey as P256SigningKey};
-use p256::pkcs8::DecodePrivateKey;
+use p256::pkcs8::der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
+use p256::pkcs8::der::{Decode, Encode};
+use p256::pkcs8::spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
+use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding, PrivateKeyInfo};
+use ring::signature::KeyPair as _;
+use zeroize::Zeroizing;
 
-use super::{EncryptedKeyError, decrypt_private_key, public_pem_of_pkcs8_der};
+use super::{EncryptedKeyError, decrypt_private_key};
+
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// The key types this signer signs with, for error messages and logs.
+pub const SUPPORTED_KEY_TYPES: &str = "ECDSA P-256, ECDSA P-384, Ed25519, RSA 2048-4096";
 
 /// Why a signing Secret cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +40,29 @@ pub enum SigningKeyError {
         source: EncryptedKeyError,
     },
     #[error(
-        "failed to load the signing key from Secret {secret}: {key} is not a PKCS#8 ECDSA P-256 key (other key types are not supported by this signer version)"
+        "failed to load the signing key from Secret {secret}: {key} holds {found}, which this signer does not sign with (supported: {SUPPORTED_KEY_TYPES})"
     )]
-    Unsupported { secret: String, key: &'static str },
+    Unsupported {
+        secret: String,
+        key: &'static str,
+        found: String,
+    },
+    #[error("failed to sign with the key from Secret {secret}: {reason}")]
+    Sign { secret: String, reason: String },
 }
 
-/// An ECDSA P-256 signing key and its public key.
+enum Algorithm {
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    Ed25519(ring::signature::Ed25519KeyPair),
+    Rsa(ring::signature::RsaKeyPair),
+}
+
+/// A loaded signing key and its public key.
 pub struct SigningKey {
-    key: P256SigningKey,
+    algorithm: Algorithm,
+    /// Which Secret it came from (for errors).
+    secret: String,
     /// PKIX PEM of the public key.
     pub public_pem: String,
 }
@@ -40,6 +70,7 @@ pub struct SigningKey {
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKey")
+            .field("type", &self.key_type())
             .field("public_pem", &self.public_pem)
             .finish_non_exhaustive()
     }
@@ -52,62 +83,209 @@ impl SigningKey {
         data: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Self, SigningKeyError> {
         let owned = || secret.to_owned();
-        let der = if let Some(key) = data.get("cosign.key") {
+        if let Some(key) = data.get("cosign.key") {
             let password = data
                 .get("cosign.password")
                 .ok_or_else(|| SigningKeyError::NoPassword { secret: owned() })?;
             let pem = String::from_utf8_lossy(key);
-            decrypt_private_key(&pem, password).map_err(|source| SigningKeyError::Encrypted {
-                secret: owned(),
-                source,
-            })?
-        } else if let Some(pem) = data.get("x509.pem") {
-            let pem = String::from_utf8_lossy(pem);
-            let key = p256::SecretKey::from_pkcs8_pem(&pem).map_err(|_| {
-                SigningKeyError::Unsupported {
+            let der = decrypt_private_key(&pem, password).map_err(|source| {
+                SigningKeyError::Encrypted {
                     secret: owned(),
-                    key: "x509.pem",
+                    source,
                 }
             })?;
-            let der = p256::pkcs8::EncodePrivateKey::to_pkcs8_der(&key).map_err(|_| {
-                SigningKeyError::Unsupported {
+            return Self::from_pkcs8_der(&der)
+                .map_err(|found| SigningKeyError::Unsupported {
                     secret: owned(),
-                    key: "x509.pem",
-                }
-            })?;
-            zeroize::Zeroizing::new(der.as_bytes().to_vec())
-        } else {
+                    key: "cosign.key",
+                    found,
+                })
+                .map(|k| k.named(secret));
+        }
+        let Some(pem) = data.get("x509.pem") else {
             return Err(SigningKeyError::Missing { secret: owned() });
         };
-        let key =
-            P256SigningKey::from_pkcs8_der(&der).map_err(|_| SigningKeyError::Unsupported {
+        Self::from_private_pem(pem)
+            .map_err(|found| SigningKeyError::Unsupported {
                 secret: owned(),
-                key: "cosign.key",
-            })?;
-        let public_pem =
-            public_pem_of_pkcs8_der(&der).map_err(|_| SigningKeyError::Unsupported {
-                secret: owned(),
-                key: "cosign.key",
-            })?;
-        Ok(Self { key, public_pem })
+                key: "x509.pem",
+                found,
+            })
+            .map(|k| k.named(secret))
     }
 
-    /// An ASN.1 DER ECDSA signature over SHA-256 of `message`, as cosign makes.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let signature: DerSignature = self.key.sign(message);
-        signature.as_bytes().to_vec()
+    /// Loads an unencrypted private key PEM: `PRIVATE KEY` (PKCS#8), `EC PRIVATE KEY` (SEC1)
+    /// or `RSA PRIVATE KEY` (PKCS#1), as Go's `cryptoutils` reads `x509.pem`. The error
+    /// describes what was found instead, never the key.
+    pub fn from_private_pem(pem: &[u8]) -> Result<Self, String> {
+        let (label, der) = pem_rfc7468::decode_vec(pem)
+            .map_err(|_| "no PEM private key".to_owned())
+            .map(|(label, der)| (label.to_owned(), Zeroizing::new(der)))?;
+        match label.as_str() {
+            "PRIVATE KEY" => Self::from_pkcs8_der(&der),
+            "EC PRIVATE KEY" => {
+                if let Ok(key) = p256::SecretKey::from_sec1_der(&der) {
+                    Self::with(Algorithm::P256(key.into()))
+                } else if let Ok(key) = p384::SecretKey::from_sec1_der(&der) {
+                    Self::with(Algorithm::P384(key.into()))
+                } else {
+                    Err("an EC private key on an unsupported curve".to_owned())
+                }
+            }
+            "RSA PRIVATE KEY" => ring::signature::RsaKeyPair::from_der(&der)
+                .map_err(|e| format!("an RSA key that cannot be used ({e})"))
+                .and_then(|key| Self::with(Algorithm::Rsa(key))),
+            other => Err(format!("a PEM block of type {other:?}")),
+        }
     }
+
+    /// Loads a PKCS#8 DER private key, choosing the algorithm from its identifier.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, String> {
+        let info = PrivateKeyInfo::from_der(der).map_err(|_| "no PKCS#8 private key".to_owned())?;
+        let oid = info.algorithm.oid;
+        let curve = info
+            .algorithm
+            .parameters
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        let algorithm = match (oid, curve) {
+            (OID_EC_PUBLIC_KEY, Some(OID_P256)) => p256::ecdsa::SigningKey::from_pkcs8_der(der)
+                .map(Algorithm::P256)
+                .map_err(|e| format!("a malformed P-256 key ({e})"))?,
+            (OID_EC_PUBLIC_KEY, Some(OID_P384)) => p384::ecdsa::SigningKey::from_pkcs8_der(der)
+                .map(Algorithm::P384)
+                .map_err(|e| format!("a malformed P-384 key ({e})"))?,
+            (OID_EC_PUBLIC_KEY, curve) => {
+                return Err(format!(
+                    "an EC key on curve {}",
+                    curve.map_or_else(|| "(none)".to_owned(), |c| c.to_string())
+                ));
+            }
+            (OID_ED25519, _) => ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map(Algorithm::Ed25519)
+                .map_err(|e| format!("a malformed Ed25519 key ({e})"))?,
+            (OID_RSA, _) => ring::signature::RsaKeyPair::from_pkcs8(der)
+                .map(Algorithm::Rsa)
+                .map_err(|e| format!("an RSA key that cannot be used ({e})"))?,
+            (other, _) => return Err(format!("a key of algorithm {other}")),
+        };
+        Self::with(algorithm)
+    }
+
+    fn with(algorithm: Algorithm) -> Result<Self, String> {
+        let public_pem = public_pem(&algorithm)?;
+        Ok(Self {
+            algorithm,
+            secret: String::new(),
+            public_pem,
+        })
+    }
+
+    fn named(mut self, secret: &str) -> Self {
+        secret.clone_into(&mut self.secret);
+        self
+    }
+
+    /// `ecdsa-p256`, `ecdsa-p384`, `ed25519` or `rsa-<bits>`, for logs.
+    pub fn key_type(&self) -> String {
+        match &self.algorithm {
+            Algorithm::P256(_) => "ecdsa-p256".into(),
+            Algorithm::P384(_) => "ecdsa-p384".into(),
+            Algorithm::Ed25519(_) => "ed25519".into(),
+            Algorithm::Rsa(k) => format!("rsa-{}", k.public().modulus_len() * 8),
+        }
+    }
+
+    /// The signature over `message` that `cosign verify* --key <public_pem>` accepts.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SigningKeyError> {
+        use p256::ecdsa::signature::Signer as _;
+        use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+        use sha2::Digest as _;
+        match &self.algorithm {
+            Algorithm::P256(key) => {
+                let signature: p256::ecdsa::DerSignature = key.sign(message);
+                Ok(signature.as_bytes().to_vec())
+            }
+            Algorithm::P384(key) => {
+                // cosign verifies ECDSA keys over SHA-256 whatever the curve (`--key`
+                // verifiers default to SHA-256), so P-384 signs a SHA-256 prehash too.
+                let digest = sha2::Sha256::digest(message);
+                let signature: p384::ecdsa::Signature =
+                    key.sign_prehash(&digest)
+                        .map_err(|e| SigningKeyError::Sign {
+                            secret: self.secret.clone(),
+                            reason: e.to_string(),
+                        })?;
+                Ok(signature.to_der().as_bytes().to_vec())
+            }
+            Algorithm::Ed25519(key) => Ok(key.sign(message).as_ref().to_vec()),
+            Algorithm::Rsa(key) => {
+                let mut out = vec![0; key.public().modulus_len()];
+                key.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    message,
+                    &mut out,
+                )
+                .map_err(|_| SigningKeyError::Sign {
+                    secret: self.secret.clone(),
+                    reason: "RSA signing failed".into(),
+                })?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn public_pem(algorithm: &Algorithm) -> Result<String, String> {
+    let encode_failed =
+        |e: &dyn std::fmt::Display| format!("a key whose public half fails to encode ({e})");
+    let (oid, parameters, key): (_, Option<AnyRef<'_>>, &[u8]) = match algorithm {
+        Algorithm::P256(key) => {
+            return key
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| encode_failed(&e));
+        }
+        Algorithm::P384(key) => {
+            return key
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| encode_failed(&e));
+        }
+        Algorithm::Ed25519(key) => (OID_ED25519, None, key.public_key().as_ref()),
+        Algorithm::Rsa(key) => (OID_RSA, Some(AnyRef::NULL), key.public().as_ref()),
+    };
+    let spki = SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef { oid, parameters },
+        subject_public_key: BitStringRef::from_bytes(key).map_err(|e| encode_failed(&e))?,
+    };
+    let der = spki.to_der().map_err(|e| encode_failed(&e))?;
+    pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &der)
+        .map_err(|e| encode_failed(&e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::keys::generate_ecdsa_p256;
-    use p256::ecdsa::signature::Verifier;
-    use p256::pkcs8::DecodePublicKey;
+
+    /// Test-only keys made with `openssl genpkey` (see signer/testdata/keys/README.md).
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/testdata/keys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn x509(pem: Vec<u8>) -> BTreeMap<String, Vec<u8>> {
+        BTreeMap::from([("x509.pem".to_owned(), pem)])
+    }
 
     #[test]
     fn generated_secret_signs_and_the_public_key_verifies() {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
         let pair = generate_ecdsa_p256().unwrap();
         let data = BTreeMap::from([
             (
@@ -120,10 +298,46 @@ mod tests {
             ),
         ]);
         let key = SigningKey::from_secret_data("ns/signing-secrets", &data).unwrap();
-        let sig = key.sign(b"payload");
+        assert_eq!(key.public_pem, pair.public_pem);
+        let sig = key.sign(b"payload").unwrap();
         let verifier = p256::ecdsa::VerifyingKey::from_public_key_pem(&pair.public_pem).unwrap();
         let sig = p256::ecdsa::DerSignature::from_bytes(&sig).unwrap();
         verifier.verify(b"payload", &sig).unwrap();
+    }
+
+    /// Every supported key type signs, and the signature verifies against the published
+    /// public key the way cosign verifies with `--key` (SHA-256 for ECDSA and RSA).
+    #[test]
+    fn every_supported_key_type_signs_what_its_public_key_verifies() {
+        for (file, key_type) in [
+            ("p256.pem", "ecdsa-p256"),
+            ("p256-sec1.pem", "ecdsa-p256"),
+            ("p384.pem", "ecdsa-p384"),
+            ("ed25519.pem", "ed25519"),
+            ("rsa2048.pem", "rsa-2048"),
+            ("rsa2048-pkcs1.pem", "rsa-2048"),
+        ] {
+            let key = SigningKey::from_secret_data("n/s", &x509(fixture(file)))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(key.key_type(), key_type, "{file}");
+            let message = b"DSSEv1 28 application/vnd.in-toto+json 2 {}";
+            let sig = key.sign(message).unwrap();
+            let (_, spki) = pem_rfc7468::decode_vec(key.public_pem.as_bytes()).unwrap();
+            let spki = SubjectPublicKeyInfoRef::from_der(&spki).unwrap();
+            let raw = spki.subject_public_key.raw_bytes();
+            let verify = |alg: &'static dyn ring::signature::VerificationAlgorithm| {
+                ring::signature::UnparsedPublicKey::new(alg, raw)
+                    .verify(message, &sig)
+                    .is_ok()
+            };
+            let ok = match key_type {
+                "ecdsa-p256" => verify(&ring::signature::ECDSA_P256_SHA256_ASN1),
+                "ecdsa-p384" => verify(&ring::signature::ECDSA_P384_SHA256_ASN1),
+                "ed25519" => verify(&ring::signature::ED25519),
+                _ => verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256),
+            };
+            assert!(ok, "{file}: signature does not verify");
+        }
     }
 
     #[test]
@@ -144,5 +358,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("neither cosign.key nor x509.pem"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_keys_say_what_they_are_without_key_material() {
+        for (file, found) in [
+            ("p521.pem", "curve 1.3.132.0.35"),
+            ("rsa1024.pem", "RSA key that cannot be used"),
+        ] {
+            let pem = fixture(file);
+            let err = SigningKey::from_secret_data("ns/s", &x509(pem.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(found) && err.contains("supported:"), "{err}");
+            let body: String = String::from_utf8(pem)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap()
+                .into();
+            assert!(!err.contains(&body[..16]), "{err}");
+        }
+        let err = SigningKey::from_secret_data(
+            "ns/s",
+            &x509(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"CERTIFICATE\""), "{err}");
     }
 }
