@@ -78,8 +78,8 @@ impl Default for SignerSpec {
             extra_volume_mounts: Vec::new(),
             namespaces: Vec::new(),
             workers: 4,
-            kube_api_qps: 50,
-            kube_api_burst: 100,
+            kube_api_qps: 150,
+            kube_api_burst: 300,
             log_level: "info".to_owned(),
         }
     }

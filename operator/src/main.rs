@@ -10,7 +10,7 @@ use signet_operator::controller::{self, Context, Metrics};
 use signet_operator::names::{DEFAULT_SIGNER_IMAGE_REPOSITORY, VERSION};
 use signet_signer::health::{self, Health};
 use signet_signer::lease::{self, LeaseLock, LeaseSettings};
-use signet_signer::process::{self, LogArgs};
+use signet_signer::process::{self, ClientArgs, LogArgs};
 
 /// Reconciles the cluster's `SignetConfig` into a managed signet-signer.
 #[derive(Debug, Parser)]
@@ -18,6 +18,8 @@ use signet_signer::process::{self, LogArgs};
 struct Args {
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Signer image to deploy when the SignetConfig names none (OLM sets this from
     /// relatedImages); defaults to the signer of this operator's version.
     #[arg(long, env = "SIGNET_SIGNER_IMAGE")]
@@ -43,7 +45,7 @@ enum Command {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command.unwrap_or(Command::Run) {
-        Command::Run => run(&args.log, args.signer_image, &args.process).await,
+        Command::Run => run(&args.log, args.client, args.signer_image, &args.process).await,
         Command::Crd => signet_crds::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
@@ -62,8 +64,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(log: &LogArgs, signer_image: Option<String>, p: &ProcessArgs) -> anyhow::Result<()> {
-    let client = process::start(log).await?;
+async fn run(
+    log: &LogArgs,
+    limits: ClientArgs,
+    signer_image: Option<String>,
+    p: &ProcessArgs,
+) -> anyhow::Result<()> {
+    let client = process::start(log, limits).await?;
     let image =
         signer_image.unwrap_or_else(|| format!("{DEFAULT_SIGNER_IMAGE_REPOSITORY}:{VERSION}"));
     tracing::info!(version = VERSION, signer_image = %image, "signet-operator started");

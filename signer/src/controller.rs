@@ -146,6 +146,7 @@ pub async fn run(
             .send(Work {
                 run,
                 cached: Some(obj),
+                queued: std::time::Instant::now(),
             })
             .is_err()
         {
@@ -176,8 +177,8 @@ async fn dispatch(
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
             }
-            if let Some(run) = backlog.pop_newest() {
-                break Work { run, cached: None };
+            if let Some(work) = backlog.pop_newest() {
+                break work;
             }
             tokio::select! {
                 work = live.recv() => match work {
@@ -189,7 +190,14 @@ async fn dispatch(
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let Work { run, mut cached } = work;
+            let Work {
+                run,
+                mut cached,
+                queued,
+            } = work;
+            let metrics = ctx.metrics.of(run.kind);
+            metrics.queue_seconds.observe(queued.elapsed());
+            let started = std::time::Instant::now();
             // Retries happen here rather than on the watch event our own write causes: that
             // event arrives while the run is still in flight and is skipped. A watched object
             // is used as is: the write is conditional on its resourceVersion, so a stale copy
@@ -200,6 +208,7 @@ async fn dispatch(
                     break;
                 }
             }
+            metrics.sign_seconds.observe(started.elapsed());
             if let Ok(mut set) = ctx.in_flight.lock() {
                 set.remove(&run.uid);
             }

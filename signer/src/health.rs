@@ -33,6 +33,63 @@ impl Counter {
     }
 }
 
+/// Upper bounds (seconds) of the latency histograms' buckets: 5 ms to a minute.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// A Prometheus histogram over [`LATENCY_BUCKETS`], lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative; summed when rendered); the last is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sample lines of `name{labels,le=...}`, `_sum` and `_count`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        #[allow(clippy::cast_precision_loss)] // microseconds fit f64 exactly for centuries
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(
+            out,
+            "{name}_count{{{labels}}} {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// One histogram family: a name, its help, and one histogram per label set.
+#[derive(Clone, Debug)]
+pub struct HistogramFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// `(labels such as kind="taskrun", histogram)`.
+    pub series: Vec<(&'static str, Arc<Histogram>)>,
+}
+
 /// State behind the endpoints: readiness, leadership, and named counters.
 #[derive(Debug)]
 pub struct Health {
@@ -42,6 +99,7 @@ pub struct Health {
     leader_metric: &'static str,
     /// `(metric name, help, counter)`, rendered in this order.
     counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
+    histograms: Vec<HistogramFamily>,
 }
 
 impl Health {
@@ -49,11 +107,21 @@ impl Health {
         leader_metric: &'static str,
         counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
     ) -> Arc<Self> {
+        Self::with_histograms(leader_metric, counters, Vec::new())
+    }
+
+    /// The same, also exporting `histograms`.
+    pub fn with_histograms(
+        leader_metric: &'static str,
+        counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
+        histograms: Vec<HistogramFamily>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             ready: AtomicBool::new(false),
             leader: AtomicBool::new(false),
             leader_metric,
             counters,
+            histograms,
         })
     }
 
@@ -74,6 +142,13 @@ impl Health {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 counter.get()
             );
+        }
+        for family in &self.histograms {
+            let (name, help) = (family.name, family.help);
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
+            for (labels, histogram) in &family.series {
+                histogram.render(&mut out, name, labels);
+            }
         }
         let leader = u8::from(self.leader.load(Ordering::Relaxed));
         let gauge = self.leader_metric;
@@ -152,5 +227,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("signet_operator_leader 0\n"), "{text}");
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let histogram = Arc::new(Histogram::default());
+        for ms in [3, 40, 40, 700, 90_000] {
+            histogram.observe(std::time::Duration::from_millis(ms));
+        }
+        let health = Health::with_histograms(
+            "l",
+            Vec::new(),
+            vec![HistogramFamily {
+                name: "x_seconds",
+                help: "X.",
+                series: vec![("kind=\"taskrun\"", histogram)],
+            }],
+        );
+        let text = health.render_metrics();
+        for line in [
+            "# TYPE x_seconds histogram",
+            "x_seconds_bucket{kind=\"taskrun\",le=\"0.005\"} 1\n",
+            "x_seconds_bucket{kind=\"taskrun\",le=\"0.05\"} 3\n",
+            "x_seconds_bucket{kind=\"taskrun\",le=\"1\"} 4\n",
+            "x_seconds_bucket{kind=\"taskrun\",le=\"60\"} 4\n",
+            "x_seconds_bucket{kind=\"taskrun\",le=\"+Inf\"} 5\n",
+            "x_seconds_sum{kind=\"taskrun\"} 90.783\n",
+            "x_seconds_count{kind=\"taskrun\"} 5\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
     }
 }

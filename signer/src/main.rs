@@ -8,7 +8,7 @@ use clap::Parser;
 use signet_signer::controller::{self, Context, Metrics};
 use signet_signer::health::{self, Health};
 use signet_signer::lease::{self, LeaseLock, LeaseSettings};
-use signet_signer::process::{self, LogArgs};
+use signet_signer::process::{self, ClientArgs, LogArgs};
 use signet_signer::sources::Sources;
 
 /// Signs completed Tekton TaskRuns and PipelineRuns (Tekton Chains compatible).
@@ -17,6 +17,8 @@ use signet_signer::sources::Sources;
 struct Args {
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Namespace holding the signer's ConfigMap, signing Secret and leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "signet-system")]
     namespace: String,
@@ -66,7 +68,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let client = process::start(&args.log).await?;
+    let client = process::start(&args.log, args.client).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         namespace = %args.namespace,
@@ -75,7 +77,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "signet-signer started"
     );
     let metrics = Metrics::default();
-    let health = Health::new("signet_signer_leader", metrics.exported());
+    let health = Health::with_histograms(
+        "signet_signer_leader",
+        metrics.exported(),
+        metrics.histograms(),
+    );
     health::serve(args.health_addr, health.clone()).await?;
     health.set_ready(true);
     let lock = LeaseLock::new(

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::health::Counter;
+use crate::health::{Counter, Histogram, HistogramFamily};
 use crate::run::RunKind;
 
 /// Counters of one kind of run, under Chains' metric names.
@@ -12,6 +12,10 @@ pub struct KindMetrics {
     pub payload_stored: Arc<Counter>,
     pub marked_signed: Arc<Counter>,
     pub signing_failures: Arc<Counter>,
+    /// From the signer seeing the run done to a worker taking it.
+    pub queue_seconds: Arc<Histogram>,
+    /// From a worker taking the run to its outcome being written.
+    pub sign_seconds: Arc<Histogram>,
 }
 
 /// Chains' metric names, so existing dashboards keep working.
@@ -27,6 +31,29 @@ impl Metrics {
             RunKind::TaskRun => &self.taskrun,
             RunKind::PipelineRun => &self.pipelinerun,
         }
+    }
+
+    /// Latency histograms, labelled by kind.
+    pub fn histograms(&self) -> Vec<HistogramFamily> {
+        let (t, p) = (&self.taskrun, &self.pipelinerun);
+        vec![
+            HistogramFamily {
+                name: "signet_signer_queue_duration_seconds",
+                help: "Time from the signer seeing a run done to a worker starting on it.",
+                series: vec![
+                    ("kind=\"taskrun\"", t.queue_seconds.clone()),
+                    ("kind=\"pipelinerun\"", p.queue_seconds.clone()),
+                ],
+            },
+            HistogramFamily {
+                name: "signet_signer_sign_duration_seconds",
+                help: "Time from a worker starting on a run to its outcome (signed, retry or failed) being written.",
+                series: vec![
+                    ("kind=\"taskrun\"", t.sign_seconds.clone()),
+                    ("kind=\"pipelinerun\"", p.sign_seconds.clone()),
+                ],
+            },
+        ]
     }
 
     pub fn exported(&self) -> Vec<(&'static str, &'static str, Arc<Counter>)> {

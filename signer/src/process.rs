@@ -26,11 +26,34 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
+/// How hard the process may press the API server, as client-go's `--kube-api-qps` and
+/// `--kube-api-burst`: requests beyond the burst wait their turn instead of being sent.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Sustained requests per second to the API server.
+    #[arg(long, env = "SIGNET_KUBE_API_QPS", default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kube_api_qps: u32,
+    /// Requests that may be sent at once before the QPS limit applies.
+    #[arg(long, env = "SIGNET_KUBE_API_BURST", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kube_api_burst: u32,
+}
+
+impl ClientArgs {
+    /// The limit as a fixed window: `burst` requests per `burst / qps` seconds, which averages
+    /// `qps` and lets a burst of `burst` through at once.
+    pub fn layer(self) -> tower::limit::RateLimitLayer {
+        let per = std::time::Duration::from_secs_f64(
+            f64::from(self.kube_api_burst) / f64::from(self.kube_api_qps),
+        );
+        tower::limit::RateLimitLayer::new(u64::from(self.kube_api_burst), per)
+    }
+}
+
 /// Sets up logging and the TLS crypto provider, then connects to the API server.
-pub async fn start(log: &LogArgs) -> Result<kube::Client, ProcessError> {
+pub async fn start(log: &LogArgs, limits: ClientArgs) -> Result<kube::Client, ProcessError> {
     init_tracing(&log.log_level, log.log_format)?;
     install_crypto_provider()?;
-    connect().await
+    connect(limits).await
 }
 
 /// Errors from process start-up.
@@ -53,12 +76,19 @@ pub enum ProcessError {
     ApiServer(#[source] kube::Error),
 }
 
-/// Connects to the API server from the in-cluster environment or `KUBECONFIG`, and checks
-/// that it answers, so that a wrong address or credential fails at start with a clear error.
-pub async fn connect() -> Result<kube::Client, ProcessError> {
-    let client = kube::Client::try_default()
+/// Connects to the API server from the in-cluster environment or `KUBECONFIG`, rate-limited
+/// by `limits`, and checks that it answers, so that a wrong address or credential fails at
+/// start with a clear error.
+pub async fn connect(limits: ClientArgs) -> Result<kube::Client, ProcessError> {
+    let config = kube::Config::infer()
         .await
-        .map_err(ProcessError::KubeConfig)?;
+        .map_err(|e| ProcessError::KubeConfig(kube::Error::InferConfig(e)))?;
+    // kube's Client puts the stack behind a `Buffer`, which polls readiness before each call,
+    // so one limiter paces every request this process makes, as client-go's does.
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(ProcessError::KubeConfig)?
+        .with_layer(&limits.layer())
+        .build();
     let version = client
         .apiserver_version()
         .await
@@ -149,5 +179,38 @@ mod tests {
             install_crypto_provider(),
             Err(ProcessError::CryptoProvider)
         ));
+    }
+
+    /// The limiter lets `burst` requests straight through, then paces the rest at `qps`.
+    #[tokio::test(start_paused = true)]
+    async fn the_client_limiter_lets_a_burst_through_then_paces_at_qps() {
+        use tower::{Layer, Service, ServiceExt};
+        let limits = ClientArgs {
+            kube_api_qps: 10,
+            kube_api_burst: 4,
+        };
+        let mut service = limits.layer().layer(tower::service_fn(|()| async {
+            Ok::<_, std::convert::Infallible>(())
+        }));
+        let start = tokio::time::Instant::now();
+        let mut sent_at = Vec::new();
+        for _ in 0..12 {
+            service.ready().await.unwrap().call(()).await.unwrap();
+            sent_at.push(start.elapsed());
+        }
+        // 4 at once, then windows of 4 every 400 ms: 12 requests need two more windows.
+        assert_eq!(sent_at[3], std::time::Duration::ZERO);
+        assert!(
+            sent_at[4] >= std::time::Duration::from_millis(400),
+            "{sent_at:?}"
+        );
+        assert!(
+            sent_at[11] >= std::time::Duration::from_millis(800),
+            "{sent_at:?}"
+        );
+        assert!(
+            sent_at[11] < std::time::Duration::from_millis(1200),
+            "{sent_at:?}"
+        );
     }
 }

@@ -12,6 +12,8 @@ use crate::run::Run;
 pub struct Work {
     pub run: Run,
     pub cached: Option<DynamicObject>,
+    /// When the signer saw the run done (for the queue-time histogram).
+    pub queued: std::time::Instant,
 }
 
 /// Runs found at start, newest first.
@@ -26,6 +28,7 @@ struct Backlogged {
     created: Option<k8s_openapi::jiff::Timestamp>,
     seq: usize,
     run: Run,
+    queued: std::time::Instant,
 }
 
 impl PartialEq for Backlogged {
@@ -52,13 +55,23 @@ impl Backlog {
     pub fn push(&self, created: Option<k8s_openapi::jiff::Timestamp>, run: Run) {
         if let Ok(mut heap) = self.heap.lock() {
             let seq = heap.len();
-            heap.push(Backlogged { created, seq, run });
+            heap.push(Backlogged {
+                created,
+                seq,
+                run,
+                queued: std::time::Instant::now(),
+            });
         }
         self.added.notify_one();
     }
 
-    pub fn pop_newest(&self) -> Option<Run> {
-        self.heap.lock().ok()?.pop().map(|b| b.run)
+    /// The newest run still waiting, as work.
+    pub fn pop_newest(&self) -> Option<Work> {
+        self.heap.lock().ok()?.pop().map(|b| Work {
+            run: b.run,
+            cached: None,
+            queued: b.queued,
+        })
     }
 }
 
@@ -80,7 +93,7 @@ mod tests {
         backlog.push(at("2026-01-01T00:00:00Z"), run("old"));
         backlog.push(at("2026-03-01T00:00:00Z"), run("new"));
         backlog.push(at("2026-02-01T00:00:00Z"), run("mid"));
-        let order: Vec<String> = std::iter::from_fn(|| backlog.pop_newest())
+        let order: Vec<String> = std::iter::from_fn(|| backlog.pop_newest().map(|w| w.run))
             .map(|r| r.name)
             .collect();
         assert_eq!(order, ["new", "mid", "old"]);

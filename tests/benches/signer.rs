@@ -106,7 +106,9 @@ async fn main() {
     let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
         .await
         .expect("token");
-    let signer = OperatorProcess::start_signer(env, &identity).expect("signer");
+    let signer = OperatorProcess::start_signer(env, &admin, &identity)
+        .await
+        .expect("signer");
     let work = TestNamespace::create(&admin, "bench-runs")
         .await
         .expect("namespace");
@@ -182,7 +184,9 @@ async fn main() {
         .await
         .expect("namespace");
     let _ = burst(&admin, backlog_ns.name(), "old", count).await;
-    let signer = OperatorProcess::start_signer(env, &identity).expect("signer");
+    let signer = OperatorProcess::start_signer(env, &admin, &identity)
+        .await
+        .expect("signer");
     let backlog_runs = taskruns(&admin, backlog_ns.name());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !signer

@@ -110,20 +110,38 @@ impl OperatorProcess {
     }
 
     /// Starts the signer binary as `identity` (the `signet-signer` ServiceAccount of
-    /// `namespace`), reading its config and key from that namespace.
-    pub fn start_signer(
+    /// `namespace`) with the environment the operator put on the signer Deployment — the
+    /// same command line a pod gets — plus debug logging.
+    pub async fn start_signer(
         env: &TestEnv,
+        admin: &Client,
         identity: &ServiceAccountIdentity,
     ) -> Result<Self, EnvError> {
-        Self::start_binary(
-            env,
-            identity,
-            "signet-signer",
-            &[
-                ("SIGNET_LOG_LEVEL", "info,signet_signer=debug"),
-                ("POD_NAMESPACE", &identity.namespace),
-            ],
+        let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            admin.clone(),
+            &identity.namespace,
         )
+        .get(signet_operator::names::SIGNER)
+        .await?;
+        let mut vars: Vec<(String, String)> = deployment
+            .spec
+            .template
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.env)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| Some((v.name, v.value?)))
+            .collect();
+        vars.extend([
+            (
+                "SIGNET_LOG_LEVEL".to_owned(),
+                "info,signet_signer=debug".to_owned(),
+            ),
+            ("POD_NAMESPACE".to_owned(), identity.namespace.clone()),
+        ]);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_binary(env, identity, "signet-signer", &vars)
     }
 
     /// Runs a workspace binary with a kubeconfig holding only `identity`'s token, health

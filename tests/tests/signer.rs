@@ -193,7 +193,9 @@ impl Stack {
             ServiceAccountIdentity::mint(admin, &self.signer_ns, "signet-signer", &[], 3600)
                 .await
                 .unwrap();
-        OperatorProcess::start_signer(env, &identity).unwrap()
+        OperatorProcess::start_signer(env, admin, &identity)
+            .await
+            .unwrap()
     }
 }
 
@@ -464,6 +466,26 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
             .await,
         Some(4)
     );
+    // Latency histograms: every run a worker took is observed, once per kind it belongs to.
+    for (family, kind, at_least) in [
+        ("signet_signer_queue_duration_seconds", "taskrun", 5),
+        ("signet_signer_sign_duration_seconds", "taskrun", 5),
+        ("signet_signer_sign_duration_seconds", "pipelinerun", 1),
+    ] {
+        let count = signer
+            .metric(&format!("{family}_count{{kind=\"{kind}\"}}"))
+            .await
+            .unwrap_or(0);
+        let inf = signer
+            .metric(&format!("{family}_bucket{{kind=\"{kind}\",le=\"+Inf\"}}"))
+            .await;
+        assert!(count >= at_least, "{family} {kind}: {count}");
+        assert_eq!(
+            inf,
+            Some(count),
+            "{family} {kind}: +Inf bucket is the count"
+        );
+    }
     drop(signer);
 }
 
