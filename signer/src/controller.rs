@@ -14,6 +14,9 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Semaphore;
 
 use crate::mark::{Written, hold_or_release, release, write};
+
+/// Most queued runs kept as whole watched objects; the rest wait as references.
+const CACHED_OBJECTS: usize = 256;
 pub use crate::metrics::Metrics;
 use crate::pipeline::{SignError, sign_run};
 use crate::queue::{Backlog, Work};
@@ -122,35 +125,45 @@ pub async fn run(
         }
         if !run.is_done() {
             // Off the event loop: a finalizer write must not hold up the next event.
-            let api = runs(&ctx.client, kind, Some(&run.namespace));
-            tokio::spawn(async move { hold_or_release(&api, &run, &obj).await });
+            // The pending write keeps only the run's reference and the new list: when the
+            // client limiter queues writes during a burst, whole objects must not pile up.
+            if let Some(list) = hold_or_release(&run) {
+                let api = runs(&ctx.client, kind, Some(&run.namespace));
+                let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+                let run = run.reference();
+                tokio::spawn(
+                    async move { write(&api, &run, &rv, &BTreeMap::new(), Some(list)).await },
+                );
+            }
             continue;
         }
-        let fresh = ctx
+        let queued = ctx
             .in_flight
             .lock()
-            .is_ok_and(|mut set| set.insert(run.uid.clone()));
-        if !fresh {
+            .ok()
+            .and_then(|mut set| set.insert(run.uid.clone()).then_some(set.len()));
+        let Some(queued) = queued else {
             continue;
-        }
+        };
         if initial {
             let created = obj.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            backlog.push(
-                created,
-                Run {
-                    object: serde_json::Value::Null,
-                    ..run
-                },
-            );
-        } else if live_tx
-            .send(Work {
-                run,
-                cached: Some(obj),
+            backlog.push(created, run.reference());
+        } else {
+            // Keep the watched object (it saves a read) only while the queue is short; past
+            // that, a reference, read again when its turn comes. Bounds memory in a burst.
+            let cached = (queued <= CACHED_OBJECTS).then(|| {
+                let mut obj = obj;
+                obj.metadata.managed_fields = None;
+                obj
+            });
+            let work = Work {
+                run: run.reference(),
+                cached,
                 queued: std::time::Instant::now(),
-            })
-            .is_err()
-        {
-            break;
+            };
+            if live_tx.send(work).is_err() {
+                break;
+            }
         }
     }
     dispatcher.abort();

@@ -10,16 +10,18 @@ use serde_json::json;
 
 use crate::run::Run;
 
-/// Holds a running run with our finalizer until it is signed; lets go of one deleted before
-/// it ends (there will be nothing to sign).
-pub async fn hold_or_release(api: &Api<DynamicObject>, run: &Run, obj: &DynamicObject) {
-    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+/// The finalizer list to write on a run that is not done yet: ours added to hold it until it
+/// is signed, or ours removed from one deleted before it ended (there will be nothing to
+/// sign). `None` when there is nothing to change.
+pub fn hold_or_release(run: &Run) -> Option<Vec<String>> {
     if !run.has_finalizer() && !run.is_being_deleted() {
         let mut list = run.finalizers();
         list.push(run.finalizer());
-        let _ = write(api, run, &rv, &BTreeMap::new(), Some(list)).await;
+        Some(list)
     } else if run.has_finalizer() && run.is_being_deleted() {
-        let _ = write(api, run, &rv, &BTreeMap::new(), Some(without_ours(run))).await;
+        Some(without_ours(run))
+    } else {
+        None
     }
 }
 

@@ -106,6 +106,19 @@ impl Run {
     }
 
     /// The finalizer that keeps this run until it is signed: `chains.tekton.dev/<kind>`.
+    /// The run's identity without its object: what queues and pending writes keep, so that
+    /// memory does not grow with the size of runs waiting for their turn.
+    #[must_use]
+    pub fn reference(&self) -> Self {
+        Self {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            object: Value::Null,
+        }
+    }
+
     pub fn finalizer(&self) -> String {
         format!("{ANNOTATION_PREFIX}{}", self.kind.key())
     }
