@@ -17,6 +17,8 @@ use crate::mark::{Written, hold_or_release, release, write};
 
 /// Most queued runs kept as whole watched objects; the rest wait as references.
 const CACHED_OBJECTS: usize = 256;
+/// Finalizer writes in flight at once.
+const HOLD_WRITERS: usize = 4;
 pub use crate::metrics::Metrics;
 use crate::pipeline::{SignError, sign_run};
 use crate::queue::{Backlog, Work};
@@ -103,6 +105,8 @@ pub async fn run(
         backlog.clone(),
         permits.clone(),
     ));
+    let (holds_tx, holds_rx) = tokio::sync::mpsc::unbounded_channel::<Hold>();
+    let holder = tokio::spawn(write_holds(ctx.clone(), holds_rx));
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
@@ -125,15 +129,15 @@ pub async fn run(
         }
         if !run.is_done() {
             // Off the event loop: a finalizer write must not hold up the next event.
-            // The pending write keeps only the run's reference and the new list: when the
-            // client limiter queues writes during a burst, whole objects must not pile up.
-            if let Some(list) = hold_or_release(&run) {
-                let api = runs(&ctx.client, kind, Some(&run.namespace));
-                let rv = obj.metadata.resource_version.clone().unwrap_or_default();
-                let run = run.reference();
-                tokio::spawn(
-                    async move { write(&api, &run, &rv, &BTreeMap::new(), Some(list)).await },
-                );
+            if let Some(finalizers) = hold_or_release(&run) {
+                let hold = Hold {
+                    run: run.reference(),
+                    resource_version: obj.metadata.resource_version.clone().unwrap_or_default(),
+                    finalizers,
+                };
+                if holds_tx.send(hold).is_err() {
+                    break;
+                }
             }
             continue;
         }
@@ -167,9 +171,48 @@ pub async fn run(
         }
     }
     dispatcher.abort();
+    holder.abort();
     // Wait for in-flight runs to finish before returning (graceful shutdown).
     let _ = permits
         .acquire_many(u32::try_from(ctx.workers).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// A finalizer change waiting to be written: only the run's reference and the new list, so a
+/// queue of thousands in a burst (writes wait for the client limiter) stays small.
+struct Hold {
+    run: Run,
+    resource_version: String,
+    finalizers: Vec<String>,
+}
+
+/// Writes finalizer changes, a few at a time, in the order they were seen. A hold for a run
+/// whose completion is already queued is dropped: the run is next in line to be signed, and
+/// the write would only bump its resourceVersion and make the signing write conflict.
+async fn write_holds(ctx: Arc<Context>, rx: tokio::sync::mpsc::UnboundedReceiver<Hold>) {
+    let holds = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|h| (h, rx)) });
+    holds
+        .for_each_concurrent(HOLD_WRITERS, |hold| {
+            let ctx = ctx.clone();
+            async move {
+                let queued = ctx
+                    .in_flight
+                    .lock()
+                    .is_ok_and(|set| set.contains(&hold.run.uid));
+                if queued {
+                    return;
+                }
+                let api = runs(&ctx.client, hold.run.kind, Some(&hold.run.namespace));
+                let _ = write(
+                    &api,
+                    &hold.run,
+                    &hold.resource_version,
+                    &BTreeMap::new(),
+                    Some(hold.finalizers),
+                )
+                .await;
+            }
+        })
         .await;
 }
 

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+
+/// mimalloc rather than glibc malloc: under bursts glibc kept freed memory (RSS 200 MiB after
+/// 5,000 runs with a live heap under 20 MiB); mimalloc returns it (see docs/signer.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use signet_signer::controller::{self, Context, Metrics};
 use signet_signer::health::{self, Health};
 use signet_signer::lease::{self, LeaseLock, LeaseSettings};

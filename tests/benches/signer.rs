@@ -93,6 +93,7 @@ struct Phase {
     /// Completion -> signed=true, sorted.
     latencies: Vec<Duration>,
     rss_kib: u64,
+    peak_rss_kib: u64,
 }
 
 impl Phase {
@@ -107,7 +108,7 @@ impl Phase {
             count / self.signed_in.as_secs_f64()
         );
         println!(
-            "    completion -> signed=true  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms; signer RSS after {} KiB",
+            "    completion -> signed=true  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms; signer RSS peak {} KiB, {} KiB after",
             percentile(&self.latencies, 50).as_secs_f64() * 1e3,
             percentile(&self.latencies, 99).as_secs_f64() * 1e3,
             self.latencies
@@ -116,6 +117,7 @@ impl Phase {
                 .unwrap_or_default()
                 .as_secs_f64()
                 * 1e3,
+            self.peak_rss_kib,
             self.rss_kib
         );
     }
@@ -160,6 +162,26 @@ async fn phase(
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
+    // The signer's RSS through the phase: its peak here, and a timeline when asked for.
+    let pid = signer.pid();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        let timeline = std::env::var_os("SIGNET_BENCH_RSS_TIMELINE").is_some();
+        async move {
+            loop {
+                let kib = rss_kib(pid, "VmRSS:");
+                peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                if timeline {
+                    eprintln!(
+                        "    t={:>6.1}s rss={kib} KiB",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    });
     let completed = burst(admin, work.name(), "run", count, pace).await;
     let written_in = started.elapsed();
     let finish_deadline = Instant::now() + Duration::from_secs(600);
@@ -179,6 +201,7 @@ async fn phase(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watch.abort();
+    sampler.abort();
     let signed_runs = signed_at.lock().expect("lock").clone();
     let last = signed_runs.values().max().copied().unwrap_or(started);
     let mut latencies: Vec<Duration> = completed
@@ -197,6 +220,7 @@ async fn phase(
         signed_in: last - started,
         latencies,
         rss_kib: rss_kib(signer.pid(), "VmRSS:"),
+        peak_rss_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 

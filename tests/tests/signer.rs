@@ -792,3 +792,182 @@ async fn keys_made_by_cosign_of_every_type_sign_in_signet_and_cosign_verifies_th
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Waits for `name` to end `failed` and returns its failure reason, checking it was never
+/// `signed=true` and that a Warning Event says why.
+async fn assert_fails(client: &Client, ns: &str, name: &str, log: impl Fn() -> String) -> String {
+    let run = wait_annotation(client, ns, name, "chains.tekton.dev/failure-reason", &log).await;
+    let annotations = &run["metadata"]["annotations"];
+    assert_eq!(annotations["chains.tekton.dev/signed"], "failed", "{name}");
+    assert_eq!(annotations["chains.tekton.dev/retries"], "3", "{name}");
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        events.items.iter().any(|e| {
+            e.involved_object.name.as_deref() == Some(name)
+                && e.reason.as_deref() == Some("SigningFailed")
+                && e.type_.as_deref() == Some("Warning")
+        }),
+        "{name}: no SigningFailed Event"
+    );
+    annotations["chains.tekton.dev/failure-reason"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The documented failure states, each ending `failed` with a reason and an Event, never
+/// `signed=true` — and runs written by someone else while the signer signs (write
+/// conflicts) still end signed exactly once, with the other writer's changes kept.
+#[tokio::test]
+async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-faults-{}", std::process::id());
+    let mut stack = Stack::up(env, &admin, &signer_ns).await;
+    // The operator would repair what this test breaks (it regenerates a missing key and
+    // re-renders the ConfigMap): the signer alone faces the broken state.
+    stack.operator.kill();
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "fault-runs").await.unwrap();
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &signer_ns);
+    let config_maps =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), &signer_ns);
+    let good_secret = secrets.get("signing-secrets").await.unwrap();
+    let settle = || tokio::time::sleep(Duration::from_millis(1500));
+
+    // 1. The Secret deleted.
+    secrets
+        .delete("signing-secrets", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    settle().await;
+    completed_taskrun(&admin, work.name(), "no-secret").await;
+    let reason = assert_fails(&admin, work.name(), "no-secret", log).await;
+    assert!(reason.contains("signing-secrets"), "{reason}");
+
+    // 2. The same key back, as a user's own (mutable) Secret with the wrong password.
+    let mut data = good_secret.data.clone().unwrap();
+    let password = data.insert(
+        "cosign.password".to_owned(),
+        k8s_openapi::ByteString(b"not the password".to_vec()),
+    );
+    let user_secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("signing-secrets".into()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &user_secret)
+        .await
+        .unwrap();
+    settle().await;
+    completed_taskrun(&admin, work.name(), "wrong-password").await;
+    let reason = assert_fails(&admin, work.name(), "wrong-password", log).await;
+    assert!(
+        reason.contains("wrong password") && reason.contains("signing-secrets"),
+        "{reason}"
+    );
+
+    // 3. An unknown format in the ConfigMap (the right password restored first).
+    let patch = json!({"data": {"cosign.password": password}});
+    secrets
+        .patch(
+            "signing-secrets",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let patch = json!({"data": {"artifacts.taskrun.format": "slsa/v9"}});
+    config_maps
+        .patch(
+            "signet-signer-config",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    settle().await;
+    completed_taskrun(&admin, work.name(), "bad-format").await;
+    let reason = assert_fails(&admin, work.name(), "bad-format", log).await;
+    assert!(
+        reason.contains("artifacts.taskrun.format") && reason.contains("slsa/v9"),
+        "{reason}"
+    );
+
+    // 4. Conflicts: with the format fixed, another client labels each run every few
+    //    milliseconds while it is signed. Every run still ends signed=true exactly once,
+    //    and the other writer's labels stay.
+    let patch = json!({"data": {"artifacts.taskrun.format": "in-toto"}});
+    config_maps
+        .patch(
+            "signet-signer-config",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    settle().await;
+    let runs = taskruns(&admin, work.name());
+    let names: Vec<String> = (0..10).map(|i| format!("contended-{i}")).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (runs, names, stop) = (runs.clone(), names.clone(), stop.clone());
+        async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                for name in &names {
+                    let patch = json!({"metadata": {"labels": {"touched": n.to_string()}}});
+                    let _ = runs
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                }
+            }
+            n
+        }
+    });
+    for name in &names {
+        completed_taskrun(&admin, work.name(), name).await;
+    }
+    for name in &names {
+        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
+        assert_eq!(
+            run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+            "true",
+            "{name}: {}",
+            log()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.await.unwrap();
+    for name in &names {
+        let run = runs.get(name).await.unwrap();
+        assert!(
+            run.metadata
+                .labels
+                .unwrap_or_default()
+                .contains_key("touched"),
+            "{name}: the other writer's label was lost"
+        );
+    }
+    let signatures = signed_in_log(&log());
+    for name in &names {
+        assert_eq!(
+            signatures.get(&format!("{}/{name}", work.name())),
+            Some(&1),
+            "{name} signed other than once"
+        );
+    }
+    let conflicts = log().matches("changed meanwhile").count();
+    println!("{rounds} label rounds, {conflicts} signing writes conflicted and were retried");
+    drop(signer);
+}
