@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod process;
 pub mod queue;
+pub mod ratelimit;
 pub mod run;
 pub mod sources;

@@ -39,13 +39,9 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// The limit as a fixed window: `burst` requests per `burst / qps` seconds, which averages
-    /// `qps` and lets a burst of `burst` through at once.
-    pub fn layer(self) -> tower::limit::RateLimitLayer {
-        let per = std::time::Duration::from_secs_f64(
-            f64::from(self.kube_api_burst) / f64::from(self.kube_api_qps),
-        );
-        tower::limit::RateLimitLayer::new(u64::from(self.kube_api_burst), per)
+    /// The token bucket every request to the API server goes through.
+    pub fn layer(self) -> crate::ratelimit::TokenBucketLayer {
+        crate::ratelimit::TokenBucketLayer::new(self.kube_api_qps, self.kube_api_burst)
     }
 }
 
@@ -83,8 +79,7 @@ pub async fn connect(limits: ClientArgs) -> Result<kube::Client, ProcessError> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| ProcessError::KubeConfig(kube::Error::InferConfig(e)))?;
-    // kube's Client puts the stack behind a `Buffer`, which polls readiness before each call,
-    // so one limiter paces every request this process makes, as client-go's does.
+    // One bucket paces every request this process makes, as client-go's limiter does.
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(ProcessError::KubeConfig)?
         .with_layer(&limits.layer())
@@ -179,38 +174,5 @@ mod tests {
             install_crypto_provider(),
             Err(ProcessError::CryptoProvider)
         ));
-    }
-
-    /// The limiter lets `burst` requests straight through, then paces the rest at `qps`.
-    #[tokio::test(start_paused = true)]
-    async fn the_client_limiter_lets_a_burst_through_then_paces_at_qps() {
-        use tower::{Layer, Service, ServiceExt};
-        let limits = ClientArgs {
-            kube_api_qps: 10,
-            kube_api_burst: 4,
-        };
-        let mut service = limits.layer().layer(tower::service_fn(|()| async {
-            Ok::<_, std::convert::Infallible>(())
-        }));
-        let start = tokio::time::Instant::now();
-        let mut sent_at = Vec::new();
-        for _ in 0..12 {
-            service.ready().await.unwrap().call(()).await.unwrap();
-            sent_at.push(start.elapsed());
-        }
-        // 4 at once, then windows of 4 every 400 ms: 12 requests need two more windows.
-        assert_eq!(sent_at[3], std::time::Duration::ZERO);
-        assert!(
-            sent_at[4] >= std::time::Duration::from_millis(400),
-            "{sent_at:?}"
-        );
-        assert!(
-            sent_at[11] >= std::time::Duration::from_millis(800),
-            "{sent_at:?}"
-        );
-        assert!(
-            sent_at[11] < std::time::Duration::from_millis(1200),
-            "{sent_at:?}"
-        );
     }
 }
