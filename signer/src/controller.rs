@@ -19,8 +19,10 @@ use crate::mark::{Written, hold_or_release, release, write};
 const CACHED_OBJECTS: usize = 256;
 /// Finalizer writes in flight at once.
 const HOLD_WRITERS: usize = 4;
+use crate::config::SignerConfig;
 pub use crate::metrics::Metrics;
-use crate::pipeline::{SignError, sign_run};
+use crate::oci::registry::Clients;
+use crate::pipeline::{SignError, Signed, sign_run};
 use crate::queue::{Backlog, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
@@ -36,23 +38,36 @@ pub struct Context {
     pub workers: usize,
     recorder: Recorder,
     in_flight: Mutex<HashSet<String>>,
+    /// HTTP clients for registries.
+    registries: Clients,
+    /// The signer's own ServiceAccount `(namespace, name)`: its pull secrets are the
+    /// fallback registry credentials.
+    own_account: (String, String),
 }
 
 impl Context {
-    pub fn new(client: Client, sources: Sources, metrics: Metrics, workers: usize) -> Self {
+    pub fn new(
+        client: Client,
+        sources: Sources,
+        metrics: Metrics,
+        workers: usize,
+        own_account: (String, String),
+    ) -> Result<Self, reqwest::Error> {
         let reporter = Reporter {
             controller: "signet-signer".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self {
+        Ok(Self {
             client,
             sources,
             metrics,
             workers: workers.max(1),
             recorder,
             in_flight: Mutex::new(HashSet::new()),
-        }
+            registries: Clients::new()?,
+            own_account,
+        })
     }
 }
 
@@ -311,12 +326,16 @@ async fn process(
         (_, Err(error)) => Err(error),
         (Ok(config), Ok(children)) => {
             let key = ctx.sources.key();
-            sign_run(
+            let signed = sign_run(
                 &run,
                 &children,
                 &config,
                 key.as_deref().map_err(Clone::clone),
-            )
+            );
+            match signed {
+                Ok(signed) => store_in_registries(ctx, &run, &config, signed).await,
+                Err(error) => Err(error),
+            }
         }
     };
     let rv = obj.metadata.resource_version.clone().unwrap_or_default();
@@ -376,6 +395,52 @@ async fn process(
             written == Written::Yes && attempt <= MAX_RETRIES
         }
     }
+}
+
+/// Pushes a signed run's OCI layers with the credentials of the run's ServiceAccount, then
+/// the signer's own; returns the annotations to write once every push succeeded.
+async fn store_in_registries(
+    ctx: &Context,
+    run: &Run,
+    config: &SignerConfig,
+    signed: Signed,
+) -> Result<BTreeMap<String, String>, SignError> {
+    if signed.pushes.is_empty() {
+        return Ok(signed.annotations);
+    }
+    let failed = |message: String| SignError::Registry {
+        run: run.id(),
+        message,
+    };
+    let account = run.service_account();
+    let mut entries = crate::oci::service_account_entries(&ctx.client, &run.namespace, &account)
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "reading the pull secrets of ServiceAccount {}/{account}: {e}",
+                run.namespace
+            ))
+        })?;
+    let (own_ns, own_name) = &ctx.own_account;
+    entries.extend(
+        crate::oci::service_account_entries(&ctx.client, own_ns, own_name)
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "reading the pull secrets of ServiceAccount {own_ns}/{own_name}: {e}"
+                ))
+            })?,
+    );
+    let written = crate::oci::push_all(
+        &ctx.registries,
+        &entries,
+        &signed.pushes,
+        config.storage.oci_insecure,
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    tracing::debug!(run = %run.id(), layers = written, already_there = signed.pushes.len() - written, "pushed to OCI registries");
+    Ok(signed.annotations)
 }
 
 /// A PipelineRun's child TaskRuns (from `status.childReferences`), read from the API; none

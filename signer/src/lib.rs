@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lease;
 pub mod mark;
 pub mod metrics;
+pub mod oci;
 pub mod pipeline;
 pub mod process;
 pub mod queue;

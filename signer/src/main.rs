@@ -48,6 +48,10 @@ struct Args {
     /// Runs signed concurrently.
     #[arg(long, env = "SIGNET_WORKERS", default_value_t = 4)]
     workers: usize,
+    /// The signer's own ServiceAccount (in `--namespace`): its pull secrets are the registry
+    /// credentials used when the run's ServiceAccount has none for a registry.
+    #[arg(long, env = "SIGNET_SERVICE_ACCOUNT", default_value = "signet-signer")]
+    service_account: String,
     /// Address for /healthz, /readyz and /metrics (the Deployment's `metrics` port).
     #[arg(long, env = "SIGNET_HEALTH_ADDR", default_value = "0.0.0.0:9090")]
     health_addr: SocketAddr,
@@ -105,7 +109,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &args.config_map,
         &args.signing_secret,
     );
-    let ctx = Arc::new(Context::new(client, sources, metrics, args.workers));
+    let own_account = (args.namespace.clone(), args.service_account.clone());
+    let ctx = Arc::new(Context::new(
+        client,
+        sources,
+        metrics,
+        args.workers,
+        own_account,
+    )?);
     let namespaces: Vec<String> = args
         .namespaces
         .into_iter()

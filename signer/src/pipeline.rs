@@ -1,5 +1,5 @@
-//! One run through the signing pipeline: format → sign → store (as annotations). Pure: the
-//! caller supplies the config and key and writes the returned annotations.
+//! One run through the signing pipeline: format → sign → store. Pure: the caller supplies
+//! the config and key, pushes the returned OCI layers, then writes the returned annotations.
 //!
 //! Must never report success for something it did not do: an unimplemented format, signer
 //! or backend is an error, so the run is retried and then marked `failed`, never `true`.
@@ -11,12 +11,19 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::config::{SignerConfig, SignerKind, StorageBackend};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::extract::extract;
 use crate::formats::statement;
 use crate::keys::{SigningKey, SigningKeyError};
+use crate::oci::layout::{
+    DSSE_ENVELOPE, Layer, PREDICATE_TYPE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
+    simple_signing_payload,
+};
+use crate::oci::reference::ImageRef;
+use crate::oci::{Kind, Push};
 use crate::run::{ANNOTATION_PREFIX, Run, RunKind, SIGNED};
 
 /// Why a run could not be signed and stored. Messages name the run and what failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SignError {
     #[error("failed to sign {run}: {source}")]
     Key {
@@ -29,8 +36,18 @@ pub enum SignError {
         "failed to store {run}: storage backend {backend} is not implemented by this signer version"
     )]
     StorageNotImplemented { run: String, backend: &'static str },
+    #[error("failed to store {run} in an OCI registry: {message}")]
+    Registry { run: String, message: String },
     #[error("failed to sign {run}: {message}")]
     Other { run: String, message: String },
+}
+
+/// What signing a run produced: OCI layers to push, then the annotations to write (which
+/// include `signed: "true"`, so they are written only after every push succeeded).
+#[derive(Debug)]
+pub struct Signed {
+    pub annotations: BTreeMap<String, String>,
+    pub pushes: Vec<Push>,
 }
 
 impl SignError {
@@ -38,20 +55,140 @@ impl SignError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::Key { .. } | Self::SignerNotImplemented { .. } => "signer",
-            Self::StorageNotImplemented { .. } => "storage",
+            Self::StorageNotImplemented { .. } | Self::Registry { .. } => "storage",
             Self::Other { .. } => "other",
         }
     }
 }
 
-/// Signs `run` and returns the annotations to write: `payload-`, `signature-`, `cert-`,
-/// `chain-` for the run, and `signed: "true"` — only when every configured backend is done.
+/// The images a run reports (and, for a PipelineRun with deep inspection, its children's),
+/// each checked as a reference.
+fn images_of(run: &Run, children: &[Run], deep: bool) -> Result<Vec<ImageRef>, SignError> {
+    let mut found: Vec<_> = extract(run, false).images;
+    if deep {
+        for child in children {
+            found.extend(extract(child, false).images);
+        }
+    }
+    let mut images = found
+        .iter()
+        .map(|a| {
+            let digest = format!(
+                "sha256:{}",
+                a.digest.get("sha256").cloned().unwrap_or_default()
+            );
+            ImageRef::new(&a.uri, &digest).map_err(|e| SignError::Other {
+                run: run.id(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    images.sort();
+    images.dedup();
+    Ok(images)
+}
+
+/// Where `image`'s `.sig` and `.att` go: next to it, or in `storage.oci.repository`.
+fn stored_at(run: &Run, config: &SignerConfig, image: &ImageRef) -> Result<ImageRef, SignError> {
+    match &config.storage.oci_repository {
+        Some(repository) => image.stored_in(repository).map_err(|e| SignError::Other {
+            run: run.id(),
+            message: format!("storage.oci.repository: {e}"),
+        }),
+        None => Ok(image.clone()),
+    }
+}
+
+/// Image signatures (`artifacts.oci`): cosign's simple-signing payload for each image,
+/// signed unwrapped, into each configured backend.
+fn sign_images(
+    run: &Run,
+    config: &SignerConfig,
+    images: &[ImageRef],
+    key: &SigningKey,
+    out: &mut Signed,
+) -> Result<(), SignError> {
+    for image in images {
+        let payload = simple_signing_payload(image);
+        let signature = key.sign(&payload).map_err(|source| SignError::Key {
+            run: run.id(),
+            source: std::sync::Arc::new(source),
+        })?;
+        let signature = STANDARD.encode(signature);
+        for backend in &config.oci.storage {
+            match backend {
+                StorageBackend::Oci => out.pushes.push(Push {
+                    image: image.clone(),
+                    target: stored_at(run, config, image)?,
+                    kind: Kind::Signature,
+                    layer: Layer {
+                        media_type: SIMPLE_SIGNING,
+                        data: payload.clone(),
+                        annotations: BTreeMap::from([(
+                            SIGNATURE_ANNOTATION.to_owned(),
+                            signature.clone(),
+                        )]),
+                    },
+                }),
+                StorageBackend::Tekton => {
+                    let hex = image.digest.trim_start_matches("sha256:");
+                    let key = &hex[..12.min(hex.len())];
+                    out.annotations.insert(
+                        format!("{ANNOTATION_PREFIX}payload-{key}"),
+                        STANDARD.encode(&payload),
+                    );
+                    out.annotations.insert(
+                        format!("{ANNOTATION_PREFIX}signature-{key}"),
+                        signature.clone(),
+                    );
+                }
+                other => {
+                    return Err(SignError::StorageNotImplemented {
+                        run: run.id(),
+                        backend: other.as_str(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key `kind` signs with: `None` for `none`; an error for signers not implemented yet
+/// or a key that could not be loaded.
+fn signer_of<'k>(
+    run: &Run,
+    config: &SignerConfig,
+    kind: SignerKind,
+    key: &Result<&'k SigningKey, std::sync::Arc<SigningKeyError>>,
+) -> Result<Option<&'k SigningKey>, SignError> {
+    let not_implemented = |signer| SignError::SignerNotImplemented {
+        run: run.id(),
+        signer,
+    };
+    match kind {
+        SignerKind::X509 if config.x509.fulcio_enabled => {
+            Err(not_implemented("x509 (keyless, Fulcio)"))
+        }
+        SignerKind::X509 => key.clone().map(Some).map_err(|source| SignError::Key {
+            run: run.id(),
+            source,
+        }),
+        SignerKind::Kms => Err(not_implemented("kms")),
+        SignerKind::None => Ok(None),
+    }
+}
+
+/// Signs `run`: its attestation into every configured backend and, for the images it
+/// built, cosign image signatures (`artifacts.oci`). `signed: "true"` is in the result only
+/// because every configured format, signer and backend got this far.
+#[allow(clippy::needless_pass_by_value)] // the key result is small and read once
 pub fn sign_run(
     run: &Run,
     children: &[Run],
     config: &SignerConfig,
     key: Result<&SigningKey, std::sync::Arc<SigningKeyError>>,
-) -> Result<BTreeMap<String, String>, SignError> {
+) -> Result<Signed, SignError> {
     let artifact = match run.kind {
         RunKind::TaskRun => &config.taskrun,
         RunKind::PipelineRun => &config.pipelinerun,
@@ -61,32 +198,16 @@ pub fn sign_run(
         run: run.id(),
         message: e.to_string(),
     })?;
-    let envelope = match artifact.signer {
-        SignerKind::X509 if config.x509.fulcio_enabled => {
-            return Err(SignError::SignerNotImplemented {
-                run: run.id(),
-                signer: "x509 (keyless, Fulcio)",
-            });
-        }
-        SignerKind::X509 => {
-            let key = key.map_err(|source| SignError::Key {
-                run: run.id(),
-                source,
-            })?;
-            Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, "", |pae| {
-                key.sign(pae).map_err(|source| SignError::Key {
-                    run: run.id(),
-                    source: std::sync::Arc::new(source),
-                })
-            })?
-        }
-        SignerKind::Kms => {
-            return Err(SignError::SignerNotImplemented {
-                run: run.id(),
-                signer: "kms",
-            });
-        }
-        SignerKind::None => Envelope {
+    let signer = |kind: SignerKind| signer_of(run, config, kind, &key);
+    let sign = |key: &SigningKey, bytes: &[u8]| {
+        key.sign(bytes).map_err(|source| SignError::Key {
+            run: run.id(),
+            source: std::sync::Arc::new(source),
+        })
+    };
+    let envelope = match signer(artifact.signer)? {
+        Some(key) => Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, "", |pae| sign(key, pae))?,
+        None => Envelope {
             payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
             payload: STANDARD.encode(&payload),
             signatures: Vec::new(),
@@ -96,21 +217,48 @@ pub fn sign_run(
         run: run.id(),
         message: e.to_string(),
     })?;
-    let mut out = BTreeMap::new();
+    let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
+    let images = images_of(run, children, deep)?;
+    let stored_at = |image: &ImageRef| stored_at(run, config, image);
+    let mut out = Signed {
+        annotations: BTreeMap::new(),
+        pushes: Vec::new(),
+    };
     for backend in &artifact.storage {
         match backend {
             StorageBackend::Tekton => {
                 let key = run.storage_key();
-                out.insert(
-                    format!("{ANNOTATION_PREFIX}payload-{key}"),
-                    STANDARD.encode(&payload),
-                );
-                out.insert(
-                    format!("{ANNOTATION_PREFIX}signature-{key}"),
-                    STANDARD.encode(&envelope_json),
-                );
-                out.insert(format!("{ANNOTATION_PREFIX}cert-{key}"), String::new());
-                out.insert(format!("{ANNOTATION_PREFIX}chain-{key}"), String::new());
+                for (name, value) in [
+                    ("payload", STANDARD.encode(&payload)),
+                    ("signature", STANDARD.encode(&envelope_json)),
+                    ("cert", String::new()),
+                    ("chain", String::new()),
+                ] {
+                    out.annotations
+                        .insert(format!("{ANNOTATION_PREFIX}{name}-{key}"), value);
+                }
+            }
+            // One attestation per image subject, in the image's `.att`.
+            StorageBackend::Oci => {
+                let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
+                for image in &images {
+                    out.pushes.push(Push {
+                        image: image.clone(),
+                        target: stored_at(image)?,
+                        kind: Kind::Attestation,
+                        layer: Layer {
+                            media_type: DSSE_ENVELOPE,
+                            data: envelope_json.clone(),
+                            annotations: BTreeMap::from([
+                                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+                                (
+                                    PREDICATE_TYPE_ANNOTATION.to_owned(),
+                                    predicate_type.to_owned(),
+                                ),
+                            ]),
+                        },
+                    });
+                }
             }
             other => {
                 return Err(SignError::StorageNotImplemented {
@@ -120,7 +268,13 @@ pub fn sign_run(
             }
         }
     }
-    out.insert(SIGNED.to_owned(), "true".to_owned());
+    if !images.is_empty()
+        && !config.oci.storage.is_empty()
+        && let Some(key) = signer(config.oci.signer)?
+    {
+        sign_images(run, config, &images, key, &mut out)?;
+    }
+    out.annotations.insert(SIGNED.to_owned(), "true".to_owned());
     Ok(out)
 }
 
@@ -158,14 +312,18 @@ mod tests {
             RunKind::PipelineRun,
             json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
         );
-        let out = sign_run(&pipelinerun, &[], &SignerConfig::default(), Ok(&key)).unwrap();
+        let out = sign_run(&pipelinerun, &[], &SignerConfig::default(), Ok(&key))
+            .unwrap()
+            .annotations;
         assert!(out.contains_key("chains.tekton.dev/signature-pipelinerun-u"));
     }
 
     #[test]
     fn default_config_stores_a_signed_envelope_on_the_run() {
         let key = key();
-        let out = sign_run(&run(), &[], &SignerConfig::default(), Ok(&key)).unwrap();
+        let out = sign_run(&run(), &[], &SignerConfig::default(), Ok(&key))
+            .unwrap()
+            .annotations;
         assert_eq!(out["chains.tekton.dev/signed"], "true");
         let envelope: Envelope = serde_json::from_slice(
             &STANDARD
@@ -197,7 +355,7 @@ mod tests {
             "SLSA v1.0 is implemented for TaskRuns"
         );
         let mut config = SignerConfig::default();
-        config.taskrun.storage.insert(StorageBackend::Oci);
+        config.taskrun.storage.insert(StorageBackend::Gcs);
         assert!(matches!(
             sign_run(&run(), &[], &config, Ok(&key)),
             Err(SignError::StorageNotImplemented { .. })

@@ -119,6 +119,18 @@ impl Run {
         }
     }
 
+    /// The ServiceAccount the run's pods ran as (`default` when unset), whose pull secrets
+    /// give registry credentials.
+    pub fn service_account(&self) -> String {
+        let spec = &self.object["spec"];
+        spec["serviceAccountName"]
+            .as_str()
+            .or_else(|| spec["taskRunTemplate"]["serviceAccountName"].as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_owned()
+    }
+
     pub fn finalizer(&self) -> String {
         format!("{ANNOTATION_PREFIX}{}", self.kind.key())
     }

@@ -59,6 +59,13 @@ pub struct TestEnv {
     pub cosign: PathBuf,
     /// The admin kubeconfig (for kubectl in tests; code under test never uses it).
     pub kubeconfig: PathBuf,
+    /// `127.0.0.1:<port>`: the tag-schema registry (TLS from `ca_file`, htpasswd auth).
+    pub registry: String,
+    /// The registry's user and password.
+    pub registry_user: String,
+    pub registry_password: String,
+    /// A `DOCKER_CONFIG` directory whose `config.json` logs in to the registry.
+    pub docker_config: PathBuf,
     admin: Config,
 }
 
@@ -134,6 +141,10 @@ impl TestEnv {
             kube_version: get("SIGNET_KUBE_VERSION")?,
             kubectl: PathBuf::from(get("SIGNET_KUBECTL")?),
             cosign: PathBuf::from(get("SIGNET_COSIGN")?),
+            registry: get("SIGNET_REGISTRY")?,
+            registry_user: get("SIGNET_REGISTRY_USER")?,
+            registry_password: get("SIGNET_REGISTRY_PASSWORD")?,
+            docker_config: PathBuf::from(get("SIGNET_DOCKER_CONFIG")?),
             kubeconfig,
             admin,
         })

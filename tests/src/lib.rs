@@ -8,6 +8,7 @@ pub mod identity;
 pub mod measure;
 pub mod namespace;
 pub mod operator;
+pub mod registry;
 
 pub use env::TestEnv;
 pub use identity::ServiceAccountIdentity;

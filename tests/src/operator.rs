@@ -139,6 +139,11 @@ impl OperatorProcess {
                 "info,signet_signer=debug".to_owned(),
             ),
             ("POD_NAMESPACE".to_owned(), identity.namespace.clone()),
+            // Trust the test CA (the registry's TLS), as a pod would with a mounted bundle.
+            (
+                "SSL_CERT_FILE".to_owned(),
+                env.ca_file.display().to_string(),
+            ),
         ]);
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Self::start_binary(env, identity, "signet-signer", &vars)

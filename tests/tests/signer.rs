@@ -146,11 +146,40 @@ struct Stack {
     configs: Api<SignetConfig>,
     signer_ns: String,
     public_key: String,
+    /// Merged under every applied spec. The scenarios here report images in a registry that
+    /// does not exist (`registry.local`), so image signatures (`artifacts.oci`) are off unless
+    /// a test turns them on; the OCI scenario uses the real test registry.
+    base: Value,
     _cleanup: ConfigCleanup,
+}
+
+/// `spec` over `base`, objects merged key by key.
+fn merged(base: &Value, spec: &Value) -> Value {
+    match (base, spec) {
+        (Value::Object(b), Value::Object(s)) => {
+            let mut out = b.clone();
+            for (k, v) in s {
+                let m = out.get(k).map_or_else(|| v.clone(), |bv| merged(bv, v));
+                out.insert(k.clone(), m);
+            }
+            Value::Object(out)
+        }
+        (_, s) => s.clone(),
+    }
 }
 
 impl Stack {
     async fn up(env: &'static TestEnv, admin: &Client, signer_ns: &str) -> Self {
+        Self::up_with(
+            env,
+            admin,
+            signer_ns,
+            json!({"artifacts": {"oci": {"storage": []}}}),
+        )
+        .await
+    }
+
+    async fn up_with(env: &'static TestEnv, admin: &Client, signer_ns: &str, base: Value) -> Self {
         install_crd(admin).await.unwrap();
         let operator_identity = install_operator_rbac(admin).await.unwrap();
         let cleanup = ConfigCleanup {
@@ -164,6 +193,7 @@ impl Stack {
             configs: Api::all(admin.clone()),
             signer_ns: signer_ns.to_owned(),
             public_key: String::new(),
+            base,
             _cleanup: cleanup,
         };
         stack.apply(json!({"targetNamespace": signer_ns})).await;
@@ -184,7 +214,9 @@ impl Stack {
     }
 
     async fn apply(&self, spec: Value) {
-        apply_config(&self.admin, spec).await.unwrap();
+        apply_config(&self.admin, merged(&self.base, &spec))
+            .await
+            .unwrap();
     }
 
     /// A signer process with the token of the ServiceAccount the operator created.
@@ -970,4 +1002,356 @@ async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
     let conflicts = log().matches("changed meanwhile").count();
     println!("{rounds} label rounds, {conflicts} signing writes conflicted and were retried");
     drop(signer);
+}
+
+/// Runs the real cosign against the test registry (its CA and login), with `extra` env.
+fn cosign_registry(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(&env.cosign)
+        .args(args)
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn assert_ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates a TaskRun that built `image` (as a Kaniko task reports it) and completes it.
+/// Runs of the same image have the same provenance unless their times differ: a rebuild
+/// gives its own `finished` time.
+async fn taskrun_building(client: &Client, ns: &str, name: &str, image: &str, digest: &str) {
+    taskrun_building_at(client, ns, name, image, digest, "2026-11-26T10:01:00Z").await;
+}
+
+async fn taskrun_building_at(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    image: &str,
+    digest: &str,
+    finished: &str,
+) {
+    let runs = taskruns(client, ns);
+    let run: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
+        "spec": {"taskSpec": {"steps": [{"name": "build", "image": "gcr.io/kaniko-project/executor:v1"}]}}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    let status = json!({"status": {
+        "podName": format!("{name}-pod"),
+        "startTime": "2026-11-26T10:00:00Z", "completionTime": finished,
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": finished}],
+        "steps": [{"name": "build", "container": "step-build", "imageID": format!("gcr.io/kaniko-project/executor@{DIGEST}")}],
+        "results": [
+            {"name": "IMAGE_URL", "type": "string", "value": format!("{image}:latest")},
+            {"name": "IMAGE_DIGEST", "type": "string", "value": digest}
+        ]
+    }});
+    runs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// The layers under `tag` in `repository` of the test registry.
+async fn layers(env: &TestEnv, repository: &str, tag: &str) -> Vec<Value> {
+    let manifest = signet_e2e::registry::repository(env, repository)
+        .manifest(tag)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{repository}:{tag} does not exist"));
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    manifest["layers"].as_array().unwrap().clone()
+}
+
+/// Images a TaskRun built come out signed in the registry, with their provenance attached:
+/// cosign verifies both, a signature cosign itself made stays valid, identical layers are not
+/// pushed twice, `storage.oci.repository` moves them, and a missing image or missing
+/// credentials end `failed` with a reason naming the registry.
+#[tokio::test]
+async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let pid = std::process::id();
+    let signer_ns = format!("signet-e2e-oci-{pid}");
+    let stack = Stack::up_with(
+        env,
+        &admin,
+        &signer_ns,
+        json!({"artifacts": {"taskRun": {"storage": ["tekton", "oci"]}}}),
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "oci-runs").await.unwrap();
+    let dir = std::env::temp_dir().join(format!("signet-oci-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signet_pub = dir.join("signet.pub");
+    std::fs::write(&signet_pub, &stack.public_key).unwrap();
+    let signet_pub = signet_pub.to_str().unwrap();
+
+    // The run's ServiceAccount holds the registry login, as a Kaniko task's would.
+    let docker_config = std::fs::read(env.docker_config.join("config.json")).unwrap();
+    let pull = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("registry-login".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(std::collections::BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            k8s_openapi::ByteString(docker_config),
+        )])),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), work.name())
+        .create(&PostParams::default(), &pull)
+        .await
+        .unwrap();
+    let accounts =
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), work.name());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while accounts.get_opt("default").await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no default ServiceAccount"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let patch = json!({"imagePullSecrets": [{"name": "registry-login"}]});
+    accounts
+        .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    // 1. An image cosign signed itself first (with its own key, legacy .sig layout).
+    let repo = format!("team/app-{pid}");
+    let image = format!("{}/{repo}", env.registry);
+    let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
+        .await
+        .unwrap();
+    let pinned = format!("{image}@{digest}");
+    let _ = cosign_key_pair(env, &dir, "user", &[]);
+    let user_pub = dir.join("user.pub");
+    let user_pub = user_pub.to_str().unwrap();
+    let password = "a user's passphrase for user";
+    let out = cosign_registry(
+        env,
+        &[
+            "sign",
+            "--key",
+            dir.join("user.key").to_str().unwrap(),
+            "--yes",
+            "--tlog-upload=false",
+            "--new-bundle-format=false",
+            "--use-signing-config=false",
+            &pinned,
+        ],
+        &[("COSIGN_PASSWORD", password)],
+    );
+    assert_ok(&out, "cosign sign (the user's own signature)");
+
+    // 2. A TaskRun that built it: signed=true only after the registry has both layers.
+    taskrun_building(&admin, work.name(), "build-app", &image, &digest).await;
+    let run = wait_annotation(
+        &admin,
+        work.name(),
+        "build-app",
+        "chains.tekton.dev/signed",
+        log,
+    )
+    .await;
+    assert_eq!(
+        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+        "true",
+        "{}",
+        log()
+    );
+    let verify = |key: &str| {
+        cosign_registry(
+            env,
+            &[
+                "verify",
+                "--key",
+                key,
+                "--insecure-ignore-tlog=true",
+                &pinned,
+            ],
+            &[],
+        )
+    };
+    assert_ok(&verify(signet_pub), "cosign verify (Signet's key)");
+    assert_ok(
+        &verify(user_pub),
+        "cosign verify (the user's earlier signature)",
+    );
+    let out = cosign_registry(
+        env,
+        &[
+            "verify-attestation",
+            "--key",
+            signet_pub,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "slsaprovenance",
+            &pinned,
+        ],
+        &[],
+    );
+    assert_ok(&out, "cosign verify-attestation");
+    let out = cosign_registry(env, &["tree", &pinned], &[]);
+    assert_ok(&out, "cosign tree");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.contains("Signatures") && tree.contains("Attestations"),
+        "cosign tree:\n{tree}"
+    );
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    assert_eq!(
+        layers(env, &repo, &sig_tag).await.len(),
+        2,
+        "the user's and Signet's"
+    );
+
+    // 3. A second run reporting the same image: the identical signature layer is not pushed
+    //    again; the new run's attestation is added next to the first.
+    taskrun_building_at(
+        &admin,
+        work.name(),
+        "rebuild-app",
+        &image,
+        &digest,
+        "2026-11-26T10:05:00Z",
+    )
+    .await;
+    let run = wait_annotation(
+        &admin,
+        work.name(),
+        "rebuild-app",
+        "chains.tekton.dev/signed",
+        log,
+    )
+    .await;
+    assert_eq!(
+        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+        "true"
+    );
+    assert_eq!(
+        layers(env, &repo, &sig_tag).await.len(),
+        2,
+        "no duplicate signature"
+    );
+    let att_tag = format!("{}.att", digest.replacen(':', "-", 1));
+    assert_eq!(
+        layers(env, &repo, &att_tag).await.len(),
+        2,
+        "one attestation per run"
+    );
+
+    // 4. An unsigned image fails verification (the check above can fail).
+    let other = format!("team/unsigned-{pid}");
+    let unsigned = signet_e2e::registry::push_random_image(env, &other, "latest")
+        .await
+        .unwrap();
+    let out = verify_pinned(
+        env,
+        signet_pub,
+        &format!("{}/{other}@{unsigned}", env.registry),
+        &[],
+    );
+    assert!(!out.status.success(), "cosign verified an unsigned image");
+
+    // 5. storage.oci.repository: signatures and attestations go to another repository,
+    //    where cosign finds them with COSIGN_REPOSITORY.
+    let elsewhere = format!("{}/signatures-{pid}", env.registry);
+    stack
+        .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"repository": elsewhere}}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let moved_repo = format!("team/moved-{pid}");
+    let moved_digest = signet_e2e::registry::push_random_image(env, &moved_repo, "latest")
+        .await
+        .unwrap();
+    let moved = format!("{}/{moved_repo}", env.registry);
+    taskrun_building(&admin, work.name(), "build-moved", &moved, &moved_digest).await;
+    let run = wait_annotation(
+        &admin,
+        work.name(),
+        "build-moved",
+        "chains.tekton.dev/signed",
+        log,
+    )
+    .await;
+    assert_eq!(
+        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+        "true",
+        "{}",
+        log()
+    );
+    let moved_pinned = format!("{moved}@{moved_digest}");
+    let out = verify_pinned(
+        env,
+        signet_pub,
+        &moved_pinned,
+        &[("COSIGN_REPOSITORY", &elsewhere)],
+    );
+    assert_ok(&out, "cosign verify with COSIGN_REPOSITORY");
+    let out = verify_pinned(env, signet_pub, &moved_pinned, &[]);
+    assert!(
+        !out.status.success(),
+        "the signature was stored next to the image too"
+    );
+
+    // 6. An image that does not exist: failed, naming the registry and the image.
+    let ghost = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
+    taskrun_building(&admin, work.name(), "build-ghost", &moved, ghost).await;
+    let reason = assert_fails(&admin, work.name(), "build-ghost", log).await;
+    assert!(
+        reason.contains(&env.registry) && reason.contains("does not exist"),
+        "{reason}"
+    );
+
+    // 7. No credentials for the registry (a namespace whose ServiceAccount has none): failed
+    //    with a reason that says so, and no password in it or in the log.
+    let bare = TestNamespace::create(&admin, "oci-bare").await.unwrap();
+    taskrun_building(&admin, bare.name(), "build-bare", &moved, &moved_digest).await;
+    let reason = assert_fails(&admin, bare.name(), "build-bare", log).await;
+    assert!(
+        reason.contains("401") && reason.contains(&env.registry),
+        "{reason}"
+    );
+    assert!(
+        !log().contains(&env.registry_password),
+        "the registry password is in the log"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(signer);
+}
+
+fn verify_pinned(
+    env: &TestEnv,
+    key: &str,
+    pinned: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    cosign_registry(
+        env,
+        &[
+            "verify",
+            "--key",
+            key,
+            "--insecure-ignore-tlog=true",
+            pinned,
+        ],
+        extra,
+    )
 }

@@ -1,0 +1,416 @@
+//! A small client for the OCI distribution API: what pushing signatures needs (read a
+//! manifest, check and upload blobs, put a manifest), with Docker's token and basic
+//! authentication. TLS is verified against the system roots (`SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` add others) unless the user set `storage.oci.repository.insecure`.
+//! Errors name the registry and repository, never a credential.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, header};
+
+use super::auth::Credential;
+use super::layout::{DOCKER_MANIFEST, OCI_MANIFEST, digest_of};
+
+/// Why a registry request failed.
+#[derive(Debug, thiserror::Error)]
+#[error("registry {registry}, repository {repository}: {message}")]
+pub struct RegistryError {
+    pub registry: String,
+    pub repository: String,
+    pub message: String,
+}
+
+/// HTTP clients: one verifying TLS, one for registries marked insecure.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    verified: reqwest::Client,
+    insecure: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        Self::trusting(None)
+    }
+
+    /// Clients that also trust the CA certificates in `pem` (beyond the system roots).
+    pub fn trusting(pem: Option<&[u8]>) -> Result<Self, reqwest::Error> {
+        let extra = pem.map(reqwest::Certificate::from_pem_bundle).transpose()?;
+        let build = |insecure: bool| {
+            let mut builder = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .danger_accept_invalid_certs(insecure);
+            for cert in extra.iter().flatten() {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+            builder.build()
+        };
+        Ok(Self {
+            verified: build(false)?,
+            insecure: build(true)?,
+        })
+    }
+}
+
+enum Auth {
+    None,
+    Basic,
+    Bearer(String),
+}
+
+/// One repository on one registry, with the credential to use there.
+#[allow(clippy::struct_field_names)] // `repository` is the registry API's own word
+pub struct Repository {
+    http: reqwest::Client,
+    /// `https://host` (or `http://host` for an insecure registry that speaks no TLS).
+    base: Mutex<String>,
+    insecure: bool,
+    registry: String,
+    repository: String,
+    credential: Option<Credential>,
+    auth: Mutex<Auth>,
+}
+
+/// `key="value"` pairs of a `WWW-Authenticate` challenge.
+fn challenge_params(header: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = header;
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = &rest[eq + 1..];
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        out.push((key, value.to_owned()));
+        rest = next;
+    }
+    out
+}
+
+impl Repository {
+    pub fn new(
+        clients: &Clients,
+        registry: &str,
+        repository: &str,
+        credential: Option<Credential>,
+        insecure: bool,
+    ) -> Self {
+        Self {
+            http: if insecure {
+                clients.insecure.clone()
+            } else {
+                clients.verified.clone()
+            },
+            base: Mutex::new(format!("https://{registry}")),
+            insecure,
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            credential,
+            auth: Mutex::new(Auth::None),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> RegistryError {
+        RegistryError {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return path.to_owned();
+        }
+        let base = self.base.lock().map(|b| b.clone()).unwrap_or_default();
+        format!("{base}{path}")
+    }
+
+    /// Sends a request, answering one authentication challenge if the registry asks.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        for attempt in 0..2 {
+            let mut request = self
+                .http
+                .request(method.clone(), self.url(path))
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            request = match (
+                &*self.auth.lock().map_err(|_| self.error("lock"))?,
+                &self.credential,
+            ) {
+                (Auth::Bearer(token), _) => request.bearer_auth(token),
+                (Auth::Basic, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
+                _ => request,
+            };
+            let response = match request.send().await {
+                Ok(r) => r,
+                // An insecure registry may speak plain HTTP: try that once.
+                Err(e)
+                    if self.insecure
+                        && attempt == 0
+                        && self.url("").starts_with("https://")
+                        && (e.is_connect() || e.is_request()) =>
+                {
+                    if let Ok(mut base) = self.base.lock() {
+                        *base = format!("http://{}", self.registry);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(self.error(format!("{method} failed: {}", without_url(&e)))),
+            };
+            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+                return Ok(response);
+            }
+            let challenge = response
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let next = self.authenticate(&challenge).await?;
+            if let Ok(mut auth) = self.auth.lock() {
+                *auth = next;
+            }
+        }
+        Err(self.error("authentication failed"))
+    }
+
+    /// Answers a `WWW-Authenticate` challenge: basic, or a bearer token from the realm.
+    async fn authenticate(&self, challenge: &str) -> Result<Auth, RegistryError> {
+        let scheme = challenge.split_whitespace().next().unwrap_or_default();
+        if scheme.eq_ignore_ascii_case("basic") {
+            return if self.credential.is_some() {
+                Ok(Auth::Basic)
+            } else {
+                Err(self.error("401 Unauthorized: the registry wants credentials and no pull secret matched it"))
+            };
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(self.error(format!(
+                "401 Unauthorized with an unsupported challenge {scheme:?}"
+            )));
+        }
+        let params = challenge_params(&challenge[scheme.len()..]);
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let realm = get("realm")
+            .ok_or_else(|| self.error("401 with a bearer challenge that has no realm"))?;
+        let mut query = vec![(
+            "scope".to_owned(),
+            format!("repository:{}:pull,push", self.repository),
+        )];
+        if let Some(service) = get("service") {
+            query.push(("service".to_owned(), service));
+        }
+        let mut request = self.http.get(&realm).query(&query);
+        if let Some(c) = &self.credential {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.error(format!("token request failed: {}", without_url(&e))))?;
+        if !response.status().is_success() {
+            return Err(self.error(format!("token request refused: {}", response.status())));
+        }
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| self.error(format!("token response unreadable: {}", without_url(&e))))?;
+        body["token"]
+            .as_str()
+            .or_else(|| body["access_token"].as_str())
+            .map(|t| Auth::Bearer(t.to_owned()))
+            .ok_or_else(|| self.error("token response without a token"))
+    }
+
+    async fn failure(&self, what: &str, response: reqwest::Response) -> RegistryError {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let hint = match status {
+            StatusCode::UNAUTHORIZED => " (credentials missing or wrong)",
+            StatusCode::FORBIDDEN => " (the credentials may not push here)",
+            _ => "",
+        };
+        self.error(format!(
+            "{what}: {status}{hint}{}{detail}",
+            if detail.is_empty() { "" } else { ": " }
+        ))
+    }
+
+    /// The manifest under `reference` (tag or digest) and its media type; `None` if absent.
+    pub async fn manifest(&self, reference: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}")
+                .parse()
+                .map_err(|_| self.error("header"))?,
+        );
+        let path = format!("/v2/{}/manifests/{reference}", self.repository);
+        let response = self.send(Method::GET, &path, headers, None).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => response
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| {
+                    self.error(format!("reading manifest {reference}: {}", without_url(&e)))
+                }),
+            _ => Err(self
+                .failure(&format!("reading manifest {reference}"), response)
+                .await),
+        }
+    }
+
+    /// Whether a manifest exists under `digest` (an image's own digest).
+    pub async fn has_manifest(&self, digest: &str) -> Result<bool, RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+                .parse()
+                .map_err(|_| self.error("header"))?,
+        );
+        let path = format!("/v2/{}/manifests/{digest}", self.repository);
+        let response = self.send(Method::HEAD, &path, headers, None).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            _ => Err(self
+                .failure(&format!("checking image {digest}"), response)
+                .await),
+        }
+    }
+
+    /// Uploads `data` as a blob unless the registry has it already.
+    pub async fn push_blob(&self, data: &[u8]) -> Result<(), RegistryError> {
+        let digest = digest_of(data);
+        let path = format!("/v2/{}/blobs/{digest}", self.repository);
+        let head = self
+            .send(Method::HEAD, &path, HeaderMap::new(), None)
+            .await?;
+        if head.status().is_success() {
+            return Ok(());
+        }
+        let start = format!("/v2/{}/blobs/uploads/", self.repository);
+        let started = self
+            .send(Method::POST, &start, HeaderMap::new(), Some(Bytes::new()))
+            .await?;
+        if started.status() != StatusCode::ACCEPTED {
+            return Err(self.failure("starting a blob upload", started).await);
+        }
+        let location = started
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.error("blob upload started without a Location"))?
+            .to_owned();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/octet-stream"),
+        );
+        let put = self
+            .send(
+                Method::PUT,
+                &format!("{location}{separator}digest={digest}"),
+                headers,
+                Some(Bytes::copy_from_slice(data)),
+            )
+            .await?;
+        if put.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.failure("uploading a blob", put).await)
+        }
+    }
+
+    /// Puts an OCI image manifest under `tag`.
+    pub async fn put_manifest(&self, tag: &str, manifest: &[u8]) -> Result<(), RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static(OCI_MANIFEST),
+        );
+        let path = format!("/v2/{}/manifests/{tag}", self.repository);
+        let response = self
+            .send(
+                Method::PUT,
+                &path,
+                headers,
+                Some(Bytes::copy_from_slice(manifest)),
+            )
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.failure(&format!("writing {tag}"), response).await)
+        }
+    }
+}
+
+/// A reqwest error's text without its URL (upload URLs can carry session state).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_are_parsed() {
+        let params = challenge_params(
+            r#" realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(
+            params,
+            [
+                (
+                    "realm".to_owned(),
+                    "https://auth.example.com/token".to_owned()
+                ),
+                ("service".to_owned(), "registry.example.com".to_owned()),
+                ("scope".to_owned(), "repository:a/b:pull".to_owned()),
+            ]
+        );
+    }
+}
