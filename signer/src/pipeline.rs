@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::config::{SignerConfig, SignerKind, StorageBackend};
+use crate::config::{OciEncoding, SignerConfig, SignerKind, StorageBackend};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::extract::extract;
 use crate::formats::statement;
 use crate::keys::{SigningKey, SigningKeyError};
 use crate::oci::layout::{
-    DSSE_ENVELOPE, Layer, PREDICATE_TYPE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
-    simple_signing_payload,
+    BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_TYPE_ANNOTATION, DSSE_ENVELOPE, Layer,
+    PREDICATE_TYPE_ANNOTATION, SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING,
+    dsse_bundle, simple_signing_payload,
 };
 use crate::oci::reference::ImageRef;
 use crate::oci::{Kind, Push};
@@ -86,6 +87,49 @@ fn images_of(run: &Run, children: &[Run], deep: bool) -> Result<Vec<ImageRef>, S
     images.sort();
     images.dedup();
     Ok(images)
+}
+
+/// The attestation as an OCI layer: the DSSE envelope for the `.att` tag (`dsse` encoding),
+/// or a Sigstore bundle around it for a referrer (`sigstore-bundle`).
+fn attestation_layer(
+    run: &Run,
+    config: &SignerConfig,
+    envelope_json: &[u8],
+    key: Option<&SigningKey>,
+    predicate_type: &str,
+) -> Result<Layer, SignError> {
+    if config.storage.oci_encoding == OciEncoding::Dsse {
+        return Ok(Layer {
+            media_type: DSSE_ENVELOPE,
+            data: envelope_json.to_vec(),
+            annotations: BTreeMap::from([
+                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+                (
+                    PREDICATE_TYPE_ANNOTATION.to_owned(),
+                    predicate_type.to_owned(),
+                ),
+            ]),
+        });
+    }
+    let public_der = key.map(SigningKey::public_der).unwrap_or_default();
+    let bundle = dsse_bundle(envelope_json, &public_der).map_err(|message| SignError::Other {
+        run: run.id(),
+        message,
+    })?;
+    Ok(Layer {
+        media_type: SIGSTORE_BUNDLE_V03,
+        data: bundle,
+        annotations: BTreeMap::from([
+            (
+                BUNDLE_CONTENT_ANNOTATION.to_owned(),
+                "dsse-envelope".to_owned(),
+            ),
+            (
+                BUNDLE_PREDICATE_TYPE_ANNOTATION.to_owned(),
+                predicate_type.to_owned(),
+            ),
+        ]),
+    })
 }
 
 /// Where `image`'s `.sig` and `.att` go: next to it, or in `storage.oci.repository`.
@@ -205,7 +249,8 @@ pub fn sign_run(
             source: std::sync::Arc::new(source),
         })
     };
-    let envelope = match signer(artifact.signer)? {
+    let run_key = signer(artifact.signer)?;
+    let envelope = match run_key {
         Some(key) => Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, "", |pae| sign(key, pae))?,
         None => Envelope {
             payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
@@ -241,22 +286,18 @@ pub fn sign_run(
             // One attestation per image subject, in the image's `.att`.
             StorageBackend::Oci => {
                 let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
+                let layer =
+                    attestation_layer(run, config, &envelope_json, run_key, predicate_type)?;
                 for image in &images {
                     out.pushes.push(Push {
                         image: image.clone(),
                         target: stored_at(image)?,
-                        kind: Kind::Attestation,
-                        layer: Layer {
-                            media_type: DSSE_ENVELOPE,
-                            data: envelope_json.clone(),
-                            annotations: BTreeMap::from([
-                                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
-                                (
-                                    PREDICATE_TYPE_ANNOTATION.to_owned(),
-                                    predicate_type.to_owned(),
-                                ),
-                            ]),
+                        kind: if layer.media_type == DSSE_ENVELOPE {
+                            Kind::Attestation
+                        } else {
+                            Kind::Referrer
                         },
+                        layer: layer.clone(),
                     });
                 }
             }

@@ -66,6 +66,8 @@ pub struct TestEnv {
     pub registry_password: String,
     /// A `DOCKER_CONFIG` directory whose `config.json` logs in to the registry.
     pub docker_config: PathBuf,
+    /// `127.0.0.1:<port>`: a registry with the OCI 1.1 referrers API (TLS, no auth).
+    pub referrers_registry: String,
     admin: Config,
 }
 
@@ -145,6 +147,7 @@ impl TestEnv {
             registry_user: get("SIGNET_REGISTRY_USER")?,
             registry_password: get("SIGNET_REGISTRY_PASSWORD")?,
             docker_config: PathBuf::from(get("SIGNET_DOCKER_CONFIG")?),
+            referrers_registry: get("SIGNET_REFERRERS_REGISTRY")?,
             kubeconfig,
             admin,
         })

@@ -12,13 +12,21 @@ use crate::TestEnv;
 ///
 /// # Panics
 /// When the test CA cannot be read or no HTTP client built: no registry test can run then.
-#[allow(clippy::panic)]
 pub fn repository(env: &TestEnv, name: &str) -> Repository {
+    repository_at(env, &env.registry, name)
+}
+
+/// A repository of `registry` (the test registry or the referrers one), logged in.
+///
+/// # Panics
+/// When the test CA cannot be read or no HTTP client built: no registry test can run then.
+#[allow(clippy::panic)]
+pub fn repository_at(env: &TestEnv, registry: &str, name: &str) -> Repository {
     let ca = std::fs::read(&env.ca_file).unwrap_or_else(|e| panic!("test CA: {e}"));
     let clients = Clients::trusting(Some(&ca)).unwrap_or_else(|e| panic!("HTTP client: {e}"));
     Repository::new(
         &clients,
-        &env.registry,
+        registry,
         name,
         Some(Credential {
             username: env.registry_user.clone(),
@@ -34,7 +42,17 @@ pub async fn push_random_image(
     name: &str,
     tag: &str,
 ) -> Result<String, RegistryError> {
-    let repo = repository(env, name);
+    push_random_image_to(env, &env.registry, name, tag).await
+}
+
+/// As [`push_random_image`], to `registry`.
+pub async fn push_random_image_to(
+    env: &TestEnv,
+    registry: &str,
+    name: &str,
+    tag: &str,
+) -> Result<String, RegistryError> {
+    let repo = repository_at(env, registry, name);
     let mut layer = vec![0u8; 512];
     getrandom(&mut layer);
     let config = serde_json::to_vec(&serde_json::json!({

@@ -1031,6 +1031,26 @@ async fn taskrun_building(client: &Client, ns: &str, name: &str, image: &str, di
     taskrun_building_at(client, ns, name, image, digest, "2026-11-26T10:01:00Z").await;
 }
 
+/// As [`taskrun_building`], run as ServiceAccount `account`.
+async fn taskrun_building_as(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    image: &str,
+    digest: &str,
+    account: &str,
+) {
+    let runs = taskruns(client, ns);
+    let run: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
+        "spec": {"serviceAccountName": account,
+                 "taskSpec": {"steps": [{"name": "build", "image": "gcr.io/kaniko-project/executor:v1"}]}}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &run).await.unwrap();
+    complete_building(&runs, name, image, digest, "2026-11-26T10:01:00Z").await;
+}
+
 async fn taskrun_building_at(
     client: &Client,
     ns: &str,
@@ -1046,6 +1066,17 @@ async fn taskrun_building_at(
     }))
     .unwrap();
     runs.create(&PostParams::default(), &run).await.unwrap();
+    complete_building(&runs, name, image, digest, finished).await;
+}
+
+/// Completes run `name` through the status subresource, reporting `image@digest` built.
+async fn complete_building(
+    runs: &Api<DynamicObject>,
+    name: &str,
+    image: &str,
+    digest: &str,
+    finished: &str,
+) {
     let status = json!({"status": {
         "podName": format!("{name}-pod"),
         "startTime": "2026-11-26T10:00:00Z", "completionTime": finished,
@@ -1354,4 +1385,104 @@ fn verify_pinned(
         ],
         extra,
     )
+}
+
+/// `storage.oci.encoding-format: sigstore-bundle`: attestations become Sigstore bundles pushed
+/// as OCI 1.1 referrers of the image — through the referrers API where the registry has one,
+/// through the fallback tag where it does not — and cosign verifies them with
+/// `--new-bundle-format`.
+#[tokio::test]
+async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let pid = std::process::id();
+    let signer_ns = format!("signet-e2e-bundle-{pid}");
+    let stack = Stack::up_with(
+        env,
+        &admin,
+        &signer_ns,
+        json!({
+            "artifacts": {"taskRun": {"storage": ["oci"]}, "oci": {"storage": []}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}}
+        }),
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "bundle-runs").await.unwrap();
+    let key = std::env::temp_dir().join(format!("signet-bundle-{pid}.pub"));
+    std::fs::write(&key, &stack.public_key).unwrap();
+    let key = key.to_str().unwrap();
+    // Credentials for the tag-schema registry (the referrers one takes none).
+    let login = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("registry-login".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(std::collections::BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            k8s_openapi::ByteString(std::fs::read(env.docker_config.join("config.json")).unwrap()),
+        )])),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), work.name())
+        .create(&PostParams::default(), &login)
+        .await
+        .unwrap();
+    let run_account = k8s_openapi::api::core::v1::ServiceAccount {
+        metadata: kube::api::ObjectMeta {
+            name: Some("builder".into()),
+            ..Default::default()
+        },
+        image_pull_secrets: Some(vec![k8s_openapi::api::core::v1::LocalObjectReference {
+            name: "registry-login".into(),
+        }]),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), work.name())
+        .create(&PostParams::default(), &run_account)
+        .await
+        .unwrap();
+
+    for (registry, name) in [
+        (env.referrers_registry.as_str(), "with-referrers-api"),
+        (env.registry.as_str(), "tag-fallback"),
+    ] {
+        let repo = format!("team/{name}-{pid}");
+        let digest = signet_e2e::registry::push_random_image_to(env, registry, &repo, "latest")
+            .await
+            .unwrap();
+        let image = format!("{registry}/{repo}");
+        // The run's ServiceAccount (not `default`) carries the login.
+        taskrun_building_as(&admin, work.name(), name, &image, &digest, "builder").await;
+        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
+        assert_eq!(
+            run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+            "true",
+            "{name}: {}",
+            log()
+        );
+        let pinned = format!("{image}@{digest}");
+        let out = cosign_registry(
+            env,
+            &[
+                "verify-attestation",
+                "--key",
+                key,
+                "--insecure-ignore-tlog=true",
+                "--new-bundle-format",
+                "--type",
+                "slsaprovenance",
+                &pinned,
+            ],
+            &[],
+        );
+        assert_ok(
+            &out,
+            &format!("cosign verify-attestation --new-bundle-format ({name})"),
+        );
+    }
+    drop(signer);
 }

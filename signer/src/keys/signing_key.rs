@@ -185,6 +185,13 @@ impl SigningKey {
         self
     }
 
+    /// The public key as DER (`SubjectPublicKeyInfo`).
+    pub fn public_der(&self) -> Vec<u8> {
+        pem_rfc7468::decode_vec(self.public_pem.as_bytes())
+            .map(|(_, der)| der)
+            .unwrap_or_default()
+    }
+
     /// `ecdsa-p256`, `ecdsa-p384`, `ed25519` or `rsa-<bits>`, for logs.
     pub fn key_type(&self) -> String {
         match &self.algorithm {

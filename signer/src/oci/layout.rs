@@ -21,6 +21,11 @@ pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
 pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const SIGSTORE_BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const BUNDLE_CONTENT_ANNOTATION: &str = "dev.sigstore.bundle.content";
+pub const BUNDLE_PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 
 /// `sha256:<hex>` of `data`.
 pub fn digest_of(data: &[u8]) -> String {
@@ -135,6 +140,67 @@ pub fn append(existing: Option<&[u8]>, layer: &Layer) -> Result<Option<Appended>
     Ok(Some(Appended { config, manifest }))
 }
 
+/// A Sigstore bundle (v0.3) around a DSSE envelope signed with a key: the verifier is told
+/// which key by `hint` (base64 SHA-256 of the public key's DER).
+pub fn dsse_bundle(envelope_json: &[u8], public_key_der: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let envelope: serde_json::Value =
+        serde_json::from_slice(envelope_json).map_err(|e| e.to_string())?;
+    let hint = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(public_key_der));
+    serde_json::to_vec(&serde_json::json!({
+        "mediaType": SIGSTORE_BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": hint}},
+        "dsseEnvelope": envelope,
+    }))
+    .map_err(|e| e.to_string())
+}
+
+/// An OCI 1.1 referrer: an artifact manifest whose `subject` is the image, with `layer` as
+/// its only layer and the layer's annotations on the manifest (where cosign reads them).
+/// Deterministic, so pushing it twice stores it once.
+pub fn referrer(subject: &Descriptor, layer: &Layer) -> Result<Vec<u8>, String> {
+    let config = b"{}";
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": layer.media_type,
+        "config": {"mediaType": OCI_EMPTY, "size": config.len(), "digest": digest_of(config)},
+        "layers": [{"mediaType": layer.media_type, "size": layer.data.len(), "digest": digest_of(&layer.data)}],
+        "subject": {"mediaType": subject.media_type, "size": subject.size, "digest": subject.digest},
+        "annotations": layer.annotations,
+    });
+    serde_json::to_vec(&manifest).map_err(|e| e.to_string())
+}
+
+/// The referrers index for the tag-schema fallback (`sha256-<subject hex>`), with `added`
+/// listed once: `None` when it is there already.
+pub fn referrers_index(
+    existing: Option<&[u8]>,
+    added: &Descriptor,
+    artifact_type: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut index: serde_json::Value = match existing {
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| format!("the referrers index already there is unreadable ({e})"))?,
+        None => serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+    };
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or("the referrers tag holds something other than an index; not replacing it")?;
+    if manifests
+        .iter()
+        .any(|m| m["digest"] == added.digest.as_str())
+    {
+        return Ok(None);
+    }
+    let mut entry = serde_json::to_value(added).map_err(|e| e.to_string())?;
+    entry["artifactType"] = artifact_type.into();
+    manifests.push(entry);
+    serde_json::to_vec(&index)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +241,46 @@ mod tests {
         assert_eq!(m.config.digest, digest_of(&second.config));
         assert_eq!(append(Some(&second.manifest), &layer("A")).unwrap(), None);
         assert!(append(Some(b"{\"manifests\": []}"), &layer("C")).is_err());
+    }
+
+    #[test]
+    fn referrers_are_deterministic_and_indexed_once() {
+        let subject = Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            size: 10,
+            digest: D.into(),
+            annotations: None,
+        };
+        let bundle = dsse_bundle(
+            br#"{"payload":"e30=","payloadType":"x","signatures":[]}"#,
+            b"der",
+        )
+        .unwrap();
+        let layer = Layer {
+            media_type: SIGSTORE_BUNDLE_V03,
+            data: bundle,
+            annotations: BTreeMap::from([(
+                BUNDLE_CONTENT_ANNOTATION.to_owned(),
+                "dsse-envelope".to_owned(),
+            )]),
+        };
+        let manifest = referrer(&subject, &layer).unwrap();
+        assert_eq!(manifest, referrer(&subject, &layer).unwrap());
+        let v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(v["subject"]["digest"], D);
+        assert_eq!(v["artifactType"], SIGSTORE_BUNDLE_V03);
+        let added = Descriptor {
+            media_type: OCI_MANIFEST.into(),
+            size: manifest.len() as u64,
+            digest: digest_of(&manifest),
+            annotations: None,
+        };
+        let index = referrers_index(None, &added, SIGSTORE_BUNDLE_V03)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            referrers_index(Some(&index), &added, SIGSTORE_BUNDLE_V03).unwrap(),
+            None
+        );
     }
 }

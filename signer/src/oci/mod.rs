@@ -19,6 +19,9 @@ use registry::{Clients, RegistryError, Repository};
 pub enum Kind {
     Signature,
     Attestation,
+    /// A Sigstore bundle pushed as an OCI 1.1 referrer of the image
+    /// (`storage.oci.encoding-format: sigstore-bundle`).
+    Referrer,
 }
 
 /// One layer to add for one image.
@@ -37,6 +40,8 @@ impl Push {
         match self.kind {
             Kind::Signature => self.target.signature_tag(),
             Kind::Attestation => self.target.attestation_tag(),
+            // The referrers tag schema's fallback tag.
+            Kind::Referrer => self.target.digest.replacen(':', "-", 1),
         }
     }
 }
@@ -82,6 +87,49 @@ pub async fn service_account_entries(
     Ok(entries)
 }
 
+/// Pushes a Sigstore bundle as a referrer of `subject`. Where the registry has no referrers
+/// API (no `OCI-Subject` in its answer), the referrer is also listed in the index under the
+/// fallback tag, as OCI 1.1 clients look for it. Returns whether anything was added.
+async fn push_referrer(
+    target: &Repository,
+    subject: &layout::Descriptor,
+    push: &Push,
+    fallback_tag: &str,
+) -> Result<bool, RegistryError> {
+    let manifest = layout::referrer(subject, &push.layer).map_err(|message| RegistryError {
+        registry: push.target.registry.clone(),
+        repository: push.target.repository.clone(),
+        message,
+    })?;
+    let digest = layout::digest_of(&manifest);
+    target.push_blob(&push.layer.data).await?;
+    target.push_blob(b"{}").await?;
+    let processed = target.put(&digest, &manifest, layout::OCI_MANIFEST).await?;
+    if processed {
+        return Ok(true);
+    }
+    let existing = target.manifest(fallback_tag).await?;
+    let added = layout::Descriptor {
+        media_type: layout::OCI_MANIFEST.to_owned(),
+        size: manifest.len() as u64,
+        digest,
+        annotations: Some(push.layer.annotations.clone()),
+    };
+    let index = layout::referrers_index(existing.as_deref(), &added, push.layer.media_type)
+        .map_err(|message| RegistryError {
+            registry: push.target.registry.clone(),
+            repository: push.target.repository.clone(),
+            message: format!("{fallback_tag}: {message}"),
+        })?;
+    match index {
+        Some(index) => target
+            .put(fallback_tag, &index, layout::OCI_INDEX)
+            .await
+            .map(|_| true),
+        None => Ok(false),
+    }
+}
+
 /// Adds each layer to its image's `.sig`/`.att`, after checking the image exists. Layers
 /// already there are not added again, so a retry after a partial failure adds only what is
 /// missing.
@@ -103,19 +151,23 @@ pub async fn push_all(
             )
         };
         let source = repository(&push.image);
-        if !source.has_manifest(&push.image.digest).await? {
+        let Some(subject) = source.head_manifest(&push.image.digest).await? else {
             return Err(RegistryError {
                 registry: push.image.registry.clone(),
                 repository: push.image.repository.clone(),
                 message: format!("image {} does not exist", push.image),
             });
-        }
+        };
         let target = if push.target == push.image {
             source
         } else {
             repository(&push.target)
         };
         let tag = push.tag();
+        if push.kind == Kind::Referrer {
+            written += usize::from(push_referrer(&target, &subject, push, &tag).await?);
+            continue;
+        }
         let existing = target.manifest(&tag).await?;
         let appended =
             layout::append(existing.as_deref(), &push.layer).map_err(|message| RegistryError {

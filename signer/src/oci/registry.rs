@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, header};
 
 use super::auth::Credential;
-use super::layout::{DOCKER_MANIFEST, OCI_MANIFEST, digest_of};
+use super::layout::{DOCKER_MANIFEST, Descriptor, OCI_INDEX, OCI_MANIFEST, digest_of};
 
 /// Why a registry request failed.
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +268,7 @@ impl Repository {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::ACCEPT,
-            format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}")
+            format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}, {OCI_INDEX}")
                 .parse()
                 .map_err(|_| self.error("header"))?,
         );
@@ -289,8 +289,8 @@ impl Repository {
         }
     }
 
-    /// Whether a manifest exists under `digest` (an image's own digest).
-    pub async fn has_manifest(&self, digest: &str) -> Result<bool, RegistryError> {
+    /// The descriptor of the manifest under `digest` (an image's own), `None` if absent.
+    pub async fn head_manifest(&self, digest: &str) -> Result<Option<Descriptor>, RegistryError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::ACCEPT,
@@ -301,8 +301,25 @@ impl Repository {
         let path = format!("/v2/{}/manifests/{digest}", self.repository);
         let response = self.send(Method::HEAD, &path, headers, None).await?;
         match response.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let get = |name: header::HeaderName| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                Ok(Some(Descriptor {
+                    media_type: get(header::CONTENT_TYPE)
+                        .unwrap_or_else(|| OCI_MANIFEST.to_owned()),
+                    size: get(header::CONTENT_LENGTH)
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or_default(),
+                    digest: digest.to_owned(),
+                    annotations: None,
+                }))
+            }
             _ => Err(self
                 .failure(&format!("checking image {digest}"), response)
                 .await),
@@ -355,24 +372,32 @@ impl Repository {
 
     /// Puts an OCI image manifest under `tag`.
     pub async fn put_manifest(&self, tag: &str, manifest: &[u8]) -> Result<(), RegistryError> {
+        self.put(tag, manifest, OCI_MANIFEST).await.map(|_| ())
+    }
+
+    /// Puts a manifest of `media_type` under `reference` (a tag or its digest). Returns
+    /// whether the registry processed its `subject` (the `OCI-Subject` response header of
+    /// registries with the referrers API).
+    pub async fn put(
+        &self,
+        reference: &str,
+        manifest: &[u8],
+        media_type: &'static str,
+    ) -> Result<bool, RegistryError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
-            http::HeaderValue::from_static(OCI_MANIFEST),
+            http::HeaderValue::from_static(media_type),
         );
-        let path = format!("/v2/{}/manifests/{tag}", self.repository);
-        let response = self
-            .send(
-                Method::PUT,
-                &path,
-                headers,
-                Some(Bytes::copy_from_slice(manifest)),
-            )
-            .await?;
+        let path = format!("/v2/{}/manifests/{reference}", self.repository);
+        let body = Some(Bytes::copy_from_slice(manifest));
+        let response = self.send(Method::PUT, &path, headers, body).await?;
         if response.status().is_success() {
-            Ok(())
+            Ok(response.headers().contains_key("oci-subject"))
         } else {
-            Err(self.failure(&format!("writing {tag}"), response).await)
+            Err(self
+                .failure(&format!("writing {reference}"), response)
+                .await)
         }
     }
 }
