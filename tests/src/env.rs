@@ -57,6 +57,8 @@ pub struct TestEnv {
     pub kubectl: PathBuf,
     /// The real cosign CLI, the verifier Signet's output must satisfy.
     pub cosign: PathBuf,
+    /// sigstore policy-controller's `tester`: admission's verdict for one image and policy.
+    pub policy_tester: PathBuf,
     /// The admin kubeconfig (for kubectl in tests; code under test never uses it).
     pub kubeconfig: PathBuf,
     /// `127.0.0.1:<port>`: the tag-schema registry (TLS from `ca_file`, htpasswd auth).
@@ -143,6 +145,7 @@ impl TestEnv {
             kube_version: get("SIGNET_KUBE_VERSION")?,
             kubectl: PathBuf::from(get("SIGNET_KUBECTL")?),
             cosign: PathBuf::from(get("SIGNET_COSIGN")?),
+            policy_tester: PathBuf::from(get("SIGNET_POLICY_TESTER")?),
             registry: get("SIGNET_REGISTRY")?,
             registry_user: get("SIGNET_REGISTRY_USER")?,
             registry_password: get("SIGNET_REGISTRY_PASSWORD")?,

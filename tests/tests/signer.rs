@@ -1293,13 +1293,41 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
     let unsigned = signet_e2e::registry::push_random_image(env, &other, "latest")
         .await
         .unwrap();
-    let out = verify_pinned(
-        env,
-        signet_pub,
-        &format!("{}/{other}@{unsigned}", env.registry),
-        &[],
-    );
+    let unsigned = format!("{}/{other}@{unsigned}", env.registry);
+    let out = verify_pinned(env, signet_pub, &unsigned, &[]);
     assert!(!out.status.success(), "cosign verified an unsigned image");
+
+    // 4b. sigstore policy-controller, as its admission webhook would decide with a key-based
+    //     ClusterImagePolicy: admits the image Signet signed, rejects the unsigned one.
+    let policy = dir.join("policy.yaml");
+    let indented: String = stack.public_key.lines().fold(String::new(), |mut out, l| {
+        out.push_str("        ");
+        out.push_str(l);
+        out.push('\n');
+        out
+    });
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: signet-images\nspec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: signet\n    key:\n      data: |\n{indented}"
+        ),
+    )
+    .unwrap();
+    let tester = |image: &str| {
+        std::process::Command::new(&env.policy_tester)
+            .args(["--policy", policy.to_str().unwrap(), "--image", image])
+            .env("DOCKER_CONFIG", &env.docker_config)
+            .env("SSL_CERT_FILE", &env.ca_file)
+            .output()
+            .unwrap()
+    };
+    assert_ok(&tester(&pinned), "policy-controller tester (signed image)");
+    let out = tester(&unsigned);
+    assert!(
+        !out.status.success(),
+        "policy-controller admitted an unsigned image: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // 5. storage.oci.repository: signatures and attestations go to another repository,
     //    where cosign finds them with COSIGN_REPOSITORY.
@@ -1350,6 +1378,18 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         reason.contains(&env.registry) && reason.contains("does not exist"),
         "{reason}"
     );
+
+    // 6b. A registry that is down (nothing listens): failed, naming it.
+    taskrun_building(
+        &admin,
+        work.name(),
+        "build-down",
+        "127.0.0.1:9/team/app",
+        &moved_digest,
+    )
+    .await;
+    let reason = assert_fails(&admin, work.name(), "build-down", log).await;
+    assert!(reason.contains("127.0.0.1:9"), "{reason}");
 
     // 7. No credentials for the registry (a namespace whose ServiceAccount has none): failed
     //    with a reason that says so, and no password in it or in the log.
