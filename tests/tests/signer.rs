@@ -1427,10 +1427,10 @@ fn verify_pinned(
     )
 }
 
-/// `storage.oci.encoding-format: sigstore-bundle`: attestations become Sigstore bundles pushed
-/// as OCI 1.1 referrers of the image — through the referrers API where the registry has one,
-/// through the fallback tag where it does not — and cosign verifies them with
-/// `--new-bundle-format`.
+/// `storage.oci.encoding-format: sigstore-bundle`: attestations (here SLSA v1.0) become
+/// Sigstore bundles pushed as OCI 1.1 referrers of the image — through the referrers API where
+/// the registry has one, through the fallback tag where it does not — and cosign verifies them
+/// with `--new-bundle-format`; image signatures stay in `.sig`.
 #[tokio::test]
 async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     let _turn = STACK.lock().await;
@@ -1443,7 +1443,7 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
         &admin,
         &signer_ns,
         json!({
-            "artifacts": {"taskRun": {"storage": ["oci"]}, "oci": {"storage": []}},
+            "artifacts": {"taskRun": {"storage": ["oci"], "format": "slsa/v2alpha4"}},
             "storage": {"oci": {"encoding": "sigstore-bundle"}}
         }),
     )
@@ -1514,7 +1514,7 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
                 "--insecure-ignore-tlog=true",
                 "--new-bundle-format",
                 "--type",
-                "slsaprovenance",
+                "slsaprovenance1",
                 &pinned,
             ],
             &[],
@@ -1523,6 +1523,9 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
             &out,
             &format!("cosign verify-attestation --new-bundle-format ({name})"),
         );
+        // The image signature stays in cosign's .sig tag in this encoding.
+        let out = verify_pinned(env, key, &pinned, &[]);
+        assert_ok(&out, &format!("cosign verify ({name})"));
     }
     drop(signer);
 }
