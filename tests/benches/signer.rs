@@ -34,6 +34,7 @@ const DIGEST: &str = "sha256:333333333333333333333333333333333333333333333333333
 const CONCURRENCY: usize = 16;
 const STEADY_RATE: f64 = 50.0;
 const STEADY_RUNS: usize = 500;
+const OCI_RUNS: usize = 200;
 
 fn taskruns(client: &Client, ns: &str) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
@@ -48,6 +49,7 @@ async fn burst(
     prefix: &str,
     count: usize,
     pace: Option<Duration>,
+    images: Option<Arc<Vec<(String, String)>>>,
 ) -> HashMap<String, Instant> {
     let runs = taskruns(client, ns);
     let start = tokio::time::Instant::now();
@@ -56,6 +58,11 @@ async fn burst(
         .map(|i| {
             let runs = runs.clone();
             let name = format!("{prefix}-{i}");
+            // A registry image (url, digest) when given, else one that is in no registry.
+            let (url, digest) = images.as_ref().map_or_else(
+                || (format!("registry.local/team/{name}"), DIGEST.to_owned()),
+                |list| list[i % list.len()].clone(),
+            );
             async move {
                 if let Some(pace) = pace {
                     let nth = u32::try_from(i).expect("run count fits u32");
@@ -72,8 +79,8 @@ async fn burst(
                     "startTime": "2026-11-26T10:00:00Z", "completionTime": "2026-11-26T10:01:00Z",
                     "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-26T10:01:00Z"}],
                     "steps": [{"name": "build", "container": "step-build", "imageID": format!("gcr.io/kaniko-project/executor@{DIGEST}")}],
-                    "results": [{"name": "IMAGE_URL", "type": "string", "value": format!("registry.local/team/{name}")},
-                                {"name": "IMAGE_DIGEST", "type": "string", "value": DIGEST}]
+                    "results": [{"name": "IMAGE_URL", "type": "string", "value": url},
+                                {"name": "IMAGE_DIGEST", "type": "string", "value": digest}]
                 }});
                 runs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("complete TaskRun");
                 (name, Instant::now())
@@ -82,6 +89,37 @@ async fn burst(
         .buffer_unordered(in_flight)
         .collect()
         .await
+}
+
+/// Lets the `default` ServiceAccount of `ns` log in to the test registry, as a build
+/// namespace's would.
+async fn registry_login(admin: &Client, ns: &str) {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let env = TestEnv::get();
+    let config = std::fs::read(env.docker_config.join("config.json")).expect("docker config");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "registry-login"}, "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64_of(&config)}
+    }))
+    .expect("Secret JSON");
+    Api::<Secret>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("pull secret");
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), ns);
+    while accounts.get_opt("default").await.ok().flatten().is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let patch = json!({"imagePullSecrets": [{"name": "registry-login"}]});
+    accounts
+        .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("ServiceAccount");
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// What one phase measured.
@@ -131,10 +169,14 @@ async fn phase(
     label: String,
     count: usize,
     pace: Option<Duration>,
+    images: Option<Arc<Vec<(String, String)>>>,
 ) -> Phase {
     let work = TestNamespace::create(admin, "bench-runs")
         .await
         .expect("namespace");
+    if images.is_some() {
+        registry_login(admin, work.name()).await;
+    }
     // Watch for signed=true while the runs are written.
     let signed_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = signed_at.clone();
@@ -182,7 +224,7 @@ async fn phase(
             }
         }
     });
-    let completed = burst(admin, work.name(), "run", count, pace).await;
+    let completed = burst(admin, work.name(), "run", count, pace, images).await;
     let written_in = started.elapsed();
     let finish_deadline = Instant::now() + Duration::from_secs(600);
     while signed_at.lock().expect("lock").len() < count {
@@ -285,12 +327,63 @@ async fn main() {
             format!("steady {STEADY_RATE:.0} runs/s for {STEADY_RUNS} runs"),
             STEADY_RUNS,
             Some(steady),
+            None,
         )
         .await,
     ];
     for &count in &bursts {
-        phases.push(phase(&admin, &signer, format!("burst of {count}"), count, None).await);
+        phases.push(
+            phase(
+                &admin,
+                &signer,
+                format!("burst of {count}"),
+                count,
+                None,
+                None,
+            )
+            .await,
+        );
     }
+    // Runs whose images are in the test registry: per run a signature (.sig) and an
+    // attestation (.att) pushed there, with the run's ServiceAccount's login.
+    let with_oci = |on: bool| {
+        let storage = if on {
+            json!(["tekton", "oci"])
+        } else {
+            json!(["tekton"])
+        };
+        let images = if on { json!(["oci"]) } else { json!([]) };
+        json!({"targetNamespace": signer_ns, "artifacts": {"taskRun": {"storage": storage}, "oci": {"storage": images}}})
+    };
+    apply_config(&admin, with_oci(true))
+        .await
+        .expect("SignetConfig");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut images = Vec::new();
+    for i in 0..OCI_RUNS {
+        let repo = format!("bench/app-{}-{i}", std::process::id());
+        let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
+            .await
+            .expect("test image");
+        images.push((format!("{}/{repo}", env.registry), digest));
+    }
+    phases.push(
+        phase(
+            &admin,
+            &signer,
+            format!(
+                "burst of {OCI_RUNS} with their images in the registry (.sig + .att pushed per run)"
+            ),
+            OCI_RUNS,
+            None,
+            Some(Arc::new(images)),
+        )
+        .await,
+    );
+    apply_config(&admin, with_oci(false))
+        .await
+        .expect("SignetConfig");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let peak_rss = rss_kib(signer.pid(), "VmHWM:");
     let count = bursts[0];
     // A backlog at start: runs completed while no signer ran, then one new run.
@@ -298,7 +391,7 @@ async fn main() {
     let backlog_ns = TestNamespace::create(&admin, "bench-backlog")
         .await
         .expect("namespace");
-    let _ = burst(&admin, backlog_ns.name(), "old", count, None).await;
+    let _ = burst(&admin, backlog_ns.name(), "old", count, None, None).await;
     let signer = OperatorProcess::start_signer(env, &admin, &identity)
         .await
         .expect("signer");
@@ -315,7 +408,7 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let new_completed = burst(&admin, backlog_ns.name(), "new", 1, None).await;
+    let new_completed = burst(&admin, backlog_ns.name(), "new", 1, None, None).await;
     let new_done = new_completed
         .values()
         .next()
@@ -348,7 +441,7 @@ async fn main() {
     let ceiling_ns = TestNamespace::create(&admin, "bench-ceiling")
         .await
         .expect("namespace");
-    let _ = burst(&admin, ceiling_ns.name(), "run", count, None).await;
+    let _ = burst(&admin, ceiling_ns.name(), "run", count, None, None).await;
     let runs = taskruns(&admin, ceiling_ns.name());
     let payload = "x".repeat(2400);
     let ceiling_started = Instant::now();

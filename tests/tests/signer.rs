@@ -76,6 +76,18 @@ async fn wait_annotation(
     }
 }
 
+/// Waits for `name` to be marked and checks it is `signed=true`; returns the run.
+async fn wait_signed(client: &Client, ns: &str, name: &str, log: impl Fn() -> String) -> Value {
+    let run = wait_annotation(client, ns, name, "chains.tekton.dev/signed", &log).await;
+    assert_eq!(
+        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+        "true",
+        "{ns}/{name}: {}",
+        log()
+    );
+    run
+}
+
 fn cosign_verify(
     env: &TestEnv,
     public_key: &str,
@@ -794,20 +806,7 @@ async fn keys_made_by_cosign_of_every_type_sign_in_signet_and_cosign_verifies_th
         // The watched Secret reaches the signer within a second; give it that before the run.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let uid = completed_taskrun(&admin, work.name(), name).await;
-        let run = wait_annotation(
-            &admin,
-            work.name(),
-            name,
-            "chains.tekton.dev/signed",
-            || signer.log_text(),
-        )
-        .await;
-        assert_eq!(
-            run["metadata"]["annotations"]["chains.tekton.dev/signed"],
-            "true",
-            "{name}: {}",
-            signer.log_text()
-        );
+        let run = wait_signed(&admin, work.name(), name, || signer.log_text()).await;
         let envelope = unbase64(
             &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
         );
@@ -971,13 +970,7 @@ async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
         completed_taskrun(&admin, work.name(), name).await;
     }
     for name in &names {
-        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
-        assert_eq!(
-            run["metadata"]["annotations"]["chains.tekton.dev/signed"],
-            "true",
-            "{name}: {}",
-            log()
-        );
+        wait_signed(&admin, work.name(), name, log).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rounds = writer.await.unwrap();
@@ -1193,20 +1186,7 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
 
     // 2. A TaskRun that built it: signed=true only after the registry has both layers.
     taskrun_building(&admin, work.name(), "build-app", &image, &digest).await;
-    let run = wait_annotation(
-        &admin,
-        work.name(),
-        "build-app",
-        "chains.tekton.dev/signed",
-        log,
-    )
-    .await;
-    assert_eq!(
-        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
-        "true",
-        "{}",
-        log()
-    );
+    wait_signed(&admin, work.name(), "build-app", log).await;
     let verify = |key: &str| {
         cosign_registry(
             env,
@@ -1264,18 +1244,7 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         "2026-11-26T10:05:00Z",
     )
     .await;
-    let run = wait_annotation(
-        &admin,
-        work.name(),
-        "rebuild-app",
-        "chains.tekton.dev/signed",
-        log,
-    )
-    .await;
-    assert_eq!(
-        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
-        "true"
-    );
+    wait_signed(&admin, work.name(), "rebuild-app", log).await;
     assert_eq!(
         layers(env, &repo, &sig_tag).await.len(),
         2,
@@ -1342,20 +1311,7 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         .unwrap();
     let moved = format!("{}/{moved_repo}", env.registry);
     taskrun_building(&admin, work.name(), "build-moved", &moved, &moved_digest).await;
-    let run = wait_annotation(
-        &admin,
-        work.name(),
-        "build-moved",
-        "chains.tekton.dev/signed",
-        log,
-    )
-    .await;
-    assert_eq!(
-        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
-        "true",
-        "{}",
-        log()
-    );
+    wait_signed(&admin, work.name(), "build-moved", log).await;
     let moved_pinned = format!("{moved}@{moved_digest}");
     let out = verify_pinned(
         env,
@@ -1497,13 +1453,7 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
         let image = format!("{registry}/{repo}");
         // The run's ServiceAccount (not `default`) carries the login.
         taskrun_building_as(&admin, work.name(), name, &image, &digest, "builder").await;
-        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
-        assert_eq!(
-            run["metadata"]["annotations"]["chains.tekton.dev/signed"],
-            "true",
-            "{name}: {}",
-            log()
-        );
+        wait_signed(&admin, work.name(), name, log).await;
         let pinned = format!("{image}@{digest}");
         let out = cosign_registry(
             env,
