@@ -344,46 +344,6 @@ async fn main() {
             .await,
         );
     }
-    // Runs whose images are in the test registry: per run a signature (.sig) and an
-    // attestation (.att) pushed there, with the run's ServiceAccount's login.
-    let with_oci = |on: bool| {
-        let storage = if on {
-            json!(["tekton", "oci"])
-        } else {
-            json!(["tekton"])
-        };
-        let images = if on { json!(["oci"]) } else { json!([]) };
-        json!({"targetNamespace": signer_ns, "artifacts": {"taskRun": {"storage": storage}, "oci": {"storage": images}}})
-    };
-    apply_config(&admin, with_oci(true))
-        .await
-        .expect("SignetConfig");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut images = Vec::new();
-    for i in 0..OCI_RUNS {
-        let repo = format!("bench/app-{}-{i}", std::process::id());
-        let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
-            .await
-            .expect("test image");
-        images.push((format!("{}/{repo}", env.registry), digest));
-    }
-    phases.push(
-        phase(
-            &admin,
-            &signer,
-            format!(
-                "burst of {OCI_RUNS} with their images in the registry (.sig + .att pushed per run)"
-            ),
-            OCI_RUNS,
-            None,
-            Some(Arc::new(images)),
-        )
-        .await,
-    );
-    apply_config(&admin, with_oci(false))
-        .await
-        .expect("SignetConfig");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let peak_rss = rss_kib(signer.pid(), "VmHWM:");
     let count = bursts[0];
     // A backlog at start: runs completed while no signer ran, then one new run.
@@ -426,7 +386,14 @@ async fn main() {
         }
         assert!(
             Instant::now() < deadline,
-            "the new run was not signed during the backlog"
+            "the new run was not signed during the backlog:\n{}",
+            signer
+                .log_text()
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
@@ -461,6 +428,42 @@ async fn main() {
         .collect::<Vec<_>>()
         .await;
     let ceiling = count as f64 / ceiling_started.elapsed().as_secs_f64();
+    // Runs whose images are in the test registry: per run a signature (.sig) and an
+    // attestation (.att) pushed there, with the run's ServiceAccount's login.
+    // Last: turning image signatures back off with server-side apply does not work (see
+    // docs/operator.md, "Known issues"), so nothing runs after this phase.
+    apply_config(
+        &admin,
+        json!({"targetNamespace": signer_ns, "artifacts": {"taskRun": {"storage": ["tekton", "oci"]}, "oci": {"storage": ["oci"]}}}),
+    )
+    .await
+    .expect("SignetConfig");
+    let signer = OperatorProcess::start_signer(env, &admin, &identity)
+        .await
+        .expect("signer");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut images = Vec::new();
+    for i in 0..OCI_RUNS {
+        let repo = format!("bench/app-{}-{i}", std::process::id());
+        let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
+            .await
+            .expect("test image");
+        images.push((format!("{}/{repo}", env.registry), digest));
+    }
+    phases.push(
+        phase(
+            &admin,
+            &signer,
+            format!(
+                "burst of {OCI_RUNS} with their images in the registry (.sig + .att pushed per run)"
+            ),
+            OCI_RUNS,
+            None,
+            Some(Arc::new(images)),
+        )
+        .await,
+    );
+    drop(signer);
     let throughput = phases
         .iter()
         .find(|p| p.count == count && p.label.starts_with("burst"))

@@ -117,6 +117,16 @@ impl OperatorProcess {
         admin: &Client,
         identity: &ServiceAccountIdentity,
     ) -> Result<Self, EnvError> {
+        Self::start_signer_with(env, admin, identity, &[]).await
+    }
+
+    /// As [`Self::start_signer`], with `extra` variables last (they win over the others).
+    pub async fn start_signer_with(
+        env: &TestEnv,
+        admin: &Client,
+        identity: &ServiceAccountIdentity,
+        extra: &[(&str, &str)],
+    ) -> Result<Self, EnvError> {
         let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
             admin.clone(),
             &identity.namespace,
@@ -145,6 +155,11 @@ impl OperatorProcess {
                 env.ca_file.display().to_string(),
             ),
         ]);
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Self::start_binary(env, identity, "signet-signer", &vars)
     }

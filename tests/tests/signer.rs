@@ -1320,6 +1320,20 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         &[("COSIGN_REPOSITORY", &elsewhere)],
     );
     assert_ok(&out, "cosign verify with COSIGN_REPOSITORY");
+    let out = cosign_registry(
+        env,
+        &[
+            "verify-attestation",
+            "--key",
+            signet_pub,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "slsaprovenance",
+            &moved_pinned,
+        ],
+        &[("COSIGN_REPOSITORY", &elsewhere)],
+    );
+    assert_ok(&out, "cosign verify-attestation with COSIGN_REPOSITORY");
     let out = verify_pinned(env, signet_pub, &moved_pinned, &[]);
     assert!(
         !out.status.success(),
@@ -1477,5 +1491,37 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
         let out = verify_pinned(env, key, &pinned, &[]);
         assert_ok(&out, &format!("cosign verify ({name})"));
     }
+
+    // TLS is verified unless the user turns it off: a signer that does not trust the
+    // registry's CA (no roots at all) fails the run, naming the certificate problem; with
+    // `storage.oci.insecure` the same signer signs.
     drop(signer);
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let untrusting = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[("SSL_CERT_FILE", "/dev/null")],
+    )
+    .await
+    .unwrap();
+    let log = || untrusting.log_text();
+    let repo = format!("team/insecure-{pid}");
+    let digest =
+        signet_e2e::registry::push_random_image_to(env, &env.referrers_registry, &repo, "latest")
+            .await
+            .unwrap();
+    let image = format!("{}/{repo}", env.referrers_registry);
+    taskrun_building_as(&admin, work.name(), "untrusted", &image, &digest, "builder").await;
+    let reason = assert_fails(&admin, work.name(), "untrusted", log).await;
+    assert!(reason.contains("certificate"), "{reason}");
+    stack
+        .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"insecure": true}}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    taskrun_building_as(&admin, work.name(), "insecure", &image, &digest, "builder").await;
+    wait_signed(&admin, work.name(), "insecure", log).await;
+    drop(untrusting);
 }

@@ -139,33 +139,47 @@ pub async fn push_all(
     pushes: &[Push],
     insecure: bool,
 ) -> Result<usize, RegistryError> {
+    // One client per repository for the whole run, so a registry's authentication challenge
+    // is answered once, and each image is checked once however many layers it gets.
+    let mut repositories: std::collections::HashMap<(String, String), Repository> =
+        std::collections::HashMap::new();
+    let mut subjects: std::collections::HashMap<ImageRef, layout::Descriptor> =
+        std::collections::HashMap::new();
     let mut written = 0;
     for push in pushes {
-        let repository = |image: &ImageRef| {
-            Repository::new(
-                clients,
-                &image.registry,
-                &image.repository,
-                auth::credential_for(entries, image).cloned(),
-                insecure,
-            )
-        };
-        let source = repository(&push.image);
-        let Some(subject) = source.head_manifest(&push.image.digest).await? else {
-            return Err(RegistryError {
-                registry: push.image.registry.clone(),
-                repository: push.image.repository.clone(),
-                message: format!("image {} does not exist", push.image),
-            });
-        };
-        let target = if push.target == push.image {
-            source
+        for image in [&push.image, &push.target] {
+            repositories
+                .entry((image.registry.clone(), image.repository.clone()))
+                .or_insert_with(|| {
+                    Repository::new(
+                        clients,
+                        &image.registry,
+                        &image.repository,
+                        auth::credential_for(entries, image).cloned(),
+                        insecure,
+                    )
+                });
+        }
+        let repository =
+            |image: &ImageRef| &repositories[&(image.registry.clone(), image.repository.clone())];
+        let subject = if let Some(subject) = subjects.get(&push.image) {
+            subject.clone()
         } else {
-            repository(&push.target)
+            let found = repository(&push.image)
+                .head_manifest(&push.image.digest)
+                .await?
+                .ok_or_else(|| RegistryError {
+                    registry: push.image.registry.clone(),
+                    repository: push.image.repository.clone(),
+                    message: format!("image {} does not exist", push.image),
+                })?;
+            subjects.insert(push.image.clone(), found.clone());
+            found
         };
+        let target = repository(&push.target);
         let tag = push.tag();
         if push.kind == Kind::Referrer {
-            written += usize::from(push_referrer(&target, &subject, push, &tag).await?);
+            written += usize::from(push_referrer(target, &subject, push, &tag).await?);
             continue;
         }
         let existing = target.manifest(&tag).await?;

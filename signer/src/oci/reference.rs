@@ -2,7 +2,7 @@
 //! signatures and attestations. Pure.
 
 /// An image in a registry, pinned by digest.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ImageRef {
     /// `host[:port]`; `index.docker.io` for Docker Hub, as the registry API names it.
     pub registry: String,
