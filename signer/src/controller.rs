@@ -13,19 +13,19 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use tokio::sync::Semaphore;
 
-use crate::mark::{Written, hold_or_release, release, write};
-
-/// Most queued runs kept as whole watched objects; the rest wait as references.
-const CACHED_OBJECTS: usize = 256;
-/// Finalizer writes in flight at once.
-const HOLD_WRITERS: usize = 4;
 use crate::config::SignerConfig;
+use crate::mark::{Written, hold_or_release, release, write};
 pub use crate::metrics::Metrics;
 use crate::oci::registry::Clients;
 use crate::pipeline::{SignError, Signed, sign_run};
 use crate::queue::{Backlog, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
+
+/// Most queued runs kept as whole watched objects; the rest wait as references.
+const CACHED_OBJECTS: usize = 256;
+/// Finalizer writes in flight at once.
+const HOLD_WRITERS: usize = 4;
 
 /// After this many failed attempts a run is marked `failed` (Chains' limit).
 pub const MAX_RETRIES: u32 = 3;
