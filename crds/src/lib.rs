@@ -118,9 +118,40 @@ pub fn crd() -> CustomResourceDefinition {
             if let Ok(rule) = serde_json::from_value(rule) {
                 rules.push(rule);
             }
+            if let Ok(mut value) = serde_json::to_value(&*schema) {
+                strip_storage_list_defaults(&mut value);
+                if let Ok(stripped) = serde_json::from_value(value) {
+                    *schema = stripped;
+                }
+            }
         }
     }
     crd
+}
+
+/// Removes the storage lists (`artifacts.*.storage`) from every object default in the schema,
+/// as `signing::no_default` does from the lists' own schemas: a defaulted list is owned by no
+/// apply manager, so server-side applying `storage: []` would leave it in place. Omitted lists
+/// are defaulted by serde in the operator instead.
+fn strip_storage_list_defaults(schema: &mut serde_json::Value) {
+    fn strip_default(value: &mut serde_json::Value) {
+        if let serde_json::Value::Object(map) = value {
+            map.retain(|key, v| !(key == "storage" && v.is_array()));
+            map.values_mut().for_each(strip_default);
+        }
+    }
+    match schema {
+        serde_json::Value::Object(map) => {
+            if let Some(default) = map.get_mut("default") {
+                strip_default(default);
+            }
+            map.iter_mut()
+                .filter(|(key, _)| *key != "default")
+                .for_each(|(_, v)| strip_storage_list_defaults(v));
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_storage_list_defaults),
+        _ => {}
+    }
 }
 
 /// The CRD as YAML, as committed in `crds/signetconfig.yaml`.

@@ -79,13 +79,21 @@ pub struct ArtifactsSpec {
     pub oci: OciArtifactSpec,
 }
 
+/// Drops the schema default of a storage list. With a default, server-side applying
+/// `storage: []` over a non-empty list left the default in place (the API server drops the
+/// emptied list and defaulting refills it), so storage could not be switched off with SSA.
+/// Without one an omitted list still means the default: serde fills it in from `Default`.
+fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
+}
+
 /// TaskRun provenance (Chains' `artifacts.taskrun.*`).
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TaskRunArtifactSpec {
     pub format: ArtifactFormat,
-    /// Where to store; empty stores nowhere.
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    /// Where to store; empty stores nowhere. Omitted: `[tekton]`.
+    #[schemars(extend("x-kubernetes-list-type" = "set"), transform = no_default)]
     pub storage: Vec<StorageBackend>,
     pub signer: SignerKind,
 }
@@ -105,7 +113,8 @@ impl Default for TaskRunArtifactSpec {
 #[serde(rename_all = "camelCase", default)]
 pub struct PipelineRunArtifactSpec {
     pub format: ArtifactFormat,
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    /// Where to store; empty stores nowhere. Omitted: `[tekton]`.
+    #[schemars(extend("x-kubernetes-list-type" = "set"), transform = no_default)]
     pub storage: Vec<PipelineRunStorageBackend>,
     pub signer: SignerKind,
     /// Also describe each child TaskRun's steps and results.
@@ -128,7 +137,8 @@ impl Default for PipelineRunArtifactSpec {
 #[serde(rename_all = "camelCase", default)]
 pub struct OciArtifactSpec {
     pub format: OciFormat,
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    /// Where to store image signatures; empty signs no images. Omitted: `[oci]`.
+    #[schemars(extend("x-kubernetes-list-type" = "set"), transform = no_default)]
     pub storage: Vec<StorageBackend>,
     pub signer: SignerKind,
 }

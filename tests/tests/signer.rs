@@ -76,6 +76,30 @@ async fn wait_annotation(
     }
 }
 
+/// Waits until the operator rendered `key=want` into the signer's ConfigMap in `signer_ns`,
+/// then gives the signer's watch a moment to deliver it.
+async fn wait_rendered(admin: &Client, signer_ns: &str, key: &str, want: &str) {
+    let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), signer_ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let data = cms
+            .get("signet-signer-config")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default();
+        if data.get(key).map(String::as_str) == Some(want) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator never rendered {key}={want}: {data:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// Waits for `name` to be marked and checks it is `signed=true`; returns the run.
 async fn wait_signed(client: &Client, ns: &str, name: &str, log: impl Fn() -> String) -> Value {
     let run = wait_annotation(client, ns, name, "chains.tekton.dev/signed", &log).await;
@@ -425,23 +449,8 @@ async fn completed_taskruns_are_signed_and_cosign_verifies_the_attestation() {
 
     // 2. Hot reload: SLSA v1.0 applies to the next run without a restart, and cosign
     //    verifies it as `slsaprovenance1`.
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(admin.clone(), &signer_ns);
-    let rendered = |key: &'static str, want: &'static str| {
-        let cms = cms.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while cms.get("signet-signer-config").await.unwrap().data.unwrap()[key] != want {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the operator never rendered {key}={want}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            // The signer's watch delivers the change well within this.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    };
+    let rendered =
+        |key: &'static str, want: &'static str| wait_rendered(&admin, &signer_ns, key, want);
     apply(json!({"targetNamespace": signer_ns, "artifacts": {"taskRun": {"format": "slsa/v2alpha3"}}})).await;
     rendered("artifacts.taskrun.format", "slsa/v2alpha3").await;
     let uid = completed_taskrun(&admin, work.name(), "build-v1").await;
@@ -1374,6 +1383,14 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         !log().contains(&env.registry_password),
         "the registry password is in the log"
     );
+
+    // 8. Image signatures switched off again with server-side apply (`storage: []` over the
+    //    default): the operator renders an empty storage, so the list default must not
+    //    come back.
+    stack
+        .apply(json!({"targetNamespace": signer_ns, "artifacts": {"oci": {"storage": []}}}))
+        .await;
+    wait_rendered(&admin, &signer_ns, "artifacts.oci.storage", "").await;
     std::fs::remove_dir_all(&dir).unwrap();
     drop(signer);
 }
