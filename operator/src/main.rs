@@ -36,6 +36,13 @@ enum Command {
     Run,
     /// Print the SignetConfig CustomResourceDefinition as YAML.
     Crd,
+    /// Print the SignetConfig equivalent to a Tekton Chains `chains-config` ConfigMap or a
+    /// TektonConfig's `spec.chain` (YAML file, `-` for standard input). Keys that need manual
+    /// steps are listed on standard error.
+    Migrate {
+        /// The ConfigMap or TektonConfig, e.g. from `kubectl get cm chains-config -o yaml`.
+        file: String,
+    },
     /// Print the SignetConfig reference page (Markdown) generated from the CRD schema.
     #[command(hide = true)]
     ReferenceDoc,
@@ -49,6 +56,7 @@ async fn main() -> ExitCode {
         Command::Crd => signet_crds::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
+        Command::Migrate { file } => migrate(&file),
         Command::ReferenceDoc => {
             print!("{}", signet_crds::reference_markdown());
             Ok(())
@@ -62,6 +70,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn migrate(file: &str) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut text = String::new();
+    if file == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("failed to read {file}: {e}"))?;
+    }
+    let keys = signet_operator::migrate::keys_of(&text)?;
+    let migrated = signet_operator::migrate::migrate(&keys)?;
+    for note in &migrated.notes {
+        eprintln!("signet-operator migrate: {note}");
+    }
+    print!("{}", serde_saphyr::to_string(&migrated.config)?);
+    Ok(())
 }
 
 async fn run(
