@@ -143,7 +143,9 @@ impl Repository {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, RegistryError> {
-        for attempt in 0..2 {
+        // At most one fall-back to plain HTTP (insecure registries) and one answered challenge.
+        let (mut fell_back, mut answered) = (false, false);
+        loop {
             let mut request = self
                 .http
                 .request(method.clone(), self.url(path))
@@ -164,10 +166,11 @@ impl Repository {
                 // An insecure registry may speak plain HTTP: try that once.
                 Err(e)
                     if self.insecure
-                        && attempt == 0
+                        && !fell_back
                         && self.url("").starts_with("https://")
                         && (e.is_connect() || e.is_request()) =>
                 {
+                    fell_back = true;
                     if let Ok(mut base) = self.base.lock() {
                         *base = format!("http://{}", self.registry);
                     }
@@ -175,9 +178,10 @@ impl Repository {
                 }
                 Err(e) => return Err(self.error(format!("{method} failed: {}", without_url(&e)))),
             };
-            if response.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
+            if response.status() != StatusCode::UNAUTHORIZED || answered {
                 return Ok(response);
             }
+            answered = true;
             let challenge = response
                 .headers()
                 .get(header::WWW_AUTHENTICATE)
@@ -189,7 +193,6 @@ impl Repository {
                 *auth = next;
             }
         }
-        Err(self.error("authentication failed"))
     }
 
     /// Answers a `WWW-Authenticate` challenge: basic, or a bearer token from the realm.
