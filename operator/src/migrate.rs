@@ -282,7 +282,13 @@ fn put(spec: &mut Map<String, Value>, path: &str, value: Value) {
 
 /// The SignetConfig for `keys`, checked to configure the signer exactly as `keys` do.
 pub fn migrate(keys: &BTreeMap<String, String>) -> Result<Migrated, MigrateError> {
-    let mut wanted = SignerConfig::parse(keys)?;
+    SignerConfig::parse(keys)?;
+    // What the CR must reproduce: everything but the keys that need a manual step.
+    let mut expressible = keys.clone();
+    for (key, _) in BY_HAND {
+        expressible.remove(*key);
+    }
+    let mut wanted = SignerConfig::parse(&expressible)?;
     let mut spec = Map::new();
     let mut notes = Vec::new();
     for (key, value) in keys {
