@@ -840,18 +840,30 @@ async fn assert_fails(client: &Client, ns: &str, name: &str, log: impl Fn() -> S
     let annotations = &run["metadata"]["annotations"];
     assert_eq!(annotations["chains.tekton.dev/signed"], "failed", "{name}");
     assert_eq!(annotations["chains.tekton.dev/retries"], "3", "{name}");
-    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns)
-        .list(&kube::api::ListParams::default())
-        .await
-        .unwrap();
-    assert!(
-        events.items.iter().any(|e| {
-            e.involved_object.name.as_deref() == Some(name)
-                && e.reason.as_deref() == Some("SigningFailed")
-                && e.type_.as_deref() == Some("Warning")
-        }),
-        "{name}: no SigningFailed Event"
-    );
+    // The Event is published right after the annotations are written: allow it a moment.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some("SigningFailed")
+                    && e.type_.as_deref() == Some("Warning")
+            });
+        if found {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: no SigningFailed Event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     annotations["chains.tekton.dev/failure-reason"]
         .as_str()
         .unwrap()
