@@ -1396,6 +1396,32 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         "the registry password is in the log"
     );
 
+    // 7b. The signer's own ServiceAccount is the fallback: given the login, the same kind of
+    //     run in the same bare namespace is signed.
+    let own_login = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("registry-login".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: pull.data.clone(),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &signer_ns)
+        .create(&PostParams::default(), &own_login)
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), &signer_ns)
+        .patch(
+            "signet-signer",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"imagePullSecrets": [{"name": "registry-login"}]})),
+        )
+        .await
+        .unwrap();
+    taskrun_building(&admin, bare.name(), "build-fallback", &moved, &moved_digest).await;
+    wait_signed(&admin, bare.name(), "build-fallback", log).await;
+
     // 8. Image signatures switched off again with server-side apply (`storage: []` over the
     //    default): the operator renders an empty storage, so the list default must not
     //    come back.
