@@ -421,16 +421,25 @@ async fn store_in_registries(
                 run.namespace
             ))
         })?;
-    let (own_ns, own_name) = &ctx.own_account;
-    entries.extend(
-        crate::oci::service_account_entries(&ctx.client, own_ns, own_name)
-            .await
-            .map_err(|e| {
-                failed(format!(
-                    "reading the pull secrets of ServiceAccount {own_ns}/{own_name}: {e}"
-                ))
-            })?,
-    );
+    // The signer's own pull secrets are the fallback: read only when the run's leave an image
+    // without a credential.
+    let uncovered = signed.pushes.iter().any(|p| {
+        [&p.image, &p.target]
+            .iter()
+            .any(|image| crate::oci::auth::credential_for(&entries, image).is_none())
+    });
+    if uncovered {
+        let (own_ns, own_name) = &ctx.own_account;
+        entries.extend(
+            crate::oci::service_account_entries(&ctx.client, own_ns, own_name)
+                .await
+                .map_err(|e| {
+                    failed(format!(
+                        "reading the pull secrets of ServiceAccount {own_ns}/{own_name}: {e}"
+                    ))
+                })?,
+        );
+    }
     let written = crate::oci::push_all(
         &ctx.registries,
         &entries,
