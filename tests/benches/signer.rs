@@ -91,37 +91,6 @@ async fn burst(
         .await
 }
 
-/// Lets the `default` ServiceAccount of `ns` log in to the test registry, as a build
-/// namespace's would.
-async fn registry_login(admin: &Client, ns: &str) {
-    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-    let env = TestEnv::get();
-    let config = std::fs::read(env.docker_config.join("config.json")).expect("docker config");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "registry-login"}, "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64_of(&config)}
-    }))
-    .expect("Secret JSON");
-    Api::<Secret>::namespaced(admin.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("pull secret");
-    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), ns);
-    while accounts.get_opt("default").await.ok().flatten().is_none() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let patch = json!({"imagePullSecrets": [{"name": "registry-login"}]});
-    accounts
-        .patch("default", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("ServiceAccount");
-}
-
-fn base64_of(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// What one phase measured.
 struct Phase {
     label: String,
@@ -175,7 +144,9 @@ async fn phase(
         .await
         .expect("namespace");
     if images.is_some() {
-        registry_login(admin, work.name()).await;
+        signet_e2e::registry::give_registry_login(admin, TestEnv::get(), work.name(), "default")
+            .await
+            .expect("registry login");
     }
     // Watch for signed=true while the runs are written.
     let signed_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

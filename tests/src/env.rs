@@ -38,6 +38,8 @@ pub enum EnvError {
     },
     #[error("failed to mint a token for ServiceAccount {0}: the TokenRequest returned none")]
     NoToken(String),
+    #[error("ServiceAccount {0} never appeared (is the controller manager running?)")]
+    NoAccount(String),
     #[error("failed to talk to the API server: {0}")]
     Client(#[from] kube::Error),
 }

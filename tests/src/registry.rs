@@ -79,3 +79,54 @@ fn getrandom(buf: &mut [u8]) {
         let _ = f.read_exact(buf);
     }
 }
+
+/// Lets ServiceAccount `account` in `ns` log in to the test registry, as a build namespace's
+/// would: the Secret `registry-login` (`kubernetes.io/dockerconfigjson`, made once per
+/// namespace) joins its `imagePullSecrets`. A missing `default` account is waited for (the
+/// controller manager makes it); any other missing account is created.
+pub async fn give_registry_login(
+    admin: &kube::Client,
+    env: &TestEnv,
+    ns: &str,
+    account: &str,
+) -> Result<(), crate::env::EnvError> {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let path = env.docker_config.join("config.json");
+    let config =
+        std::fs::read(&path).map_err(|source| crate::env::EnvError::Read { path, source })?;
+    let secrets = Api::<Secret>::namespaced(admin.clone(), ns);
+    if secrets.get_opt(LOGIN_SECRET).await?.is_none() {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": LOGIN_SECRET}, "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &config)}
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        secrets.create(&PostParams::default(), &secret).await?;
+    }
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while accounts.get_opt(account).await?.is_none() {
+        if account != "default" {
+            let created: ServiceAccount =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": account}}))
+                    .map_err(kube::Error::SerdeError)?;
+            accounts.create(&PostParams::default(), &created).await?;
+        } else if std::time::Instant::now() > deadline {
+            return Err(crate::env::EnvError::NoAccount(format!("{ns}/{account}")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pull_secrets = serde_json::json!({"imagePullSecrets": [{"name": LOGIN_SECRET}]});
+    accounts
+        .patch(
+            account,
+            &PatchParams::default(),
+            &Patch::Merge(&pull_secrets),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The pull secret [`give_registry_login`] makes.
+pub const LOGIN_SECRET: &str = "registry-login";

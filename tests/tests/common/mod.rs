@@ -1,0 +1,410 @@
+//! What the signer's end-to-end tests share: the operator + SignetConfig stack, TaskRuns
+//! completed as Tekton would write them, waiting for the signer's marks, and the real cosign.
+//! Each test binary uses part of it.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use signet_crds::SignetConfig;
+use signet_e2e::operator::{
+    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
+};
+use signet_e2e::{ServiceAccountIdentity, TestEnv};
+
+pub const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+pub fn taskruns(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// When the runs here finish, unless a test needs another time.
+pub const FINISHED: &str = "2026-11-26T10:01:00Z";
+
+/// Creates TaskRun `name` (as ServiceAccount `account`, `default` when `None`) and completes
+/// it through the status subresource at `finished`, reporting that it built `image_url` with
+/// `digest`, as a Kaniko task would. Returns its uid.
+pub async fn build_run(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    image_url: &str,
+    digest: &str,
+    account: Option<&str>,
+    finished: &str,
+) -> String {
+    let runs = taskruns(client, ns);
+    let mut spec = json!({"taskSpec": {"steps": [{"name": "build", "image": "gcr.io/kaniko-project/executor:v1"}]}});
+    if let Some(account) = account {
+        spec["serviceAccountName"] = json!(account);
+    }
+    let run: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap();
+    let created = runs.create(&PostParams::default(), &run).await.unwrap();
+    let status = json!({"status": {
+        "podName": format!("{name}-pod"),
+        "startTime": "2026-11-26T10:00:00Z", "completionTime": finished,
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": finished}],
+        "steps": [{"name": "build", "container": "step-build", "imageID": format!("gcr.io/kaniko-project/executor@{DIGEST}")}],
+        "results": [
+            {"name": "IMAGE_URL", "type": "string", "value": image_url},
+            {"name": "IMAGE_DIGEST", "type": "string", "value": digest}
+        ]
+    }});
+    runs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    created.metadata.uid.unwrap()
+}
+
+/// A completed TaskRun that built `registry.local/team/app:v1` (in no registry); its uid.
+pub async fn completed_taskrun(client: &Client, ns: &str, name: &str) -> String {
+    build_run(
+        client,
+        ns,
+        name,
+        "registry.local/team/app:v1",
+        DIGEST,
+        None,
+        FINISHED,
+    )
+    .await
+}
+
+pub async fn wait_annotation(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+    log: impl Fn() -> String,
+) -> Value {
+    let runs = taskruns(client, ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = runs.get(name).await.unwrap();
+        let value = serde_json::to_value(&run).unwrap();
+        if value["metadata"]["annotations"][key].is_string() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{ns}/{name} never got {key}; signer log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the operator rendered `key=want` into the signer's ConfigMap in `signer_ns`,
+/// then gives the signer's watch a moment to deliver it.
+pub async fn wait_rendered(admin: &Client, signer_ns: &str, key: &str, want: &str) {
+    let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), signer_ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let data = cms
+            .get("signet-signer-config")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default();
+        if data.get(key).map(String::as_str) == Some(want) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator never rendered {key}={want}: {data:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Waits for `name` to be marked and checks it is `signed=true`; returns the run.
+pub async fn wait_signed(client: &Client, ns: &str, name: &str, log: impl Fn() -> String) -> Value {
+    let run = wait_annotation(client, ns, name, "chains.tekton.dev/signed", &log).await;
+    assert_eq!(
+        run["metadata"]["annotations"]["chains.tekton.dev/signed"],
+        "true",
+        "{ns}/{name}: {}",
+        log()
+    );
+    run
+}
+
+pub fn cosign_verify(
+    env: &TestEnv,
+    public_key: &str,
+    envelope: &[u8],
+    predicate_type: &str,
+) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!(
+        "signet-verify-{}-{}",
+        std::process::id(),
+        rand_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cosign.pub"), public_key).unwrap();
+    std::fs::write(dir.join("sig"), envelope).unwrap();
+    let out = std::process::Command::new(&env.cosign)
+        .args(["verify-blob-attestation", "--insecure-ignore-tlog", "--key"])
+        .arg(dir.join("cosign.pub"))
+        .arg("--signature")
+        .arg(dir.join("sig"))
+        .args([
+            "--type",
+            predicate_type,
+            "--check-claims=false",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+/// Decodes a base64 annotation value.
+pub fn unbase64(value: &Value) -> Vec<u8> {
+    STANDARD.decode(value.as_str().unwrap()).unwrap()
+}
+
+/// The in-toto statement inside a DSSE envelope.
+pub fn statement_of(envelope: &[u8]) -> Value {
+    let envelope: Value = serde_json::from_slice(envelope).unwrap();
+    serde_json::from_slice(&unbase64(&envelope["payload"])).unwrap()
+}
+
+/// Asserts the real cosign verifies `envelope` with `public_key` as `predicate_type`.
+pub fn assert_cosign_accepts(
+    env: &TestEnv,
+    public_key: &str,
+    envelope: &[u8],
+    predicate_type: &str,
+) {
+    let out = cosign_verify(env, public_key, envelope, predicate_type);
+    assert!(
+        out.status.success(),
+        "cosign rejected the {predicate_type} attestation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn rand_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// One SignetConfig per cluster: the tests in this file take turns.
+pub static STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The operator, running as its ServiceAccount, with a SignetConfig targeting `signer_ns`,
+/// and the published public key.
+pub struct Stack {
+    pub operator: OperatorProcess,
+    pub admin: Client,
+    pub configs: Api<SignetConfig>,
+    pub signer_ns: String,
+    pub public_key: String,
+    /// Merged under every applied spec. The scenarios here report images in a registry that
+    /// does not exist (`registry.local`), so image signatures (`artifacts.oci`) are off unless
+    /// a test turns them on; the OCI scenario uses the real test registry.
+    pub base: Value,
+    pub _cleanup: ConfigCleanup,
+}
+
+/// `spec` over `base`, objects merged key by key.
+pub fn merged(base: &Value, spec: &Value) -> Value {
+    match (base, spec) {
+        (Value::Object(b), Value::Object(s)) => {
+            let mut out = b.clone();
+            for (k, v) in s {
+                let m = out.get(k).map_or_else(|| v.clone(), |bv| merged(bv, v));
+                out.insert(k.clone(), m);
+            }
+            Value::Object(out)
+        }
+        (_, s) => s.clone(),
+    }
+}
+
+impl Stack {
+    pub async fn up(env: &'static TestEnv, admin: &Client, signer_ns: &str) -> Self {
+        Self::up_with(
+            env,
+            admin,
+            signer_ns,
+            json!({"artifacts": {"oci": {"storage": []}}}),
+        )
+        .await
+    }
+
+    pub async fn up_with(
+        env: &'static TestEnv,
+        admin: &Client,
+        signer_ns: &str,
+        base: Value,
+    ) -> Self {
+        install_crd(admin).await.unwrap();
+        let operator_identity = install_operator_rbac(admin).await.unwrap();
+        let cleanup = ConfigCleanup {
+            env,
+            namespaces: vec![signer_ns.to_owned()],
+        };
+        let operator = OperatorProcess::start(env, &operator_identity).unwrap();
+        let mut stack = Self {
+            operator,
+            admin: admin.clone(),
+            configs: Api::all(admin.clone()),
+            signer_ns: signer_ns.to_owned(),
+            public_key: String::new(),
+            base,
+            _cleanup: cleanup,
+        };
+        stack.apply(json!({"targetNamespace": signer_ns})).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        stack.public_key = loop {
+            let c = stack.configs.get("config").await.unwrap();
+            if let Some(pk) = c.status.and_then(|s| s.public_key) {
+                break pk;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no public key published:\n{}",
+                stack.operator.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        stack
+    }
+
+    pub async fn apply(&self, spec: Value) {
+        apply_config(&self.admin, merged(&self.base, &spec))
+            .await
+            .unwrap();
+    }
+
+    /// A signer process with the token of the ServiceAccount the operator created.
+    pub async fn signer(&self, admin: &Client, env: &TestEnv) -> OperatorProcess {
+        let identity =
+            ServiceAccountIdentity::mint(admin, &self.signer_ns, "signet-signer", &[], 3600)
+                .await
+                .unwrap();
+        OperatorProcess::start_signer(env, admin, &identity)
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits for `name` to end `failed` and returns its failure reason, checking it was never
+/// `signed=true` and that a Warning Event says why.
+pub async fn assert_fails(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    log: impl Fn() -> String,
+) -> String {
+    let run = wait_annotation(client, ns, name, "chains.tekton.dev/failure-reason", &log).await;
+    let annotations = &run["metadata"]["annotations"];
+    assert_eq!(annotations["chains.tekton.dev/signed"], "failed", "{name}");
+    assert_eq!(annotations["chains.tekton.dev/retries"], "3", "{name}");
+    // The Event is published right after the annotations are written: allow it a moment.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some("SigningFailed")
+                    && e.type_.as_deref() == Some("Warning")
+            });
+        if found {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: no SigningFailed Event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    annotations["chains.tekton.dev/failure-reason"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A cosign key pair in `dir`: `cosign generate-key-pair` (ECDSA P-256) when `openssl_args` is
+/// empty, else an `openssl genpkey` key imported with `cosign import-key-pair`. Returns the
+/// Secret data a user would create from it, and the public key.
+pub fn cosign_key_pair(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    name: &str,
+    openssl_args: &[&str],
+) -> (
+    std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+    String,
+) {
+    let password = format!("a user's passphrase for {name}");
+    let mut cosign = std::process::Command::new(&env.cosign);
+    if openssl_args.is_empty() {
+        cosign.args(["generate-key-pair", "--output-key-prefix", name]);
+    } else {
+        let pem = format!("{name}.pem");
+        let made = std::process::Command::new("openssl")
+            .args(["genpkey", "-out", &pem])
+            .args(openssl_args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        cosign.args([
+            "import-key-pair",
+            "--key",
+            &pem,
+            "--output-key-prefix",
+            name,
+        ]);
+    }
+    let out = cosign
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", &password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
+    let public = String::from_utf8(read("pub")).unwrap();
+    let data = std::collections::BTreeMap::from([
+        (
+            "cosign.key".to_owned(),
+            k8s_openapi::ByteString(read("key")),
+        ),
+        (
+            "cosign.pub".to_owned(),
+            k8s_openapi::ByteString(read("pub")),
+        ),
+        (
+            "cosign.password".to_owned(),
+            k8s_openapi::ByteString(password.into_bytes()),
+        ),
+    ]);
+    (data, public)
+}

@@ -1,0 +1,477 @@
+//! Image signatures and attestations in real registries, end to end: what the signer pushes
+//! for the images a TaskRun built, checked by the real cosign and sigstore policy-controller.
+
+// Helpers here are test code too: a failed unwrap is a failed test. Each test is one ordered
+// scenario whose steps build on each other, so they run long.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube::Client;
+use serde_json::{Value, json};
+use signet_e2e::operator::OperatorProcess;
+use signet_e2e::registry::give_registry_login;
+use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
+
+/// Images a TaskRun built come out signed in the registry, with their provenance attached:
+/// cosign verifies both, a signature cosign itself made stays valid, identical layers are not
+/// pushed twice, `storage.oci.repository` moves them, and a missing image or missing
+/// credentials end `failed` with a reason naming the registry.
+#[tokio::test]
+async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let pid = std::process::id();
+    let signer_ns = format!("signet-e2e-oci-{pid}");
+    let stack = Stack::up_with(
+        env,
+        &admin,
+        &signer_ns,
+        json!({"artifacts": {"taskRun": {"storage": ["tekton", "oci"]}}}),
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "oci-runs").await.unwrap();
+    let dir = std::env::temp_dir().join(format!("signet-oci-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signet_pub = dir.join("signet.pub");
+    std::fs::write(&signet_pub, &stack.public_key).unwrap();
+    let signet_pub = signet_pub.to_str().unwrap();
+
+    // The run's ServiceAccount holds the registry login, as a Kaniko task's would.
+    give_registry_login(&admin, env, work.name(), "default")
+        .await
+        .unwrap();
+
+    // 1. An image cosign signed itself first (with its own key, legacy .sig layout).
+    let repo = format!("team/app-{pid}");
+    let image = format!("{}/{repo}", env.registry);
+    let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
+        .await
+        .unwrap();
+    let pinned = format!("{image}@{digest}");
+    let _ = cosign_key_pair(env, &dir, "user", &[]);
+    let user_pub = dir.join("user.pub");
+    let user_pub = user_pub.to_str().unwrap();
+    let password = "a user's passphrase for user";
+    let out = cosign_registry(
+        env,
+        &[
+            "sign",
+            "--key",
+            dir.join("user.key").to_str().unwrap(),
+            "--yes",
+            "--tlog-upload=false",
+            "--new-bundle-format=false",
+            "--use-signing-config=false",
+            &pinned,
+        ],
+        &[("COSIGN_PASSWORD", password)],
+    );
+    assert_ok(&out, "cosign sign (the user's own signature)");
+
+    // 2. A TaskRun that built it: signed=true only after the registry has both layers.
+    taskrun_building(&admin, work.name(), "build-app", &image, &digest).await;
+    wait_signed(&admin, work.name(), "build-app", log).await;
+    let verify = |key: &str| {
+        cosign_registry(
+            env,
+            &[
+                "verify",
+                "--key",
+                key,
+                "--insecure-ignore-tlog=true",
+                &pinned,
+            ],
+            &[],
+        )
+    };
+    assert_ok(&verify(signet_pub), "cosign verify (Signet's key)");
+    assert_ok(
+        &verify(user_pub),
+        "cosign verify (the user's earlier signature)",
+    );
+    let out = cosign_registry(
+        env,
+        &[
+            "verify-attestation",
+            "--key",
+            signet_pub,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "slsaprovenance",
+            &pinned,
+        ],
+        &[],
+    );
+    assert_ok(&out, "cosign verify-attestation");
+    let out = cosign_registry(env, &["tree", &pinned], &[]);
+    assert_ok(&out, "cosign tree");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.contains("Signatures") && tree.contains("Attestations"),
+        "cosign tree:\n{tree}"
+    );
+    let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    assert_eq!(
+        layers(env, &repo, &sig_tag).await.len(),
+        2,
+        "the user's and Signet's"
+    );
+
+    // 3. A second run reporting the same image: the identical signature layer is not pushed
+    //    again; the new run's attestation is added next to the first.
+    let url = format!("{image}:latest");
+    let later = "2026-11-26T10:05:00Z";
+    build_run(
+        &admin,
+        work.name(),
+        "rebuild-app",
+        &url,
+        &digest,
+        None,
+        later,
+    )
+    .await;
+    wait_signed(&admin, work.name(), "rebuild-app", log).await;
+    assert_eq!(
+        layers(env, &repo, &sig_tag).await.len(),
+        2,
+        "no duplicate signature"
+    );
+    let att_tag = format!("{}.att", digest.replacen(':', "-", 1));
+    assert_eq!(
+        layers(env, &repo, &att_tag).await.len(),
+        2,
+        "one attestation per run"
+    );
+
+    // 4. An unsigned image fails verification (the check above can fail).
+    let other = format!("team/unsigned-{pid}");
+    let unsigned = signet_e2e::registry::push_random_image(env, &other, "latest")
+        .await
+        .unwrap();
+    let unsigned = format!("{}/{other}@{unsigned}", env.registry);
+    let out = verify_pinned(env, signet_pub, &unsigned, &[]);
+    assert!(!out.status.success(), "cosign verified an unsigned image");
+
+    // 4b. sigstore policy-controller, as its admission webhook would decide with a key-based
+    //     ClusterImagePolicy: admits the image Signet signed, rejects the unsigned one.
+    let policy = dir.join("policy.yaml");
+    let indented: String = stack.public_key.lines().fold(String::new(), |mut out, l| {
+        out.push_str("        ");
+        out.push_str(l);
+        out.push('\n');
+        out
+    });
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: signet-images\nspec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: signet\n    key:\n      data: |\n{indented}"
+        ),
+    )
+    .unwrap();
+    let tester = |image: &str| {
+        std::process::Command::new(&env.policy_tester)
+            .args(["--policy", policy.to_str().unwrap(), "--image", image])
+            .env("DOCKER_CONFIG", &env.docker_config)
+            .env("SSL_CERT_FILE", &env.ca_file)
+            .output()
+            .unwrap()
+    };
+    assert_ok(&tester(&pinned), "policy-controller tester (signed image)");
+    let out = tester(&unsigned);
+    assert!(
+        !out.status.success(),
+        "policy-controller admitted an unsigned image: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // 5. storage.oci.repository: signatures and attestations go to another repository,
+    //    where cosign finds them with COSIGN_REPOSITORY.
+    let elsewhere = format!("{}/signatures-{pid}", env.registry);
+    stack
+        .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"repository": elsewhere}}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let moved_repo = format!("team/moved-{pid}");
+    let moved_digest = signet_e2e::registry::push_random_image(env, &moved_repo, "latest")
+        .await
+        .unwrap();
+    let moved = format!("{}/{moved_repo}", env.registry);
+    taskrun_building(&admin, work.name(), "build-moved", &moved, &moved_digest).await;
+    wait_signed(&admin, work.name(), "build-moved", log).await;
+    let moved_pinned = format!("{moved}@{moved_digest}");
+    let out = verify_pinned(
+        env,
+        signet_pub,
+        &moved_pinned,
+        &[("COSIGN_REPOSITORY", &elsewhere)],
+    );
+    assert_ok(&out, "cosign verify with COSIGN_REPOSITORY");
+    let out = cosign_registry(
+        env,
+        &[
+            "verify-attestation",
+            "--key",
+            signet_pub,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "slsaprovenance",
+            &moved_pinned,
+        ],
+        &[("COSIGN_REPOSITORY", &elsewhere)],
+    );
+    assert_ok(&out, "cosign verify-attestation with COSIGN_REPOSITORY");
+    let out = verify_pinned(env, signet_pub, &moved_pinned, &[]);
+    assert!(
+        !out.status.success(),
+        "the signature was stored next to the image too"
+    );
+
+    // 6. An image that does not exist: failed, naming the registry and the image.
+    let ghost = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
+    taskrun_building(&admin, work.name(), "build-ghost", &moved, ghost).await;
+    let reason = assert_fails(&admin, work.name(), "build-ghost", log).await;
+    assert!(
+        reason.contains(&env.registry) && reason.contains("does not exist"),
+        "{reason}"
+    );
+
+    // 6b. A registry that is down (nothing listens): failed, naming it.
+    taskrun_building(
+        &admin,
+        work.name(),
+        "build-down",
+        "127.0.0.1:9/team/app",
+        &moved_digest,
+    )
+    .await;
+    let reason = assert_fails(&admin, work.name(), "build-down", log).await;
+    assert!(reason.contains("127.0.0.1:9"), "{reason}");
+
+    // 7. No credentials for the registry (a namespace whose ServiceAccount has none): failed
+    //    with a reason that says so, and no password in it or in the log.
+    let bare = TestNamespace::create(&admin, "oci-bare").await.unwrap();
+    taskrun_building(&admin, bare.name(), "build-bare", &moved, &moved_digest).await;
+    let reason = assert_fails(&admin, bare.name(), "build-bare", log).await;
+    assert!(
+        reason.contains("401") && reason.contains(&env.registry),
+        "{reason}"
+    );
+    assert!(
+        !log().contains(&env.registry_password),
+        "the registry password is in the log"
+    );
+
+    // 7b. The signer's own ServiceAccount is the fallback: given the login, the same kind of
+    //     run in the same bare namespace is signed.
+    give_registry_login(&admin, env, &signer_ns, "signet-signer")
+        .await
+        .unwrap();
+    taskrun_building(&admin, bare.name(), "build-fallback", &moved, &moved_digest).await;
+    wait_signed(&admin, bare.name(), "build-fallback", log).await;
+
+    // 8. Image signatures switched off again with server-side apply (`storage: []` over the
+    //    default): the operator renders an empty storage, so the list default must not
+    //    come back.
+    stack
+        .apply(json!({"targetNamespace": signer_ns, "artifacts": {"oci": {"storage": []}}}))
+        .await;
+    wait_rendered(&admin, &signer_ns, "artifacts.oci.storage", "").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(signer);
+}
+
+/// `storage.oci.encoding-format: sigstore-bundle`: attestations (here SLSA v1.0) become
+/// Sigstore bundles pushed as OCI 1.1 referrers of the image — through the referrers API where
+/// the registry has one, through the fallback tag where it does not — and cosign verifies them
+/// with `--new-bundle-format`; image signatures stay in `.sig`.
+#[tokio::test]
+async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let pid = std::process::id();
+    let signer_ns = format!("signet-e2e-bundle-{pid}");
+    let stack = Stack::up_with(
+        env,
+        &admin,
+        &signer_ns,
+        json!({
+            "artifacts": {"taskRun": {"storage": ["oci"], "format": "slsa/v2alpha4"}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}}
+        }),
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "bundle-runs").await.unwrap();
+    let key = std::env::temp_dir().join(format!("signet-bundle-{pid}.pub"));
+    std::fs::write(&key, &stack.public_key).unwrap();
+    let key = key.to_str().unwrap();
+    // Credentials for the tag-schema registry (the referrers one takes none), on the run's
+    // own ServiceAccount.
+    give_registry_login(&admin, env, work.name(), "builder")
+        .await
+        .unwrap();
+
+    for (registry, name) in [
+        (env.referrers_registry.as_str(), "with-referrers-api"),
+        (env.registry.as_str(), "tag-fallback"),
+    ] {
+        let repo = format!("team/{name}-{pid}");
+        let digest = signet_e2e::registry::push_random_image_to(env, registry, &repo, "latest")
+            .await
+            .unwrap();
+        let image = format!("{registry}/{repo}");
+        // The run's ServiceAccount (not `default`) carries the login.
+        build_run(
+            &admin,
+            work.name(),
+            name,
+            &image,
+            &digest,
+            Some("builder"),
+            FINISHED,
+        )
+        .await;
+        wait_signed(&admin, work.name(), name, log).await;
+        let pinned = format!("{image}@{digest}");
+        let out = cosign_registry(
+            env,
+            &[
+                "verify-attestation",
+                "--key",
+                key,
+                "--insecure-ignore-tlog=true",
+                "--new-bundle-format",
+                "--type",
+                "slsaprovenance1",
+                &pinned,
+            ],
+            &[],
+        );
+        assert_ok(
+            &out,
+            &format!("cosign verify-attestation --new-bundle-format ({name})"),
+        );
+        // The image signature stays in cosign's .sig tag in this encoding.
+        let out = verify_pinned(env, key, &pinned, &[]);
+        assert_ok(&out, &format!("cosign verify ({name})"));
+    }
+
+    // TLS is verified unless the user turns it off: a signer that does not trust the
+    // registry's CA (no roots at all) fails the run, naming the certificate problem; with
+    // `storage.oci.insecure` the same signer signs.
+    drop(signer);
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let untrusting = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[("SSL_CERT_FILE", "/dev/null")],
+    )
+    .await
+    .unwrap();
+    let log = || untrusting.log_text();
+    let repo = format!("team/insecure-{pid}");
+    let digest =
+        signet_e2e::registry::push_random_image_to(env, &env.referrers_registry, &repo, "latest")
+            .await
+            .unwrap();
+    let image = format!("{}/{repo}", env.referrers_registry);
+    build_run(
+        &admin,
+        work.name(),
+        "untrusted",
+        &image,
+        &digest,
+        Some("builder"),
+        FINISHED,
+    )
+    .await;
+    let reason = assert_fails(&admin, work.name(), "untrusted", log).await;
+    assert!(reason.contains("certificate"), "{reason}");
+    stack
+        .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"insecure": true}}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    build_run(
+        &admin,
+        work.name(),
+        "insecure",
+        &image,
+        &digest,
+        Some("builder"),
+        FINISHED,
+    )
+    .await;
+    wait_signed(&admin, work.name(), "insecure", log).await;
+    drop(untrusting);
+}
+
+/// Runs the real cosign against the test registry (its CA and login), with `extra` env.
+fn cosign_registry(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(&env.cosign)
+        .args(args)
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn assert_ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A completed TaskRun that built `image` (tagged `latest`) with `digest`. Runs of the same
+/// image have the same provenance unless their times differ: a rebuild gives its own time
+/// through [`build_run`].
+async fn taskrun_building(client: &Client, ns: &str, name: &str, image: &str, digest: &str) {
+    let url = format!("{image}:latest");
+    build_run(client, ns, name, &url, digest, None, FINISHED).await;
+}
+
+/// The layers under `tag` in `repository` of the test registry.
+async fn layers(env: &TestEnv, repository: &str, tag: &str) -> Vec<Value> {
+    let manifest = signet_e2e::registry::repository(env, repository)
+        .manifest(tag)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{repository}:{tag} does not exist"));
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    manifest["layers"].as_array().unwrap().clone()
+}
+
+fn verify_pinned(
+    env: &TestEnv,
+    key: &str,
+    pinned: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    cosign_registry(
+        env,
+        &[
+            "verify",
+            "--key",
+            key,
+            "--insecure-ignore-tlog=true",
+            pinned,
+        ],
+        extra,
+    )
+}
