@@ -7,18 +7,24 @@ export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
 export GOCACHE ?= $(SIGNET_CACHE)/go/build
 CARGO ?= cargo
 
-.PHONY: all bench build generate lint unit-test e2e-test test env-up env-down env-build tidy
+.PHONY: all bench build demo generate lint unit-test e2e-test test env-up env-down env-build tidy
 
 all: build
 
 build:
 	$(CARGO) build --workspace --locked
 
+# Signet end to end on this machine: control plane and registry, installed from the OLM
+# bundle, a TaskRun signed and verified with cosign. Leaves it running; `make env-down` stops it.
+demo:
+	tests/env/build
+	@echo "Building signet-operator, signet-signer and the demo (first time: a few minutes)"
+	$(CARGO) build --workspace --bins --examples --locked
+	$(CARGO_TARGET_DIR)/debug/examples/demo
+
 # Regenerates every generated file; `make unit-test` fails when they drift.
 generate:
-	$(CARGO) run -q -p signet-operator --locked -- crd > crds/signetconfig.yaml
-	mkdir -p docs/reference
-	$(CARGO) run -q -p signet-operator --locked -- reference-doc > docs/reference/signetconfig.md
+	$(CARGO) run -q -p signet-operator --locked -- generate .
 
 lint:
 	$(CARGO) fmt --all --check

@@ -43,9 +43,13 @@ enum Command {
         /// The ConfigMap or TektonConfig, e.g. from `kubectl get cm chains-config -o yaml`.
         file: String,
     },
-    /// Print the SignetConfig reference page (Markdown) generated from the CRD schema.
+    /// Write every generated file (CRD, reference doc, OLM bundle and catalog, plain
+    /// manifests) under the repository root `dir`; `make generate` runs it.
     #[command(hide = true)]
-    ReferenceDoc,
+    Generate {
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -57,10 +61,7 @@ async fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         Command::Migrate { file } => migrate(&file),
-        Command::ReferenceDoc => {
-            print!("{}", signet_crds::reference_markdown());
-            Ok(())
-        }
+        Command::Generate { dir } => generate(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,6 +71,19 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn generate(dir: &std::path::Path) -> anyhow::Result<()> {
+    for (path, contents) in signet_operator::install::generated_files()? {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, contents)
+            .map_err(|e| anyhow::anyhow!("failed to write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn migrate(file: &str) -> anyhow::Result<()> {

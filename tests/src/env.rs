@@ -40,6 +40,8 @@ pub enum EnvError {
     NoToken(String),
     #[error("ServiceAccount {0} never appeared (is the controller manager running?)")]
     NoAccount(String),
+    #[error("the committed OLM bundle is unusable: {0}")]
+    Bundle(String),
     #[error("failed to talk to the API server: {0}")]
     Client(#[from] kube::Error),
 }
@@ -72,6 +74,8 @@ pub struct TestEnv {
     pub docker_config: PathBuf,
     /// `127.0.0.1:<port>`: a registry with the OCI 1.1 referrers API (TLS, no auth).
     pub referrers_registry: String,
+    /// Directory with OLM's `opm`, `operator-verify` and `bundle-validate`.
+    pub olm_bin: PathBuf,
     admin: Config,
 }
 
@@ -153,6 +157,7 @@ impl TestEnv {
             registry_password: get("SIGNET_REGISTRY_PASSWORD")?,
             docker_config: PathBuf::from(get("SIGNET_DOCKER_CONFIG")?),
             referrers_registry: get("SIGNET_REFERRERS_REGISTRY")?,
+            olm_bin: PathBuf::from(get("SIGNET_OLM_BIN")?),
             kubeconfig,
             admin,
         })

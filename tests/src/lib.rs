@@ -7,6 +7,7 @@ pub mod env;
 pub mod identity;
 pub mod measure;
 pub mod namespace;
+pub mod olm;
 pub mod operator;
 pub mod registry;
 

@@ -1,28 +1,28 @@
-//! Installs the operator as OLM would (CRD, its ServiceAccount and the RBAC written in
-//! `signet_operator::build::rbac`) and runs the real binary as that ServiceAccount.
+//! Installs the operator from the committed OLM bundle as OLM would (CRD, and the CSV's
+//! ServiceAccount and RBAC: see `crate::olm`) and runs the real binary as that ServiceAccount
+//! with the environment the CSV's Deployment gives it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
-use signet_operator::build::rbac::{OPERATOR_CLUSTER_RULES, policy_rules};
 
 use crate::env::{EnvError, TestEnv};
 use crate::identity::ServiceAccountIdentity;
+use crate::olm::Bundle;
 
 /// Namespace and name of the operator's ServiceAccount in tests.
 pub const OPERATOR_NAMESPACE: &str = "signet-operator-system";
 pub const OPERATOR_ACCOUNT: &str = "signet-operator";
 
-/// Applies the SignetConfig CRD and waits until it is served.
+/// Applies the bundle's SignetConfig CRD and waits until it is served.
 pub async fn install_crd(admin: &Client) -> Result<(), EnvError> {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let crd = signet_crds::crd();
+    let crd = Bundle::committed()?.crd;
     let name = crd.metadata.name.clone().unwrap_or_default();
     crds.patch(
         &name,
@@ -49,9 +49,9 @@ pub async fn apply_config(admin: &Client, spec: serde_json::Value) -> Result<(),
     Ok(())
 }
 
-/// Creates the operator's namespace, ServiceAccount and cluster RBAC; returns its identity.
+/// Creates the operator's namespace and the bundle CSV's ServiceAccount and RBAC in it;
+/// returns its identity.
 pub async fn install_operator_rbac(admin: &Client) -> Result<ServiceAccountIdentity, EnvError> {
-    let pp = PatchParams::apply("signet-e2e").force();
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(OPERATOR_NAMESPACE.to_owned()),
@@ -60,30 +60,15 @@ pub async fn install_operator_rbac(admin: &Client) -> Result<ServiceAccountIdent
         ..Namespace::default()
     };
     Api::<Namespace>::all(admin.clone())
-        .patch(OPERATOR_NAMESPACE, &pp, &Patch::Apply(&ns))
+        .patch(
+            OPERATOR_NAMESPACE,
+            &PatchParams::apply("signet-e2e").force(),
+            &Patch::Apply(&ns),
+        )
         .await?;
-    let role = ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(OPERATOR_ACCOUNT.to_owned()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(policy_rules(OPERATOR_CLUSTER_RULES)),
-        ..ClusterRole::default()
-    };
-    Api::<ClusterRole>::all(admin.clone())
-        .patch(OPERATOR_ACCOUNT, &pp, &Patch::Apply(&role))
-        .await?;
-    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": OPERATOR_ACCOUNT},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR_ACCOUNT},
-        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}]
-    }))
-    .map_err(kube::Error::SerdeError)?;
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .patch(OPERATOR_ACCOUNT, &pp, &Patch::Apply(&binding))
-        .await?;
-    ServiceAccountIdentity::mint(admin, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, &[], 3600).await
+    Bundle::committed()?
+        .install_permissions(admin, OPERATOR_NAMESPACE)
+        .await
 }
 
 /// A running `signet-operator` or `signet-signer` process; killed on drop.
@@ -91,22 +76,22 @@ pub struct OperatorProcess {
     child: Child,
     /// Its log (JSON lines), for failure messages.
     pub log: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl OperatorProcess {
-    /// Starts the operator binary authenticated with `identity`'s token only.
+    /// Starts the operator binary authenticated with `identity`'s token only, with the
+    /// environment of the bundle CSV's Deployment (health address aside: tests bind an
+    /// ephemeral loopback port) plus debug logging.
     pub fn start(env: &TestEnv, identity: &ServiceAccountIdentity) -> Result<Self, EnvError> {
-        Self::start_binary(
-            env,
-            identity,
-            "signet-operator",
-            &[
-                ("SIGNET_LOG_LEVEL", "info,signet_operator=debug"),
-                ("SIGNET_SIGNER_IMAGE", "registry.invalid/signet-signer:e2e"),
-                ("POD_NAMESPACE", OPERATOR_NAMESPACE),
-            ],
-        )
+        let mut vars = Bundle::committed()?.container_env(OPERATOR_NAMESPACE)?;
+        vars.remove("SIGNET_HEALTH_ADDR");
+        vars.insert(
+            "SIGNET_LOG_LEVEL".to_owned(),
+            "info,signet_operator=debug".to_owned(),
+        );
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_binary(env, identity, "signet-operator", &vars)
     }
 
     /// Starts the signer binary as `identity` (the `signet-signer` ServiceAccount of
@@ -206,11 +191,7 @@ impl OperatorProcess {
                 script: binary,
                 source,
             })?;
-        Ok(Self {
-            child,
-            log,
-            _dir: dir,
-        })
+        Ok(Self { child, log, dir })
     }
 
     /// The process's log so far.
@@ -258,6 +239,16 @@ impl OperatorProcess {
     /// Whether the process still runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Leaves the process running when this value is gone (`make demo` does, so that people
+    /// can look around): returns its pid and the directory with its kubeconfig and log, which
+    /// is kept too.
+    pub fn detach(self) -> (u32, PathBuf) {
+        let pid = self.child.id();
+        let dir = self.dir.0.clone();
+        std::mem::forget(self);
+        (pid, dir)
     }
 
     /// Sends SIGKILL and waits.

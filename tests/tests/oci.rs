@@ -419,25 +419,6 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
 }
 
 /// Runs the real cosign against the test registry (its CA and login), with `extra` env.
-fn cosign_registry(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
-    std::process::Command::new(&env.cosign)
-        .args(args)
-        .env("DOCKER_CONFIG", &env.docker_config)
-        .env("SSL_CERT_FILE", &env.ca_file)
-        .envs(extra.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn assert_ok(out: &std::process::Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A completed TaskRun that built `image` (tagged `latest`) with `digest`. Runs of the same
 /// image have the same provenance unless their times differ: a rebuild gives its own time
 /// through [`build_run`].
@@ -455,23 +436,4 @@ async fn layers(env: &TestEnv, repository: &str, tag: &str) -> Vec<Value> {
         .unwrap_or_else(|| panic!("{repository}:{tag} does not exist"));
     let manifest: Value = serde_json::from_slice(&manifest).unwrap();
     manifest["layers"].as_array().unwrap().clone()
-}
-
-fn verify_pinned(
-    env: &TestEnv,
-    key: &str,
-    pinned: &str,
-    extra: &[(&str, &str)],
-) -> std::process::Output {
-    cosign_registry(
-        env,
-        &[
-            "verify",
-            "--key",
-            key,
-            "--insecure-ignore-tlog=true",
-            pinned,
-        ],
-        extra,
-    )
 }

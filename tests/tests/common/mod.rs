@@ -408,3 +408,47 @@ pub fn cosign_key_pair(
     ]);
     (data, public)
 }
+
+/// The real cosign, logged in to the test registry and trusting the test CA.
+pub fn cosign_registry(
+    env: &TestEnv,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    std::process::Command::new(&env.cosign)
+        .args(args)
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap()
+}
+
+pub fn assert_ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `cosign verify --key KEY` of an image pinned by digest, no transparency log.
+pub fn verify_pinned(
+    env: &TestEnv,
+    key: &str,
+    pinned: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    cosign_registry(
+        env,
+        &[
+            "verify",
+            "--key",
+            key,
+            "--insecure-ignore-tlog=true",
+            pinned,
+        ],
+        extra,
+    )
+}
