@@ -62,13 +62,14 @@ fn demo_dir(env: &TestEnv) -> PathBuf {
         .join("demo")
 }
 
-fn record(dir: &Path, name: &str, pid: u32) -> Result<()> {
+/// Notes a process left running: its name, pid and the directory with its kubeconfig and log.
+fn record(dir: &Path, name: &str, (pid, process_dir): (u32, &Path)) -> Result<()> {
     use std::io::Write as _;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("pids"))?;
-    writeln!(file, "{name} {pid}")?;
+    writeln!(file, "{name} {pid} {}", process_dir.display())?;
     Ok(())
 }
 
@@ -111,7 +112,7 @@ async fn demo() -> Result<()> {
         .await?;
     let public_key = wait_ready(&admin, &operator).await?;
     let (pid, operator_dir) = operator.detach();
-    record(&dir, "signet-operator", pid)?;
+    record(&dir, "signet-operator", (pid, &operator_dir))?;
     let signer_ns = example["spec"]["targetNamespace"]
         .as_str()
         .unwrap_or("signet-system")
@@ -129,7 +130,7 @@ async fn demo() -> Result<()> {
     let signer = OperatorProcess::start_signer(env, &admin, &signer_identity).await?;
     let signer_log = signer.log.clone();
     let (pid, signer_dir) = signer.detach();
-    record(&dir, "signet-signer", pid)?;
+    record(&dir, "signet-signer", (pid, &signer_dir))?;
 
     step(
         5,
@@ -315,7 +316,8 @@ async fn wait_signed(admin: &Client, name: &str, signer_log: &Path) -> Result<Va
 /// A few lines about the SLSA v1.0 provenance.
 fn summarise(statement: &Value) {
     let predicate = &statement["predicate"];
-    println!("      provenance: {}", statement["predicateType"]);
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    println!("      provenance: {}", text(&statement["predicateType"]));
     for subject in statement["subject"].as_array().into_iter().flatten() {
         println!(
             "        subject      {}@sha256:{}",
@@ -325,11 +327,11 @@ fn summarise(statement: &Value) {
     }
     println!(
         "        builder      {}",
-        predicate["runDetails"]["builder"]["id"]
+        text(&predicate["runDetails"]["builder"]["id"])
     );
     println!(
         "        buildType    {}",
-        predicate["buildDefinition"]["buildType"]
+        text(&predicate["buildDefinition"]["buildType"])
     );
     let deps = predicate["buildDefinition"]["resolvedDependencies"]
         .as_array()
@@ -337,7 +339,7 @@ fn summarise(statement: &Value) {
     println!("        dependencies {deps} resolved (step images and task sources)");
     println!(
         "        finished     {}",
-        predicate["runDetails"]["metadata"]["finishedOn"]
+        text(&predicate["runDetails"]["metadata"]["finishedOn"])
     );
 }
 
