@@ -14,10 +14,11 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Semaphore;
 
 use crate::config::SignerConfig;
+use crate::kms::KmsSigners;
 use crate::mark::{Written, hold_or_release, release, write};
 pub use crate::metrics::Metrics;
 use crate::oci::registry::Clients;
-use crate::pipeline::{SignError, Signed, sign_run};
+use crate::pipeline::{Keys, SignError, Signed, sign_run};
 use crate::queue::{Backlog, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
@@ -40,6 +41,8 @@ pub struct Context {
     in_flight: Mutex<HashSet<String>>,
     /// HTTP clients for registries.
     registries: Clients,
+    /// The KMS key in force, if any.
+    kms: KmsSigners,
     /// The signer's own ServiceAccount `(namespace, name)`: its pull secrets are the
     /// fallback registry credentials.
     own_account: (String, String),
@@ -66,6 +69,7 @@ impl Context {
             recorder,
             in_flight: Mutex::new(HashSet::new()),
             registries: Clients::new()?,
+            kms: KmsSigners::default(),
             own_account,
         })
     }
@@ -326,12 +330,14 @@ async fn process(
         (_, Err(error)) => Err(error),
         (Ok(config), Ok(children)) => {
             let key = ctx.sources.key();
-            let signed = sign_run(
-                &run,
-                &children,
-                &config,
-                key.as_deref().map_err(Clone::clone),
-            );
+            let kms = ctx.kms.signer(&config.kms);
+            let keys = Keys {
+                x509: key.as_deref().map_err(Clone::clone),
+                kms: kms
+                    .as_ref()
+                    .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
+            };
+            let signed = sign_run(&run, &children, &config, &keys).await;
             match signed {
                 Ok(signed) => store_in_registries(ctx, &run, &config, signed).await,
                 Err(error) => Err(error),

@@ -38,22 +38,21 @@ pub struct EnvelopeSignature {
 }
 
 impl Envelope {
-    /// Wraps `payload` with one signature made by `sign` over its PAE.
-    pub fn sign<E>(
+    /// Wraps `payload` with `signature`, made over its PAE ([`pae`]).
+    pub fn with_signature(
         payload_type: &str,
         payload: &[u8],
         keyid: &str,
-        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
-    ) -> Result<Self, E> {
-        let sig = sign(&pae(payload_type, payload))?;
-        Ok(Self {
+        signature: &[u8],
+    ) -> Self {
+        Self {
             payload_type: payload_type.to_owned(),
             payload: STANDARD.encode(payload),
             signatures: vec![EnvelopeSignature {
                 keyid: keyid.to_owned(),
-                sig: STANDARD.encode(sig),
+                sig: STANDARD.encode(signature),
             }],
-        })
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod formats;
 pub mod health;
 pub mod keys;
+pub mod kms;
 pub mod lease;
 pub mod mark;
 pub mod metrics;

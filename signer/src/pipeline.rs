@@ -1,5 +1,6 @@
-//! One run through the signing pipeline: format → sign → store. Pure: the caller supplies
-//! the config and key, pushes the returned OCI layers, then writes the returned annotations.
+//! One run through the signing pipeline: format → sign → store. Pure but for the signing
+//! itself (a KMS signs over the network): the caller supplies the config and keys, pushes the
+//! returned OCI layers, then writes the returned annotations.
 //!
 //! Must never report success for something it did not do: an unimplemented format, signer
 //! or backend is an error, so the run is retried and then marked `failed`, never `true`.
@@ -10,10 +11,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::config::{OciEncoding, SignerConfig, SignerKind, StorageBackend};
-use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
 use crate::extract::extract;
 use crate::formats::statement;
 use crate::keys::{SigningKey, SigningKeyError};
+use crate::kms::{KmsError, RemoteSigner};
 use crate::oci::layout::{
     BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_TYPE_ANNOTATION, DSSE_ENVELOPE, Layer,
     PREDICATE_TYPE_ANNOTATION, SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING,
@@ -31,6 +33,8 @@ pub enum SignError {
         run: String,
         source: std::sync::Arc<SigningKeyError>,
     },
+    #[error("failed to sign {run} with {source}")]
+    Kms { run: String, source: KmsError },
     #[error("failed to sign {run}: signer {signer} is not implemented by this signer version")]
     SignerNotImplemented { run: String, signer: &'static str },
     #[error(
@@ -55,7 +59,7 @@ impl SignError {
     /// Short machine-readable kind, for the `error_type` metric label.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::Key { .. } | Self::SignerNotImplemented { .. } => "signer",
+            Self::Key { .. } | Self::Kms { .. } | Self::SignerNotImplemented { .. } => "signer",
             Self::StorageNotImplemented { .. } | Self::Registry { .. } => "storage",
             Self::Other { .. } => "other",
         }
@@ -95,7 +99,7 @@ fn attestation_layer(
     run: &Run,
     config: &SignerConfig,
     envelope_json: &[u8],
-    key: Option<&SigningKey>,
+    public_der: &[u8],
     predicate_type: &str,
 ) -> Result<Layer, SignError> {
     if config.storage.oci_encoding == OciEncoding::Dsse {
@@ -111,8 +115,7 @@ fn attestation_layer(
             ]),
         });
     }
-    let public_der = key.map(SigningKey::public_der).unwrap_or_default();
-    let bundle = dsse_bundle(envelope_json, &public_der).map_err(|message| SignError::Other {
+    let bundle = dsse_bundle(envelope_json, public_der).map_err(|message| SignError::Other {
         run: run.id(),
         message,
     })?;
@@ -145,19 +148,16 @@ fn stored_at(run: &Run, config: &SignerConfig, image: &ImageRef) -> Result<Image
 
 /// Image signatures (`artifacts.oci`): cosign's simple-signing payload for each image,
 /// signed unwrapped, into each configured backend.
-fn sign_images(
+async fn sign_images(
     run: &Run,
     config: &SignerConfig,
     images: &[ImageRef],
-    key: &SigningKey,
+    key: Key<'_>,
     out: &mut Signed,
 ) -> Result<(), SignError> {
     for image in images {
         let payload = simple_signing_payload(image);
-        let signature = key.sign(&payload).map_err(|source| SignError::Key {
-            run: run.id(),
-            source: std::sync::Arc::new(source),
-        })?;
+        let signature = key.sign(run, &payload).await?;
         let signature = STANDARD.encode(signature);
         for backend in &config.oci.storage {
             match backend {
@@ -198,27 +198,78 @@ fn sign_images(
     Ok(())
 }
 
+/// What a signer signs with: a key from the signing Secret, or a key in a KMS.
+#[derive(Clone, Copy, Debug)]
+pub enum Key<'a> {
+    Local(&'a SigningKey),
+    Remote(&'a dyn RemoteSigner),
+}
+
+impl Key<'_> {
+    async fn sign(self, run: &Run, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match self {
+            Key::Local(key) => key.sign(message).map_err(|source| SignError::Key {
+                run: run.id(),
+                source: std::sync::Arc::new(source),
+            }),
+            Key::Remote(kms) => kms.sign(message).await.map_err(|source| SignError::Kms {
+                run: run.id(),
+                source,
+            }),
+        }
+    }
+
+    async fn public_der(self, run: &Run) -> Result<Vec<u8>, SignError> {
+        match self {
+            Key::Local(key) => Ok(key.public_der()),
+            Key::Remote(kms) => kms.public_der().await.map_err(|source| SignError::Kms {
+                run: run.id(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The keys a run may be signed with: the signing Secret's (or why it is unusable) and, when
+/// `signers.kms.kmsref` is set, the KMS key (or why it cannot be used).
+#[derive(Clone, Debug)]
+pub struct Keys<'a> {
+    pub x509: Result<&'a SigningKey, std::sync::Arc<SigningKeyError>>,
+    pub kms: Option<Result<&'a dyn RemoteSigner, KmsError>>,
+}
+
 /// The key `kind` signs with: `None` for `none`; an error for signers not implemented yet
 /// or a key that could not be loaded.
 fn signer_of<'k>(
     run: &Run,
     config: &SignerConfig,
     kind: SignerKind,
-    key: &Result<&'k SigningKey, std::sync::Arc<SigningKeyError>>,
-) -> Result<Option<&'k SigningKey>, SignError> {
-    let not_implemented = |signer| SignError::SignerNotImplemented {
-        run: run.id(),
-        signer,
-    };
+    keys: &Keys<'k>,
+) -> Result<Option<Key<'k>>, SignError> {
     match kind {
-        SignerKind::X509 if config.x509.fulcio_enabled => {
-            Err(not_implemented("x509 (keyless, Fulcio)"))
-        }
-        SignerKind::X509 => key.clone().map(Some).map_err(|source| SignError::Key {
+        SignerKind::X509 if config.x509.fulcio_enabled => Err(SignError::SignerNotImplemented {
             run: run.id(),
-            source,
+            signer: "x509 (keyless, Fulcio)",
         }),
-        SignerKind::Kms => Err(not_implemented("kms")),
+        SignerKind::X509 => keys
+            .x509
+            .clone()
+            .map(|k| Some(Key::Local(k)))
+            .map_err(|source| SignError::Key {
+                run: run.id(),
+                source,
+            }),
+        SignerKind::Kms => match &keys.kms {
+            Some(Ok(kms)) => Ok(Some(Key::Remote(*kms))),
+            Some(Err(source)) => Err(SignError::Kms {
+                run: run.id(),
+                source: source.clone(),
+            }),
+            None => Err(SignError::Other {
+                run: run.id(),
+                message: "the kms signer needs signers.kms.kmsref".to_owned(),
+            }),
+        },
         SignerKind::None => Ok(None),
     }
 }
@@ -226,12 +277,11 @@ fn signer_of<'k>(
 /// Signs `run`: its attestation into every configured backend and, for the images it
 /// built, cosign image signatures (`artifacts.oci`). `signed: "true"` is in the result only
 /// because every configured format, signer and backend got this far.
-#[allow(clippy::needless_pass_by_value)] // the key result is small and read once
-pub fn sign_run(
+pub async fn sign_run(
     run: &Run,
     children: &[Run],
     config: &SignerConfig,
-    key: Result<&SigningKey, std::sync::Arc<SigningKeyError>>,
+    keys: &Keys<'_>,
 ) -> Result<Signed, SignError> {
     let artifact = match run.kind {
         RunKind::TaskRun => &config.taskrun,
@@ -242,16 +292,13 @@ pub fn sign_run(
         run: run.id(),
         message: e.to_string(),
     })?;
-    let signer = |kind: SignerKind| signer_of(run, config, kind, &key);
-    let sign = |key: &SigningKey, bytes: &[u8]| {
-        key.sign(bytes).map_err(|source| SignError::Key {
-            run: run.id(),
-            source: std::sync::Arc::new(source),
-        })
-    };
+    let signer = |kind: SignerKind| signer_of(run, config, kind, keys);
     let run_key = signer(artifact.signer)?;
     let envelope = match run_key {
-        Some(key) => Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, "", |pae| sign(key, pae))?,
+        Some(key) => {
+            let signature = key.sign(run, &pae(IN_TOTO_PAYLOAD_TYPE, &payload)).await?;
+            Envelope::with_signature(IN_TOTO_PAYLOAD_TYPE, &payload, "", &signature)
+        }
         None => Envelope {
             payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
             payload: STANDARD.encode(&payload),
@@ -286,8 +333,14 @@ pub fn sign_run(
             // One attestation per image subject, in the image's `.att`.
             StorageBackend::Oci => {
                 let predicate_type = statement["predicateType"].as_str().unwrap_or_default();
+                let public_der = match run_key {
+                    Some(key) if config.storage.oci_encoding != OciEncoding::Dsse => {
+                        key.public_der(run).await?
+                    }
+                    _ => Vec::new(),
+                };
                 let layer =
-                    attestation_layer(run, config, &envelope_json, run_key, predicate_type)?;
+                    attestation_layer(run, config, &envelope_json, &public_der, predicate_type)?;
                 for image in &images {
                     out.pushes.push(Push {
                         image: image.clone(),
@@ -313,7 +366,7 @@ pub fn sign_run(
         && !config.oci.storage.is_empty()
         && let Some(key) = signer(config.oci.signer)?
     {
-        sign_images(run, config, &images, key, &mut out)?;
+        sign_images(run, config, &images, key, &mut out).await?;
     }
     out.annotations.insert(SIGNED.to_owned(), "true".to_owned());
     Ok(out)
@@ -334,6 +387,13 @@ mod tests {
         )
     }
 
+    fn local(key: &SigningKey) -> Keys<'_> {
+        Keys {
+            x509: Ok(key),
+            kms: None,
+        }
+    }
+
     fn key() -> SigningKey {
         let pair = generate_ecdsa_p256().unwrap();
         let data = BTreeMap::from([
@@ -346,23 +406,25 @@ mod tests {
         SigningKey::from_secret_data("n/s", &data).unwrap()
     }
 
-    #[test]
-    fn pipelinerun_annotations_use_the_pipelinerun_key() {
+    #[tokio::test]
+    async fn pipelinerun_annotations_use_the_pipelinerun_key() {
         let key = key();
         let pipelinerun = Run::from_object(
             RunKind::PipelineRun,
             json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
         );
-        let out = sign_run(&pipelinerun, &[], &SignerConfig::default(), Ok(&key))
+        let out = sign_run(&pipelinerun, &[], &SignerConfig::default(), &local(&key))
+            .await
             .unwrap()
             .annotations;
         assert!(out.contains_key("chains.tekton.dev/signature-pipelinerun-u"));
     }
 
-    #[test]
-    fn default_config_stores_a_signed_envelope_on_the_run() {
+    #[tokio::test]
+    async fn default_config_stores_a_signed_envelope_on_the_run() {
         let key = key();
-        let out = sign_run(&run(), &[], &SignerConfig::default(), Ok(&key))
+        let out = sign_run(&run(), &[], &SignerConfig::default(), &local(&key))
+            .await
             .unwrap()
             .annotations;
         assert_eq!(out["chains.tekton.dev/signed"], "true");
@@ -380,32 +442,41 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unimplemented_signer_backend_or_missing_key_never_yields_signed() {
+    #[tokio::test]
+    async fn unimplemented_signer_backend_or_missing_key_never_yields_signed() {
         let key = key();
         let mut config = SignerConfig::default();
         config.x509.fulcio_enabled = true;
         assert!(matches!(
-            sign_run(&run(), &[], &config, Ok(&key)),
+            sign_run(&run(), &[], &config, &local(&key)).await,
             Err(SignError::SignerNotImplemented { .. })
         ));
         config = SignerConfig::default();
         config.taskrun.format = ArtifactFormat::SlsaV2Alpha4;
         assert!(
-            sign_run(&run(), &[], &config, Ok(&key)).is_ok(),
+            sign_run(&run(), &[], &config, &local(&key)).await.is_ok(),
             "SLSA v1.0 is implemented for TaskRuns"
         );
         let mut config = SignerConfig::default();
         config.taskrun.storage.insert(StorageBackend::Gcs);
         assert!(matches!(
-            sign_run(&run(), &[], &config, Ok(&key)),
+            sign_run(&run(), &[], &config, &local(&key)).await,
             Err(SignError::StorageNotImplemented { .. })
         ));
         let missing = std::sync::Arc::new(SigningKeyError::Missing {
             secret: "n/s".into(),
         });
         assert!(matches!(
-            sign_run(&run(), &[], &SignerConfig::default(), Err(missing)),
+            sign_run(
+                &run(),
+                &[],
+                &SignerConfig::default(),
+                &Keys {
+                    x509: Err(missing),
+                    kms: None
+                }
+            )
+            .await,
             Err(SignError::Key { .. })
         ));
     }

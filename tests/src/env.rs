@@ -76,6 +76,8 @@ pub struct TestEnv {
     pub referrers_registry: String,
     /// Directory with OLM's `opm`, `operator-verify` and `bundle-validate`.
     pub olm_bin: PathBuf,
+    /// OpenBao's `bao` binary (tests start their own servers: `crate::vault`).
+    pub bao: PathBuf,
     admin: Config,
 }
 
@@ -158,6 +160,7 @@ impl TestEnv {
             docker_config: PathBuf::from(get("SIGNET_DOCKER_CONFIG")?),
             referrers_registry: get("SIGNET_REFERRERS_REGISTRY")?,
             olm_bin: PathBuf::from(get("SIGNET_OLM_BIN")?),
+            bao: PathBuf::from(get("SIGNET_BAO")?),
             kubeconfig,
             admin,
         })

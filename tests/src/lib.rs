@@ -10,6 +10,7 @@ pub mod namespace;
 pub mod olm;
 pub mod operator;
 pub mod registry;
+pub mod vault;
 
 pub use env::TestEnv;
 pub use identity::ServiceAccountIdentity;

@@ -1,0 +1,197 @@
+//! Remote signers: keys that never leave a KMS or Vault (`signers.kms.kmsref`). Each provider
+//! is a small client for its HTTP API behind a cargo feature; all of them sign the way
+//! cosign's KMS providers do for the same key — ECDSA over SHA-256 (DER), RSA PKCS#1 v1.5
+//! over SHA-256, pure Ed25519 — so `cosign verify* --key <kmsref>` accepts the result.
+//!
+//! Errors name the KMS URI and what went wrong, never a token or key material.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::config::KmsConfig;
+
+#[cfg(feature = "hashivault")]
+pub mod vault;
+
+/// A boxed future, for the object-safe [`RemoteSigner`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a KMS could not sign.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("signers.kms.kmsref {uri:?}: {message}")]
+    Config { uri: String, message: String },
+    #[error("{uri}: {provider} support is not built into this signer (cargo feature {feature})")]
+    NotBuilt {
+        uri: String,
+        provider: &'static str,
+        feature: &'static str,
+    },
+    #[error("{uri}: {message}")]
+    Remote { uri: String, message: String },
+    #[error("{uri}: authentication failed: {message}")]
+    Auth { uri: String, message: String },
+}
+
+/// A key held by a KMS.
+pub trait RemoteSigner: Send + Sync + std::fmt::Debug {
+    /// The `kmsref` this signer was made from (for messages).
+    fn uri(&self) -> &str;
+    /// Signs `message` (the KMS hashes it with SHA-256 where the key type calls for it) with
+    /// the key version in force; returns the signature cosign expects.
+    fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>>;
+    /// The PKIX (SPKI DER) public key of the version that signs now.
+    fn public_der(&self) -> BoxFuture<'_, Result<Vec<u8>, KmsError>>;
+}
+
+/// The providers sigstore knows, by URI scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Aws,
+    Gcp,
+    Azure,
+    Vault,
+}
+
+impl Provider {
+    /// The provider of `uri`, from its scheme.
+    pub fn of(uri: &str) -> Result<Self, KmsError> {
+        let scheme = uri.split_once("://").map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "awskms" => Ok(Self::Aws),
+            "gcpkms" => Ok(Self::Gcp),
+            "azurekms" => Ok(Self::Azure),
+            "hashivault" => Ok(Self::Vault),
+            _ => Err(KmsError::Config {
+                uri: uri.to_owned(),
+                message: "unknown scheme: use awskms://, gcpkms://, azurekms:// or hashivault://"
+                    .to_owned(),
+            }),
+        }
+    }
+}
+
+/// The remote signer for `config.kmsref`.
+pub fn from_config(config: &KmsConfig) -> Made {
+    let uri = config.kmsref.clone().ok_or_else(|| KmsError::Config {
+        uri: String::new(),
+        message: "the kms signer needs signers.kms.kmsref".to_owned(),
+    })?;
+    let not_built = |provider, feature| KmsError::NotBuilt {
+        uri: uri.clone(),
+        provider,
+        feature,
+    };
+    match Provider::of(&uri)? {
+        #[cfg(feature = "hashivault")]
+        Provider::Vault => Ok(std::sync::Arc::new(vault::Vault::from_config(config)?)),
+        #[cfg(not(feature = "hashivault"))]
+        Provider::Vault => Err(not_built("Vault transit", "hashivault")),
+        Provider::Aws => Err(not_built("AWS KMS", "awskms")),
+        Provider::Gcp => Err(not_built("Google Cloud KMS", "gcpkms")),
+        Provider::Azure => Err(not_built("Azure Key Vault", "azurekms")),
+    }
+}
+
+/// The KMS signer for the `signers.kms.*` in force, made once per distinct configuration (so
+/// a cached token or public key lives as long as the configuration does).
+#[derive(Default)]
+pub struct KmsSigners {
+    current: std::sync::Mutex<Option<(KmsConfig, Made)>>,
+}
+
+type Made = Result<std::sync::Arc<dyn RemoteSigner>, KmsError>;
+
+impl KmsSigners {
+    /// `None` when `config` names no KMS key.
+    pub fn signer(&self, config: &KmsConfig) -> Option<Made> {
+        config.kmsref.as_ref()?;
+        let mut slot = match self.current.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((made_for, made)) = slot.as_ref()
+            && made_for == config
+        {
+            return Some(made.clone());
+        }
+        let made = from_config(config);
+        *slot = Some((config.clone(), made.clone()));
+        Some(made)
+    }
+}
+
+/// SPKI DER from a PEM `PUBLIC KEY` block.
+pub fn spki_from_pem(pem: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    if !pem.contains("BEGIN PUBLIC KEY") {
+        return Err("not a PEM PUBLIC KEY".to_owned());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| format!("public key PEM: {e}"))
+}
+
+/// SPKI DER of a raw 32-byte Ed25519 public key.
+pub fn spki_from_ed25519(raw: &[u8]) -> Result<Vec<u8>, String> {
+    if raw.len() != 32 {
+        return Err(format!(
+            "an Ed25519 public key has 32 bytes, not {}",
+            raw.len()
+        ));
+    }
+    // SEQUENCE { SEQUENCE { OID 1.3.101.112 } BIT STRING { key } }
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend_from_slice(raw);
+    Ok(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_come_from_the_scheme_and_unknown_ones_are_named() {
+        assert_eq!(
+            Provider::of("hashivault://signing").unwrap(),
+            Provider::Vault
+        );
+        assert_eq!(Provider::of("awskms:///alias/x").unwrap(), Provider::Aws);
+        assert_eq!(
+            Provider::of(
+                "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"
+            )
+            .unwrap(),
+            Provider::Gcp
+        );
+        assert_eq!(
+            Provider::of("azurekms://v.vault.azure.net/k").unwrap(),
+            Provider::Azure
+        );
+        let err = Provider::of("k8s://ns/secret").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown scheme") && err.contains("k8s://ns/secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ed25519_spki_is_the_rfc8410_encoding() {
+        let der = spki_from_ed25519(&[7u8; 32]).unwrap();
+        assert_eq!(der.len(), 44);
+        assert_eq!(
+            &der[..12],
+            &[
+                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00
+            ]
+        );
+        assert!(spki_from_ed25519(&[0u8; 31]).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! Signing with keys that never leave a KMS, against real servers: Vault transit on OpenBao
+//! (token file, JWT login with the cluster's own issuer, key rotation, an outage), verified by
+//! the real cosign with the public key exported from the KMS and with cosign's own
+//! `hashivault://` provider.
+
+// Test code: a failed unwrap is a failed test; each test is one ordered scenario.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{
+    STACK, Stack, assert_cosign_accepts, assert_fails, completed_taskrun, cosign_verify, unbase64,
+    wait_annotation, wait_rendered, wait_signed,
+};
+use serde_json::{Value, json};
+use signet_e2e::vault::OpenBao;
+use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
+
+/// The DSSE envelope the signer stored on run `name` (uid `uid`).
+fn envelope_of(run: &Value, uid: &str) -> Vec<u8> {
+    unbase64(&run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")])
+}
+
+/// `cosign verify-blob-attestation --key hashivault://<key>`: cosign has Vault verify the
+/// signature, as a verifier with access to the key would. A bare signature does not say which
+/// key version made it and sigstore's provider assumes version 1 unless `VAULT_KEY_PREFIX`
+/// names another, so the verifier passes the version.
+fn cosign_verify_with_vault(
+    env: &TestEnv,
+    bao: &OpenBao,
+    key: &str,
+    version: u64,
+    envelope: &[u8],
+) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!(
+        "signet-kms-verify-{}-{}",
+        std::process::id(),
+        common::rand_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sig"), envelope).unwrap();
+    let out = std::process::Command::new(&env.cosign)
+        .args([
+            "verify-blob-attestation",
+            "--insecure-ignore-tlog",
+            "--key",
+            &format!("hashivault://{key}"),
+        ])
+        .arg("--signature")
+        .arg(dir.join("sig"))
+        .args([
+            "--type",
+            "slsaprovenance",
+            "--check-claims=false",
+            "/dev/null",
+        ])
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_TOKEN", &bao.root_token)
+        .env("VAULT_KEY_PREFIX", format!("vault:v{version}:"))
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+fn write_secret_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let bao = OpenBao::start(env).await.unwrap();
+    bao.signing_key("signet", "ecdsa-p256").await.unwrap();
+    let files = tempdir("kms-files");
+
+    // 1. Token-file auth: a token that may only sign with this key and read its public key.
+    let token = bao.token("signet-sign").await.unwrap();
+    let token_file = write_secret_file(&files, "vault-token", &token);
+    let kms =
+        |auth: Value| json!({"signing": {"kms": {"ref": "hashivault://signet", "auth": auth}}});
+    // The kms signer needs a key reference from the start (the API server insists).
+    let base = json!({"artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+                      "signing": {"kms": {"ref": "hashivault://signet", "auth": {"address": bao.addr}}}});
+    let signer_ns = format!("signet-e2e-kms-{}", std::process::id());
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let with_token = common::merged(
+        &json!({"targetNamespace": signer_ns}),
+        &kms(json!({"address": bao.addr, "tokenPath": token_file})),
+    );
+    stack.apply(with_token.clone()).await;
+    wait_rendered(
+        &admin,
+        &signer_ns,
+        "signers.kms.kmsref",
+        "hashivault://signet",
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "kms-runs").await.unwrap();
+
+    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
+    let run = wait_signed(&admin, work.name(), "build-1", log).await;
+    let envelope = envelope_of(&run, &uid);
+    let v1 = bao.public_pem("signet", 1).await.unwrap();
+    assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
+    let out = cosign_verify_with_vault(env, &bao, "signet", 1, &envelope);
+    assert!(
+        out.status.success(),
+        "cosign --key hashivault://: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not signed with the operator's generated key.
+    assert!(
+        !cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance")
+            .status
+            .success()
+    );
+    assert!(
+        !signer.log_text().contains(&token),
+        "the Vault token is in the signer log"
+    );
+
+    // 2. Rotation: the next run is signed with version 2, without a restart.
+    bao.call(reqwest::Method::POST, "transit/keys/signet/rotate", None)
+        .await
+        .unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "build-2").await;
+    let run = wait_signed(&admin, work.name(), "build-2", log).await;
+    let envelope = envelope_of(&run, &uid);
+    let v2 = bao.public_pem("signet", 2).await.unwrap();
+    assert_cosign_accepts(env, &v2, &envelope, "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &v1, &envelope, "slsaprovenance")
+            .status
+            .success(),
+        "v1 verified a v2 signature"
+    );
+    assert!(
+        cosign_verify_with_vault(env, &bao, "signet", 2, &envelope)
+            .status
+            .success()
+    );
+
+    // 3. JWT login with the cluster's own issuer: Vault checks a ServiceAccount token for the
+    //    signer (audience `vault`) against the API server's JWKS.
+    bao.trust_cluster_issuer(env).await.unwrap();
+    bao.call(
+        reqwest::Method::POST,
+        "auth/jwt/role/signer",
+        Some(&json!({
+            "role_type": "jwt", "user_claim": "sub", "bound_audiences": ["vault"],
+            "bound_subject": format!("system:serviceaccount:{signer_ns}:signet-signer"),
+            "token_policies": ["signet-sign"], "token_ttl": "10m"
+        })),
+    )
+    .await
+    .unwrap();
+    let jwt = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["vault"], 3600)
+        .await
+        .unwrap();
+    let jwt_file = write_secret_file(&files, "jwt", &jwt.token);
+    let oidc = |role: &str| {
+        common::merged(
+            &json!({"targetNamespace": signer_ns}),
+            &kms(
+                json!({"address": bao.addr, "oidc": {"path": "jwt", "role": role, "tokenPath": jwt_file}}),
+            ),
+        )
+    };
+    stack.apply(oidc("signer")).await;
+    wait_rendered(&admin, &signer_ns, "signers.kms.auth.oidc.role", "signer").await;
+    let uid = completed_taskrun(&admin, work.name(), "build-jwt").await;
+    let run = wait_signed(&admin, work.name(), "build-jwt", log).await;
+    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+
+    // A role that does not exist: `failed`, naming the KMS and the login, never the JWT.
+    stack.apply(oidc("nobody")).await;
+    wait_rendered(&admin, &signer_ns, "signers.kms.auth.oidc.role", "nobody").await;
+    completed_taskrun(&admin, work.name(), "build-bad-role").await;
+    let reason = assert_fails(&admin, work.name(), "build-bad-role", log).await;
+    assert!(
+        reason.contains("hashivault://signet")
+            && reason.contains("authentication failed")
+            && reason.contains("nobody"),
+        "{reason}"
+    );
+    assert!(!reason.contains(&jwt.token) && !signer.log_text().contains(&jwt.token));
+
+    // 4. An outage mid-burst: every run ends signed or failed (never stuck, never falsely
+    //    signed), the failures name the KMS; once the server is back new runs sign.
+    stack.apply(with_token).await;
+    wait_rendered(
+        &admin,
+        &signer_ns,
+        "signers.kms.auth.token-path",
+        &token_file,
+    )
+    .await;
+    let mut bao = bao;
+    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    for (i, name) in burst.iter().enumerate() {
+        completed_taskrun(&admin, work.name(), name).await;
+        if i == 4 {
+            bao.stop();
+        }
+    }
+    let (mut n_signed, mut n_failed) = (0, 0);
+    for name in &burst {
+        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
+        match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
+            Some("true") => n_signed += 1,
+            Some("failed") => {
+                n_failed += 1;
+                let reason = run["metadata"]["annotations"]["chains.tekton.dev/failure-reason"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(reason.contains("hashivault://signet"), "{name}: {reason}");
+            }
+            other => panic!("{name}: signed={other:?}"),
+        }
+    }
+    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    bao.restart(env).await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
+    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
+    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+    eprintln!(
+        "outage: {n_signed} of {} signed before the server went away, {n_failed} failed",
+        burst.len()
+    );
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&files);
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "signet-{name}-{}-{}",
+        std::process::id(),
+        common::rand_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
