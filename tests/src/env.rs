@@ -78,6 +78,9 @@ pub struct TestEnv {
     pub olm_bin: PathBuf,
     /// OpenBao's `bao` binary (tests start their own servers: `crate::vault`).
     pub bao: PathBuf,
+    /// local-kms (AWS KMS's API) and moto's server (for STS), started by tests: `crate::aws`.
+    pub local_kms: PathBuf,
+    pub moto_server: PathBuf,
     admin: Config,
 }
 
@@ -161,6 +164,8 @@ impl TestEnv {
             referrers_registry: get("SIGNET_REFERRERS_REGISTRY")?,
             olm_bin: PathBuf::from(get("SIGNET_OLM_BIN")?),
             bao: PathBuf::from(get("SIGNET_BAO")?),
+            local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),
+            moto_server: PathBuf::from(get("SIGNET_MOTO_SERVER")?),
             kubeconfig,
             admin,
         })

@@ -3,6 +3,7 @@
 //!
 //! Only tests use this crate; nothing here is shipped.
 
+pub mod aws;
 pub mod env;
 pub mod identity;
 pub mod measure;

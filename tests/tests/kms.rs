@@ -1,7 +1,7 @@
 //! Signing with keys that never leave a KMS, against real servers: Vault transit on OpenBao
-//! (token file, JWT login with the cluster's own issuer, key rotation, an outage), verified by
-//! the real cosign with the public key exported from the KMS and with cosign's own
-//! `hashivault://` provider.
+//! (token file, JWT login with the cluster's own issuer, key rotation, an outage) and AWS KMS
+//! on local-kms with web identity credentials from STS (moto), verified by the real cosign with
+//! the public key exported from the KMS (and, for Vault, with cosign's `hashivault://`).
 
 // Test code: a failed unwrap is a failed test; each test is one ordered scenario.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
@@ -15,6 +15,8 @@ use common::{
     wait_annotation, wait_rendered, wait_signed,
 };
 use serde_json::{Value, json};
+use signet_e2e::aws::{LocalKms, start_sts};
+use signet_e2e::operator::OperatorProcess;
 use signet_e2e::vault::OpenBao;
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
@@ -213,21 +215,8 @@ async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
             bao.stop();
         }
     }
-    let (mut n_signed, mut n_failed) = (0, 0);
-    for name in &burst {
-        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
-        match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
-            Some("true") => n_signed += 1,
-            Some("failed") => {
-                n_failed += 1;
-                let reason = run["metadata"]["annotations"]["chains.tekton.dev/failure-reason"]
-                    .as_str()
-                    .unwrap_or_default();
-                assert!(reason.contains("hashivault://signet"), "{name}: {reason}");
-            }
-            other => panic!("{name}: signed={other:?}"),
-        }
-    }
+    let (n_signed, n_failed) =
+        outcomes(&admin, work.name(), &burst, "hashivault://signet", log).await;
     assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
     bao.restart(env).await.unwrap();
     let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
@@ -249,4 +238,152 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Waits for every run in `names` to be marked; each is `true` or `failed` with a reason that
+/// names `uri`. Returns (signed, failed).
+async fn outcomes(
+    admin: &kube::Client,
+    ns: &str,
+    names: &[String],
+    uri: &str,
+    log: impl Fn() -> String,
+) -> (usize, usize) {
+    let (mut n_signed, mut n_failed) = (0, 0);
+    for name in names {
+        let run = wait_annotation(admin, ns, name, "chains.tekton.dev/signed", &log).await;
+        match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
+            Some("true") => n_signed += 1,
+            Some("failed") => {
+                n_failed += 1;
+                let reason = run["metadata"]["annotations"]["chains.tekton.dev/failure-reason"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(reason.contains(uri), "{name}: {reason}");
+            }
+            other => panic!("{name}: signed={other:?}"),
+        }
+    }
+    (n_signed, n_failed)
+}
+
+#[tokio::test]
+async fn aws_kms_signs_with_web_identity_credentials_and_cosign_verifies_the_exported_key() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let mut kms = LocalKms::start(env).await.unwrap();
+    let mut sts = start_sts(env).await.unwrap();
+    kms.signing_key("ECC_NIST_P256", "signet").await.unwrap();
+    let uri = "awskms:///alias/signet";
+    let role = "arn:aws:iam::111122223333:role/signet-signer";
+    let signer_ns = format!("signet-e2e-aws-{}", std::process::id());
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+        "signing": {"kms": {"ref": uri}},
+        "identity": {"aws": {"roleArn": role}},
+        "signer": {"extraEnv": [{"name": "AWS_REGION", "value": "us-east-1"}]}
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+
+    // 1. The shape EKS's webhook would give the pod, rendered by the operator itself: the
+    //    role, the token file, and a projected token for STS's audience.
+    let deployment =
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), &signer_ns)
+            .get("signet-signer")
+            .await
+            .unwrap();
+    let pod = serde_json::to_value(&deployment.spec.template.spec).unwrap();
+    let vars = &pod["containers"][0]["env"];
+    let var = |name: &str| {
+        vars.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .map(|v| v["value"].clone())
+    };
+    assert_eq!(var("AWS_ROLE_ARN"), Some(json!(role)));
+    let token_path = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+    assert_eq!(var("AWS_WEB_IDENTITY_TOKEN_FILE"), Some(json!(token_path)));
+    let projected = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "aws-iam-token")
+        .unwrap();
+    assert_eq!(
+        projected["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "sts.amazonaws.com"
+    );
+
+    // 2. The signer, with the token the kubelet would project (minted for its ServiceAccount
+    //    with STS's audience) and the local endpoints. STS is down at first: signing needs the
+    //    web identity exchange, so the run fails naming the KMS and STS.
+    let files = tempdir("aws-files");
+    let web_identity = ServiceAccountIdentity::mint(
+        &admin,
+        &signer_ns,
+        "signet-signer",
+        &["sts.amazonaws.com"],
+        3600,
+    )
+    .await
+    .unwrap();
+    let token_file = write_secret_file(&files, "token", &web_identity.token);
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    sts.stop();
+    let signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+            ("AWS_ENDPOINT_URL_KMS", kms.server.url.as_str()),
+            ("AWS_ENDPOINT_URL_STS", sts.url.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "aws-runs").await.unwrap();
+    completed_taskrun(&admin, work.name(), "no-sts").await;
+    let reason = assert_fails(&admin, work.name(), "no-sts", log).await;
+    assert!(reason.contains(uri) && reason.contains("STS"), "{reason}");
+    assert!(!reason.contains(&web_identity.token) && !log().contains(&web_identity.token));
+
+    // 3. With STS up: signed, and cosign verifies with the key exported from KMS.
+    sts.restart().await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
+    let run = wait_signed(&admin, work.name(), "build-1", log).await;
+    let envelope = envelope_of(&run, &uid);
+    let exported = kms.public_pem("alias/signet").await.unwrap();
+    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance")
+            .status
+            .success()
+    );
+
+    // 4. KMS down mid-burst, then back (local-kms keeps its keys on disk).
+    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    for (i, name) in burst.iter().enumerate() {
+        completed_taskrun(&admin, work.name(), name).await;
+        if i == 4 {
+            kms.server.stop();
+        }
+    }
+    let (n_signed, n_failed) = outcomes(&admin, work.name(), &burst, uri, log).await;
+    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    kms.server.restart().await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
+    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
+    assert_cosign_accepts(env, &exported, &envelope_of(&run, &uid), "slsaprovenance");
+    eprintln!(
+        "aws outage: {n_signed} of {} signed, {n_failed} failed",
+        burst.len()
+    );
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&files);
 }

@@ -10,6 +10,8 @@ use std::pin::Pin;
 
 use crate::config::KmsConfig;
 
+#[cfg(feature = "awskms")]
+pub mod aws;
 #[cfg(feature = "hashivault")]
 pub mod vault;
 
@@ -87,6 +89,9 @@ pub fn from_config(config: &KmsConfig) -> Made {
         Provider::Vault => Ok(std::sync::Arc::new(vault::Vault::from_config(config)?)),
         #[cfg(not(feature = "hashivault"))]
         Provider::Vault => Err(not_built("Vault transit", "hashivault")),
+        #[cfg(feature = "awskms")]
+        Provider::Aws => Ok(std::sync::Arc::new(aws::Aws::from_config(config)?)),
+        #[cfg(not(feature = "awskms"))]
         Provider::Aws => Err(not_built("AWS KMS", "awskms")),
         Provider::Gcp => Err(not_built("Google Cloud KMS", "gcpkms")),
         Provider::Azure => Err(not_built("Azure Key Vault", "azurekms")),
