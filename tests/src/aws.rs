@@ -30,7 +30,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(
+    pub fn start(
         name: &str,
         command: impl Fn(u16, &std::path::Path) -> Command + Send + Sync + 'static,
     ) -> Result<Self, EnvError> {

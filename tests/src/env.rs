@@ -81,6 +81,8 @@ pub struct TestEnv {
     /// local-kms (AWS KMS's API) and moto's server (for STS), started by tests: `crate::aws`.
     pub local_kms: PathBuf,
     pub moto_server: PathBuf,
+    /// A Python with `cryptography` (moto's venv), for the cloud KMS test doubles.
+    pub peer_python: PathBuf,
     admin: Config,
 }
 
@@ -166,6 +168,7 @@ impl TestEnv {
             bao: PathBuf::from(get("SIGNET_BAO")?),
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),
             moto_server: PathBuf::from(get("SIGNET_MOTO_SERVER")?),
+            peer_python: PathBuf::from(get("SIGNET_PEER_PYTHON")?),
             kubeconfig,
             admin,
         })

@@ -4,6 +4,7 @@
 //! Only tests use this crate; nothing here is shipped.
 
 pub mod aws;
+pub mod clouds;
 pub mod env;
 pub mod identity;
 pub mod measure;

@@ -16,6 +16,7 @@ use common::{
 };
 use serde_json::{Value, json};
 use signet_e2e::aws::{LocalKms, start_sts};
+use signet_e2e::clouds::{CloudDouble, Federation};
 use signet_e2e::operator::OperatorProcess;
 use signet_e2e::vault::OpenBao;
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
@@ -384,6 +385,247 @@ async fn aws_kms_signs_with_web_identity_credentials_and_cosign_verifies_the_exp
         "aws outage: {n_signed} of {} signed, {n_failed} failed",
         burst.len()
     );
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&files);
+}
+
+/// PEM of an SPKI DER.
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The env var `name` of the signer Deployment's container, and the projected token volume
+/// `volume`'s audience.
+async fn rendered(admin: &kube::Client, ns: &str, name: &str, volume: &str) -> (Value, Value) {
+    let deployment =
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), ns)
+            .get("signet-signer")
+            .await
+            .unwrap();
+    let pod = serde_json::to_value(&deployment.spec.template.spec).unwrap();
+    let var = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .map_or(Value::Null, |v| v["value"].clone());
+    let audience = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == volume)
+        .map_or(Value::Null, |v| {
+            v["projected"]["sources"][0]["serviceAccountToken"]["audience"].clone()
+        });
+    (var, audience)
+}
+
+#[tokio::test]
+async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_exported_key() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-azure-{}", std::process::id());
+    let subject = format!("system:serviceaccount:{signer_ns}:signet-signer");
+    let mut vault = CloudDouble::start(
+        env,
+        &Federation {
+            mode: "azure",
+            audience: "api://AzureADTokenExchange".to_owned(),
+            subject: subject.clone(),
+            key_name: "signet".to_owned(),
+            tenant: "tenant-1".to_owned(),
+            client_id: "client-1".to_owned(),
+            service_account: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let uri = format!("azurekms://{}/signet", vault.host());
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+        "signing": {"kms": {"ref": uri}},
+        "identity": {"azure": {"clientId": "client-1", "tenantId": "tenant-1"}}
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+
+    // 1. The pod shape Azure Workload Identity expects, rendered by the operator.
+    let (client_id, audience) = rendered(
+        &admin,
+        &signer_ns,
+        "AZURE_CLIENT_ID",
+        "azure-identity-token",
+    )
+    .await;
+    assert_eq!(client_id, "client-1");
+    assert_eq!(audience, "api://AzureADTokenExchange");
+    let (token_file_var, _) = rendered(&admin, &signer_ns, "AZURE_FEDERATED_TOKEN_FILE", "").await;
+    assert_eq!(
+        token_file_var,
+        "/var/run/secrets/azure/tokens/azure-identity-token"
+    );
+
+    // 2. The signer with the token the kubelet would project (the double verifies it against
+    //    the cluster's JWKS, audience and subject) and the double as authority.
+    let files = tempdir("azure-files");
+    let federated = ServiceAccountIdentity::mint(
+        &admin,
+        &signer_ns,
+        "signet-signer",
+        &["api://AzureADTokenExchange"],
+        3600,
+    )
+    .await
+    .unwrap();
+    let token_file = write_secret_file(&files, "azure-identity-token", &federated.token);
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let authority = format!("{}/", vault.url);
+    let signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_str()),
+            ("AZURE_AUTHORITY_HOST", authority.as_str()),
+            ("SIGNET_KMS_KEY_TTL", "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "azure-runs").await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
+    let run = wait_signed(&admin, work.name(), "build-1", log).await;
+
+    // 3. cosign verifies with the key exported from the vault (as `az keyvault key download`).
+    let token = vault
+        .post_form(
+            "/tenant-1/oauth2/v2.0/token",
+            &[
+                ("client_id", "client-1"),
+                ("client_assertion", federated.token.as_str()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("grant_type", "client_credentials"),
+                ("scope", "https://vault.azure.net/.default"),
+            ],
+        )
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let export = |version: u64| {
+        let vault = &vault;
+        let token = token.clone();
+        async move {
+            let jwk = vault
+                .get(&format!("/keys/signet/{version}?api-version=7.4"), &token)
+                .await
+                .unwrap();
+            let part = |n: &str| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(jwk["key"][n].as_str().unwrap())
+                    .unwrap()
+            };
+            pem_of(&signet_signer::kms::der::spki_ec("P-256", &part("x"), &part("y")).unwrap())
+        }
+    };
+    let v1 = export(1).await;
+    assert_cosign_accepts(env, &v1, &envelope_of(&run, &uid), "slsaprovenance");
+    assert!(
+        !cosign_verify(
+            env,
+            &stack.public_key,
+            &envelope_of(&run, &uid),
+            "slsaprovenance"
+        )
+        .status
+        .success()
+    );
+    assert!(
+        !log().contains(&federated.token),
+        "the federated token is in the log"
+    );
+
+    // 4. A new key version signs the next runs without a restart.
+    let version = vault.rotate().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let uid = completed_taskrun(&admin, work.name(), "build-2").await;
+    let run = wait_signed(&admin, work.name(), "build-2", log).await;
+    let v2 = export(version).await;
+    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &v1, &envelope_of(&run, &uid), "slsaprovenance")
+            .status
+            .success()
+    );
+
+    // 5. The vault down mid-burst, then back.
+    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    for (i, name) in burst.iter().enumerate() {
+        completed_taskrun(&admin, work.name(), name).await;
+        if i == 4 {
+            vault.server.stop();
+        }
+    }
+    let (n_signed, n_failed) = outcomes(&admin, work.name(), &burst, &uri, log).await;
+    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    vault.server.restart().await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
+    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
+    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+    eprintln!(
+        "azure outage: {n_signed} of {} signed, {n_failed} failed",
+        burst.len()
+    );
+
+    // 6. A federated token for another ServiceAccount has no federated credential: failed,
+    //    naming the vault and Entra's refusal, never the token.
+    let stranger = ServiceAccountIdentity::mint(
+        &admin,
+        &signer_ns,
+        "someone-else",
+        &["api://AzureADTokenExchange"],
+        3600,
+    )
+    .await
+    .unwrap();
+    drop(signer);
+    std::fs::write(&token_file, &stranger.token).unwrap();
+    let signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_str()),
+            ("AZURE_AUTHORITY_HOST", authority.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    completed_taskrun(&admin, work.name(), "stranger").await;
+    let reason = assert_fails(&admin, work.name(), "stranger", || signer.log_text()).await;
+    assert!(
+        reason.contains(&uri) && reason.contains("No matching federated identity record"),
+        "{reason}"
+    );
+    assert!(!reason.contains(&stranger.token));
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
 }

@@ -6,8 +6,8 @@
 //! `https://kms.<region>.amazonaws.com`. The region comes from a key ARN, else `AWS_REGION` /
 //! `AWS_DEFAULT_REGION`. The key signs a SHA-256 (or SHA-384/512, per its first signing
 //! algorithm) digest (`MessageType: DIGEST`) with the first algorithm `GetPublicKey` lists —
-//! what cosign does with the same key. Key metadata is cached for five minutes, so an alias
-//! moved to a new key is followed.
+//! what cosign does with the same key. Key metadata is cached for `SIGNET_KMS_KEY_TTL` (default
+//! five minutes), so an alias moved to a new key is followed.
 //!
 //! Credentials, as the SDKs' default chain does in a pod: `AWS_ROLE_ARN` with
 //! `AWS_WEB_IDENTITY_TOKEN_FILE` (EKS IRSA and Pod Identity webhooks inject these; the token is
@@ -362,7 +362,7 @@ impl Aws {
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
         if let Ok(cached) = self.key.lock()
             && let Some(info) = cached.as_ref()
-            && info.fetched.elapsed() < Duration::from_secs(300)
+            && info.fetched.elapsed() < super::key_ttl()
         {
             return Ok(info.clone());
         }

@@ -12,6 +12,9 @@ use crate::config::KmsConfig;
 
 #[cfg(feature = "awskms")]
 pub mod aws;
+#[cfg(feature = "azurekms")]
+pub mod azure;
+pub mod der;
 #[cfg(feature = "hashivault")]
 pub mod vault;
 
@@ -94,6 +97,9 @@ pub fn from_config(config: &KmsConfig) -> Made {
         #[cfg(not(feature = "awskms"))]
         Provider::Aws => Err(not_built("AWS KMS", "awskms")),
         Provider::Gcp => Err(not_built("Google Cloud KMS", "gcpkms")),
+        #[cfg(feature = "azurekms")]
+        Provider::Azure => Ok(std::sync::Arc::new(azure::Azure::from_config(config)?)),
+        #[cfg(not(feature = "azurekms"))]
         Provider::Azure => Err(not_built("Azure Key Vault", "azurekms")),
     }
 }
@@ -124,6 +130,17 @@ impl KmsSigners {
         *slot = Some((config.clone(), made.clone()));
         Some(made)
     }
+}
+
+/// How long key metadata (public key, version, algorithm) is cached before it is read again,
+/// so that a rotated key or a moved alias is followed: `SIGNET_KMS_KEY_TTL` seconds, default
+/// 300 (as sigstore's providers cache it).
+pub fn key_ttl() -> std::time::Duration {
+    let seconds = std::env::var("SIGNET_KMS_KEY_TTL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    std::time::Duration::from_secs(seconds)
 }
 
 /// SPKI DER from a PEM `PUBLIC KEY` block.

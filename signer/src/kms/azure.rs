@@ -1,0 +1,381 @@
+//! `azurekms://<vault host>/<key>[/<version>]`: an Azure Key Vault key, over Key Vault's REST
+//! API (`api-version=7.4`) with a Microsoft Entra token (no SDK).
+//!
+//! As sigstore's provider: the vault is `https://<vault host>/`; without a version the latest
+//! one signs (its key metadata, and so the version, is re-read after `SIGNET_KMS_KEY_TTL`,
+//! default five minutes, so a rotated key is picked up without a restart); EC keys sign with ES256/ES384/ES512 by curve,
+//! RSA keys with RS256/384/512 by size, over the matching SHA-2 digest; Key Vault's raw
+//! `r || s` becomes the DER cosign verifies.
+//!
+//! Credentials as `WorkloadIdentityCredential` takes them from the pod: `AZURE_CLIENT_ID`,
+//! `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE` (re-read at each exchange) and
+//! `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com/`), exchanged for a
+//! token with the client-credentials grant and a JWT client assertion.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use super::der::{ecdsa_raw_to_der, spki_ec, spki_rsa};
+use super::{BoxFuture, KmsError, RemoteSigner};
+use crate::config::KmsConfig;
+
+const API_VERSION: &str = "7.4";
+const SCOPE: &str = "https://vault.azure.net/.default";
+
+#[derive(Clone)]
+struct KeyInfo {
+    /// The version in force (from the key's `kid`).
+    version: String,
+    public_der: Vec<u8>,
+    algorithm: &'static str,
+    ec: bool,
+    fetched: Instant,
+}
+
+/// A Key Vault key and a client for its vault.
+pub struct Azure {
+    uri: String,
+    vault: String,
+    key: String,
+    version: Option<String>,
+    client_id: String,
+    tenant_id: String,
+    token_file: String,
+    authority: String,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+    info: Mutex<Option<KeyInfo>>,
+}
+
+impl std::fmt::Debug for Azure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Azure")
+            .field("uri", &self.uri)
+            .field("vault", &self.vault)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `(vault host, key, version)` from an `azurekms://` URI.
+pub fn parse_uri(uri: &str) -> Result<(String, String, Option<String>), String> {
+    let usage = "expected azurekms://<vault host>/<key>[/<version>]";
+    let rest = uri.strip_prefix("azurekms://").ok_or(usage)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let valid_name =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    match parts.as_slice() {
+        [host, key] if !host.is_empty() && valid_name(key) => {
+            Ok(((*host).to_owned(), (*key).to_owned(), None))
+        }
+        [host, key, version]
+            if !host.is_empty()
+                && valid_name(key)
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+        {
+            Ok((
+                (*host).to_owned(),
+                (*key).to_owned(),
+                (!version.is_empty()).then(|| (*version).to_owned()),
+            ))
+        }
+        _ => Err(usage.to_owned()),
+    }
+}
+
+impl Azure {
+    pub fn from_config(config: &KmsConfig) -> Result<Self, KmsError> {
+        let uri = config.kmsref.clone().unwrap_or_default();
+        let bad = |message: String| KmsError::Config {
+            uri: uri.clone(),
+            message,
+        };
+        let (host, key, version) = parse_uri(&uri).map_err(&bad)?;
+        let need = |name: &str| {
+            env(name).ok_or_else(|| {
+                bad(format!(
+                    "{name} is not set: Azure workload identity needs AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE (spec.identity.azure sets them)"
+                ))
+            })
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let mut authority = env("AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|| "https://login.microsoftonline.com/".to_owned());
+        if !authority.ends_with('/') {
+            authority.push('/');
+        }
+        Ok(Self {
+            vault: format!("https://{host}"),
+            key,
+            version,
+            client_id: need("AZURE_CLIENT_ID")?,
+            tenant_id: need("AZURE_TENANT_ID")?,
+            token_file: need("AZURE_FEDERATED_TOKEN_FILE")?,
+            authority,
+            http,
+            token: Mutex::new(None),
+            info: Mutex::new(None),
+            uri,
+        })
+    }
+
+    fn remote(&self, message: impl std::fmt::Display) -> KmsError {
+        KmsError::Remote {
+            uri: self.uri.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
+        KmsError::Auth {
+            uri: self.uri.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// An access token for Key Vault from the federated token (client-credentials grant with
+    /// a JWT client assertion), cached until shortly before it expires.
+    async fn token(&self) -> Result<String, KmsError> {
+        if let Ok(cached) = self.token.lock()
+            && let Some((token, expires)) = cached.as_ref()
+            && Instant::now() < *expires
+        {
+            return Ok(token.clone());
+        }
+        let assertion = tokio::fs::read_to_string(&self.token_file)
+            .await
+            .map_err(|e| {
+                self.auth_error(format!(
+                    "reading AZURE_FEDERATED_TOKEN_FILE {}: {e}",
+                    self.token_file
+                ))
+            })?;
+        let url = format!("{}{}/oauth2/v2.0/token", self.authority, self.tenant_id);
+        let response = self
+            .http
+            .post(&url)
+            .form(&[
+                ("client_id", self.client_id.as_str()),
+                ("client_assertion", assertion.trim()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("grant_type", "client_credentials"),
+                ("scope", SCOPE),
+            ])
+            .send()
+            .await
+            .map_err(|e| self.auth_error(format!("token request to {url}: {e}")))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(self.auth_error(format!(
+                "Microsoft Entra token for client {}: {status}: {}",
+                self.client_id,
+                body["error_description"]
+                    .as_str()
+                    .or_else(|| body["error"].as_str())
+                    .unwrap_or("no details")
+            )));
+        }
+        let token = body["access_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.auth_error("token answer without access_token"))?
+            .to_owned();
+        let lifetime = body["expires_in"].as_u64().unwrap_or(300);
+        let expires =
+            Instant::now() + Duration::from_secs(lifetime.saturating_sub(lifetime / 10).max(5));
+        if let Ok(mut cached) = self.token.lock() {
+            *cached = Some((token.clone(), expires));
+        }
+        Ok(token)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, KmsError> {
+        let token = self.token().await?;
+        let url = format!("{}/{path}?api-version={API_VERSION}", self.vault);
+        let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.remote(format!("{method} {path}: {e}")))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let message = format!(
+                "{method} {path}: {status}: {}",
+                answer["error"]["message"].as_str().unwrap_or("no details")
+            );
+            if status == reqwest::StatusCode::UNAUTHORIZED
+                || status == reqwest::StatusCode::FORBIDDEN
+            {
+                if let Ok(mut cached) = self.token.lock() {
+                    *cached = None;
+                }
+                return Err(self.auth_error(message));
+            }
+            return Err(self.remote(message));
+        }
+        Ok(answer)
+    }
+
+    async fn key_info(&self) -> Result<KeyInfo, KmsError> {
+        if let Ok(cached) = self.info.lock()
+            && let Some(info) = cached.as_ref()
+            && info.fetched.elapsed() < super::key_ttl()
+        {
+            return Ok(info.clone());
+        }
+        let path = match &self.version {
+            Some(version) => format!("keys/{}/{version}", self.key),
+            None => format!("keys/{}", self.key),
+        };
+        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        let jwk = &answer["key"];
+        let part = |name: &str| {
+            URL_SAFE_NO_PAD
+                .decode(jwk[name].as_str().unwrap_or_default().trim_end_matches('='))
+                .map_err(|e| self.remote(format!("key {name}: {e}")))
+        };
+        let kty = jwk["kty"].as_str().unwrap_or_default();
+        let (public_der, algorithm, ec) = match kty {
+            "EC" | "EC-HSM" => {
+                let crv = jwk["crv"].as_str().unwrap_or_default();
+                let der = spki_ec(crv, &part("x")?, &part("y")?).map_err(|e| self.remote(e))?;
+                let alg = if crv == "P-384" { "ES384" } else { "ES256" };
+                (der, alg, true)
+            }
+            "RSA" | "RSA-HSM" => {
+                let n = part("n")?;
+                let alg = match n.iter().skip_while(|b| **b == 0).count() {
+                    384 => "RS384",
+                    512 => "RS512",
+                    _ => "RS256",
+                };
+                (spki_rsa(&n, &part("e")?), alg, false)
+            }
+            other => {
+                return Err(self.remote(format!("key type {other:?} cannot sign for cosign")));
+            }
+        };
+        let version = jwk["kid"]
+            .as_str()
+            .and_then(|kid| kid.rsplit('/').next())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| self.remote("the key has no kid"))?
+            .to_owned();
+        let info = KeyInfo {
+            version,
+            public_der,
+            algorithm,
+            ec,
+            fetched: Instant::now(),
+        };
+        if let Ok(mut cached) = self.info.lock() {
+            *cached = Some(info.clone());
+        }
+        Ok(info)
+    }
+}
+
+fn digest(algorithm: &str, message: &[u8]) -> Vec<u8> {
+    match &algorithm[2..] {
+        "384" => Sha384::digest(message).to_vec(),
+        "512" => Sha512::digest(message).to_vec(),
+        _ => Sha256::digest(message).to_vec(),
+    }
+}
+
+impl RemoteSigner for Azure {
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {
+        Box::pin(async move {
+            let info = self.key_info().await?;
+            let value = URL_SAFE_NO_PAD.encode(digest(info.algorithm, message));
+            let answer = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("keys/{}/{}/sign", self.key, info.version),
+                    Some(&json!({"alg": info.algorithm, "value": value})),
+                )
+                .await?;
+            let signature = URL_SAFE_NO_PAD
+                .decode(
+                    answer["value"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_end_matches('='),
+                )
+                .map_err(|e| self.remote(format!("sign: {e}")))?;
+            if info.ec {
+                ecdsa_raw_to_der(&signature).map_err(|e| self.remote(e))
+            } else {
+                Ok(signature)
+            }
+        })
+    }
+
+    fn public_der(&self) -> BoxFuture<'_, Result<Vec<u8>, KmsError>> {
+        Box::pin(async move { Ok(self.key_info().await?.public_der) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_name_the_vault_key_and_optional_version() {
+        assert_eq!(
+            parse_uri("azurekms://signet.vault.azure.net/signing").unwrap(),
+            (
+                "signet.vault.azure.net".to_owned(),
+                "signing".to_owned(),
+                None
+            )
+        );
+        assert_eq!(
+            parse_uri("azurekms://127.0.0.1:8443/signing/0a1b2c")
+                .unwrap()
+                .2,
+            Some("0a1b2c".to_owned())
+        );
+        assert!(parse_uri("azurekms://signet.vault.azure.net/").is_err());
+        assert!(parse_uri("azurekms://signet.vault.azure.net/a/b/c").is_err());
+        assert!(parse_uri("azurekms://v/key/UPPER").is_err());
+    }
+
+    #[test]
+    fn digests_follow_the_algorithm() {
+        assert_eq!(digest("ES256", b"x").len(), 32);
+        assert_eq!(digest("RS384", b"x").len(), 48);
+        assert_eq!(digest("RS512", b"x").len(), 64);
+    }
+}

@@ -1,0 +1,137 @@
+//! The Azure Key Vault and Google Cloud KMS test double (`tests/env/doubles/cloud_kms.py`,
+//! see its header for why it is a double and what it checks), started per test with TLS from
+//! the test CA on an ephemeral 127.0.0.1 port.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::aws::Server;
+use crate::env::{EnvError, TestEnv, repo_root};
+
+/// Who the double federates, and which key it holds.
+#[derive(Clone, Debug)]
+pub struct Federation {
+    /// `azure` or `gcp`.
+    pub mode: &'static str,
+    /// Azure: the client assertion's audience; GCP: the STS audience (the provider).
+    pub audience: String,
+    /// The ServiceAccount token subject allowed to federate.
+    pub subject: String,
+    /// Azure: the key name; GCP: `projects/…/keyRings/…/cryptoKeys/<key>`.
+    pub key_name: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub service_account: String,
+}
+
+fn err(message: impl std::fmt::Display) -> EnvError {
+    EnvError::Bundle(format!("cloud KMS double: {message}"))
+}
+
+/// A running double.
+pub struct CloudDouble {
+    pub server: Server,
+    /// `https://127.0.0.1:<port>`.
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl CloudDouble {
+    pub async fn start(env: &TestEnv, federation: &Federation) -> Result<Self, EnvError> {
+        let pki = env
+            .ca_file
+            .parent()
+            .ok_or_else(|| err("no pki"))?
+            .to_path_buf();
+        let python = env.peer_python.clone();
+        let script = repo_root().join("tests/env/doubles/cloud_kms.py");
+        let (issuer, ca) = (env.oidc_issuer.clone(), env.ca_file.clone());
+        let f = federation.clone();
+        let server = Server::start(&format!("{}-kms-double", f.mode), move |port, dir| {
+            let mut command = Command::new(&python);
+            command
+                .arg(&script)
+                .args(["--mode", f.mode, "--port", &port.to_string()])
+                .arg("--cert")
+                .arg(pki.join("registry.crt"))
+                .arg("--key")
+                .arg(pki.join("registry.key"))
+                .arg("--ca")
+                .arg(&ca)
+                .arg("--state")
+                .arg(dir)
+                .args([
+                    "--issuer",
+                    &issuer,
+                    "--audience",
+                    &f.audience,
+                    "--subject",
+                    &f.subject,
+                ])
+                .args(["--key-name", &f.key_name, "--tenant", &f.tenant])
+                .args([
+                    "--client-id",
+                    &f.client_id,
+                    "--service-account",
+                    &f.service_account,
+                ]);
+            command
+        })?;
+        server.wait_listening().await?;
+        let url = server.url.replace("http://", "https://");
+        let ca = std::fs::read(&env.ca_file).map_err(err)?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(err)?)
+            .build()
+            .map_err(err)?;
+        Ok(Self { server, url, http })
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        self.url.trim_start_matches("https://").to_owned()
+    }
+
+    /// Adds a key version; returns its number.
+    pub async fn rotate(&self) -> Result<u64, EnvError> {
+        let answer: Value = self
+            .http
+            .post(format!("{}/_double/rotate", self.url))
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        answer["version"]
+            .as_u64()
+            .ok_or_else(|| err("rotate: no version"))
+    }
+
+    /// A GET with `token` (as the cloud's CLI would export a public key).
+    pub async fn get(&self, path: &str, token: &str) -> Result<Value, EnvError> {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)
+    }
+
+    /// A form POST (token endpoints), its JSON answer.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, EnvError> {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .form(form)
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)
+    }
+}
