@@ -629,3 +629,235 @@ async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_ex
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
 }
+
+#[tokio::test]
+async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_verifies_the_exported_key()
+ {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-gcp-{}", std::process::id());
+    let provider = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
+    let account = "signer@signet-test.iam.gserviceaccount.com";
+    let key = "projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing";
+    let mut kms = CloudDouble::start(
+        env,
+        &Federation {
+            mode: "gcp",
+            audience: provider.to_owned(),
+            subject: format!("system:serviceaccount:{signer_ns}:signet-signer"),
+            key_name: key.to_owned(),
+            tenant: String::new(),
+            client_id: String::new(),
+            service_account: account.to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    let uri = format!("gcpkms://{key}");
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+        "signing": {"kms": {"ref": uri}},
+        "identity": {"gcp": {"serviceAccount": account, "workloadIdentityProvider": provider}}
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+
+    // 1. Outside GKE the operator renders the federation itself: a token for the provider's
+    //    audience and the external-account credential configuration that exchanges it.
+    let (credentials_var, audience) = rendered(
+        &admin,
+        &signer_ns,
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "gcp-identity-token",
+    )
+    .await;
+    assert_eq!(
+        credentials_var,
+        "/var/run/secrets/gcp/config/credentials.json"
+    );
+    assert_eq!(audience, format!("https:{provider}"));
+    let config_map =
+        kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), &signer_ns)
+            .get("signet-signer-config")
+            .await
+            .unwrap();
+    let mut credentials: Value =
+        serde_json::from_str(&config_map.data.unwrap()["gcp-credentials.json"]).unwrap();
+    assert_eq!(credentials["type"], "external_account");
+    assert_eq!(credentials["audience"], provider);
+    assert_eq!(
+        credentials["token_url"],
+        "https://sts.googleapis.com/v1/token"
+    );
+    assert_eq!(
+        credentials["service_account_impersonation_url"],
+        format!(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{account}:generateAccessToken"
+        )
+    );
+
+    // 2. The same configuration with Google's endpoints moved to the double and the token the
+    //    kubelet would project (minted for the signer with the provider's audience).
+    let files = tempdir("gcp-files");
+    let federated = ServiceAccountIdentity::mint(
+        &admin,
+        &signer_ns,
+        "signet-signer",
+        &[&format!("https:{provider}")],
+        3600,
+    )
+    .await
+    .unwrap();
+    let token_file = write_secret_file(&files, "gcp-identity-token", &federated.token);
+    credentials["token_url"] = json!(format!("{}/v1/token", kms.url));
+    credentials["service_account_impersonation_url"] = json!(format!(
+        "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
+        kms.url
+    ));
+    credentials["credential_source"]["file"] = json!(token_file);
+    let credentials_file = write_secret_file(&files, "credentials.json", &credentials.to_string());
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let start = |env: &'static TestEnv, admin: kube::Client| {
+        let (credentials_file, endpoint) = (credentials_file.clone(), kms.url.clone());
+        let identity = identity.clone();
+        async move {
+            OperatorProcess::start_signer_with(
+                env,
+                &admin,
+                &identity,
+                &[
+                    ("GOOGLE_APPLICATION_CREDENTIALS", credentials_file.as_str()),
+                    (
+                        "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS",
+                        endpoint.as_str(),
+                    ),
+                    ("SIGNET_KMS_KEY_TTL", "1"),
+                ],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let signer = start(env, admin.clone()).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "gcp-runs").await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
+    let run = wait_signed(&admin, work.name(), "build-1", log).await;
+
+    // 3. cosign verifies with the key exported from KMS (as `gcloud kms keys versions
+    //    get-public-key`), fetched with a token obtained the same way.
+    let sts = kms
+        .post_form(
+            "/v1/token",
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("audience", provider),
+                ("subject_token", federated.token.as_str()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ],
+        )
+        .await
+        .unwrap();
+    let impersonated: Value = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&env.ca_file).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap()
+        .post(format!(
+            "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
+            kms.url
+        ))
+        .bearer_auth(sts["access_token"].as_str().unwrap())
+        .json(&json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = impersonated["accessToken"].as_str().unwrap().to_owned();
+    let export = |version: u64| {
+        let (kms, token) = (&kms, token.clone());
+        async move {
+            kms.get(
+                &format!("/v1/{key}/cryptoKeyVersions/{version}/publicKey"),
+                &token,
+            )
+            .await
+            .unwrap()["pem"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let v1 = export(1).await;
+    assert_cosign_accepts(env, &v1, &envelope_of(&run, &uid), "slsaprovenance");
+    assert!(
+        !cosign_verify(
+            env,
+            &stack.public_key,
+            &envelope_of(&run, &uid),
+            "slsaprovenance"
+        )
+        .status
+        .success()
+    );
+    assert!(!log().contains(&federated.token));
+
+    // 4. A new key version (no version in the URI: the newest enabled one signs).
+    let version = kms.rotate().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let uid = completed_taskrun(&admin, work.name(), "build-2").await;
+    let run = wait_signed(&admin, work.name(), "build-2", log).await;
+    let v2 = export(version).await;
+    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &v1, &envelope_of(&run, &uid), "slsaprovenance")
+            .status
+            .success()
+    );
+
+    // 5. KMS down mid-burst, then back.
+    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    for (i, name) in burst.iter().enumerate() {
+        completed_taskrun(&admin, work.name(), name).await;
+        if i == 4 {
+            kms.server.stop();
+        }
+    }
+    let (n_signed, n_failed) = outcomes(&admin, work.name(), &burst, &uri, log).await;
+    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    kms.server.restart().await.unwrap();
+    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
+    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
+    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+    eprintln!(
+        "gcp outage: {n_signed} of {} signed, {n_failed} failed",
+        burst.len()
+    );
+
+    // 6. A token for another audience is refused by STS: failed, naming the key and STS.
+    let wrong =
+        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["elsewhere"], 3600)
+            .await
+            .unwrap();
+    drop(signer);
+    std::fs::write(&token_file, &wrong.token).unwrap();
+    let signer = start(env, admin.clone()).await;
+    completed_taskrun(&admin, work.name(), "wrong-audience").await;
+    let reason = assert_fails(&admin, work.name(), "wrong-audience", || signer.log_text()).await;
+    assert!(
+        reason.contains(&uri)
+            && reason.contains("STS token exchange")
+            && reason.contains("audience"),
+        "{reason}"
+    );
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&files);
+}

@@ -23,6 +23,27 @@ use crate::validate::{KEYLESS_TOKEN_PATH, VAULT_TOKEN_PATH, Validated};
 pub const METRICS_PORT: i32 = 9090;
 const AZURE_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
 const AWS_TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+const GCP_TOKEN_DIR: &str = "/var/run/secrets/gcp/tokens";
+const GCP_CONFIG_DIR: &str = "/var/run/secrets/gcp/config";
+/// Key of the signer ConfigMap holding the external-account credential configuration.
+pub const GCP_CREDENTIALS_KEY: &str = "gcp-credentials.json";
+
+/// Google's external-account credential configuration (what `gcloud iam
+/// workload-identity-pools create-cred-config` writes) for the signer's projected token:
+/// exchange it at STS for `provider`, then impersonate `service_account`.
+pub fn gcp_credential_config(provider: &str, service_account: &str) -> String {
+    serde_json::json!({
+        "type": "external_account",
+        "audience": provider,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "credential_source": {"file": format!("{GCP_TOKEN_DIR}/gcp-identity-token")},
+        "service_account_impersonation_url": format!(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{service_account}:generateAccessToken"
+        ),
+    })
+    .to_string()
+}
 const SPIFFE_SOCKET_DIR: &str = "/run/spiffe/sockets";
 
 /// `unix://` address of the SPIFFE Workload API socket inside the pod.
@@ -128,6 +149,36 @@ fn wiring(spec: &SignetConfigSpec) -> Wiring {
             ),
             env("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
         ]);
+    }
+    if let Some(gcp) = &spec.identity.gcp
+        && let Some(provider) = &gcp.workload_identity_provider
+    {
+        // Outside GKE: a token for the provider's default audience and the credential
+        // configuration that exchanges it (kept in the signer ConfigMap).
+        w.volumes.push(projected_token(
+            "gcp-identity-token",
+            &format!("https:{provider}"),
+            "gcp-identity-token",
+        ));
+        w.mounts.push(mount("gcp-identity-token", GCP_TOKEN_DIR));
+        w.volumes.push(Volume {
+            name: "gcp-credentials".to_owned(),
+            config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+                name: names::SIGNER_CONFIG_MAP.to_owned(),
+                items: Some(vec![KeyToPath {
+                    key: GCP_CREDENTIALS_KEY.to_owned(),
+                    path: "credentials.json".to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                ..k8s_openapi::api::core::v1::ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        w.mounts.push(mount("gcp-credentials", GCP_CONFIG_DIR));
+        w.env.push(env(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            &format!("{GCP_CONFIG_DIR}/credentials.json"),
+        ));
     }
     spiffe_wiring(spec, &mut w);
     vault_wiring(spec, &mut w);

@@ -75,7 +75,18 @@ pub fn render_signer_config_map(v: &Validated, inputs: &BuildInputs) -> ConfigMa
             Some(&v.spec.target_namespace),
             inputs,
         ),
-        data: Some(v.signer_config.render()),
+        data: Some({
+            let mut data = v.signer_config.render();
+            if let Some(gcp) = &v.spec.identity.gcp
+                && let Some(provider) = &gcp.workload_identity_provider
+            {
+                data.insert(
+                    deployment::GCP_CREDENTIALS_KEY.to_owned(),
+                    deployment::gcp_credential_config(provider, &gcp.service_account),
+                );
+            }
+            data
+        }),
         ..ConfigMap::default()
     }
 }

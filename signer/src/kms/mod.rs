@@ -15,6 +15,8 @@ pub mod aws;
 #[cfg(feature = "azurekms")]
 pub mod azure;
 pub mod der;
+#[cfg(feature = "gcpkms")]
+pub mod gcp;
 #[cfg(feature = "hashivault")]
 pub mod vault;
 
@@ -82,6 +84,8 @@ pub fn from_config(config: &KmsConfig) -> Made {
         uri: String::new(),
         message: "the kms signer needs signers.kms.kmsref".to_owned(),
     })?;
+    // Used only by providers whose feature is off.
+    #[allow(unused_variables)]
     let not_built = |provider, feature| KmsError::NotBuilt {
         uri: uri.clone(),
         provider,
@@ -96,6 +100,9 @@ pub fn from_config(config: &KmsConfig) -> Made {
         Provider::Aws => Ok(std::sync::Arc::new(aws::Aws::from_config(config)?)),
         #[cfg(not(feature = "awskms"))]
         Provider::Aws => Err(not_built("AWS KMS", "awskms")),
+        #[cfg(feature = "gcpkms")]
+        Provider::Gcp => Ok(std::sync::Arc::new(gcp::Gcp::from_config(config)?)),
+        #[cfg(not(feature = "gcpkms"))]
         Provider::Gcp => Err(not_built("Google Cloud KMS", "gcpkms")),
         #[cfg(feature = "azurekms")]
         Provider::Azure => Ok(std::sync::Arc::new(azure::Azure::from_config(config)?)),

@@ -38,6 +38,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -235,6 +244,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"accessToken": self.issue(), "expireTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))})
         if not self.bearer_ok() or self.headers.get("authorization", "")[7:] in self.server.federated:
             return self.reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "Request had invalid authentication credentials."}})
+        if method == "GET" and path == "/v1/" + a.key_name + "/cryptoKeyVersions":
+            versions = [{"name": a.key_name + "/cryptoKeyVersions/%d" % v, "state": "ENABLED",
+                         "algorithm": "EC_SIGN_P256_SHA256"} for v in range(1, len(self.server.keys.pems) + 1)]
+            versions.sort(key=lambda v: v["name"], reverse=True)
+            return self.reply(200, {"cryptoKeyVersions": versions, "totalSize": len(versions)})
         prefix = "/v1/" + a.key_name + "/cryptoKeyVersions/"
         if not path.startswith(prefix):
             return self.reply(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "CryptoKey %s not found." % path}})
@@ -248,11 +262,16 @@ class Handler(BaseHTTPRequestHandler):
             pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
             return self.reply(200, {"pem": pem, "algorithm": "EC_SIGN_P256_SHA256", "name": name})
         if method == "POST" and action == "asymmetricSign":
-            digest = base64.b64decode(json.loads(body or b"{}").get("digest", {}).get("sha256", ""))
+            request = json.loads(body or b"{}")
+            digest = base64.b64decode(request.get("digest", {}).get("sha256", ""))
             if len(digest) != 32:
                 return self.reply(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "digest.sha256 must be 32 bytes"}})
+            if "digestCrc32c" in request and int(request["digestCrc32c"]) != crc32c(digest):
+                return self.reply(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "digest_crc32c does not match"}})
             signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-            return self.reply(200, {"signature": base64.b64encode(signature).decode(), "name": name})
+            return self.reply(200, {"signature": base64.b64encode(signature).decode(), "name": name,
+                                    "verifiedDigestCrc32c": "digestCrc32c" in request,
+                                    "signatureCrc32c": str(crc32c(signature))})
         return self.reply(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": method + " " + path}})
 
 
