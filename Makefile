@@ -60,6 +60,7 @@ bench:
 	$(CARGO) build --release --workspace --bins --locked
 	$(CARGO) bench -p signet-e2e --bench operator --locked
 	$(CARGO) bench -p signet-e2e --bench signer --locked
+	$(CARGO) bench -p signet-e2e --bench kms --locked
 
 # Regenerates the Go tools modules from tests/env/versions.env.
 tidy:

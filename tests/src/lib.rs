@@ -4,9 +4,11 @@
 //! Only tests use this crate; nothing here is shipped.
 
 pub mod aws;
+pub mod bench;
 pub mod clouds;
 pub mod env;
 pub mod identity;
+pub mod kms_fixtures;
 pub mod measure;
 pub mod namespace;
 pub mod olm;

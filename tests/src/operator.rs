@@ -348,3 +348,18 @@ impl Drop for ConfigCleanup {
         .join();
     }
 }
+
+/// `spec` over `base`, objects merged key by key (how tests layer a change over a base spec).
+pub fn merged(base: &serde_json::Value, spec: &serde_json::Value) -> serde_json::Value {
+    match (base, spec) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(s)) => {
+            let mut out = b.clone();
+            for (k, v) in s {
+                let m = out.get(k).map_or_else(|| v.clone(), |bv| merged(bv, v));
+                out.insert(k.clone(), m);
+            }
+            serde_json::Value::Object(out)
+        }
+        (_, s) => s.clone(),
+    }
+}

@@ -222,20 +222,7 @@ pub struct Stack {
     pub _cleanup: ConfigCleanup,
 }
 
-/// `spec` over `base`, objects merged key by key.
-pub fn merged(base: &Value, spec: &Value) -> Value {
-    match (base, spec) {
-        (Value::Object(b), Value::Object(s)) => {
-            let mut out = b.clone();
-            for (k, v) in s {
-                let m = out.get(k).map_or_else(|| v.clone(), |bv| merged(bv, v));
-                out.insert(k.clone(), m);
-            }
-            Value::Object(out)
-        }
-        (_, s) => s.clone(),
-    }
-}
+pub use signet_e2e::operator::merged;
 
 impl Stack {
     pub async fn up(env: &'static TestEnv, admin: &Client, signer_ns: &str) -> Self {

@@ -1,0 +1,139 @@
+//! `make bench` (KMS part): for each KMS — Vault transit on OpenBao, AWS KMS on local-kms,
+//! and the Azure Key Vault and Google Cloud KMS test doubles — a burst of completed TaskRuns
+//! (`SIGNET_BENCH_KMS_RUNS`, default 300) signed by the release signer with that KMS (one
+//! network signing call per run), as its ServiceAccount with the Deployment's environment.
+//! Prints runs signed per second and completion -> `signed=true` latency per KMS.
+
+// A benchmark program: a failed set-up step aborts it.
+#![allow(
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::too_many_lines
+)]
+
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use serde_json::json;
+use signet_crds::SignetConfig;
+use signet_e2e::bench::phase;
+use signet_e2e::kms_fixtures::{self, KmsFixture};
+use signet_e2e::operator::{
+    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac, merged,
+};
+use signet_e2e::{ServiceAccountIdentity, TestEnv};
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("SIGNET_BENCH_KMS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let env = TestEnv::get();
+    let admin = env.admin_client().expect("admin client");
+    install_crd(&admin).await.expect("CRD");
+    let operator_identity = install_operator_rbac(&admin).await.expect("operator RBAC");
+    let signer_ns = format!("signet-bench-kms-{}", std::process::id());
+    let _cleanup = ConfigCleanup {
+        env,
+        namespaces: vec![signer_ns.clone()],
+    };
+    let operator = OperatorProcess::start(env, &operator_identity).expect("operator");
+    let configs: Api<SignetConfig> = Api::all(admin.clone());
+    let base = json!({"targetNamespace": signer_ns,
+                      "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
+    let mut results = Vec::new();
+    for which in ["vault", "aws", "azure", "gcp"] {
+        let fixture: KmsFixture = match which {
+            "vault" => kms_fixtures::vault(env).await,
+            "aws" => kms_fixtures::aws(env, &admin, &signer_ns).await,
+            "azure" => kms_fixtures::azure(env, &admin, &signer_ns).await,
+            _ => kms_fixtures::gcp(env, &admin, &signer_ns).await,
+        }
+        .expect("KMS fixture");
+        apply_config(&admin, merged(&base, &fixture.spec))
+            .await
+            .expect("SignetConfig");
+        // The operator has rendered this KMS once the signer ConfigMap names it and the
+        // SignetConfig is Ready again.
+        let want = fixture.spec["signing"]["kms"]["ref"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let cms =
+            Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), &signer_ns);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let rendered = cms
+                .get_opt("signet-signer-config")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.data)
+                .and_then(|d| d.get("signers.kms.kmsref").cloned());
+            let ready = configs
+                .get("config")
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Ready" && c.status == signet_crds::ConditionStatus::True
+                    })
+                });
+            if rendered.as_deref() == Some(want.as_str()) && ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{which}: not rendered:\n{}",
+                operator.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+            .await
+            .expect("token");
+        let extra: Vec<(&str, &str)> = fixture
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let signer = OperatorProcess::start_signer_with(env, &admin, &identity, &extra)
+            .await
+            .expect("signer");
+        // Measure signing, not the wait for the previous signer's lease to lapse.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !signer
+            .log_text()
+            .contains("signing TaskRuns and PipelineRuns")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{which}: the signer never led:\n{}",
+                signer.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        results.push(
+            phase(
+                &admin,
+                &signer,
+                format!("{}: burst of {runs}", fixture.label),
+                runs,
+                None,
+                None,
+            )
+            .await,
+        );
+        drop(signer);
+        drop(fixture);
+    }
+    println!(
+        "KMS signing benchmark (release build, 4 workers, one signing call per run; peers on the same 2-core machine)"
+    );
+    for result in &results {
+        result.print();
+    }
+    drop(operator);
+}

@@ -1,0 +1,179 @@
+//! Ready-to-sign KMS set-ups for the benchmark: a started peer with a P-256 signing key, the
+//! SignetConfig fields that point the signer at it, and the environment a pod would get (with
+//! the peer's local endpoints and credential files in place of the cloud's). The end-to-end
+//! tests in `tests/tests/kms.rs` build the same set-ups step by step, checking each.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::aws::{LocalKms, Server, start_sts};
+use crate::clouds::{CloudDouble, Federation};
+use crate::env::{EnvError, TestEnv};
+use crate::identity::ServiceAccountIdentity;
+use crate::vault::OpenBao;
+
+/// A KMS the signer can sign with; the peers stop when it is dropped.
+pub struct KmsFixture {
+    pub label: &'static str,
+    /// SignetConfig `spec` fields (merge over the base spec).
+    pub spec: Value,
+    /// Extra signer environment.
+    pub env: Vec<(String, String)>,
+    _peers: Vec<Box<dyn std::any::Any + Send>>,
+    dir: PathBuf,
+}
+
+impl Drop for KmsFixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch(label: &str) -> Result<PathBuf, EnvError> {
+    let dir = std::env::temp_dir().join(format!(
+        "signet-kms-fixture-{label}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| EnvError::Bundle(e.to_string()))?;
+    Ok(dir)
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> Result<String, EnvError> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| EnvError::Bundle(e.to_string()))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// A projected-style token for the signer's ServiceAccount in `ns` with `audience`, in a file.
+async fn federated_token(
+    admin: &kube::Client,
+    ns: &str,
+    audience: &str,
+    dir: &std::path::Path,
+) -> Result<String, EnvError> {
+    let token = ServiceAccountIdentity::mint(admin, ns, "signet-signer", &[audience], 3600).await?;
+    write(dir, "federated-token", &token.token)
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Vault transit on a real OpenBao server, token-file auth.
+pub async fn vault(env: &TestEnv) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("vault")?;
+    let bao = OpenBao::start(env).await?;
+    bao.signing_key("signet", "ecdsa-p256").await?;
+    let token = write(&dir, "vault-token", &bao.token("signet-sign").await?)?;
+    Ok(KmsFixture {
+        label: "Vault transit (OpenBao 2.7.2, real server)",
+        spec: json!({"signing": {"kms": {"ref": "hashivault://signet",
+                     "auth": {"address": bao.addr, "tokenPath": token}}}}),
+        env: Vec::new(),
+        _peers: vec![Box::new(bao)],
+        dir,
+    })
+}
+
+/// AWS KMS on local-kms, web identity credentials from STS (moto).
+pub async fn aws(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("aws")?;
+    let kms = LocalKms::start(env).await?;
+    kms.signing_key("ECC_NIST_P256", "signet").await?;
+    let sts: Server = start_sts(env).await?;
+    let token = federated_token(admin, ns, "sts.amazonaws.com", &dir).await?;
+    let env = vars(&[
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", &token),
+        ("AWS_ENDPOINT_URL_KMS", &kms.server.url),
+        ("AWS_ENDPOINT_URL_STS", &sts.url),
+    ]);
+    Ok(KmsFixture {
+        label: "AWS KMS (local-kms, real API) + STS web identity (moto)",
+        spec: json!({"signing": {"kms": {"ref": "awskms:///alias/signet"}},
+                     "identity": {"aws": {"roleArn": "arn:aws:iam::111122223333:role/signet-signer"}}}),
+        env,
+        _peers: vec![Box::new(kms), Box::new(sts)],
+        dir,
+    })
+}
+
+/// Azure Key Vault (test double), workload identity.
+pub async fn azure(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("azure")?;
+    let double = CloudDouble::start(
+        env,
+        &Federation {
+            mode: "azure",
+            audience: "api://AzureADTokenExchange".to_owned(),
+            subject: format!("system:serviceaccount:{ns}:signet-signer"),
+            key_name: "signet".to_owned(),
+            tenant: "tenant-1".to_owned(),
+            client_id: "client-1".to_owned(),
+            service_account: String::new(),
+        },
+    )
+    .await?;
+    let token = federated_token(admin, ns, "api://AzureADTokenExchange", &dir).await?;
+    let authority = format!("{}/", double.url);
+    Ok(KmsFixture {
+        label: "Azure Key Vault (test double) + workload identity",
+        spec: json!({"signing": {"kms": {"ref": format!("azurekms://{}/signet", double.host())}},
+                     "identity": {"azure": {"clientId": "client-1", "tenantId": "tenant-1"}}}),
+        env: vars(&[
+            ("AZURE_FEDERATED_TOKEN_FILE", &token),
+            ("AZURE_AUTHORITY_HOST", &authority),
+        ]),
+        _peers: vec![Box::new(double)],
+        dir,
+    })
+}
+
+/// Google Cloud KMS (test double), workload identity federation.
+pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("gcp")?;
+    let provider = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
+    let account = "signer@signet-test.iam.gserviceaccount.com";
+    let key = "projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing";
+    let double = CloudDouble::start(
+        env,
+        &Federation {
+            mode: "gcp",
+            audience: provider.to_owned(),
+            subject: format!("system:serviceaccount:{ns}:signet-signer"),
+            key_name: key.to_owned(),
+            tenant: String::new(),
+            client_id: String::new(),
+            service_account: account.to_owned(),
+        },
+    )
+    .await?;
+    let token = federated_token(admin, ns, &format!("https:{provider}"), &dir).await?;
+    let credentials = json!({
+        "type": "external_account", "audience": provider,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{}/v1/token", double.url),
+        "credential_source": {"file": token},
+        "service_account_impersonation_url": format!(
+            "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken", double.url),
+    });
+    let credentials = write(&dir, "credentials.json", &credentials.to_string())?;
+    Ok(KmsFixture {
+        label: "Google Cloud KMS (test double) + workload identity federation",
+        spec: json!({"signing": {"kms": {"ref": format!("gcpkms://{key}")}},
+                     "identity": {"gcp": {"serviceAccount": account, "workloadIdentityProvider": provider}}}),
+        env: vars(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS", &double.url),
+        ]),
+        _peers: vec![Box::new(double)],
+        dir,
+    })
+}
