@@ -14,6 +14,8 @@ use kube::{Api, Client, Resource};
 use tokio::sync::Semaphore;
 
 use crate::config::SignerConfig;
+use crate::config::{SignerKind, TransparencyMode};
+use crate::keyless;
 use crate::kms::KmsSigners;
 use crate::mark::{Written, hold_or_release, release, write};
 pub use crate::metrics::Metrics;
@@ -22,6 +24,7 @@ use crate::pipeline::{Keys, SignError, Signed, sign_run};
 use crate::queue::{Backlog, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
+use crate::transparency::Rekor;
 
 /// Most queued runs kept as whole watched objects; the rest wait as references.
 const CACHED_OBJECTS: usize = 256;
@@ -292,6 +295,47 @@ async fn dispatch(
     }
 }
 
+/// The annotation that asks for a Rekor upload when `transparency.enabled` is `manual`.
+pub const TRANSPARENCY_UPLOAD: &str = "chains.tekton.dev/transparency-upload";
+
+/// Signs `run` with every key its configuration asks for: the signing Secret's, the KMS key,
+/// and for keyless signing a fresh key and certificate from Fulcio.
+async fn sign(
+    ctx: &Context,
+    run: &Run,
+    children: &[Run],
+    config: &SignerConfig,
+) -> Result<Signed, SignError> {
+    let key = ctx.sources.key();
+    let kms = ctx.kms.signer(&config.kms);
+    let uses_x509 = [
+        config.taskrun.signer,
+        config.pipelinerun.signer,
+        config.oci.signer,
+    ]
+    .contains(&SignerKind::X509);
+    let keyless = if config.x509.fulcio_enabled && uses_x509 {
+        Some(keyless::certificate(ctx.registries.http(), &config.x509).await)
+    } else {
+        None
+    };
+    let keys = Keys {
+        x509: key.as_deref().map_err(Clone::clone),
+        kms: kms
+            .as_ref()
+            .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
+        keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
+    };
+    // Transparency: every run, or (manual) only those annotated for upload.
+    let upload = match config.transparency.mode {
+        TransparencyMode::Enabled => true,
+        TransparencyMode::Manual => run.annotation(TRANSPARENCY_UPLOAD) == Some("true"),
+        TransparencyMode::Disabled => false,
+    };
+    let tlog = upload.then(|| Rekor::new(ctx.registries.http(), &config.transparency.url));
+    sign_run(run, children, config, &keys, tlog.as_ref()).await
+}
+
 /// Signs one run, or records why not. Returns whether to try again (a failure was recorded
 /// and retries remain). Errors talking to the API server are logged; the run stays unsigned
 /// and comes back with the next watch event.
@@ -328,21 +372,10 @@ async fn process(
             message: error.to_string(),
         }),
         (_, Err(error)) => Err(error),
-        (Ok(config), Ok(children)) => {
-            let key = ctx.sources.key();
-            let kms = ctx.kms.signer(&config.kms);
-            let keys = Keys {
-                x509: key.as_deref().map_err(Clone::clone),
-                kms: kms
-                    .as_ref()
-                    .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
-            };
-            let signed = sign_run(&run, &children, &config, &keys).await;
-            match signed {
-                Ok(signed) => store_in_registries(ctx, &run, &config, signed).await,
-                Err(error) => Err(error),
-            }
-        }
+        (Ok(config), Ok(children)) => match sign(ctx, &run, &children, &config).await {
+            Ok(signed) => store_in_registries(ctx, &run, &config, signed).await,
+            Err(error) => Err(error),
+        },
     };
     let rv = obj.metadata.resource_version.clone().unwrap_or_default();
     match outcome {

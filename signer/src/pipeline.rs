@@ -14,16 +14,18 @@ use crate::config::{OciEncoding, SignerConfig, SignerKind, StorageBackend};
 use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
 use crate::extract::extract;
 use crate::formats::statement;
+use crate::keyless::{Ephemeral, KeylessError};
 use crate::keys::{SigningKey, SigningKeyError};
 use crate::kms::{KmsError, RemoteSigner};
 use crate::oci::layout::{
-    BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_TYPE_ANNOTATION, DSSE_ENVELOPE, Layer,
-    PREDICATE_TYPE_ANNOTATION, SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING,
-    dsse_bundle, simple_signing_payload,
+    BUNDLE_ANNOTATION, BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_TYPE_ANNOTATION,
+    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Layer, PREDICATE_TYPE_ANNOTATION,
+    SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING, dsse_bundle, simple_signing_payload,
 };
 use crate::oci::reference::ImageRef;
 use crate::oci::{Kind, Push};
 use crate::run::{ANNOTATION_PREFIX, Run, RunKind, SIGNED};
+use crate::transparency::{Rekor, TransparencyError};
 
 /// Why a run could not be signed and stored. Messages name the run and what failed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -35,6 +37,13 @@ pub enum SignError {
     },
     #[error("failed to sign {run} with {source}")]
     Kms { run: String, source: KmsError },
+    #[error("failed to sign {run}: {source}")]
+    Keyless { run: String, source: KeylessError },
+    #[error("failed to record {run} in the {source}")]
+    Transparency {
+        run: String,
+        source: TransparencyError,
+    },
     #[error("failed to sign {run}: signer {signer} is not implemented by this signer version")]
     SignerNotImplemented { run: String, signer: &'static str },
     #[error(
@@ -59,8 +68,12 @@ impl SignError {
     /// Short machine-readable kind, for the `error_type` metric label.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::Key { .. } | Self::Kms { .. } | Self::SignerNotImplemented { .. } => "signer",
+            Self::Key { .. }
+            | Self::Kms { .. }
+            | Self::Keyless { .. }
+            | Self::SignerNotImplemented { .. } => "signer",
             Self::StorageNotImplemented { .. } | Self::Registry { .. } => "storage",
+            Self::Transparency { .. } => "transparency",
             Self::Other { .. } => "other",
         }
     }
@@ -99,20 +112,36 @@ fn attestation_layer(
     run: &Run,
     config: &SignerConfig,
     envelope_json: &[u8],
-    public_der: &[u8],
+    (public_der, certificate, entry): (
+        &[u8],
+        Option<&(&str, String)>,
+        Option<&crate::transparency::Entry>,
+    ),
     predicate_type: &str,
 ) -> Result<Layer, SignError> {
     if config.storage.oci_encoding == OciEncoding::Dsse {
         return Ok(Layer {
             media_type: DSSE_ENVELOPE,
             data: envelope_json.to_vec(),
-            annotations: BTreeMap::from([
-                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
-                (
-                    PREDICATE_TYPE_ANNOTATION.to_owned(),
-                    predicate_type.to_owned(),
+            annotations: with_bundle(
+                with_certificate(
+                    BTreeMap::from([
+                        (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+                        (
+                            PREDICATE_TYPE_ANNOTATION.to_owned(),
+                            predicate_type.to_owned(),
+                        ),
+                    ]),
+                    certificate,
                 ),
-            ]),
+                entry,
+            ),
+        });
+    }
+    if certificate.is_some() || entry.is_some() {
+        return Err(SignError::SignerNotImplemented {
+            run: run.id(),
+            signer: "keyless or transparency with storage.oci.encoding sigstore-bundle",
         });
     }
     let bundle = dsse_bundle(envelope_json, public_der).map_err(|message| SignError::Other {
@@ -135,6 +164,100 @@ fn attestation_layer(
     })
 }
 
+/// Chains' annotations for a run's attestation in `tekton` storage: payload, signature, and
+/// the certificate and chain when signed keyless.
+fn tekton_annotations(
+    run: &Run,
+    payload: &[u8],
+    envelope_json: &[u8],
+    certificate: Option<&(&str, String)>,
+) -> Vec<(String, String)> {
+    let key = run.storage_key();
+    [
+        ("payload", STANDARD.encode(payload)),
+        ("signature", STANDARD.encode(envelope_json)),
+        (
+            "cert",
+            certificate.map_or_else(String::new, |(c, _)| (*c).to_owned()),
+        ),
+        (
+            "chain",
+            certificate.map_or_else(String::new, |(_, c)| c.clone()),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value)| (format!("{ANNOTATION_PREFIX}{name}-{key}"), value))
+    .collect()
+}
+
+/// The DSSE envelope (JSON) of `payload`, signed with `key` (unsigned for the `none` signer).
+async fn signed_envelope(
+    run: &Run,
+    key: Option<Key<'_>>,
+    payload: &[u8],
+) -> Result<Vec<u8>, SignError> {
+    let envelope = match key {
+        Some(key) => {
+            let signature = key.sign(run, &pae(IN_TOTO_PAYLOAD_TYPE, payload)).await?;
+            Envelope::with_signature(IN_TOTO_PAYLOAD_TYPE, payload, "", &signature)
+        }
+        None => Envelope {
+            payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
+            payload: STANDARD.encode(payload),
+            signatures: Vec::new(),
+        },
+    };
+    serde_json::to_vec(&envelope).map_err(|e| SignError::Other {
+        run: run.id(),
+        message: e.to_string(),
+    })
+}
+
+/// The run's attestation as a `dsse` entry in the transparency log, when one is in use and
+/// the attestation is signed.
+async fn record_attestation(
+    run: &Run,
+    tlog: Option<&Rekor>,
+    key: Option<Key<'_>>,
+    certificate: Option<&(&str, String)>,
+    envelope_json: &[u8],
+) -> Result<Option<crate::transparency::Entry>, SignError> {
+    let (Some(tlog), Some(key)) = (tlog, key) else {
+        return Ok(None);
+    };
+    let verifier = key.verifier_pem(run, certificate).await?;
+    tlog.dsse(envelope_json, &verifier)
+        .await
+        .map(Some)
+        .map_err(|source| SignError::Transparency {
+            run: run.id(),
+            source,
+        })
+}
+
+/// `annotations` plus cosign's bundle annotation when the signature is in a transparency log.
+fn with_bundle(
+    mut annotations: BTreeMap<String, String>,
+    entry: Option<&crate::transparency::Entry>,
+) -> BTreeMap<String, String> {
+    if let Some(entry) = entry {
+        annotations.insert(BUNDLE_ANNOTATION.to_owned(), entry.bundle());
+    }
+    annotations
+}
+
+/// `annotations` plus cosign's certificate and chain annotations when signed keyless.
+fn with_certificate(
+    mut annotations: BTreeMap<String, String>,
+    certificate: Option<&(&str, String)>,
+) -> BTreeMap<String, String> {
+    if let Some((leaf, chain)) = certificate {
+        annotations.insert(CERTIFICATE_ANNOTATION.to_owned(), (*leaf).to_owned());
+        annotations.insert(CHAIN_ANNOTATION.to_owned(), chain.clone());
+    }
+    annotations
+}
+
 /// Where `image`'s `.sig` and `.att` go: next to it, or in `storage.oci.repository`.
 fn stored_at(run: &Run, config: &SignerConfig, image: &ImageRef) -> Result<ImageRef, SignError> {
     match &config.storage.oci_repository {
@@ -152,13 +275,34 @@ async fn sign_images(
     run: &Run,
     config: &SignerConfig,
     images: &[ImageRef],
-    key: Key<'_>,
+    (key, certificate, tlog): (Key<'_>, Option<&(&str, String)>, Option<&Rekor>),
     out: &mut Signed,
 ) -> Result<(), SignError> {
     for image in images {
         let payload = simple_signing_payload(image);
-        let signature = key.sign(run, &payload).await?;
-        let signature = STANDARD.encode(signature);
+        let raw_signature = key.sign(run, &payload).await?;
+        let signature = STANDARD.encode(&raw_signature);
+        let hex = image.digest.trim_start_matches("sha256:");
+        let short = &hex[..12.min(hex.len())];
+        // Recorded per image, so that a run's entries do not overwrite each other.
+        let entry = match tlog {
+            Some(tlog) => {
+                let verifier = key.verifier_pem(run, certificate).await?;
+                let entry = tlog
+                    .hashedrekord(&payload, &raw_signature, &verifier)
+                    .await
+                    .map_err(|source| SignError::Transparency {
+                        run: run.id(),
+                        source,
+                    })?;
+                out.annotations.insert(
+                    format!("{ANNOTATION_PREFIX}transparency-{short}"),
+                    entry.address(&tlog.url),
+                );
+                Some(entry)
+            }
+            None => None,
+        };
         for backend in &config.oci.storage {
             match backend {
                 StorageBackend::Oci => out.pushes.push(Push {
@@ -168,21 +312,25 @@ async fn sign_images(
                     layer: Layer {
                         media_type: SIMPLE_SIGNING,
                         data: payload.clone(),
-                        annotations: BTreeMap::from([(
-                            SIGNATURE_ANNOTATION.to_owned(),
-                            signature.clone(),
-                        )]),
+                        annotations: with_bundle(
+                            with_certificate(
+                                BTreeMap::from([(
+                                    SIGNATURE_ANNOTATION.to_owned(),
+                                    signature.clone(),
+                                )]),
+                                certificate,
+                            ),
+                            entry.as_ref(),
+                        ),
                     },
                 }),
                 StorageBackend::Tekton => {
-                    let hex = image.digest.trim_start_matches("sha256:");
-                    let key = &hex[..12.min(hex.len())];
                     out.annotations.insert(
-                        format!("{ANNOTATION_PREFIX}payload-{key}"),
+                        format!("{ANNOTATION_PREFIX}payload-{short}"),
                         STANDARD.encode(&payload),
                     );
                     out.annotations.insert(
-                        format!("{ANNOTATION_PREFIX}signature-{key}"),
+                        format!("{ANNOTATION_PREFIX}signature-{short}"),
                         signature.clone(),
                     );
                 }
@@ -219,6 +367,34 @@ impl Key<'_> {
         }
     }
 
+    /// What a verifier (Rekor) checks this key's signatures with: the certificate when keyless,
+    /// else the public key (PEM).
+    async fn verifier_pem(
+        self,
+        run: &Run,
+        certificate: Option<&(&str, String)>,
+    ) -> Result<String, SignError> {
+        if let Some((leaf, _)) = certificate {
+            return Ok((*leaf).to_owned());
+        }
+        match self {
+            Key::Local(key) => Ok(key.public_pem.clone()),
+            Key::Remote(_) => {
+                let der = self.public_der(run).await?;
+                let b64 = STANDARD.encode(der);
+                let lines: Vec<&str> = b64
+                    .as_bytes()
+                    .chunks(64)
+                    .filter_map(|c| std::str::from_utf8(c).ok())
+                    .collect();
+                Ok(format!(
+                    "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                    lines.join("\n")
+                ))
+            }
+        }
+    }
+
     async fn public_der(self, run: &Run) -> Result<Vec<u8>, SignError> {
         match self {
             Key::Local(key) => Ok(key.public_der()),
@@ -236,6 +412,18 @@ impl Key<'_> {
 pub struct Keys<'a> {
     pub x509: Result<&'a SigningKey, std::sync::Arc<SigningKeyError>>,
     pub kms: Option<Result<&'a dyn RemoteSigner, KmsError>>,
+    /// With `signers.x509.fulcio.enabled`: this run's key and certificate (or why not).
+    pub keyless: Option<Result<&'a Ephemeral, KeylessError>>,
+}
+
+impl Keys<'_> {
+    /// The certificate and chain (PEM) that go with `x509` signatures: Fulcio's, when keyless.
+    fn certificate(&self, config: &SignerConfig) -> Option<(&str, String)> {
+        match &self.keyless {
+            Some(Ok(e)) if config.x509.fulcio_enabled => Some((e.certificate(), e.chain_pem())),
+            _ => None,
+        }
+    }
 }
 
 /// The key `kind` signs with: `None` for `none`; an error for signers not implemented yet
@@ -247,10 +435,17 @@ fn signer_of<'k>(
     keys: &Keys<'k>,
 ) -> Result<Option<Key<'k>>, SignError> {
     match kind {
-        SignerKind::X509 if config.x509.fulcio_enabled => Err(SignError::SignerNotImplemented {
-            run: run.id(),
-            signer: "x509 (keyless, Fulcio)",
-        }),
+        SignerKind::X509 if config.x509.fulcio_enabled => match &keys.keyless {
+            Some(Ok(ephemeral)) => Ok(Some(Key::Local(&ephemeral.key))),
+            Some(Err(source)) => Err(SignError::Keyless {
+                run: run.id(),
+                source: source.clone(),
+            }),
+            None => Err(SignError::Other {
+                run: run.id(),
+                message: "keyless signing has no certificate".to_owned(),
+            }),
+        },
         SignerKind::X509 => keys
             .x509
             .clone()
@@ -282,6 +477,7 @@ pub async fn sign_run(
     children: &[Run],
     config: &SignerConfig,
     keys: &Keys<'_>,
+    tlog: Option<&Rekor>,
 ) -> Result<Signed, SignError> {
     let artifact = match run.kind {
         RunKind::TaskRun => &config.taskrun,
@@ -294,41 +490,37 @@ pub async fn sign_run(
     })?;
     let signer = |kind: SignerKind| signer_of(run, config, kind, keys);
     let run_key = signer(artifact.signer)?;
-    let envelope = match run_key {
-        Some(key) => {
-            let signature = key.sign(run, &pae(IN_TOTO_PAYLOAD_TYPE, &payload)).await?;
-            Envelope::with_signature(IN_TOTO_PAYLOAD_TYPE, &payload, "", &signature)
-        }
-        None => Envelope {
-            payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
-            payload: STANDARD.encode(&payload),
-            signatures: Vec::new(),
-        },
-    };
-    let envelope_json = serde_json::to_vec(&envelope).map_err(|e| SignError::Other {
-        run: run.id(),
-        message: e.to_string(),
-    })?;
+    let keyless = keys.certificate(config);
+    let run_certificate = keyless
+        .as_ref()
+        .filter(|_| artifact.signer == SignerKind::X509);
+    let envelope_json = signed_envelope(run, run_key, &payload).await?;
+    let entry = record_attestation(run, tlog, run_key, run_certificate, &envelope_json).await?;
     let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
     let images = images_of(run, children, deep)?;
     let stored_at = |image: &ImageRef| stored_at(run, config, image);
     let mut out = Signed {
-        annotations: BTreeMap::new(),
+        annotations: entry
+            .as_ref()
+            .zip(tlog)
+            .map(|(e, tlog)| {
+                BTreeMap::from([(
+                    format!("{ANNOTATION_PREFIX}transparency"),
+                    e.address(&tlog.url),
+                )])
+            })
+            .unwrap_or_default(),
         pushes: Vec::new(),
     };
     for backend in &artifact.storage {
         match backend {
             StorageBackend::Tekton => {
-                let key = run.storage_key();
-                for (name, value) in [
-                    ("payload", STANDARD.encode(&payload)),
-                    ("signature", STANDARD.encode(&envelope_json)),
-                    ("cert", String::new()),
-                    ("chain", String::new()),
-                ] {
-                    out.annotations
-                        .insert(format!("{ANNOTATION_PREFIX}{name}-{key}"), value);
-                }
+                out.annotations.extend(tekton_annotations(
+                    run,
+                    &payload,
+                    &envelope_json,
+                    run_certificate,
+                ));
             }
             // One attestation per image subject, in the image's `.att`.
             StorageBackend::Oci => {
@@ -339,8 +531,13 @@ pub async fn sign_run(
                     }
                     _ => Vec::new(),
                 };
-                let layer =
-                    attestation_layer(run, config, &envelope_json, &public_der, predicate_type)?;
+                let layer = attestation_layer(
+                    run,
+                    config,
+                    &envelope_json,
+                    (&public_der, run_certificate, entry.as_ref()),
+                    predicate_type,
+                )?;
                 for image in &images {
                     out.pushes.push(Push {
                         image: image.clone(),
@@ -366,7 +563,10 @@ pub async fn sign_run(
         && !config.oci.storage.is_empty()
         && let Some(key) = signer(config.oci.signer)?
     {
-        sign_images(run, config, &images, key, &mut out).await?;
+        let certificate = keyless
+            .as_ref()
+            .filter(|_| config.oci.signer == SignerKind::X509);
+        sign_images(run, config, &images, (key, certificate, tlog), &mut out).await?;
     }
     out.annotations.insert(SIGNED.to_owned(), "true".to_owned());
     Ok(out)
@@ -391,6 +591,7 @@ mod tests {
         Keys {
             x509: Ok(key),
             kms: None,
+            keyless: None,
         }
     }
 
@@ -413,17 +614,23 @@ mod tests {
             RunKind::PipelineRun,
             json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
         );
-        let out = sign_run(&pipelinerun, &[], &SignerConfig::default(), &local(&key))
-            .await
-            .unwrap()
-            .annotations;
+        let out = sign_run(
+            &pipelinerun,
+            &[],
+            &SignerConfig::default(),
+            &local(&key),
+            None,
+        )
+        .await
+        .unwrap()
+        .annotations;
         assert!(out.contains_key("chains.tekton.dev/signature-pipelinerun-u"));
     }
 
     #[tokio::test]
     async fn default_config_stores_a_signed_envelope_on_the_run() {
         let key = key();
-        let out = sign_run(&run(), &[], &SignerConfig::default(), &local(&key))
+        let out = sign_run(&run(), &[], &SignerConfig::default(), &local(&key), None)
             .await
             .unwrap()
             .annotations;
@@ -447,20 +654,33 @@ mod tests {
         let key = key();
         let mut config = SignerConfig::default();
         config.x509.fulcio_enabled = true;
+        // Keyless without a certificate (Fulcio refused, or none was asked for) never signs
+        // with the Secret's key instead.
+        let refused = Keys {
+            x509: Ok(&key),
+            kms: None,
+            keyless: Some(Err(KeylessError::Token("no token".to_owned()))),
+        };
         assert!(matches!(
-            sign_run(&run(), &[], &config, &local(&key)).await,
-            Err(SignError::SignerNotImplemented { .. })
+            sign_run(&run(), &[], &config, &refused, None).await,
+            Err(SignError::Keyless { .. })
+        ));
+        assert!(matches!(
+            sign_run(&run(), &[], &config, &local(&key), None).await,
+            Err(SignError::Other { .. })
         ));
         config = SignerConfig::default();
         config.taskrun.format = ArtifactFormat::SlsaV2Alpha4;
         assert!(
-            sign_run(&run(), &[], &config, &local(&key)).await.is_ok(),
+            sign_run(&run(), &[], &config, &local(&key), None)
+                .await
+                .is_ok(),
             "SLSA v1.0 is implemented for TaskRuns"
         );
         let mut config = SignerConfig::default();
         config.taskrun.storage.insert(StorageBackend::Gcs);
         assert!(matches!(
-            sign_run(&run(), &[], &config, &local(&key)).await,
+            sign_run(&run(), &[], &config, &local(&key), None).await,
             Err(SignError::StorageNotImplemented { .. })
         ));
         let missing = std::sync::Arc::new(SigningKeyError::Missing {
@@ -473,8 +693,10 @@ mod tests {
                 &SignerConfig::default(),
                 &Keys {
                     x509: Err(missing),
-                    kms: None
-                }
+                    kms: None,
+                    keyless: None,
+                },
+                None,
             )
             .await,
             Err(SignError::Key { .. })

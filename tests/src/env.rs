@@ -76,6 +76,12 @@ pub struct TestEnv {
     pub referrers_registry: String,
     /// Directory with OLM's `opm`, `operator-verify` and `bundle-validate`.
     pub olm_bin: PathBuf,
+    /// Fulcio (tests start their own: `crate::sigstore`).
+    pub fulcio: PathBuf,
+    /// Rekor's and Trillian's binaries, Trillian's gRPC address and Rekor's MySQL index DSN.
+    pub rekor_bin: PathBuf,
+    pub trillian: String,
+    pub rekor_index_dsn: String,
     /// OpenBao's `bao` binary (tests start their own servers: `crate::vault`).
     pub bao: PathBuf,
     /// local-kms (AWS KMS's API) and moto's server (for STS), started by tests: `crate::aws`.
@@ -166,6 +172,10 @@ impl TestEnv {
             referrers_registry: get("SIGNET_REFERRERS_REGISTRY")?,
             olm_bin: PathBuf::from(get("SIGNET_OLM_BIN")?),
             bao: PathBuf::from(get("SIGNET_BAO")?),
+            fulcio: PathBuf::from(get("SIGNET_FULCIO")?),
+            rekor_bin: PathBuf::from(get("SIGNET_REKOR_BIN")?),
+            trillian: get("SIGNET_TRILLIAN")?,
+            rekor_index_dsn: get("SIGNET_REKOR_INDEX_DSN")?,
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),
             moto_server: PathBuf::from(get("SIGNET_MOTO_SERVER")?),
             peer_python: PathBuf::from(get("SIGNET_PEER_PYTHON")?),

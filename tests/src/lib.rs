@@ -14,6 +14,7 @@ pub mod namespace;
 pub mod olm;
 pub mod operator;
 pub mod registry;
+pub mod sigstore;
 pub mod vault;
 
 pub use env::TestEnv;

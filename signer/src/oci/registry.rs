@@ -33,6 +33,11 @@ impl Clients {
         Self::trusting(None)
     }
 
+    /// The TLS-verifying client (for other HTTPS services: Fulcio, Rekor).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.verified
+    }
+
     /// Clients that also trust the CA certificates in `pem` (beyond the system roots).
     pub fn trusting(pem: Option<&[u8]>) -> Result<Self, reqwest::Error> {
         let extra = pem.map(reqwest::Certificate::from_pem_bundle).transpose()?;

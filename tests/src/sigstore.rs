@@ -1,0 +1,194 @@
+//! Sigstore peers a test starts for itself: Fulcio (`--ca ephemeralca`, no CT log) trusting
+//! the test API server as a `kubernetes` OIDC issuer. It starts after the API server, as
+//! Fulcio skips issuers whose discovery fails at start.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::aws::Server;
+use crate::env::{EnvError, TestEnv};
+
+fn err(message: impl std::fmt::Display) -> EnvError {
+    EnvError::Bundle(format!("Fulcio: {message}"))
+}
+
+/// A running Fulcio.
+pub struct Fulcio {
+    pub server: Server,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Fulcio {
+    /// Starts Fulcio with the cluster's issuer and `audience` as its client id.
+    pub async fn start(env: &TestEnv, audience: &str) -> Result<Self, EnvError> {
+        let binary = env.fulcio.clone();
+        let (issuer, ca) = (env.oidc_issuer.clone(), env.ca_file.clone());
+        let audience = audience.to_owned();
+        let server = Server::start("fulcio", move |port, dir| {
+            let config = dir.join("config.yaml");
+            let _ = std::fs::write(
+                &config,
+                format!(
+                    "OIDCIssuers:\n  {issuer}:\n    IssuerURL: {issuer}\n    ClientID: {audience}\n    Type: kubernetes\n"
+                ),
+            );
+            let grpc = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_or(0, |a| a.port());
+            let mut command = Command::new(&binary);
+            command
+                .args(["serve", "--ca", "ephemeralca", "--ct-log-url", ""])
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--grpc-host", "127.0.0.1", "--grpc-port", &grpc.to_string()])
+                .arg("--config-path")
+                .arg(&config)
+                // Fulcio fetches the issuer's discovery document and keys over TLS.
+                .env("SSL_CERT_FILE", &ca)
+                .env("HOME", dir);
+            command
+        })?;
+        server.wait_listening().await?;
+        let url = server.url.clone();
+        let fulcio = Self { server, url };
+        // Ready once it serves its trust bundle.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while fulcio.trust_bundle().await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(err(format!("no trust bundle: {}", fulcio.server.log())));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(fulcio)
+    }
+
+    /// The CA chain (PEM) Fulcio issues under: what verifiers must trust.
+    pub async fn trust_bundle(&self) -> Result<String, EnvError> {
+        let body: Value = reqwest::get(format!("{}/api/v2/trustBundle", self.url))
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        let chain = body["chains"][0]["certificates"]
+            .as_array()
+            .ok_or_else(|| err(format!("trust bundle: {body}")))?;
+        Ok(chain
+            .iter()
+            .filter_map(Value::as_str)
+            .fold(String::new(), |mut out, pem| {
+                out.push_str(pem.trim_end());
+                out.push('\n');
+                out
+            }))
+    }
+}
+
+/// A running Rekor v1 server on a Trillian tree of its own (Trillian and MariaDB are shared,
+/// started by tests/env/up).
+pub struct Rekor {
+    pub server: Server,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Rekor {
+    pub async fn start(env: &TestEnv) -> Result<Self, EnvError> {
+        let out = Command::new(env.rekor_bin.join("createtree"))
+            .args([
+                "--admin_server",
+                &env.trillian,
+                "--display_name",
+                "signet-test",
+            ])
+            .output()
+            .map_err(err)?;
+        let tree = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() || tree.is_empty() {
+            return Err(err(format!(
+                "createtree: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let (host, port) = env
+            .trillian
+            .rsplit_once(':')
+            .ok_or_else(|| err("SIGNET_TRILLIAN has no port"))?;
+        let (binary, dsn) = (
+            env.rekor_bin.join("rekor-server"),
+            env.rekor_index_dsn.clone(),
+        );
+        let (host, trillian_port) = (host.to_owned(), port.to_owned());
+        let server = Server::start("rekor", move |port, dir| {
+            let mut command = Command::new(&binary);
+            command
+                .arg("serve")
+                .args([
+                    "--rekor_server.address",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                ])
+                .args([
+                    "--rekor_server.hostname",
+                    "127.0.0.1",
+                    "--rekor_server.signer",
+                    "memory",
+                ])
+                .args(["--trillian_log_server.address", &host])
+                .args(["--trillian_log_server.port", &trillian_port])
+                .args(["--trillian_log_server.tlog_id", &tree])
+                .args(["--search_index.storage_provider", "mysql"])
+                .args(["--search_index.mysql.dsn", &dsn])
+                .args(["--enable_retrieve_api=true", "--log_type", "prod"])
+                .env("HOME", dir);
+            command
+        })?;
+        server.wait_listening().await?;
+        let url = server.url.clone();
+        let rekor = Self { server, url };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rekor.public_key().await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(err(format!(
+                    "Rekor never served its key: {}",
+                    rekor.server.log()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(rekor)
+    }
+
+    /// The log's public key (PEM), which verifiers trust.
+    pub async fn public_key(&self) -> Result<String, EnvError> {
+        let response = reqwest::get(format!("{}/api/v1/log/publicKey", self.url))
+            .await
+            .map_err(err)?;
+        if !response.status().is_success() {
+            return Err(err(response.status()));
+        }
+        response.text().await.map_err(err)
+    }
+
+    /// Entry uuids whose artifact hash is `sha256:<hex>` (Rekor's search API).
+    pub async fn search(&self, digest: &str) -> Result<Vec<String>, EnvError> {
+        let client = reqwest::Client::new();
+        let answer: Value = client
+            .post(format!("{}/api/v1/index/retrieve", self.url))
+            .json(&serde_json::json!({"hash": digest}))
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        Ok(answer
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect())
+    }
+}

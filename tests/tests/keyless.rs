@@ -1,0 +1,240 @@
+//! Keyless signing through a real Fulcio that trusts the test API server as its OIDC issuer:
+//! the signer proves its identity with a ServiceAccount token, signs with a fresh key per run,
+//! stores the certificate next to each signature, and the real cosign verifies the image and
+//! its provenance against the certificate identity Fulcio put in the SAN.
+
+// Test code: a failed unwrap is a failed test; each test is one ordered scenario.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod common;
+
+use common::{
+    FINISHED, STACK, Stack, assert_fails, assert_ok, build_run, cosign_registry, wait_signed,
+};
+use serde_json::{Value, json};
+use signet_e2e::registry::{give_registry_login, push_random_image};
+use signet_e2e::sigstore::Fulcio;
+use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "signet-keyless-{name}-{}-{}",
+        std::process::id(),
+        common::rand_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The URI SANs of a PEM certificate (openssl's text form).
+fn uri_sans(pem: &str) -> String {
+    let dir = scratch("cert");
+    std::fs::write(dir.join("cert.pem"), pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(dir.join("cert.pem"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let mut fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+    let signer_ns = format!("signet-e2e-keyless-{}", std::process::id());
+    let keyless = json!({"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer});
+    let base = json!({"signing": {"keyless": keyless},
+                      "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]},
+                                    "oci": {"storage": ["oci"]}}});
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+
+    // 1. The operator projects a token for Fulcio's audience and points the signer at it.
+    let deployment =
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), &signer_ns)
+            .get("signet-signer")
+            .await
+            .unwrap();
+    let pod = serde_json::to_value(&deployment.spec.template.spec).unwrap();
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "oidc-token")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "sigstore"
+    );
+    common::wait_rendered(
+        &admin,
+        &signer_ns,
+        "signers.x509.identity.token.file",
+        "/var/run/sigstore/cosign/oidc-token",
+    )
+    .await;
+
+    // 2. Locally the token the kubelet would project lives in a file of ours.
+    let files = scratch("files");
+    let token =
+        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["sigstore"], 3600)
+            .await
+            .unwrap();
+    let token_file = files.join("oidc-token");
+    std::fs::write(&token_file, &token.token).unwrap();
+    let with_token = |file: &std::path::Path| {
+        common::merged(
+            &json!({"targetNamespace": signer_ns}),
+            &json!({"signing": {"keyless": {"tokenPath": file.to_str().unwrap()}}}),
+        )
+    };
+    stack.apply(with_token(&token_file)).await;
+    common::wait_rendered(
+        &admin,
+        &signer_ns,
+        "signers.x509.identity.token.file",
+        token_file.to_str().unwrap(),
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "keyless-runs").await.unwrap();
+    give_registry_login(&admin, env, work.name(), "default")
+        .await
+        .unwrap();
+    let repo = format!("keyless/app-{}", common::rand_nanos());
+    let digest = push_random_image(env, &repo, "v1").await.unwrap();
+    let image = format!("{}/{repo}", env.registry);
+    let uid = build_run(
+        &admin,
+        work.name(),
+        "build",
+        &format!("{image}:v1"),
+        &digest,
+        None,
+        FINISHED,
+    )
+    .await;
+    let run = wait_signed(&admin, work.name(), "build", log).await;
+    let annotations = &run["metadata"]["annotations"];
+
+    // 3. The certificate names the signer's ServiceAccount the way Fulcio does for a
+    //    kubernetes issuer, and is stored with the signature.
+    let identity =
+        format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/signet-signer");
+    let cert = annotations[format!("chains.tekton.dev/cert-taskrun-{uid}")]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+    let sans = uri_sans(&cert);
+    assert!(sans.contains(&format!("URI:{identity}")), "{sans}");
+    let chain = annotations[format!("chains.tekton.dev/chain-taskrun-{uid}")]
+        .as_str()
+        .unwrap();
+    assert!(chain.contains("BEGIN CERTIFICATE"), "no chain stored");
+
+    // 4. cosign verifies image and provenance against that identity and issuer, trusting
+    //    only this Fulcio (no CT log and no Rekor here: SCT and tlog checks are skipped).
+    let bundle = fulcio.trust_bundle().await.unwrap();
+    std::fs::write(files.join("fulcio.pem"), &bundle).unwrap();
+    let trusted_root = files.join("trusted_root.json");
+    let out = cosign_registry(
+        env,
+        &[
+            "trusted-root",
+            "create",
+            "--fulcio",
+            &format!(
+                "url={},certificate-chain={}",
+                fulcio.url,
+                files.join("fulcio.pem").display()
+            ),
+            "--out",
+            trusted_root.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ok(&out, "cosign trusted-root create");
+    let pinned = format!("{image}@{digest}");
+    let verify = |command: &str, identity: &str, extra: &[&str]| {
+        let mut args = vec![
+            command,
+            "--trusted-root",
+            trusted_root.to_str().unwrap(),
+            "--certificate-identity",
+            identity,
+            "--certificate-oidc-issuer",
+            env.oidc_issuer.as_str(),
+            "--insecure-ignore-sct",
+            "--insecure-ignore-tlog=true",
+        ];
+        args.extend_from_slice(extra);
+        args.push(pinned.as_str());
+        cosign_registry(env, &args, &[])
+    };
+    assert_ok(&verify("verify", &identity, &[]), "cosign verify (keyless)");
+    assert_ok(
+        &verify(
+            "verify-attestation",
+            &identity,
+            &["--type", "slsaprovenance1"],
+        ),
+        "cosign verify-attestation (keyless)",
+    );
+    let other =
+        format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/someone-else");
+    assert!(
+        !verify("verify", &other, &[]).status.success(),
+        "cosign accepted another identity"
+    );
+    // Every run gets a key and certificate of its own.
+    let uid2 = common::completed_taskrun(&admin, work.name(), "second").await;
+    let second = wait_signed(&admin, work.name(), "second", log).await;
+    let cert2 = second["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid2}")]
+        .as_str()
+        .unwrap();
+    assert_ne!(cert2, cert, "two runs share a certificate");
+    assert!(
+        !log().contains(&token.token),
+        "the identity token is in the signer log"
+    );
+
+    // 5. A token for another audience: Fulcio refuses it; the run ends failed naming Fulcio.
+    let wrong =
+        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["elsewhere"], 3600)
+            .await
+            .unwrap();
+    std::fs::write(&token_file, &wrong.token).unwrap();
+    common::completed_taskrun(&admin, work.name(), "wrong-audience").await;
+    let reason = assert_fails(&admin, work.name(), "wrong-audience", log).await;
+    assert!(
+        reason.contains("Fulcio") && reason.contains(&fulcio.url),
+        "{reason}"
+    );
+    assert!(!reason.contains(&wrong.token));
+
+    // 6. Fulcio down: failed, naming it; back up (a new CA: ephemeral) signs again.
+    std::fs::write(&token_file, &token.token).unwrap();
+    fulcio.server.stop();
+    common::completed_taskrun(&admin, work.name(), "fulcio-down").await;
+    let reason = assert_fails(&admin, work.name(), "fulcio-down", log).await;
+    assert!(reason.contains(&fulcio.url), "{reason}");
+    fulcio.server.restart().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let uid3 = common::completed_taskrun(&admin, work.name(), "fulcio-back").await;
+    let back = wait_signed(&admin, work.name(), "fulcio-back", log).await;
+    let cert3: Value =
+        back["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid3}")].clone();
+    assert!(
+        cert3
+            .as_str()
+            .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
+    );
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&files);
+}
