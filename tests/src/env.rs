@@ -147,9 +147,15 @@ impl TestEnv {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once('='))
             .collect();
+        // Values are shell words: a value with shell syntax in it is single-quoted.
         let get = |key: &'static str| {
             vars.get(key)
-                .map(|v| (*v).to_owned())
+                .map(|v| {
+                    v.strip_prefix('\'')
+                        .and_then(|v| v.strip_suffix('\''))
+                        .unwrap_or(v)
+                        .to_owned()
+                })
                 .ok_or_else(|| EnvError::Missing {
                     key,
                     path: path.to_owned(),

@@ -31,7 +31,7 @@ impl Fulcio {
             let _ = std::fs::write(
                 &config,
                 format!(
-                    "OIDCIssuers:\n  {issuer}:\n    IssuerURL: {issuer}\n    ClientID: {audience}\n    Type: kubernetes\n"
+                    "oidc-issuers:\n  {issuer}:\n    issuer-url: {issuer}\n    client-id: {audience}\n    type: kubernetes\n"
                 ),
             );
             let grpc = std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,7 +1,8 @@
-//! Keyless signing through a real Fulcio that trusts the test API server as its OIDC issuer:
-//! the signer proves its identity with a ServiceAccount token, signs with a fresh key per run,
-//! stores the certificate next to each signature, and the real cosign verifies the image and
-//! its provenance against the certificate identity Fulcio put in the SAN.
+//! Keyless signing through a real Fulcio that trusts the test API server as its OIDC issuer,
+//! recorded in a real Rekor v1 (on Trillian and MariaDB): the signer proves its identity with
+//! a ServiceAccount token, signs with a fresh key per run, stores the certificate next to each
+//! signature and uploads each signature to the log, and the real cosign verifies image and
+//! provenance against the certificate identity Fulcio put in the SAN and the log's entries.
 
 // Test code: a failed unwrap is a failed test; each test is one ordered scenario.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
@@ -13,7 +14,7 @@ use common::{
 };
 use serde_json::{Value, json};
 use signet_e2e::registry::{give_registry_login, push_random_image};
-use signet_e2e::sigstore::Fulcio;
+use signet_e2e::sigstore::{Fulcio, Rekor};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
 fn scratch(name: &str) -> std::path::PathBuf {
@@ -45,9 +46,11 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     let env = TestEnv::get();
     let admin = env.admin_client().unwrap();
     let mut fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+    let mut rekor = Rekor::start(env).await.unwrap();
     let signer_ns = format!("signet-e2e-keyless-{}", std::process::id());
     let keyless = json!({"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer});
     let base = json!({"signing": {"keyless": keyless},
+                      "transparency": {"mode": "enabled", "url": rekor.url},
                       "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]},
                                     "oci": {"storage": ["oci"]}}});
     let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
@@ -109,6 +112,16 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     let repo = format!("keyless/app-{}", common::rand_nanos());
     let digest = push_random_image(env, &repo, "v1").await.unwrap();
     let image = format!("{}/{repo}", env.registry);
+    // Later runs rebuild the same image (at their own time, so each has its own provenance).
+    let rebuild = |name: &'static str, at: &'static str| {
+        let (admin, ns, url, digest) = (
+            admin.clone(),
+            work.name().to_owned(),
+            format!("{image}:v1"),
+            digest.clone(),
+        );
+        async move { build_run(&admin, &ns, name, &url, &digest, None, at).await }
+    };
     let uid = build_run(
         &admin,
         work.name(),
@@ -138,10 +151,12 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         .unwrap();
     assert!(chain.contains("BEGIN CERTIFICATE"), "no chain stored");
 
-    // 4. cosign verifies image and provenance against that identity and issuer, trusting
-    //    only this Fulcio (no CT log and no Rekor here: SCT and tlog checks are skipped).
+    // 4. cosign verifies image and provenance against that identity and issuer, trusting only
+    //    this Fulcio and this Rekor (checking the log entries offline from the bundles stored
+    //    with the signatures); there is no CT log here, so the SCT check is skipped.
     let bundle = fulcio.trust_bundle().await.unwrap();
     std::fs::write(files.join("fulcio.pem"), &bundle).unwrap();
+    std::fs::write(files.join("rekor.pub"), rekor.public_key().await.unwrap()).unwrap();
     let trusted_root = files.join("trusted_root.json");
     let out = cosign_registry(
         env,
@@ -153,6 +168,12 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
                 "url={},certificate-chain={}",
                 fulcio.url,
                 files.join("fulcio.pem").display()
+            ),
+            "--rekor",
+            &format!(
+                "url={},public-key={},start-time=2020-01-01T00:00:00Z",
+                rekor.url,
+                files.join("rekor.pub").display()
             ),
             "--out",
             trusted_root.to_str().unwrap(),
@@ -171,7 +192,6 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
             "--certificate-oidc-issuer",
             env.oidc_issuer.as_str(),
             "--insecure-ignore-sct",
-            "--insecure-ignore-tlog=true",
         ];
         args.extend_from_slice(extra);
         args.push(pinned.as_str());
@@ -192,8 +212,38 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         !verify("verify", &other, &[]).status.success(),
         "cosign accepted another identity"
     );
+    // The run's `transparency` annotation is its attestation's entry; the image digest finds
+    // the entries in the log's index.
+    let address = annotations["chains.tekton.dev/transparency"]
+        .as_str()
+        .unwrap();
+    assert!(
+        address.starts_with(&format!("{}/api/v1/log/entries?logIndex=", rekor.url)),
+        "{address}"
+    );
+    let entry: Value = reqwest::get(address).await.unwrap().json().await.unwrap();
+    let body: Value = {
+        use base64::Engine as _;
+        let (_, e) = entry.as_object().unwrap().iter().next().unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(e["body"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(body["kind"], "dsse", "{body}");
+    let short = &digest.trim_start_matches("sha256:")[..12];
+    assert!(
+        annotations[format!("chains.tekton.dev/transparency-{short}")]
+            .as_str()
+            .is_some_and(|a| a.contains("logIndex=")),
+        "no entry recorded for the image signature"
+    );
+    let found = rekor.search(&digest).await.unwrap();
+    assert!(!found.is_empty(), "the image digest finds no entry");
     // Every run gets a key and certificate of its own.
-    let uid2 = common::completed_taskrun(&admin, work.name(), "second").await;
+    let uid2 = rebuild("second", "2026-11-26T10:02:00Z").await;
     let second = wait_signed(&admin, work.name(), "second", log).await;
     let cert2 = second["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid2}")]
         .as_str()
@@ -210,7 +260,7 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
             .await
             .unwrap();
     std::fs::write(&token_file, &wrong.token).unwrap();
-    common::completed_taskrun(&admin, work.name(), "wrong-audience").await;
+    rebuild("wrong-audience", "2026-11-26T10:03:00Z").await;
     let reason = assert_fails(&admin, work.name(), "wrong-audience", log).await;
     assert!(
         reason.contains("Fulcio") && reason.contains(&fulcio.url),
@@ -221,12 +271,12 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     // 6. Fulcio down: failed, naming it; back up (a new CA: ephemeral) signs again.
     std::fs::write(&token_file, &token.token).unwrap();
     fulcio.server.stop();
-    common::completed_taskrun(&admin, work.name(), "fulcio-down").await;
+    rebuild("fulcio-down", "2026-11-26T10:04:00Z").await;
     let reason = assert_fails(&admin, work.name(), "fulcio-down", log).await;
     assert!(reason.contains(&fulcio.url), "{reason}");
     fulcio.server.restart().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let uid3 = common::completed_taskrun(&admin, work.name(), "fulcio-back").await;
+    let uid3 = rebuild("fulcio-back", "2026-11-26T10:05:00Z").await;
     let back = wait_signed(&admin, work.name(), "fulcio-back", log).await;
     let cert3: Value =
         back["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid3}")].clone();
@@ -235,6 +285,20 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
             .as_str()
             .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
     );
+
+    // 7. Rekor down: failed, naming the log; back up, signed and recorded again.
+    rekor.server.stop();
+    rebuild("rekor-down", "2026-11-26T10:06:00Z").await;
+    let reason = assert_fails(&admin, work.name(), "rekor-down", log).await;
+    assert!(
+        reason.contains("transparency log") && reason.contains(&rekor.url),
+        "{reason}"
+    );
+    rekor.server.restart().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    rebuild("rekor-back", "2026-11-26T10:07:00Z").await;
+    let back = wait_signed(&admin, work.name(), "rekor-back", log).await;
+    assert!(back["metadata"]["annotations"]["chains.tekton.dev/transparency"].is_string());
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
 }

@@ -258,10 +258,20 @@ impl Stack {
             _cleanup: cleanup,
         };
         stack.apply(json!({"targetNamespace": signer_ns})).await;
+        // Keyless signing has no key to publish: wait for Ready instead.
+        let keyless = stack.base["signing"]["keyless"]["enabled"] == json!(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         stack.public_key = loop {
-            let c = stack.configs.get("config").await.unwrap();
-            if let Some(pk) = c.status.and_then(|s| s.public_key) {
+            let status = stack.configs.get("config").await.unwrap().status;
+            let ready = status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == signet_crds::ConditionStatus::True)
+            });
+            if keyless && ready {
+                break String::new();
+            }
+            if let Some(pk) = status.and_then(|s| s.public_key) {
                 break pk;
             }
             assert!(
