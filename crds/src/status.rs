@@ -45,6 +45,12 @@ pub struct IdentityStatus {
     pub issuer: String,
     /// `system:serviceaccount:<namespace>:<name>` of the signer.
     pub subject: String,
+    /// With keyless signing from the ServiceAccount token: the identity Fulcio writes in the
+    /// certificates (`https://kubernetes.io/namespaces/<ns>/serviceaccounts/<name>`), which
+    /// verifiers pass as `--certificate-identity`. Unset otherwise (with the `spiffe`
+    /// provider the certificates carry the SPIFFE ID SPIRE issues the signer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_identity: Option<String>,
 }
 
 /// `True`, `False` or `Unknown`.

@@ -167,6 +167,8 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         generation: config.metadata.generation,
         target_namespace: &spec.target_namespace,
         issuer,
+        keyless_token: spec.signing.keyless.enabled
+            && spec.signing.keyless.provider != Some(signet_crds::FulcioProvider::Spiffe),
         now: jiff_now(),
         ..Facts::default()
     };

@@ -26,6 +26,8 @@ pub struct Facts<'a> {
     pub problem: Option<Problem>,
     pub public_key: Option<String>,
     pub issuer: Option<String>,
+    /// Keyless signing with the ServiceAccount token (not SPIFFE) is on.
+    pub keyless_token: bool,
     /// RFC 3339 time used for conditions that change now.
     pub now: String,
 }
@@ -143,6 +145,12 @@ pub fn compute(previous: Option<&SignetConfigStatus>, facts: &Facts) -> SignetCo
         identity: facts.issuer.as_ref().map(|issuer| IdentityStatus {
             issuer: issuer.clone(),
             subject: format!("system:serviceaccount:{}:{SIGNER}", facts.target_namespace),
+            certificate_identity: facts.keyless_token.then(|| {
+                format!(
+                    "https://kubernetes.io/namespaces/{}/serviceaccounts/{SIGNER}",
+                    facts.target_namespace
+                )
+            }),
         }),
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The token comes from `signers.x509.identity.token.file` (the operator's projected token at
 //! `/var/run/sigstore/cosign/oidc-token`), the `SIGSTORE_ID_TOKEN` variable (`envvar`), in
-//! that order unless `signers.x509.fulcio.provider` names one. It is read again for every run
+//! that order unless `signers.x509.fulcio.provider` names one; `spiffe` asks the SPIFFE
+//! Workload API at `SPIFFE_ENDPOINT_SOCKET` for a JWT-SVID with audience `sigstore`. It is read again for every run
 //! (projected tokens rotate). Proof of possession is the key's signature over the token's
 //! `sub` claim, as Fulcio's API (v2 `signingCert`) asks. The private key lives in memory for
 //! one run and is never written anywhere.
@@ -97,8 +98,20 @@ pub async fn identity_token(config: &X509Config) -> Result<String, KeylessError>
     match config.fulcio_provider {
         Some(FulcioProvider::Filesystem) => from_file().await,
         Some(FulcioProvider::EnvVar) => from_env(),
+        // cosign's spiffe provider: a JWT-SVID for audience `sigstore` from the Workload API.
+        Some(FulcioProvider::Spiffe) => {
+            let socket = std::env::var("SPIFFE_ENDPOINT_SOCKET").map_err(|_| {
+                KeylessError::Token(
+                    "the spiffe provider needs SPIFFE_ENDPOINT_SOCKET (spec.spiffe)".to_owned(),
+                )
+            })?;
+            crate::spiffe::fetch_jwt_svid(&socket, "sigstore")
+                .await
+                .map(|(_, token)| token)
+                .map_err(|e| KeylessError::Token(e.to_string()))
+        }
         Some(other) => Err(KeylessError::Token(format!(
-            "signers.x509.fulcio.provider {} is not implemented by this signer version (use filesystem or envvar)",
+            "signers.x509.fulcio.provider {} is not implemented by this signer version (use filesystem, envvar or spiffe)",
             other.as_str()
         ))),
         None => match from_file().await {

@@ -21,4 +21,5 @@ pub mod queue;
 pub mod ratelimit;
 pub mod run;
 pub mod sources;
+pub mod spiffe;
 pub mod transparency;

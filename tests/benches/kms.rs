@@ -1,8 +1,9 @@
-//! `make bench` (KMS part): for each KMS — Vault transit on OpenBao, AWS KMS on local-kms,
-//! and the Azure Key Vault and Google Cloud KMS test doubles — a burst of completed TaskRuns
-//! (`SIGNET_BENCH_KMS_RUNS`, default 300) signed by the release signer with that KMS (one
-//! network signing call per run), as its ServiceAccount with the Deployment's environment.
-//! Prints runs signed per second and completion -> `signed=true` latency per KMS.
+//! `make bench` (KMS and keyless part): for each KMS — Vault transit on OpenBao, AWS KMS on
+//! local-kms, and the Azure Key Vault and Google Cloud KMS test doubles — and for keyless
+//! signing (Fulcio + Rekor), a burst of completed TaskRuns (`SIGNET_BENCH_KMS_RUNS`, default
+//! 300) signed by the release signer (one signing round trip per run; keyless: a certificate
+//! and a log entry per run), as its ServiceAccount with the Deployment's environment. Prints
+//! runs signed per second and completion -> `signed=true` latency per set-up.
 
 // A benchmark program: a failed set-up step aborts it.
 #![allow(
@@ -43,23 +44,30 @@ async fn main() {
     let base = json!({"targetNamespace": signer_ns,
                       "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
     let mut results = Vec::new();
-    for which in ["vault", "aws", "azure", "gcp"] {
+    for which in ["vault", "aws", "azure", "gcp", "keyless"] {
         let fixture: KmsFixture = match which {
             "vault" => kms_fixtures::vault(env).await,
             "aws" => kms_fixtures::aws(env, &admin, &signer_ns).await,
             "azure" => kms_fixtures::azure(env, &admin, &signer_ns).await,
-            _ => kms_fixtures::gcp(env, &admin, &signer_ns).await,
+            "gcp" => kms_fixtures::gcp(env, &admin, &signer_ns).await,
+            _ => kms_fixtures::keyless(env, &admin, &signer_ns).await,
         }
         .expect("KMS fixture");
         apply_config(&admin, merged(&base, &fixture.spec))
             .await
             .expect("SignetConfig");
-        // The operator has rendered this KMS once the signer ConfigMap names it and the
-        // SignetConfig is Ready again.
-        let want = fixture.spec["signing"]["kms"]["ref"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        // The operator has rendered this set-up once the signer ConfigMap names its key (or,
+        // keyless, its Fulcio) and the SignetConfig is Ready again.
+        let (key, want) = match fixture.spec["signing"]["kms"]["ref"].as_str() {
+            Some(uri) => ("signers.kms.kmsref", uri.to_owned()),
+            None => (
+                "signers.x509.fulcio.address",
+                fixture.spec["signing"]["keyless"]["fulcioUrl"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        };
         let cms =
             Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), &signer_ns);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -70,7 +78,7 @@ async fn main() {
                 .ok()
                 .flatten()
                 .and_then(|c| c.data)
-                .and_then(|d| d.get("signers.kms.kmsref").cloned());
+                .and_then(|d| d.get(key).cloned());
             let ready = configs
                 .get("config")
                 .await

@@ -78,6 +78,12 @@ pub struct TestEnv {
     pub olm_bin: PathBuf,
     /// Fulcio (tests start their own: `crate::sigstore`).
     pub fulcio: PathBuf,
+    /// SPIRE: the agent's Workload API socket, the same socket at the path a pod would see it,
+    /// the SPIFFE ID it issues this user's processes, and the JWT-SVID issuer (OIDC discovery).
+    pub spiffe_socket: String,
+    pub spiffe_pod_socket: String,
+    pub spiffe_id: String,
+    pub spire_issuer: String,
     /// Rekor's and Trillian's binaries, Trillian's gRPC address and Rekor's MySQL index DSN.
     pub rekor_bin: PathBuf,
     pub trillian: String,
@@ -179,6 +185,10 @@ impl TestEnv {
             olm_bin: PathBuf::from(get("SIGNET_OLM_BIN")?),
             bao: PathBuf::from(get("SIGNET_BAO")?),
             fulcio: PathBuf::from(get("SIGNET_FULCIO")?),
+            spiffe_socket: get("SIGNET_SPIFFE_SOCKET")?,
+            spiffe_pod_socket: get("SIGNET_SPIFFE_POD_SOCKET")?,
+            spiffe_id: get("SIGNET_SPIFFE_ID")?,
+            spire_issuer: get("SIGNET_SPIRE_ISSUER")?,
             rekor_bin: PathBuf::from(get("SIGNET_REKOR_BIN")?),
             trillian: get("SIGNET_TRILLIAN")?,
             rekor_index_dsn: get("SIGNET_REKOR_INDEX_DSN")?,

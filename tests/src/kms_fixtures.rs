@@ -177,3 +177,28 @@ pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
         dir,
     })
 }
+
+/// Keyless signing: a real Fulcio trusting the cluster's issuer, every signature recorded in a
+/// real Rekor (one Fulcio and one Rekor round trip per run).
+pub async fn keyless(
+    env: &TestEnv,
+    admin: &kube::Client,
+    ns: &str,
+) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("keyless")?;
+    let fulcio = crate::sigstore::Fulcio::start(env, "sigstore").await?;
+    let rekor = crate::sigstore::Rekor::start(env).await?;
+    let token = federated_token(admin, ns, "sigstore", &dir).await?;
+    Ok(KmsFixture {
+        label: "keyless: Fulcio v1.8.8 certificate + Rekor v1.5.4 entry per run (real servers)",
+        spec: json!({
+            "artifacts": {"taskRun": {"signer": "x509"}},
+            "signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url,
+                                    "issuer": env.oidc_issuer, "tokenPath": token}},
+            "transparency": {"mode": "enabled", "url": rekor.url}
+        }),
+        env: Vec::new(),
+        _peers: vec![Box::new(fulcio), Box::new(rekor)],
+        dir,
+    })
+}

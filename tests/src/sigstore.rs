@@ -1,5 +1,6 @@
 //! Sigstore peers a test starts for itself: Fulcio (`--ca ephemeralca`, no CT log) trusting
-//! the test API server as a `kubernetes` OIDC issuer. It starts after the API server, as
+//! the test API server as a `kubernetes` OIDC issuer and SPIRE's JWT-SVID issuer as a
+//! `spiffe` one. It starts after the API server, as
 //! Fulcio skips issuers whose discovery fails at start.
 
 use std::process::Command;
@@ -24,14 +25,18 @@ impl Fulcio {
     /// Starts Fulcio with the cluster's issuer and `audience` as its client id.
     pub async fn start(env: &TestEnv, audience: &str) -> Result<Self, EnvError> {
         let binary = env.fulcio.clone();
-        let (issuer, ca) = (env.oidc_issuer.clone(), env.ca_file.clone());
+        let (issuer, ca, spire) = (
+            env.oidc_issuer.clone(),
+            env.ca_file.clone(),
+            env.spire_issuer.clone(),
+        );
         let audience = audience.to_owned();
         let server = Server::start("fulcio", move |port, dir| {
             let config = dir.join("config.yaml");
             let _ = std::fs::write(
                 &config,
                 format!(
-                    "oidc-issuers:\n  {issuer}:\n    issuer-url: {issuer}\n    client-id: {audience}\n    type: kubernetes\n"
+                    "oidc-issuers:\n  {issuer}:\n    issuer-url: {issuer}\n    client-id: {audience}\n    type: kubernetes\n  {spire}:\n    issuer-url: {spire}\n    client-id: {audience}\n    type: spiffe\n    spiffe-trust-domain: signet.test\n"
                 ),
             );
             let grpc = std::net::TcpListener::bind("127.0.0.1:0")

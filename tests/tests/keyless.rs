@@ -139,6 +139,12 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     //    kubernetes issuer, and is stored with the signature.
     let identity =
         format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/signet-signer");
+    // The status tells verifiers the same identity.
+    let status = stack.configs.get("config").await.unwrap().status.unwrap();
+    assert_eq!(
+        status.identity.unwrap().certificate_identity.as_deref(),
+        Some(identity.as_str())
+    );
     let cert = annotations[format!("chains.tekton.dev/cert-taskrun-{uid}")]
         .as_str()
         .unwrap()
@@ -301,4 +307,101 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     assert!(back["metadata"]["annotations"]["chains.tekton.dev/transparency"].is_string());
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
+}
+
+#[tokio::test]
+async fn spiffe_svids_get_fulcio_certificates_and_vault_tokens() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+    let signer_ns = format!("signet-e2e-spiffe-{}", std::process::id());
+    // The pod reaches the SPIRE agent's socket at /run/spiffe/sockets/<file> (tests/env/up
+    // links the same path here).
+    let socket_file = std::path::Path::new(&env.spiffe_pod_socket)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let base = json!({
+        "signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url,
+                                "issuer": env.spire_issuer, "provider": "spiffe"}},
+        "spiffe": {"mode": "hostPath", "socketPath": format!("/run/spire/sockets/{socket_file}")},
+        "artifacts": {"oci": {"storage": []}}
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    common::wait_rendered(&admin, &signer_ns, "signers.x509.fulcio.provider", "spiffe").await;
+
+    // 1. The signer asks the Workload API for a JWT-SVID and Fulcio certifies the SPIFFE ID.
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "spiffe-runs").await.unwrap();
+    let uid = common::completed_taskrun(&admin, work.name(), "build").await;
+    let run = wait_signed(&admin, work.name(), "build", log).await;
+    let cert = run["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid}")]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sans = uri_sans(&cert);
+    assert!(sans.contains(&format!("URI:{}", env.spiffe_id)), "{sans}");
+
+    // 2. Vault JWT login with a JWT-SVID: OpenBao checks it against SPIRE's published keys.
+    drop(signer);
+    let bao = signet_e2e::vault::OpenBao::start(env).await.unwrap();
+    bao.signing_key("signet", "ecdsa-p256").await.unwrap();
+    bao.call(
+        reqwest::Method::POST,
+        "sys/auth/spiffe",
+        Some(&json!({"type": "jwt"})),
+    )
+    .await
+    .unwrap();
+    bao.call(
+        reqwest::Method::POST,
+        "auth/spiffe/config",
+        Some(&json!({"jwks_url": format!("{}/keys", env.spire_issuer), "bound_issuer": env.spire_issuer})),
+    )
+    .await
+    .unwrap();
+    bao.call(
+        reqwest::Method::POST,
+        "auth/spiffe/role/signer",
+        Some(&json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": ["vault"],
+                     "bound_subject": env.spiffe_id, "token_policies": ["signet-sign"], "token_ttl": "10m"})),
+    )
+    .await
+    .unwrap();
+    stack
+        .apply(json!({
+            "targetNamespace": signer_ns,
+            "signing": {"keyless": {"enabled": false},
+                        "kms": {"ref": "hashivault://signet", "auth": {
+                            "address": bao.addr,
+                            "oidc": {"path": "spiffe", "role": "signer"},
+                            "spire": {"audience": "vault"}}}},
+            "artifacts": {"taskRun": {"signer": "kms"}}
+        }))
+        .await;
+    common::wait_rendered(
+        &admin,
+        &signer_ns,
+        "signers.kms.auth.spire.audience",
+        "vault",
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let uid = common::completed_taskrun(&admin, work.name(), "vault-spiffe").await;
+    let run = wait_signed(&admin, work.name(), "vault-spiffe", log).await;
+    let envelope = common::unbase64(
+        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
+    );
+    common::assert_cosign_accepts(
+        env,
+        &bao.public_pem("signet", 1).await.unwrap(),
+        &envelope,
+        "slsaprovenance",
+    );
+    drop(stack);
 }

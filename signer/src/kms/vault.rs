@@ -2,7 +2,9 @@
 //!
 //! Address from `signers.kms.auth.address`, else `VAULT_ADDR`; the transit mount from
 //! `TRANSIT_SECRET_ENGINE_PATH` (default `transit`), as sigstore's provider reads it.
-//! Authentication, first that applies: `signers.kms.auth.token-path` (read at each login, so
+//! Authentication, first that applies: `signers.kms.auth.spire.sock` (JWT login, as below, with a
+//! JWT-SVID for `signers.kms.auth.spire.audience` from the SPIFFE Workload API),
+//! `signers.kms.auth.token-path` (read at each login, so
 //! a rotated file is picked up), `signers.kms.auth.token`, JWT login at
 //! `auth/<signers.kms.auth.oidc.path>/login` with `signers.kms.auth.oidc.role` and the JWT in
 //! `signers.kms.auth.oidc.token-path` (default: the pod's ServiceAccount token), else
@@ -34,6 +36,13 @@ enum Auth {
         path: String,
         role: String,
         jwt_file: PathBuf,
+    },
+    /// JWT login with a JWT-SVID from the SPIFFE Workload API.
+    Spiffe {
+        path: String,
+        role: String,
+        socket: String,
+        audience: String,
     },
 }
 
@@ -89,7 +98,23 @@ impl Vault {
                 "Vault address {address:?} is not an http(s) URL"
             )));
         }
-        let auth = if let Some(path) = &config.auth_token_path {
+        let auth = if let Some(socket) = &config.auth_spire_sock {
+            let (Some(path), Some(role)) = (&config.auth_oidc_path, &config.auth_oidc_role) else {
+                return Err(bad(
+                    "signers.kms.auth.spire needs signers.kms.auth.oidc.path and .role (the JWT auth method and role that accept the SVID)"
+                        .to_owned(),
+                ));
+            };
+            Auth::Spiffe {
+                path: path.trim_matches('/').to_owned(),
+                role: role.clone(),
+                socket: socket.clone(),
+                audience: config
+                    .auth_spire_audience
+                    .clone()
+                    .unwrap_or_else(|| "vault".to_owned()),
+            }
+        } else if let Some(path) = &config.auth_token_path {
             Auth::TokenFile(PathBuf::from(path))
         } else if let Some(token) = &config.auth_token {
             Auth::Token(token.clone())
@@ -170,7 +195,23 @@ impl Vault {
                 path,
                 role,
                 jwt_file,
-            } => self.login(path, role, jwt_file).await?,
+            } => {
+                let jwt = tokio::fs::read_to_string(jwt_file).await.map_err(|e| {
+                    self.auth_error(format!("reading the JWT {}: {e}", jwt_file.display()))
+                })?;
+                self.login(path, role, jwt.trim()).await?
+            }
+            Auth::Spiffe {
+                path,
+                role,
+                socket,
+                audience,
+            } => {
+                let (_, svid) = crate::spiffe::fetch_jwt_svid(socket, audience)
+                    .await
+                    .map_err(|e| self.auth_error(e))?;
+                self.login(path, role, &svid).await?
+            }
         };
         if let Ok(mut cached) = self.token.lock() {
             *cached = Some((token.clone(), expires));
@@ -184,21 +225,18 @@ impl Vault {
         }
     }
 
-    /// JWT login: the JWT is read from its file each time (projected tokens rotate).
+    /// JWT login with `jwt` (read fresh for every login: projected tokens and SVIDs rotate).
     async fn login(
         &self,
         path: &str,
         role: &str,
-        jwt_file: &std::path::Path,
+        jwt: &str,
     ) -> Result<(String, Option<Instant>), KmsError> {
-        let jwt = tokio::fs::read_to_string(jwt_file)
-            .await
-            .map_err(|e| self.auth_error(format!("reading the JWT {}: {e}", jwt_file.display())))?;
         let url = format!("{}/v1/auth/{path}/login", self.address);
         let response = self
             .http
             .post(&url)
-            .json(&json!({"role": role, "jwt": jwt.trim()}))
+            .json(&json!({"role": role, "jwt": jwt}))
             .send()
             .await
             .map_err(|e| self.auth_error(format!("POST {url}: {e}")))?;
