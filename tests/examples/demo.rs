@@ -76,7 +76,7 @@ fn record(dir: &Path, name: &str, (pid, process_dir): (u32, &Path)) -> Result<()
 async fn demo() -> Result<()> {
     step(
         1,
-        "Starting the control plane and registry on 127.0.0.1 (tests/env/up; the first run builds the peers and takes ~20 minutes)",
+        "Starting the control plane and registry on 127.0.0.1 (tests/env/up; the first run builds the peers and takes ~30 minutes)",
     );
     let env = tokio::task::spawn_blocking(TestEnv::get).await?;
     let admin = env.admin_client()?;
