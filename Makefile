@@ -53,7 +53,7 @@ test: lint unit-test
 	tests/env/down
 	tests/env/up
 	$(CARGO) build --workspace --bins --locked
-	status=0; $(CARGO) test -p signet-e2e --locked || status=$$?; tests/env/down; exit $$status
+	status=0; $(CARGO) test -p signet-e2e --locked --no-fail-fast || status=$$?; tests/env/down; exit $$status
 
 # Benchmarks against the running environment (started if needed), release binaries.
 bench:

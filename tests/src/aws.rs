@@ -15,24 +15,23 @@ fn err(message: impl std::fmt::Display) -> EnvError {
     EnvError::Bundle(format!("AWS peer: {message}"))
 }
 
-fn free_port() -> Result<u16, EnvError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
-    Ok(listener.local_addr().map_err(err)?.port())
-}
-
 /// A server process that can be stopped and started again on the same port.
 pub struct Server {
     child: Option<Child>,
     command: Box<dyn Fn() -> Command + Send + Sync>,
+    /// A second port reserved for the server's own use (e.g. a gRPC listener).
+    pub extra_port: u16,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     dir: PathBuf,
 }
 
 impl Server {
+    /// Starts `command(port, extra_port, dir)` with two distinct free ports and a scratch
+    /// directory of its own.
     pub fn start(
         name: &str,
-        command: impl Fn(u16, &std::path::Path) -> Command + Send + Sync + 'static,
+        command: impl Fn(u16, u16, &std::path::Path) -> Command + Send + Sync + 'static,
     ) -> Result<Self, EnvError> {
         let dir = std::env::temp_dir().join(format!(
             "signet-{name}-{}-{}",
@@ -42,11 +41,12 @@ impl Server {
                 .map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir_all(&dir).map_err(err)?;
-        let port = free_port()?;
+        let [port, extra_port] = crate::env::free_ports()?;
         let at = dir.clone();
         let mut server = Self {
             child: None,
-            command: Box::new(move || command(port, &at)),
+            extra_port,
+            command: Box::new(move || command(port, extra_port, &at)),
             url: format!("http://127.0.0.1:{port}"),
             dir,
         };
@@ -117,7 +117,7 @@ pub struct LocalKms {
 impl LocalKms {
     pub async fn start(env: &TestEnv) -> Result<Self, EnvError> {
         let binary = env.local_kms.clone();
-        let server = Server::start("local-kms", move |port, dir| {
+        let server = Server::start("local-kms", move |port, _, dir| {
             let mut command = Command::new(&binary);
             command
                 .env("PORT", port.to_string())
@@ -195,7 +195,7 @@ impl LocalKms {
 /// moto's server, for STS.
 pub async fn start_sts(env: &TestEnv) -> Result<Server, EnvError> {
     let binary = env.moto_server.clone();
-    let server = Server::start("moto", move |port, _| {
+    let server = Server::start("moto", move |port, _, _| {
         let mut command = Command::new(&binary);
         command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         command

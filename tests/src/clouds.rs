@@ -48,7 +48,7 @@ impl CloudDouble {
         let script = repo_root().join("tests/env/doubles/cloud_kms.py");
         let (issuer, ca) = (env.oidc_issuer.clone(), env.ca_file.clone());
         let f = federation.clone();
-        let server = Server::start(&format!("{}-kms-double", f.mode), move |port, dir| {
+        let server = Server::start(&format!("{}-kms-double", f.mode), move |port, _, dir| {
             let mut command = Command::new(&python);
             command
                 .arg(&script)

@@ -244,6 +244,23 @@ fn load_kubeconfig(path: &Path) -> Result<Config, EnvError> {
 }
 
 /// The repository root (this crate lives in `<root>/tests`).
+/// `N` distinct free ports on 127.0.0.1, found by holding `N` listeners at once (ports taken
+/// one at a time may come back equal).
+pub fn free_ports<const N: usize>() -> Result<[u16; N], EnvError> {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| EnvError::Bundle(format!("no free port: {e}")))?;
+    let mut ports = [0u16; N];
+    for (slot, listener) in ports.iter_mut().zip(&listeners) {
+        *slot = listener
+            .local_addr()
+            .map_err(|e| EnvError::Bundle(format!("no free port: {e}")))?
+            .port();
+    }
+    Ok(ports)
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -31,7 +31,7 @@ impl Fulcio {
             env.spire_issuer.clone(),
         );
         let audience = audience.to_owned();
-        let server = Server::start("fulcio", move |port, dir| {
+        let server = Server::start("fulcio", move |port, grpc, dir| {
             let config = dir.join("config.yaml");
             let _ = std::fs::write(
                 &config,
@@ -39,9 +39,6 @@ impl Fulcio {
                     "oidc-issuers:\n  {issuer}:\n    issuer-url: {issuer}\n    client-id: {audience}\n    type: kubernetes\n  {spire}:\n    issuer-url: {spire}\n    client-id: {audience}\n    type: spiffe\n    spiffe-trust-domain: signet.test\n"
                 ),
             );
-            let grpc = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_or(0, |a| a.port());
             let mut command = Command::new(&binary);
             command
                 .args(["serve", "--ca", "ephemeralca", "--ct-log-url", ""])
@@ -125,7 +122,7 @@ impl Rekor {
             env.rekor_index_dsn.clone(),
         );
         let (host, trillian_port) = (host.to_owned(), port.to_owned());
-        let server = Server::start("rekor", move |port, dir| {
+        let server = Server::start("rekor", move |port, _, dir| {
             let mut command = Command::new(&binary);
             command
                 .arg("serve")

@@ -28,11 +28,6 @@ fn err(message: impl std::fmt::Display) -> EnvError {
     EnvError::Bundle(format!("OpenBao: {message}"))
 }
 
-fn free_port() -> Result<u16, EnvError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
-    Ok(listener.local_addr().map_err(err)?.port())
-}
-
 impl OpenBao {
     /// Starts, initialises (one unseal key) and unseals a server, and mounts `transit`.
     pub async fn start(env: &TestEnv) -> Result<Self, EnvError> {
@@ -49,8 +44,7 @@ impl OpenBao {
                 .map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir_all(dir.join("data")).map_err(err)?;
-        let port = free_port()?;
-        let cluster_port = free_port()?;
+        let [port, cluster_port] = crate::env::free_ports()?;
         let config = dir.join("openbao.hcl");
         std::fs::write(
             &config,

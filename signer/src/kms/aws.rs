@@ -15,7 +15,6 @@
 //! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -23,6 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use super::common::{Expiring, Named, http_client, key_deadline};
 use super::{BoxFuture, KmsError, RemoteSigner};
 use crate::config::KmsConfig;
 
@@ -49,25 +49,24 @@ enum Source {
 struct KeyInfo {
     public_der: Vec<u8>,
     algorithm: String,
-    fetched: Instant,
 }
 
 /// An AWS KMS key and a client for its endpoint.
 pub struct Aws {
-    uri: String,
+    named: Named,
     key_id: String,
     region: String,
     endpoint: String,
     source: Source,
     http: reqwest::Client,
-    credentials: Mutex<Option<(Credentials, Option<Instant>)>>,
-    key: Mutex<Option<KeyInfo>>,
+    credentials: Expiring<Credentials>,
+    key: Expiring<KeyInfo>,
 }
 
 impl std::fmt::Debug for Aws {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aws")
-            .field("uri", &self.uri)
+            .field("uri", &self.named.0)
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .finish_non_exhaustive()
@@ -115,12 +114,9 @@ pub fn parse_uri(uri: &str) -> Result<(Option<String>, String), String> {
 
 impl Aws {
     pub fn from_config(config: &KmsConfig) -> Result<Self, KmsError> {
-        let uri = config.kmsref.clone().unwrap_or_default();
-        let bad = |message: String| KmsError::Config {
-            uri: uri.clone(),
-            message,
-        };
-        let (host, key_id) = parse_uri(&uri).map_err(&bad)?;
+        let named = Named(config.kmsref.clone().unwrap_or_default());
+        let bad = |message: String| named.config(message);
+        let (host, key_id) = parse_uri(&named.0).map_err(&bad)?;
         let region = key_id
             .strip_prefix("arn:")
             .and_then(|arn| arn.split(':').nth(2))
@@ -158,43 +154,30 @@ impl Aws {
                 ));
             }
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(&named)?;
         Ok(Self {
-            uri: uri.clone(),
+            named,
             key_id,
             region,
             endpoint,
             source,
             http,
-            credentials: Mutex::new(None),
-            key: Mutex::new(None),
+            credentials: Expiring::default(),
+            key: Expiring::default(),
         })
     }
 
     fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Remote {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.remote(message)
     }
 
     fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Auth {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.auth(message)
     }
 
     async fn credentials(&self) -> Result<Credentials, KmsError> {
-        if let Ok(cached) = self.credentials.lock()
-            && let Some((credentials, expires)) = cached.as_ref()
-            && expires.is_none_or(|at| Instant::now() < at)
-        {
-            return Ok(credentials.clone());
+        if let Some(credentials) = self.credentials.get() {
+            return Ok(credentials);
         }
         let (credentials, expires) = match &self.source {
             Source::Static => (
@@ -219,9 +202,7 @@ impl Aws {
                 (credentials, Some(Instant::now() + lifetime.mul_f32(0.8)))
             }
         };
-        if let Ok(mut cached) = self.credentials.lock() {
-            *cached = Some((credentials.clone(), expires));
-        }
+        self.credentials.set(credentials.clone(), expires);
         Ok(credentials)
     }
 
@@ -360,11 +341,8 @@ impl Aws {
     }
 
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
-        if let Ok(cached) = self.key.lock()
-            && let Some(info) = cached.as_ref()
-            && info.fetched.elapsed() < super::key_ttl()
-        {
-            return Ok(info.clone());
+        if let Some(info) = self.key.get() {
+            return Ok(info);
         }
         let answer = self
             .call("GetPublicKey", &json!({"KeyId": self.key_id}))
@@ -385,11 +363,8 @@ impl Aws {
         let info = KeyInfo {
             public_der,
             algorithm,
-            fetched: Instant::now(),
         };
-        if let Ok(mut cached) = self.key.lock() {
-            *cached = Some(info.clone());
-        }
+        self.key.set(info.clone(), Some(key_deadline()));
         Ok(info)
     }
 }
@@ -409,7 +384,7 @@ fn digest(algorithm: &str, message: &[u8]) -> Result<Vec<u8>, String> {
 
 impl RemoteSigner for Aws {
     fn uri(&self) -> &str {
-        &self.uri
+        &self.named.0
     }
 
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {

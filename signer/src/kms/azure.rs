@@ -12,14 +12,12 @@
 //! `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com/`), exchanged for a
 //! token with the client-credentials grant and a JWT client assertion.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at};
 use super::der::{ecdsa_raw_to_der, spki_ec, spki_rsa};
 use super::{BoxFuture, KmsError, RemoteSigner};
 use crate::config::KmsConfig;
@@ -34,12 +32,11 @@ struct KeyInfo {
     public_der: Vec<u8>,
     algorithm: &'static str,
     ec: bool,
-    fetched: Instant,
 }
 
 /// A Key Vault key and a client for its vault.
 pub struct Azure {
-    uri: String,
+    named: Named,
     vault: String,
     key: String,
     version: Option<String>,
@@ -48,14 +45,14 @@ pub struct Azure {
     token_file: String,
     authority: String,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
-    info: Mutex<Option<KeyInfo>>,
+    token: Expiring<String>,
+    info: Expiring<KeyInfo>,
 }
 
 impl std::fmt::Debug for Azure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Azure")
-            .field("uri", &self.uri)
+            .field("uri", &self.named.0)
             .field("vault", &self.vault)
             .finish_non_exhaustive()
     }
@@ -95,12 +92,9 @@ pub fn parse_uri(uri: &str) -> Result<(String, String, Option<String>), String> 
 
 impl Azure {
     pub fn from_config(config: &KmsConfig) -> Result<Self, KmsError> {
-        let uri = config.kmsref.clone().unwrap_or_default();
-        let bad = |message: String| KmsError::Config {
-            uri: uri.clone(),
-            message,
-        };
-        let (host, key, version) = parse_uri(&uri).map_err(&bad)?;
+        let named = Named(config.kmsref.clone().unwrap_or_default());
+        let bad = |message: String| named.config(message);
+        let (host, key, version) = parse_uri(&named.0).map_err(&bad)?;
         let need = |name: &str| {
             env(name).ok_or_else(|| {
                 bad(format!(
@@ -108,11 +102,7 @@ impl Azure {
                 ))
             })
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(&named)?;
         let mut authority = env("AZURE_AUTHORITY_HOST")
             .unwrap_or_else(|| "https://login.microsoftonline.com/".to_owned());
         if !authority.ends_with('/') {
@@ -127,34 +117,25 @@ impl Azure {
             token_file: need("AZURE_FEDERATED_TOKEN_FILE")?,
             authority,
             http,
-            token: Mutex::new(None),
-            info: Mutex::new(None),
-            uri,
+            token: Expiring::default(),
+            info: Expiring::default(),
+            named,
         })
     }
 
     fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Remote {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.remote(message)
     }
 
     fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Auth {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.auth(message)
     }
 
     /// An access token for Key Vault from the federated token (client-credentials grant with
     /// a JWT client assertion), cached until shortly before it expires.
     async fn token(&self) -> Result<String, KmsError> {
-        if let Ok(cached) = self.token.lock()
-            && let Some((token, expires)) = cached.as_ref()
-            && Instant::now() < *expires
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.token.get() {
+            return Ok(token);
         }
         let assertion = tokio::fs::read_to_string(&self.token_file)
             .await
@@ -199,11 +180,7 @@ impl Azure {
             .ok_or_else(|| self.auth_error("token answer without access_token"))?
             .to_owned();
         let lifetime = body["expires_in"].as_u64().unwrap_or(300);
-        let expires =
-            Instant::now() + Duration::from_secs(lifetime.saturating_sub(lifetime / 10).max(5));
-        if let Ok(mut cached) = self.token.lock() {
-            *cached = Some((token.clone(), expires));
-        }
+        self.token.set(token.clone(), Some(renew_at(lifetime)));
         Ok(token)
     }
 
@@ -215,40 +192,16 @@ impl Azure {
     ) -> Result<Value, KmsError> {
         let token = self.token().await?;
         let url = format!("{}/{path}?api-version={API_VERSION}", self.vault);
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
+        let answer = bearer_json(&self.named, &self.http, (method, &url, path), &token, body).await;
+        if let Err(KmsError::Auth { .. }) = answer {
+            self.token.clear();
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.remote(format!("{method} {path}: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let message = format!(
-                "{method} {path}: {status}: {}",
-                answer["error"]["message"].as_str().unwrap_or("no details")
-            );
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
-                if let Ok(mut cached) = self.token.lock() {
-                    *cached = None;
-                }
-                return Err(self.auth_error(message));
-            }
-            return Err(self.remote(message));
-        }
-        Ok(answer)
+        answer
     }
 
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
-        if let Ok(cached) = self.info.lock()
-            && let Some(info) = cached.as_ref()
-            && info.fetched.elapsed() < super::key_ttl()
-        {
-            return Ok(info.clone());
+        if let Some(info) = self.info.get() {
+            return Ok(info);
         }
         let path = match &self.version {
             Some(version) => format!("keys/{}/{version}", self.key),
@@ -293,11 +246,8 @@ impl Azure {
             public_der,
             algorithm,
             ec,
-            fetched: Instant::now(),
         };
-        if let Ok(mut cached) = self.info.lock() {
-            *cached = Some(info.clone());
-        }
+        self.info.set(info.clone(), Some(key_deadline()));
         Ok(info)
     }
 }
@@ -312,7 +262,7 @@ fn digest(algorithm: &str, message: &[u8]) -> Vec<u8> {
 
 impl RemoteSigner for Azure {
     fn uri(&self) -> &str {
-        &self.uri
+        &self.named.0
     }
 
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {

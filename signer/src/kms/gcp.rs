@@ -15,14 +15,12 @@
 //! GKE's workload identity). Service account key files are refused on purpose: a long-lived key
 //! is what workload identity exists to avoid.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_pem};
 use crate::config::KmsConfig;
 
@@ -40,25 +38,24 @@ struct KeyInfo {
     name: String,
     public_der: Vec<u8>,
     algorithm: String,
-    fetched: Instant,
 }
 
 /// A Cloud KMS key and a client for the API.
 pub struct Gcp {
-    uri: String,
+    named: Named,
     key: String,
     version: Option<String>,
     endpoint: String,
     source: Source,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
-    info: Mutex<Option<KeyInfo>>,
+    token: Expiring<String>,
+    info: Expiring<KeyInfo>,
 }
 
 impl std::fmt::Debug for Gcp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gcp")
-            .field("uri", &self.uri)
+            .field("uri", &self.named.0)
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
@@ -109,12 +106,9 @@ pub fn crc32c(data: &[u8]) -> u32 {
 
 impl Gcp {
     pub fn from_config(config: &KmsConfig) -> Result<Self, KmsError> {
-        let uri = config.kmsref.clone().unwrap_or_default();
-        let bad = |message: String| KmsError::Config {
-            uri: uri.clone(),
-            message,
-        };
-        let (key, version) = parse_uri(&uri).map_err(&bad)?;
+        let named = Named(config.kmsref.clone().unwrap_or_default());
+        let bad = |message: String| named.config(message);
+        let (key, version) = parse_uri(&named.0).map_err(&bad)?;
         let source = match env("GOOGLE_APPLICATION_CREDENTIALS") {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
@@ -134,39 +128,29 @@ impl Gcp {
                 env("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".to_owned()),
             ),
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(&named)?;
         Ok(Self {
             endpoint: env("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS")
                 .unwrap_or_else(|| "https://cloudkms.googleapis.com/".to_owned())
                 .trim_end_matches('/')
                 .trim_end_matches("/v1")
                 .to_owned(),
-            uri: uri.clone(),
+            named,
             key,
             version,
             source,
             http,
-            token: Mutex::new(None),
-            info: Mutex::new(None),
+            token: Expiring::default(),
+            info: Expiring::default(),
         })
     }
 
     fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Remote {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.remote(message)
     }
 
     fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Auth {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.auth(message)
     }
 
     async fn json(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, KmsError> {
@@ -189,11 +173,8 @@ impl Gcp {
 
     /// An access token: STS exchange (+ impersonation) or the metadata server.
     async fn token(&self) -> Result<String, KmsError> {
-        if let Ok(cached) = self.token.lock()
-            && let Some((token, expires)) = cached.as_ref()
-            && Instant::now() < *expires
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.token.get() {
+            return Ok(token);
         }
         let (token, lifetime) = match &self.source {
             Source::Metadata(host) => {
@@ -216,11 +197,7 @@ impl Gcp {
         if token.is_empty() {
             return Err(self.auth_error("no access token in the answer"));
         }
-        let expires =
-            Instant::now() + Duration::from_secs(lifetime.saturating_sub(lifetime / 10).max(5));
-        if let Ok(mut cached) = self.token.lock() {
-            *cached = Some((token.clone(), expires));
-        }
+        self.token.set(token.clone(), Some(renew_at(lifetime)));
         Ok(token)
     }
 
@@ -296,40 +273,16 @@ impl Gcp {
     ) -> Result<Value, KmsError> {
         let token = self.token().await?;
         let url = format!("{}/v1/{path}", self.endpoint);
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
+        let answer = bearer_json(&self.named, &self.http, (method, &url, path), &token, body).await;
+        if let Err(KmsError::Auth { .. }) = answer {
+            self.token.clear();
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.remote(format!("{method} {path}: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let message = format!(
-                "{method} {path}: {status}: {}",
-                answer["error"]["message"].as_str().unwrap_or("no details")
-            );
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
-                if let Ok(mut cached) = self.token.lock() {
-                    *cached = None;
-                }
-                return Err(self.auth_error(message));
-            }
-            return Err(self.remote(message));
-        }
-        Ok(answer)
+        answer
     }
 
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
-        if let Ok(cached) = self.info.lock()
-            && let Some(info) = cached.as_ref()
-            && info.fetched.elapsed() < super::key_ttl()
-        {
-            return Ok(info.clone());
+        if let Some(info) = self.info.get() {
+            return Ok(info);
         }
         let name = if let Some(version) = &self.version {
             format!("{}/cryptoKeyVersions/{version}", self.key)
@@ -368,11 +321,8 @@ impl Gcp {
             name,
             public_der,
             algorithm: answer["algorithm"].as_str().unwrap_or_default().to_owned(),
-            fetched: Instant::now(),
         };
-        if let Ok(mut cached) = self.info.lock() {
-            *cached = Some(info.clone());
-        }
+        self.info.set(info.clone(), Some(key_deadline()));
         Ok(info)
     }
 }
@@ -392,7 +342,7 @@ fn digest(algorithm: &str, message: &[u8]) -> Result<(&'static str, Vec<u8>), St
 
 impl RemoteSigner for Gcp {
     fn uri(&self) -> &str {
-        &self.uri
+        &self.named.0
     }
 
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {

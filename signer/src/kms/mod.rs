@@ -14,6 +14,7 @@ use crate::config::KmsConfig;
 pub mod aws;
 #[cfg(feature = "azurekms")]
 pub mod azure;
+mod common;
 pub mod der;
 #[cfg(feature = "gcpkms")]
 pub mod gcp;

@@ -22,6 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+use super::common::{Expiring, Named, http_client, renew_at};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_ed25519, spki_from_pem};
 use crate::config::KmsConfig;
 
@@ -48,20 +49,20 @@ enum Auth {
 
 /// A transit key and a client for the Vault that holds it.
 pub struct Vault {
-    uri: String,
+    named: Named,
     address: String,
     mount: String,
     key: String,
     auth: Auth,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Option<Instant>)>>,
+    token: Expiring<String>,
     public_keys: Mutex<HashMap<u64, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("uri", &self.uri)
+            .field("uri", &self.named.0)
             .field("address", &self.address)
             .field("mount", &self.mount)
             .finish_non_exhaustive()
@@ -74,12 +75,10 @@ fn env(name: &str) -> Option<String> {
 
 impl Vault {
     pub fn from_config(config: &KmsConfig) -> Result<Self, KmsError> {
-        let uri = config.kmsref.clone().unwrap_or_default();
-        let bad = |message: String| KmsError::Config {
-            uri: uri.clone(),
-            message,
-        };
-        let key = uri
+        let named = Named(config.kmsref.clone().unwrap_or_default());
+        let bad = |message: String| named.config(message);
+        let key = named
+            .0
             .strip_prefix("hashivault://")
             .filter(|k| !k.is_empty() && !k.contains('/'))
             .ok_or_else(|| bad("expected hashivault://<key name>".to_owned()))?
@@ -137,13 +136,9 @@ impl Vault {
                     .to_owned(),
             ));
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(&named)?;
         Ok(Self {
-            uri: uri.clone(),
+            named,
             address,
             mount: env("TRANSIT_SECRET_ENGINE_PATH")
                 .unwrap_or_else(|| "transit".to_owned())
@@ -152,32 +147,23 @@ impl Vault {
             key,
             auth,
             http,
-            token: Mutex::new(None),
+            token: Expiring::default(),
             public_keys: Mutex::new(HashMap::new()),
         })
     }
 
     fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Remote {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.remote(message)
     }
 
     fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        KmsError::Auth {
-            uri: self.uri.clone(),
-            message: message.to_string(),
-        }
+        self.named.auth(message)
     }
 
     /// A token: the cached one while it is valid, else a fresh one.
     async fn token(&self) -> Result<String, KmsError> {
-        if let Ok(cached) = self.token.lock()
-            && let Some((token, expires)) = cached.as_ref()
-            && expires.is_none_or(|at| Instant::now() < at)
-        {
-            return Ok(token.clone());
+        if let Some(token) = self.token.get() {
+            return Ok(token);
         }
         let (token, expires) = match &self.auth {
             Auth::Token(token) => (token.clone(), None),
@@ -213,16 +199,12 @@ impl Vault {
                 self.login(path, role, &svid).await?
             }
         };
-        if let Ok(mut cached) = self.token.lock() {
-            *cached = Some((token.clone(), expires));
-        }
+        self.token.set(token.clone(), expires);
         Ok(token)
     }
 
     fn forget_token(&self) {
-        if let Ok(mut cached) = self.token.lock() {
-            *cached = None;
-        }
+        self.token.clear();
     }
 
     /// JWT login with `jwt` (read fresh for every login: projected tokens and SVIDs rotate).
@@ -255,8 +237,7 @@ impl Vault {
             .to_owned();
         // Log in again a little before the token's lease ends.
         let lease = body["auth"]["lease_duration"].as_u64().unwrap_or(300);
-        let expires = Instant::now() + Duration::from_secs(lease.saturating_sub(lease / 10).max(5));
-        Ok((token, Some(expires)))
+        Ok((token, Some(renew_at(lease))))
     }
 
     /// One request with the token; on 403 the token is dropped and the request made once more
@@ -401,7 +382,7 @@ pub fn parse_signature(value: &str) -> Result<(u64, Vec<u8>), String> {
 
 impl RemoteSigner for Vault {
     fn uri(&self) -> &str {
-        &self.uri
+        &self.named.0
     }
 
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {
