@@ -209,24 +209,18 @@ async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
     )
     .await;
     let mut bao = bao;
-    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
-    for (i, name) in burst.iter().enumerate() {
-        completed_taskrun(&admin, work.name(), name).await;
-        if i == 4 {
-            bao.stop();
-        }
-    }
-    let (n_signed, n_failed) =
-        outcomes(&admin, work.name(), &burst, "hashivault://signet", log).await;
-    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    burst_through_outage(
+        &admin,
+        work.name(),
+        "hashivault://signet",
+        || bao.stop(),
+        log,
+    )
+    .await;
     bao.restart(env).await.unwrap();
     let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
     let run = wait_signed(&admin, work.name(), "after-outage", log).await;
     assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-    eprintln!(
-        "outage: {n_signed} of {} signed before the server went away, {n_failed} failed",
-        burst.len()
-    );
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
 }
@@ -241,17 +235,28 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Waits for every run in `names` to be marked; each is `true` or `failed` with a reason that
-/// names `uri`. Returns (signed, failed).
-async fn outcomes(
+/// Twelve completed runs with the KMS stopped (by `stop`) after the fifth: every one ends
+/// `signed=true` or `failed` with a reason naming `uri` (never stuck, never falsely signed), and
+/// at least one failed. Returns (signed, failed).
+async fn burst_through_outage(
     admin: &kube::Client,
     ns: &str,
-    names: &[String],
     uri: &str,
+    stop: impl FnOnce(),
     log: impl Fn() -> String,
 ) -> (usize, usize) {
+    let names: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    let mut stop = Some(stop);
+    for (i, name) in names.iter().enumerate() {
+        completed_taskrun(admin, ns, name).await;
+        if i == 4
+            && let Some(stop) = stop.take()
+        {
+            stop();
+        }
+    }
     let (mut n_signed, mut n_failed) = (0, 0);
-    for name in names {
+    for name in &names {
         let run = wait_annotation(admin, ns, name, "chains.tekton.dev/signed", &log).await;
         match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
             Some("true") => n_signed += 1,
@@ -265,6 +270,8 @@ async fn outcomes(
             other => panic!("{name}: signed={other:?}"),
         }
     }
+    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    eprintln!("{uri} outage: {n_signed} of 12 signed, {n_failed} failed");
     (n_signed, n_failed)
 }
 
@@ -368,23 +375,11 @@ async fn aws_kms_signs_with_web_identity_credentials_and_cosign_verifies_the_exp
     );
 
     // 4. KMS down mid-burst, then back (local-kms keeps its keys on disk).
-    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
-    for (i, name) in burst.iter().enumerate() {
-        completed_taskrun(&admin, work.name(), name).await;
-        if i == 4 {
-            kms.server.stop();
-        }
-    }
-    let (n_signed, n_failed) = outcomes(&admin, work.name(), &burst, uri, log).await;
-    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    burst_through_outage(&admin, work.name(), uri, || kms.server.stop(), log).await;
     kms.server.restart().await.unwrap();
     let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
     let run = wait_signed(&admin, work.name(), "after-outage", log).await;
     assert_cosign_accepts(env, &exported, &envelope_of(&run, &uid), "slsaprovenance");
-    eprintln!(
-        "aws outage: {n_signed} of {} signed, {n_failed} failed",
-        burst.len()
-    );
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
 }
@@ -577,23 +572,11 @@ async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_ex
     );
 
     // 5. The vault down mid-burst, then back.
-    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
-    for (i, name) in burst.iter().enumerate() {
-        completed_taskrun(&admin, work.name(), name).await;
-        if i == 4 {
-            vault.server.stop();
-        }
-    }
-    let (n_signed, n_failed) = outcomes(&admin, work.name(), &burst, &uri, log).await;
-    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    burst_through_outage(&admin, work.name(), &uri, || vault.server.stop(), log).await;
     vault.server.restart().await.unwrap();
     let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
     let run = wait_signed(&admin, work.name(), "after-outage", log).await;
     assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-    eprintln!(
-        "azure outage: {n_signed} of {} signed, {n_failed} failed",
-        burst.len()
-    );
 
     // 6. A federated token for another ServiceAccount has no federated credential: failed,
     //    naming the vault and Entra's refusal, never the token.
@@ -824,23 +807,11 @@ async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_ver
     );
 
     // 5. KMS down mid-burst, then back.
-    let burst: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
-    for (i, name) in burst.iter().enumerate() {
-        completed_taskrun(&admin, work.name(), name).await;
-        if i == 4 {
-            kms.server.stop();
-        }
-    }
-    let (n_signed, n_failed) = outcomes(&admin, work.name(), &burst, &uri, log).await;
-    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    burst_through_outage(&admin, work.name(), &uri, || kms.server.stop(), log).await;
     kms.server.restart().await.unwrap();
     let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
     let run = wait_signed(&admin, work.name(), "after-outage", log).await;
     assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-    eprintln!(
-        "gcp outage: {n_signed} of {} signed, {n_failed} failed",
-        burst.len()
-    );
 
     // 6. A token for another audience is refused by STS: failed, naming the key and STS.
     let wrong =
