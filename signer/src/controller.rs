@@ -298,6 +298,16 @@ async fn dispatch(
 /// The annotation that asks for a Rekor upload when `transparency.enabled` is `manual`.
 pub const TRANSPARENCY_UPLOAD: &str = "chains.tekton.dev/transparency-upload";
 
+/// Whether `run` goes to the transparency log: every run, or (manual) only those annotated
+/// `chains.tekton.dev/transparency-upload: "true"`.
+pub fn uploads(config: &SignerConfig, run: &Run) -> bool {
+    match config.transparency.mode {
+        TransparencyMode::Enabled => true,
+        TransparencyMode::Manual => run.annotation(TRANSPARENCY_UPLOAD) == Some("true"),
+        TransparencyMode::Disabled => false,
+    }
+}
+
 /// Signs `run` with every key its configuration asks for: the signing Secret's, the KMS key,
 /// and for keyless signing a fresh key and certificate from Fulcio.
 async fn sign(
@@ -326,13 +336,8 @@ async fn sign(
             .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
         keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
     };
-    // Transparency: every run, or (manual) only those annotated for upload.
-    let upload = match config.transparency.mode {
-        TransparencyMode::Enabled => true,
-        TransparencyMode::Manual => run.annotation(TRANSPARENCY_UPLOAD) == Some("true"),
-        TransparencyMode::Disabled => false,
-    };
-    let tlog = upload.then(|| Rekor::new(ctx.registries.http(), &config.transparency.url));
+    let tlog =
+        uploads(config, run).then(|| Rekor::new(ctx.registries.http(), &config.transparency.url));
     sign_run(run, children, config, &keys, tlog.as_ref()).await
 }
 
@@ -515,4 +520,26 @@ async fn children(ctx: &Context, run: &Run) -> Result<Vec<Run>, SignError> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod transparency_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn manual_transparency_uploads_only_annotated_runs() {
+        let plain = Run::from_object(RunKind::TaskRun, json!({"metadata": {"name": "a"}}));
+        let asked = Run::from_object(
+            RunKind::TaskRun,
+            json!({"metadata": {"name": "b", "annotations": {TRANSPARENCY_UPLOAD: "true"}}}),
+        );
+        let mut config = SignerConfig::default();
+        assert!(!uploads(&config, &asked), "disabled by default");
+        config.transparency.mode = TransparencyMode::Manual;
+        assert!(!uploads(&config, &plain));
+        assert!(uploads(&config, &asked));
+        config.transparency.mode = TransparencyMode::Enabled;
+        assert!(uploads(&config, &plain));
+    }
 }
