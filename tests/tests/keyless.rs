@@ -40,6 +40,41 @@ fn uri_sans(pem: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `valid` re-signed with the cluster's ServiceAccount signing key (tests/env's `sa.key`),
+/// expiring `expires_in` seconds from now (negative: already expired), issued 30 minutes
+/// before that: the token the API server would have issued then.
+fn resigned_token(env: &TestEnv, valid: &str, expires_in: i64) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = valid.split('.');
+    let header: Value =
+        serde_json::from_slice(&b64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&b64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let exp = now + expires_in;
+    claims["iat"] = json!(exp - 1800);
+    claims["nbf"] = json!(exp - 1800);
+    claims["exp"] = json!(exp);
+    // The API server's key is SEC1 PEM; jsonwebtoken wants PKCS#8 DER.
+    let pki = env.ca_file.parent().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+        .arg(pki.join("sa.key"))
+        .output()
+        .unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_der(&out.stdout);
+    let mut jwt_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    jwt_header.kid = header["kid"].as_str().map(str::to_owned);
+    jsonwebtoken::encode(&jwt_header, &claims, &key).unwrap()
+}
+
 #[tokio::test]
 async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     let _turn = STACK.lock().await;
@@ -273,6 +308,19 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         "{reason}"
     );
     assert!(!reason.contains(&wrong.token));
+
+    // 5b. An expired token (signed with the cluster's own key, `exp` an hour ago) is refused,
+    //     while the same token re-signed to expire later is accepted: expiry is the reason.
+    let resigned = resigned_token(env, &token.token, 600);
+    std::fs::write(&token_file, &resigned).unwrap();
+    rebuild("resigned-token", "2026-11-26T10:03:15Z").await;
+    wait_signed(&admin, work.name(), "resigned-token", log).await;
+    let expired = resigned_token(env, &token.token, -3600);
+    std::fs::write(&token_file, &expired).unwrap();
+    rebuild("expired-token", "2026-11-26T10:03:30Z").await;
+    let reason = assert_fails(&admin, work.name(), "expired-token", log).await;
+    assert!(reason.contains(&fulcio.url), "{reason}");
+    assert!(!reason.contains(&expired));
 
     // 6. Fulcio down: failed, naming it; back up (a new CA: ephemeral) signs again.
     std::fs::write(&token_file, &token.token).unwrap();
