@@ -244,19 +244,44 @@ fn load_kubeconfig(path: &Path) -> Result<Config, EnvError> {
 }
 
 /// The repository root (this crate lives in `<root>/tests`).
-/// `N` distinct free ports on 127.0.0.1, found by holding `N` listeners at once (ports taken
-/// one at a time may come back equal).
+/// `N` distinct free ports on 127.0.0.1 for servers a test starts, found by holding `N`
+/// listeners at once (ports taken one at a time may come back equal). They are chosen below
+/// the kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by default), so that no
+/// outgoing connection of another process takes one in the moment between our check and the
+/// server binding it — OpenBao binds its cluster port only when it is initialised, seconds
+/// after it starts, and lost that race in CI.
 pub fn free_ports<const N: usize>() -> Result<[u16; N], EnvError> {
-    let listeners: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| EnvError::Bundle(format!("no free port: {e}")))?;
+    let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let (low, high) = (20000u16, lowest_ephemeral.max(20001));
+    // A different starting point per call and process, then a linear walk.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    let span = u32::from(high - low);
+    let mut listeners = Vec::with_capacity(N);
     let mut ports = [0u16; N];
-    for (slot, listener) in ports.iter_mut().zip(&listeners) {
-        *slot = listener
-            .local_addr()
-            .map_err(|e| EnvError::Bundle(format!("no free port: {e}")))?
-            .port();
+    for step in 0..span {
+        if listeners.len() == N {
+            break;
+        }
+        let port = low + u16::try_from((seed.wrapping_add(step)) % span).unwrap_or(0);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            ports[listeners.len()] = port;
+            listeners.push(listener);
+        }
+    }
+    if listeners.len() < N {
+        return Err(EnvError::Bundle(format!(
+            "no {N} free ports between {low} and {high}"
+        )));
     }
     Ok(ports)
 }

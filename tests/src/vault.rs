@@ -62,7 +62,8 @@ impl OpenBao {
         let ca = std::fs::read(&env.ca_file).map_err(err)?;
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(err)?)
-            .timeout(Duration::from_secs(10))
+            // Initialising raft storage can take a while on a loaded two-core machine.
+            .timeout(Duration::from_secs(60))
             .build()
             .map_err(err)?;
         let mut bao = Self {
@@ -182,7 +183,22 @@ impl OpenBao {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(err)?;
+        let response = request.send().await.map_err(|e| {
+            // The whole cause chain (a timeout, a reset) and what the server said about it.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            err(format!(
+                "{method} {path}: {message}; server log (last lines, newest first):\n{}",
+                tail.join("\n")
+            ))
+        })?;
         let status = response.status();
         let text = response.text().await.map_err(err)?;
         if !status.is_success() {
