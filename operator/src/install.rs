@@ -9,9 +9,8 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, ServiceAccount,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -21,6 +20,7 @@ use kube::api::ObjectMeta;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::build::deployment::{restricted_container, restricted_pod};
 use crate::build::rbac::{OPERATOR_CLUSTER_RULES, policy_rules};
 use crate::names::{DEFAULT_SIGNER_IMAGE_REPOSITORY, VERSION};
 
@@ -219,16 +219,7 @@ pub fn operator_deployment_spec(version: &str) -> DeploymentSpec {
             limits: Some(quantities(&[("memory", "256Mi")])),
             ..ResourceRequirements::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted_container()),
         ..Container::default()
     };
     DeploymentSpec {
@@ -248,16 +239,7 @@ pub fn operator_deployment_spec(version: &str) -> DeploymentSpec {
             spec: Some(PodSpec {
                 service_account_name: Some(OPERATOR.to_owned()),
                 containers: vec![container],
-                security_context: Some(PodSecurityContext {
-                    run_as_non_root: Some(true),
-                    run_as_user: Some(65532),
-                    run_as_group: Some(65532),
-                    seccomp_profile: Some(SeccompProfile {
-                        type_: "RuntimeDefault".to_owned(),
-                        localhost_profile: None,
-                    }),
-                    ..PodSecurityContext::default()
-                }),
+                security_context: Some(restricted_pod()),
                 termination_grace_period_seconds: Some(10),
                 ..PodSpec::default()
             }),

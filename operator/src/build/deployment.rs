@@ -309,17 +309,38 @@ fn signer_container(v: &Validated, inputs: &BuildInputs, w: &Wiring) -> Containe
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         liveness_probe: Some(probe("/healthz")),
         readiness_probe: Some(probe("/readyz")),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: None,
-            }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(restricted_container()),
         ..Container::default()
+    }
+}
+
+/// The pod security context of the restricted Pod Security Standard: non-root (65532),
+/// `RuntimeDefault` seccomp. The signer's and the operator's own pods use it.
+pub fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        run_as_group: Some(65532),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The container security context of the restricted standard: no privilege escalation, every
+/// capability dropped, read-only root file system.
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
     }
 }
 
@@ -357,16 +378,7 @@ pub fn render_deployment(v: &Validated, inputs: &BuildInputs) -> Deployment {
                 .then(|| spec.signer.tolerations.clone()),
             affinity: spec.signer.affinity.clone(),
             priority_class_name: spec.signer.priority_class_name.clone(),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(65532),
-                run_as_group: Some(65532),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    localhost_profile: None,
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(restricted_pod()),
             termination_grace_period_seconds: Some(30),
             ..PodSpec::default()
         }),
