@@ -14,10 +14,18 @@ use crate::config::KmsConfig;
 pub mod aws;
 #[cfg(feature = "azurekms")]
 pub mod azure;
+#[cfg(any(
+    feature = "awskms",
+    feature = "azurekms",
+    feature = "gcpkms",
+    feature = "hashivault"
+))]
 mod common;
 pub mod der;
 #[cfg(feature = "gcpkms")]
 pub mod gcp;
+#[cfg(feature = "awskms")]
+pub mod sigv4;
 #[cfg(feature = "hashivault")]
 pub mod vault;
 
