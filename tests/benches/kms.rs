@@ -19,9 +19,7 @@ use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::bench::phase;
 use signet_e2e::kms_fixtures::{self, KmsFixture};
-use signet_e2e::operator::{
-    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac, merged,
-};
+use signet_e2e::operator::{OperatorProcess, apply_config, merged, start_operator};
 use signet_e2e::{ServiceAccountIdentity, TestEnv};
 
 #[tokio::main]
@@ -32,14 +30,10 @@ async fn main() {
         .unwrap_or(300);
     let env = TestEnv::get();
     let admin = env.admin_client().expect("admin client");
-    install_crd(&admin).await.expect("CRD");
-    let operator_identity = install_operator_rbac(&admin).await.expect("operator RBAC");
     let signer_ns = format!("signet-bench-kms-{}", std::process::id());
-    let _cleanup = ConfigCleanup {
-        env,
-        namespaces: vec![signer_ns.clone()],
-    };
-    let operator = OperatorProcess::start(env, &operator_identity).expect("operator");
+    let (operator, _cleanup) = start_operator(env, &admin, &signer_ns)
+        .await
+        .expect("operator");
     let configs: Api<SignetConfig> = Api::all(admin.clone());
     let base = json!({"targetNamespace": signer_ns,
                       "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});

@@ -18,9 +18,7 @@ use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::TestEnv;
 use signet_e2e::measure::{percentile, rss_kib};
-use signet_e2e::operator::{
-    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
-};
+use signet_e2e::operator::{apply_config, start_operator};
 
 const EDITS: usize = 40;
 const POKES: usize = 20;
@@ -44,14 +42,8 @@ where
 async fn main() {
     let env = TestEnv::get();
     let admin = env.admin_client().expect("admin client");
-    install_crd(&admin).await.expect("CRD");
-    let identity = install_operator_rbac(&admin).await.expect("operator RBAC");
     let ns = format!("signet-bench-{}", std::process::id());
-    let _cleanup = ConfigCleanup {
-        env,
-        namespaces: vec![ns.clone()],
-    };
-    let operator = OperatorProcess::start(env, &identity).expect("operator process");
+    let (operator, _cleanup) = start_operator(env, &admin, &ns).await.expect("operator");
     let configs: Api<SignetConfig> = Api::all(admin.clone());
     let apply = |spec: serde_json::Value| {
         let admin = admin.clone();

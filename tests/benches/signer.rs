@@ -23,9 +23,7 @@ use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::bench::{burst, phase, taskruns};
 use signet_e2e::measure::rss_kib;
-use signet_e2e::operator::{
-    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
-};
+use signet_e2e::operator::{OperatorProcess, apply_config, start_operator};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
 const STEADY_RATE: f64 = 50.0;
@@ -46,14 +44,10 @@ async fn main() {
         .collect();
     let env = TestEnv::get();
     let admin = env.admin_client().expect("admin client");
-    install_crd(&admin).await.expect("CRD");
-    let operator_identity = install_operator_rbac(&admin).await.expect("operator RBAC");
     let signer_ns = format!("signet-bench-signer-{}", std::process::id());
-    let _cleanup = ConfigCleanup {
-        env,
-        namespaces: vec![signer_ns.clone()],
-    };
-    let operator = OperatorProcess::start(env, &operator_identity).expect("operator");
+    let (operator, _cleanup) = start_operator(env, &admin, &signer_ns)
+        .await
+        .expect("operator");
     let configs: Api<SignetConfig> = Api::all(admin.clone());
     // TaskRun attestations in `tekton` storage; the runs' images are not in a registry.
     apply_config(

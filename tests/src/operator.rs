@@ -71,6 +71,22 @@ pub async fn install_operator_rbac(admin: &Client) -> Result<ServiceAccountIdent
         .await
 }
 
+/// The CRD and the operator's RBAC from the bundle, and the operator running as its
+/// ServiceAccount; the cleanup removes the SignetConfig and `signer_namespace` when dropped.
+pub async fn start_operator(
+    env: &'static TestEnv,
+    admin: &Client,
+    signer_namespace: &str,
+) -> Result<(OperatorProcess, ConfigCleanup), EnvError> {
+    install_crd(admin).await?;
+    let identity = install_operator_rbac(admin).await?;
+    let cleanup = ConfigCleanup {
+        env,
+        namespaces: vec![signer_namespace.to_owned()],
+    };
+    Ok((OperatorProcess::start(env, &identity)?, cleanup))
+}
+
 /// A running `signet-operator` or `signet-signer` process; killed on drop.
 pub struct OperatorProcess {
     child: Child,

@@ -13,9 +13,7 @@ use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use signet_crds::SignetConfig;
-use signet_e2e::operator::{
-    ConfigCleanup, OperatorProcess, apply_config, install_crd, install_operator_rbac,
-};
+use signet_e2e::operator::{ConfigCleanup, OperatorProcess, apply_config, start_operator};
 use signet_e2e::{ServiceAccountIdentity, TestEnv};
 
 pub const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -241,13 +239,7 @@ impl Stack {
         signer_ns: &str,
         base: Value,
     ) -> Self {
-        install_crd(admin).await.unwrap();
-        let operator_identity = install_operator_rbac(admin).await.unwrap();
-        let cleanup = ConfigCleanup {
-            env,
-            namespaces: vec![signer_ns.to_owned()],
-        };
-        let operator = OperatorProcess::start(env, &operator_identity).unwrap();
+        let (operator, cleanup) = start_operator(env, admin, signer_ns).await.unwrap();
         let mut stack = Self {
             operator,
             admin: admin.clone(),
