@@ -159,14 +159,6 @@ impl Aws {
         })
     }
 
-    fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.remote(message)
-    }
-
-    fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.auth(message)
-    }
-
     async fn credentials(&self) -> Result<Credentials, KmsError> {
         if let Some(credentials) = self.credentials.get() {
             return Ok(credentials);
@@ -207,7 +199,7 @@ impl Aws {
         session_name: &str,
     ) -> Result<(Credentials, Duration), KmsError> {
         let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-            self.auth_error(format!(
+            self.named.auth(format!(
                 "reading AWS_WEB_IDENTITY_TOKEN_FILE {token_file}: {e}"
             ))
         })?;
@@ -231,11 +223,11 @@ impl Aws {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.auth_error(format!("STS {sts}: {e}")))?;
+            .map_err(|e| self.named.auth(format!("STS {sts}: {e}")))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(self.auth_error(format!(
+            return Err(self.named.auth(format!(
                 "STS AssumeRoleWithWebIdentity for {role_arn}: {status}: {}",
                 xml_field(&text, "Message").unwrap_or("no details")
             )));
@@ -243,7 +235,7 @@ impl Aws {
         let field = |name| {
             xml_field(&text, name)
                 .map(str::to_owned)
-                .ok_or_else(|| self.auth_error(format!("STS answer without {name}")))
+                .ok_or_else(|| self.named.auth(format!("STS answer without {name}")))
         };
         Ok((
             Credentials {
@@ -258,7 +250,7 @@ impl Aws {
     /// One KMS API call (`TrentService.<action>`), signed.
     async fn call(&self, action: &str, body: &Value) -> Result<Value, KmsError> {
         let credentials = self.credentials().await?;
-        let payload = serde_json::to_vec(body).map_err(|e| self.remote(e))?;
+        let payload = serde_json::to_vec(body).map_err(|e| self.named.remote(e))?;
         let url = format!("{}/", self.endpoint);
         let host = reqwest::Url::parse(&url)
             .ok()
@@ -268,7 +260,7 @@ impl Aws {
                         .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
                 })
             })
-            .ok_or_else(|| self.remote(format!("endpoint {url} has no host")))?;
+            .ok_or_else(|| self.named.remote(format!("endpoint {url} has no host")))?;
         let (amz_date, _) = amz_timestamp(SystemTime::now());
         let target = format!("TrentService.{action}");
         let mut headers = vec![
@@ -303,7 +295,7 @@ impl Aws {
             .header("authorization", authorization)
             .send()
             .await
-            .map_err(|e| self.remote(format!("{action}: {e}")))?;
+            .map_err(|e| self.named.remote(format!("{action}: {e}")))?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -323,9 +315,9 @@ impl Aws {
                         | "InvalidSignatureException"
                         | "ExpiredTokenException"
                 ) {
-                    self.auth_error(text)
+                    self.named.auth(text)
                 } else {
-                    self.remote(text)
+                    self.named.remote(text)
                 },
             );
         }
@@ -341,11 +333,11 @@ impl Aws {
             .await?;
         let public_der = STANDARD
             .decode(answer["PublicKey"].as_str().unwrap_or_default())
-            .map_err(|e| self.remote(format!("GetPublicKey: {e}")))?;
+            .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?;
         let algorithm = answer["SigningAlgorithms"][0]
             .as_str()
             .ok_or_else(|| {
-                self.remote(format!(
+                self.named.remote(format!(
                     "key {} ({}) cannot sign: it lists no signing algorithm",
                     self.key_id,
                     answer["KeySpec"].as_str().unwrap_or("unknown spec")
@@ -382,7 +374,7 @@ impl RemoteSigner for Aws {
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {
         Box::pin(async move {
             let info = self.key_info().await?;
-            let digest = digest(&info.algorithm, message).map_err(|e| self.remote(e))?;
+            let digest = digest(&info.algorithm, message).map_err(|e| self.named.remote(e))?;
             let answer = self
                 .call(
                     "Sign",
@@ -392,7 +384,7 @@ impl RemoteSigner for Aws {
                 .await?;
             STANDARD
                 .decode(answer["Signature"].as_str().unwrap_or_default())
-                .map_err(|e| self.remote(format!("Sign: {e}")))
+                .map_err(|e| self.named.remote(format!("Sign: {e}")))
         })
     }
 

@@ -123,14 +123,6 @@ impl Azure {
         })
     }
 
-    fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.remote(message)
-    }
-
-    fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.auth(message)
-    }
-
     /// An access token for Key Vault from the federated token (client-credentials grant with
     /// a JWT client assertion), cached until shortly before it expires.
     async fn token(&self) -> Result<String, KmsError> {
@@ -140,7 +132,7 @@ impl Azure {
         let assertion = tokio::fs::read_to_string(&self.token_file)
             .await
             .map_err(|e| {
-                self.auth_error(format!(
+                self.named.auth(format!(
                     "reading AZURE_FEDERATED_TOKEN_FILE {}: {e}",
                     self.token_file
                 ))
@@ -161,11 +153,11 @@ impl Azure {
             ])
             .send()
             .await
-            .map_err(|e| self.auth_error(format!("token request to {url}: {e}")))?;
+            .map_err(|e| self.named.auth(format!("token request to {url}: {e}")))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(self.auth_error(format!(
+            return Err(self.named.auth(format!(
                 "Microsoft Entra token for client {}: {status}: {}",
                 self.client_id,
                 body["error_description"]
@@ -177,7 +169,7 @@ impl Azure {
         let token = body["access_token"]
             .as_str()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| self.auth_error("token answer without access_token"))?
+            .ok_or_else(|| self.named.auth("token answer without access_token"))?
             .to_owned();
         let lifetime = body["expires_in"].as_u64().unwrap_or(300);
         self.token.set(token.clone(), Some(renew_at(lifetime)));
@@ -212,13 +204,14 @@ impl Azure {
         let part = |name: &str| {
             URL_SAFE_NO_PAD
                 .decode(jwk[name].as_str().unwrap_or_default().trim_end_matches('='))
-                .map_err(|e| self.remote(format!("key {name}: {e}")))
+                .map_err(|e| self.named.remote(format!("key {name}: {e}")))
         };
         let kty = jwk["kty"].as_str().unwrap_or_default();
         let (public_der, algorithm, ec) = match kty {
             "EC" | "EC-HSM" => {
                 let crv = jwk["crv"].as_str().unwrap_or_default();
-                let der = spki_ec(crv, &part("x")?, &part("y")?).map_err(|e| self.remote(e))?;
+                let der =
+                    spki_ec(crv, &part("x")?, &part("y")?).map_err(|e| self.named.remote(e))?;
                 let alg = if crv == "P-384" { "ES384" } else { "ES256" };
                 (der, alg, true)
             }
@@ -232,14 +225,16 @@ impl Azure {
                 (spki_rsa(&n, &part("e")?), alg, false)
             }
             other => {
-                return Err(self.remote(format!("key type {other:?} cannot sign for cosign")));
+                return Err(self
+                    .named
+                    .remote(format!("key type {other:?} cannot sign for cosign")));
             }
         };
         let version = jwk["kid"]
             .as_str()
             .and_then(|kid| kid.rsplit('/').next())
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| self.remote("the key has no kid"))?
+            .ok_or_else(|| self.named.remote("the key has no kid"))?
             .to_owned();
         let info = KeyInfo {
             version,
@@ -283,9 +278,9 @@ impl RemoteSigner for Azure {
                         .unwrap_or_default()
                         .trim_end_matches('='),
                 )
-                .map_err(|e| self.remote(format!("sign: {e}")))?;
+                .map_err(|e| self.named.remote(format!("sign: {e}")))?;
             if info.ec {
-                ecdsa_raw_to_der(&signature).map_err(|e| self.remote(e))
+                ecdsa_raw_to_der(&signature).map_err(|e| self.named.remote(e))
             } else {
                 Ok(signature)
             }

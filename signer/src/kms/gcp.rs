@@ -145,19 +145,11 @@ impl Gcp {
         })
     }
 
-    fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.remote(message)
-    }
-
-    fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.auth(message)
-    }
-
     async fn json(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, KmsError> {
         let response = request
             .send()
             .await
-            .map_err(|e| self.auth_error(format!("{what}: {e}")))?;
+            .map_err(|e| self.named.auth(format!("{what}: {e}")))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -166,7 +158,7 @@ impl Gcp {
                 .or_else(|| body["error"]["message"].as_str())
                 .or_else(|| body["error"].as_str())
                 .unwrap_or("no details");
-            return Err(self.auth_error(format!("{what}: {status}: {message}")));
+            return Err(self.named.auth(format!("{what}: {status}: {message}")));
         }
         Ok(body)
     }
@@ -195,7 +187,7 @@ impl Gcp {
             Source::ExternalAccount(config) => self.exchange(config).await?,
         };
         if token.is_empty() {
-            return Err(self.auth_error("no access token in the answer"));
+            return Err(self.named.auth("no access token in the answer"));
         }
         self.token.set(token.clone(), Some(renew_at(lifetime)));
         Ok(token)
@@ -204,10 +196,14 @@ impl Gcp {
     async fn exchange(&self, config: &Value) -> Result<(String, u64), KmsError> {
         let file = config["credential_source"]["file"]
             .as_str()
-            .ok_or_else(|| self.auth_error("external_account without credential_source.file"))?;
-        let raw = tokio::fs::read_to_string(file)
-            .await
-            .map_err(|e| self.auth_error(format!("reading the subject token {file}: {e}")))?;
+            .ok_or_else(|| {
+                self.named
+                    .auth("external_account without credential_source.file")
+            })?;
+        let raw = tokio::fs::read_to_string(file).await.map_err(|e| {
+            self.named
+                .auth(format!("reading the subject token {file}: {e}"))
+        })?;
         let subject_token = match config["credential_source"]["format"]["type"].as_str() {
             Some("json") => {
                 let field = config["credential_source"]["format"]["subject_token_field_name"]
@@ -309,14 +305,14 @@ impl Gcp {
                         .and_then(|v| v.parse::<u64>().ok())
                         .unwrap_or(0)
                 })
-                .ok_or_else(|| self.remote("the key has no enabled version"))?
+                .ok_or_else(|| self.named.remote("the key has no enabled version"))?
                 .to_owned()
         };
         let answer = self
             .call(reqwest::Method::GET, &format!("{name}/publicKey"), None)
             .await?;
         let public_der = spki_from_pem(answer["pem"].as_str().unwrap_or_default())
-            .map_err(|e| self.remote(e))?;
+            .map_err(|e| self.named.remote(e))?;
         let info = KeyInfo {
             name,
             public_der,
@@ -348,7 +344,8 @@ impl RemoteSigner for Gcp {
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {
         Box::pin(async move {
             let info = self.key_info().await?;
-            let (field, digest) = digest(&info.algorithm, message).map_err(|e| self.remote(e))?;
+            let (field, digest) =
+                digest(&info.algorithm, message).map_err(|e| self.named.remote(e))?;
             let answer = self
                 .call(
                     reqwest::Method::POST,
@@ -358,13 +355,13 @@ impl RemoteSigner for Gcp {
                 )
                 .await?;
             if answer["verifiedDigestCrc32c"] != json!(true) {
-                return Err(self.remote(
+                return Err(self.named.remote(
                     "the digest was corrupted in transit (verifiedDigestCrc32c is not true)",
                 ));
             }
             let signature = STANDARD
                 .decode(answer["signature"].as_str().unwrap_or_default())
-                .map_err(|e| self.remote(format!("asymmetricSign: {e}")))?;
+                .map_err(|e| self.named.remote(format!("asymmetricSign: {e}")))?;
             let want = answer["signatureCrc32c"]
                 .as_str()
                 .and_then(|v| v.parse::<u32>().ok())
@@ -374,7 +371,9 @@ impl RemoteSigner for Gcp {
                         .and_then(|v| u32::try_from(v).ok())
                 });
             if want != Some(crc32c(&signature)) {
-                return Err(self.remote("the signature was corrupted in transit (signatureCrc32c)"));
+                return Err(self
+                    .named
+                    .remote("the signature was corrupted in transit (signatureCrc32c)"));
             }
             Ok(signature)
         })

@@ -152,14 +152,6 @@ impl Vault {
         })
     }
 
-    fn remote(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.remote(message)
-    }
-
-    fn auth_error(&self, message: impl std::fmt::Display) -> KmsError {
-        self.named.auth(message)
-    }
-
     /// A token: the cached one while it is valid, else a fresh one.
     async fn token(&self) -> Result<String, KmsError> {
         if let Some(token) = self.token.get() {
@@ -170,7 +162,7 @@ impl Vault {
             Auth::TokenFile(path) => {
                 let token = tokio::fs::read_to_string(path)
                     .await
-                    .map_err(|e| self.auth_error(format!("reading {}: {e}", path.display())))?;
+                    .map_err(|e| self.named.auth(format!("reading {}: {e}", path.display())))?;
                 // Read again in a minute: the file may be rotated.
                 (
                     token.trim().to_owned(),
@@ -183,7 +175,8 @@ impl Vault {
                 jwt_file,
             } => {
                 let jwt = tokio::fs::read_to_string(jwt_file).await.map_err(|e| {
-                    self.auth_error(format!("reading the JWT {}: {e}", jwt_file.display()))
+                    self.named
+                        .auth(format!("reading the JWT {}: {e}", jwt_file.display()))
                 })?;
                 self.login(path, role, jwt.trim()).await?
             }
@@ -195,7 +188,7 @@ impl Vault {
             } => {
                 let (_, svid) = crate::spiffe::fetch_jwt_svid(socket, audience)
                     .await
-                    .map_err(|e| self.auth_error(e))?;
+                    .map_err(|e| self.named.auth(e))?;
                 self.login(path, role, &svid).await?
             }
         };
@@ -221,11 +214,11 @@ impl Vault {
             .json(&json!({"role": role, "jwt": jwt}))
             .send()
             .await
-            .map_err(|e| self.auth_error(format!("POST {url}: {e}")))?;
+            .map_err(|e| self.named.auth(format!("POST {url}: {e}")))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(self.auth_error(format!(
+            return Err(self.named.auth(format!(
                 "JWT login at auth/{path} as role {role:?}: {status}: {}",
                 errors_of(&body)
             )));
@@ -233,7 +226,10 @@ impl Vault {
         let token = body["auth"]["client_token"]
             .as_str()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| self.auth_error(format!("JWT login at auth/{path}: no client_token")))?
+            .ok_or_else(|| {
+                self.named
+                    .auth(format!("JWT login at auth/{path}: no client_token"))
+            })?
             .to_owned();
         // Log in again a little before the token's lease ends.
         let lease = body["auth"]["lease_duration"].as_u64().unwrap_or(300);
@@ -261,7 +257,7 @@ impl Vault {
             let response = request
                 .send()
                 .await
-                .map_err(|e| self.remote(format!("{method} {url}: {e}")))?;
+                .map_err(|e| self.named.remote(format!("{method} {url}: {e}")))?;
             let status = response.status();
             let answer: Value = response.json().await.unwrap_or_default();
             if status == reqwest::StatusCode::FORBIDDEN && attempt == 0 {
@@ -269,19 +265,19 @@ impl Vault {
                 continue;
             }
             if status == reqwest::StatusCode::FORBIDDEN {
-                return Err(self.auth_error(format!(
+                return Err(self.named.auth(format!(
                     "{method} {path}: permission denied: {}",
                     errors_of(&answer)
                 )));
             }
             if !status.is_success() {
-                return Err(
-                    self.remote(format!("{method} {path}: {status}: {}", errors_of(&answer)))
-                );
+                return Err(self
+                    .named
+                    .remote(format!("{method} {path}: {status}: {}", errors_of(&answer))));
             }
             return Ok(answer);
         }
-        Err(self.remote(format!("{method} {path}: refused")))
+        Err(self.named.remote(format!("{method} {path}: refused")))
     }
 
     /// The SPKI DER of key version `version`, fetched once.
@@ -317,7 +313,7 @@ impl Vault {
             } else {
                 spki_from_pem(public)
             }
-            .map_err(|e| self.remote(format!("key version {v}: {e}")))?;
+            .map_err(|e| self.named.remote(format!("key version {v}: {e}")))?;
             if let Ok(mut keys) = self.public_keys.lock() {
                 keys.insert(v, der.clone());
             }
@@ -326,7 +322,7 @@ impl Vault {
             }
         }
         found.ok_or_else(|| {
-            self.remote(format!(
+            self.named.remote(format!(
                 "transit key {:?} ({}) has no public key for version {version}: a signing key type (ecdsa-p256, ecdsa-p384, ed25519, rsa-*) is needed",
                 self.key,
                 if kind.is_empty() { "unknown type" } else { kind }
@@ -344,7 +340,7 @@ impl Vault {
             .await?;
         answer["data"]["latest_version"]
             .as_u64()
-            .ok_or_else(|| self.remote("the key has no latest_version"))
+            .ok_or_else(|| self.named.remote("the key has no latest_version"))
     }
 }
 
@@ -399,7 +395,7 @@ impl RemoteSigner for Vault {
                 )
                 .await?;
             let value = answer["data"]["signature"].as_str().unwrap_or_default();
-            let (version, signature) = parse_signature(value).map_err(|e| self.remote(e))?;
+            let (version, signature) = parse_signature(value).map_err(|e| self.named.remote(e))?;
             // Make sure the version that signed has a public key verifiers can fetch.
             self.public_key(version).await?;
             Ok(signature)
