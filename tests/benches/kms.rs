@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use kube::Api;
 use serde_json::json;
 use signet_crds::SignetConfig;
-use signet_e2e::bench::phase;
+use signet_e2e::bench::{phase, wait_leading};
 use signet_e2e::kms_fixtures::{self, KmsFixture};
 use signet_e2e::operator::{OperatorProcess, apply_config, merged, start_operator};
 use signet_e2e::{ServiceAccountIdentity, TestEnv};
@@ -104,19 +104,7 @@ async fn main() {
         let signer = OperatorProcess::start_signer_with(env, &admin, &identity, &extra)
             .await
             .expect("signer");
-        // Measure signing, not the wait for the previous signer's lease to lapse.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !signer
-            .log_text()
-            .contains("signing TaskRuns and PipelineRuns")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{which}: the signer never led:\n{}",
-                signer.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_leading(&signer).await;
         results.push(
             phase(
                 &admin,

@@ -21,7 +21,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use signet_crds::SignetConfig;
-use signet_e2e::bench::{burst, phase, taskruns};
+use signet_e2e::bench::{burst, phase, taskruns, wait_leading};
 use signet_e2e::measure::rss_kib;
 use signet_e2e::operator::{OperatorProcess, apply_config, start_operator};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
@@ -116,18 +116,8 @@ async fn main() {
         .await
         .expect("signer");
     let backlog_runs = taskruns(&admin, backlog_ns.name());
+    wait_leading(&signer).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !signer
-        .log_text()
-        .contains("signing TaskRuns and PipelineRuns")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the signer never started:\n{}",
-            signer.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let new_completed = burst(&admin, backlog_ns.name(), "new", 1, None, None).await;
     let new_done = new_completed
         .values()

@@ -226,3 +226,20 @@ pub async fn phase(
         peak_rss_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
+
+/// Waits until `signer` leads and signs (its log says so), so that a phase measures signing
+/// and not the wait for an earlier signer's lease to lapse.
+pub async fn wait_leading(signer: &OperatorProcess) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !signer
+        .log_text()
+        .contains("signing TaskRuns and PipelineRuns")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the signer never led:\n{}",
+            signer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
