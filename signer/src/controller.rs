@@ -1,30 +1,32 @@
 //! The signing loop: watch completed runs, sign each once with bounded concurrency, and
 //! record the outcome on the run through `mark`.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::Semaphore;
 
 use crate::config::SignerConfig;
 use crate::config::{SignerKind, TransparencyMode};
+use crate::health::Health;
 use crate::keyless;
 use crate::kms::KmsSigners;
 use crate::mark::{Written, hold_or_release, release, write};
 pub use crate::metrics::Metrics;
 use crate::oci::registry::Clients;
 use crate::pipeline::{Keys, SignError, Signed, sign_run};
-use crate::queue::{Backlog, Work};
+use crate::queue::{Backlog, InFlight, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
 use crate::transparency::Rekor;
+use crate::watch_status::WatchStatus;
 
 /// Most queued runs kept as whole watched objects; the rest wait as references.
 const CACHED_OBJECTS: usize = 256;
@@ -41,7 +43,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub workers: usize,
     recorder: Recorder,
-    in_flight: Mutex<HashSet<String>>,
+    in_flight: InFlight,
     /// HTTP clients for registries.
     registries: Clients,
     /// The KMS key in force, if any.
@@ -70,7 +72,7 @@ impl Context {
             metrics,
             workers: workers.max(1),
             recorder,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: InFlight::default(),
             registries: Clients::new()?,
             kms: KmsSigners::default(),
             own_account,
@@ -93,28 +95,13 @@ fn runs(client: &Client, kind: RunKind, namespace: Option<&str>) -> Api<DynamicO
 /// Watches TaskRuns and PipelineRuns in `namespaces` (all when empty) until `stop` resolves.
 pub async fn run(
     ctx: Arc<Context>,
+    health: &Arc<Health>,
     namespaces: Vec<String>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     ctx.sources.wait_synced().await;
     tracing::info!(workers = ctx.workers, "signing TaskRuns and PipelineRuns");
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
-        vec![None]
-    } else {
-        namespaces.into_iter().map(Some).collect()
-    };
-    let streams = scopes.into_iter().flat_map(|ns| {
-        [RunKind::TaskRun, RunKind::PipelineRun].map(|kind| {
-            // Whole objects stream past; none is kept, so memory does not grow with finished runs.
-            watcher(
-                runs(&ctx.client, kind, ns.as_deref()),
-                watcher::Config::default(),
-            )
-            .map(move |event| (kind, event))
-            .boxed()
-        })
-    });
-    let mut events = futures::stream::select_all(streams);
+    let (mut events, mut statuses) = watch_runs(&ctx.client, health, namespaces);
     // Two queues: runs that complete while we watch (signed first), and the backlog found at
     // start (drained in the background, newest first). The backlog holds references, not
     // objects, so a large backlog costs little memory.
@@ -136,11 +123,29 @@ pub async fn run(
             e = events.next() => e,
         };
         let (kind, obj, initial) = match event {
-            Some((kind, Ok(watcher::Event::Apply(obj)))) => (kind, obj, false),
-            Some((kind, Ok(watcher::Event::InitApply(obj)))) => (kind, obj, true),
-            Some((_, Ok(_))) => continue,
-            Some((kind, Err(error))) => {
-                tracing::warn!(%error, kind = kind.kind(), "watch failed; it restarts by itself");
+            Some((kind, index, Ok(event))) => {
+                let status = &mut statuses[index];
+                match event {
+                    watcher::Event::Apply(obj) => {
+                        status.working();
+                        (kind, obj, false)
+                    }
+                    watcher::Event::InitApply(obj) => {
+                        status.working();
+                        (kind, obj, true)
+                    }
+                    watcher::Event::InitDone => {
+                        status.listed();
+                        continue;
+                    }
+                    watcher::Event::Init | watcher::Event::Delete(_) => {
+                        status.working();
+                        continue;
+                    }
+                }
+            }
+            Some((_, index, Err(error))) => {
+                statuses[index].failed(&error);
                 continue;
             }
             None => break,
@@ -163,12 +168,7 @@ pub async fn run(
             }
             continue;
         }
-        let queued = ctx
-            .in_flight
-            .lock()
-            .ok()
-            .and_then(|mut set| set.insert(run.uid.clone()).then_some(set.len()));
-        let Some(queued) = queued else {
+        let Some(queued) = ctx.in_flight.insert(&run.uid) else {
             continue;
         };
         if initial {
@@ -200,6 +200,56 @@ pub async fn run(
         .await;
 }
 
+type RunEvents = futures::stream::SelectAll<
+    futures::stream::BoxStream<
+        'static,
+        (
+            RunKind,
+            usize,
+            Result<watcher::Event<DynamicObject>, watcher::Error>,
+        ),
+    >,
+>;
+
+/// One watch per run kind and namespace (all namespaces when `namespaces` is empty), merged,
+/// with the standing of each (indexed by the event's `usize`) reported to `health`.
+fn watch_runs(
+    client: &Client,
+    health: &Arc<Health>,
+    namespaces: Vec<String>,
+) -> (RunEvents, Vec<WatchStatus>) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let mut statuses = Vec::new();
+    let streams = scopes.into_iter().flat_map(|ns| {
+        [RunKind::TaskRun, RunKind::PipelineRun].map(|kind| {
+            let index = statuses.len();
+            let scope = ns.as_deref().map_or_else(
+                || "all namespaces".to_owned(),
+                |ns| format!("namespace {ns}"),
+            );
+            statuses.push(WatchStatus::new(
+                health,
+                format!("watch {}s ({scope})", kind.kind()),
+            ));
+            // Whole objects stream past; none is kept, so memory does not grow with finished
+            // runs. A failing watch (403, a missing CRD, the API server away) backs off.
+            watcher(
+                runs(client, kind, ns.as_deref()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .map(move |event| (kind, index, event))
+            .boxed()
+        })
+    });
+    let events = futures::stream::select_all(streams.collect::<Vec<_>>());
+    (events, statuses)
+}
+
 /// A finalizer change waiting to be written: only the run's reference and the new list, so a
 /// queue of thousands in a burst (writes wait for the client limiter) stays small.
 struct Hold {
@@ -217,11 +267,7 @@ async fn write_holds(ctx: Arc<Context>, rx: tokio::sync::mpsc::UnboundedReceiver
         .for_each_concurrent(HOLD_WRITERS, |hold| {
             let ctx = ctx.clone();
             async move {
-                let queued = ctx
-                    .in_flight
-                    .lock()
-                    .is_ok_and(|set| set.contains(&hold.run.uid));
-                if queued {
+                if ctx.in_flight.contains(&hold.run.uid) {
                     return;
                 }
                 let api = runs(&ctx.client, hold.run.kind, Some(&hold.run.namespace));
@@ -273,6 +319,8 @@ async fn dispatch(
                 mut cached,
                 queued,
             } = work;
+            // Released when this task ends, however it ends (a panic included).
+            let _claim = ctx.in_flight.claim(&run.uid);
             let metrics = ctx.metrics.of(run.kind);
             metrics.queue_seconds.observe(queued.elapsed());
             let started = std::time::Instant::now();
@@ -287,9 +335,6 @@ async fn dispatch(
                 }
             }
             metrics.sign_seconds.observe(started.elapsed());
-            if let Ok(mut set) = ctx.in_flight.lock() {
-                set.remove(&run.uid);
-            }
             drop(permit);
         });
     }

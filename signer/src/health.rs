@@ -100,6 +100,9 @@ pub struct Health {
     /// `(metric name, help, counter)`, rendered in this order.
     counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
     histograms: Vec<HistogramFamily>,
+    /// What keeps the process from being ready, by who reports it (`watch TaskRuns`): a
+    /// watch that has not listed yet or is backing off after errors.
+    problems: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -122,11 +125,41 @@ impl Health {
             leader_metric,
             counters,
             histograms,
+            problems: std::sync::Mutex::default(),
         })
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Records (`Some`) or clears (`None`) what keeps `what` from working; `/readyz` answers
+    /// 503 with every recorded problem until all are cleared.
+    pub fn set_problem(&self, what: &str, problem: Option<String>) {
+        let mut problems = match self.problems.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match problem {
+            Some(problem) => problems.insert(what.to_owned(), problem),
+            None => problems.remove(what),
+        };
+    }
+
+    /// `None` when ready, else why not (one line per problem).
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Some("not ready\n".to_owned());
+        }
+        let problems = self.problems.lock().ok()?;
+        if problems.is_empty() {
+            return None;
+        }
+        let mut why = String::new();
+        for (what, problem) in problems.iter() {
+            let _ = writeln!(why, "not ready: {what}: {problem}");
+        }
+        Some(why)
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -163,8 +196,10 @@ impl Health {
 fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" if health.ready.load(Ordering::Relaxed) => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+        "/readyz" => match health.not_ready() {
+            None => (StatusCode::OK, "ok\n".to_owned()),
+            Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+        },
         "/metrics" => (StatusCode::OK, health.render_metrics()),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
@@ -219,6 +254,17 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         health.set_ready(true);
+        assert_eq!(respond(&health, "/readyz").status(), StatusCode::OK);
+        health.set_problem("watch TaskRuns", Some("403 Forbidden; retrying".to_owned()));
+        assert_eq!(
+            respond(&health, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            health.not_ready().as_deref(),
+            Some("not ready: watch TaskRuns: 403 Forbidden; retrying\n")
+        );
+        health.set_problem("watch TaskRuns", None);
         assert_eq!(respond(&health, "/readyz").status(), StatusCode::OK);
         reconciles.add(3);
         let text = health.render_metrics();

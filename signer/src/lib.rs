@@ -23,3 +23,4 @@ pub mod run;
 pub mod sources;
 pub mod spiffe;
 pub mod transparency;
+pub mod watch_status;

@@ -105,9 +105,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let sources = Sources::watch(
         &client,
+        &health,
         &args.namespace,
-        &args.config_map,
-        &args.signing_secret,
+        (&args.config_map, &args.signing_secret),
     );
     let own_account = (args.namespace.clone(), args.service_account.clone());
     let ctx = Arc::new(Context::new(
@@ -122,8 +122,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .into_iter()
         .filter(|n| !n.is_empty())
         .collect();
+    let reporting = health.clone();
     lease::lead(&lock, &health, |stop| {
-        controller::run(ctx, namespaces, stop)
+        controller::run(ctx, &reporting, namespaces, stop)
     })
     .await?;
     Ok(())

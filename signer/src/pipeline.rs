@@ -15,7 +15,7 @@ use crate::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
 use crate::extract::extract;
 use crate::formats::statement;
 use crate::keyless::{Ephemeral, KeylessError};
-use crate::keys::{SigningKey, SigningKeyError};
+use crate::keys::{SigningKey, SigningKeyError, verify_signature};
 use crate::kms::{KmsError, RemoteSigner};
 use crate::oci::layout::{
     BUNDLE_ANNOTATION, BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_TYPE_ANNOTATION,
@@ -354,15 +354,38 @@ pub enum Key<'a> {
 }
 
 impl Key<'_> {
+    /// Signs `message` and checks the signature against the key's public key before it is
+    /// used: a KMS's answer is untrusted input, and a signature that does not verify must
+    /// never be stored (a retryable failure naming the key instead).
     async fn sign(self, run: &Run, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        match self {
+        let signature = match self {
             Key::Local(key) => key.sign(message).map_err(|source| SignError::Key {
                 run: run.id(),
                 source: std::sync::Arc::new(source),
-            }),
+            })?,
             Key::Remote(kms) => kms.sign(message).await.map_err(|source| SignError::Kms {
                 run: run.id(),
                 source,
+            })?,
+        };
+        let public_der = self.public_der(run).await?;
+        match verify_signature(&public_der, message, &signature) {
+            Ok(()) => Ok(signature),
+            Err(e) => Err(match self {
+                Key::Local(key) => SignError::Key {
+                    run: run.id(),
+                    source: std::sync::Arc::new(SigningKeyError::Sign {
+                        secret: key.secret().to_owned(),
+                        reason: e.to_string(),
+                    }),
+                },
+                Key::Remote(kms) => SignError::Kms {
+                    run: run.id(),
+                    source: KmsError::Remote {
+                        uri: kms.uri().to_owned(),
+                        message: format!("answered a signature that cannot be used: {e}"),
+                    },
+                },
             }),
         }
     }

@@ -16,6 +16,50 @@ pub struct Work {
     pub queued: std::time::Instant,
 }
 
+/// The runs queued or being signed, by uid: a run is queued once however many watch events
+/// it gets. A [`Claim`] takes it out again when dropped, also when signing panicked, so that
+/// no input can strand a run until a restart.
+#[derive(Clone, Default)]
+pub struct InFlight(std::sync::Arc<Mutex<std::collections::HashSet<String>>>);
+
+/// A run held in [`InFlight`] until this is dropped.
+pub struct Claim {
+    set: InFlight,
+    uid: String,
+}
+
+impl InFlight {
+    fn with<T>(&self, f: impl FnOnce(&mut std::collections::HashSet<String>) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut set) => f(&mut set),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Adds `uid`; returns how many are in flight, or `None` if it already was.
+    pub fn insert(&self, uid: &str) -> Option<usize> {
+        self.with(|set| set.insert(uid.to_owned()).then_some(set.len()))
+    }
+
+    pub fn contains(&self, uid: &str) -> bool {
+        self.with(|set| set.contains(uid))
+    }
+
+    /// Holds `uid` (already inserted) until the returned claim is dropped.
+    pub fn claim(&self, uid: &str) -> Claim {
+        Claim {
+            set: self.clone(),
+            uid: uid.to_owned(),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.set.with(|set| set.remove(&self.uid));
+    }
+}
+
 /// Runs found at start, newest first.
 #[derive(Default)]
 pub struct Backlog {
@@ -77,6 +121,21 @@ impl Backlog {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_run_whose_signing_panicked_is_released() {
+        let in_flight = InFlight::default();
+        assert_eq!(in_flight.insert("uid-1"), Some(1));
+        assert_eq!(in_flight.insert("uid-1"), None, "queued once");
+        let claim = in_flight.claim("uid-1");
+        let task = tokio::spawn(async move {
+            let _claim = claim;
+            panic!("a hostile input");
+        });
+        assert!(task.await.is_err());
+        assert!(!in_flight.contains("uid-1"));
+        assert_eq!(in_flight.insert("uid-1"), Some(1), "it can be queued again");
+    }
+
     use super::*;
     use crate::run::RunKind;
 

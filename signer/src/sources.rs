@@ -7,12 +7,14 @@ use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::config::{ConfigError, SignerConfig};
+use crate::health::Health;
 use crate::keys::{SigningKey, SigningKeyError};
+use crate::watch_status::WatchStatus;
 
 type Shared<T> = Arc<RwLock<T>>;
 type KeyResult = Result<Arc<SigningKey>, Arc<SigningKeyError>>;
@@ -28,8 +30,12 @@ pub struct Sources {
 
 /// Watches the object `name` in `api`, calling `update` with it (or `None` once deleted),
 /// and sets `synced` after the initial state arrived.
-fn watch_one<K, F, Fut>(api: Api<K>, name: String, synced: Arc<AtomicBool>, update: F)
-where
+fn watch_one<K, F, Fut>(
+    api: Api<K>,
+    (name, mut status): (String, WatchStatus),
+    synced: Arc<AtomicBool>,
+    update: F,
+) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Clone + Eq + std::hash::Hash,
     F: Fn(Option<K>) -> Fut + Send + 'static,
@@ -37,16 +43,23 @@ where
 {
     let selector = watcher::Config::default().fields(&format!("metadata.name={name}"));
     tokio::spawn(async move {
-        let mut events = watcher(api, selector).boxed();
+        let mut events = watcher(api, selector).default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                    status.working();
                     update(Some(obj)).await;
                 }
-                Ok(watcher::Event::Delete(_)) => update(None).await,
-                Ok(watcher::Event::InitDone) => synced.store(true, Ordering::Release),
-                Ok(watcher::Event::Init) => {}
-                Err(error) => tracing::warn!(%error, object = %name, "watch failed; retrying"),
+                Ok(watcher::Event::Delete(_)) => {
+                    status.working();
+                    update(None).await;
+                }
+                Ok(watcher::Event::InitDone) => {
+                    status.listed();
+                    synced.store(true, Ordering::Release);
+                }
+                Ok(watcher::Event::Init) => status.working(),
+                Err(error) => status.failed(&error),
             }
         }
     });
@@ -89,7 +102,12 @@ async fn load_key(secret: Option<Secret>, id: String) -> KeyResult {
 
 impl Sources {
     /// Starts watching `namespace/config_map` and `namespace/secret`.
-    pub fn watch(client: &Client, namespace: &str, config_map: &str, secret: &str) -> Self {
+    pub fn watch(
+        client: &Client,
+        health: &Arc<Health>,
+        namespace: &str,
+        (config_map, secret): (&str, &str),
+    ) -> Self {
         let secret_id = format!("{namespace}/{secret}");
         let sources = Self {
             config: Arc::new(RwLock::new(Ok(Arc::new(SignerConfig::default())))),
@@ -103,7 +121,10 @@ impl Sources {
         let cm_id = format!("{namespace}/{config_map}");
         watch_one(
             Api::<ConfigMap>::namespaced(client.clone(), namespace),
-            config_map.to_owned(),
+            (
+                config_map.to_owned(),
+                WatchStatus::new(health, format!("watch ConfigMap {namespace}/{config_map}")),
+            ),
             sources.config_synced.clone(),
             move |cm| {
                 let parsed = load_config(cm, &cm_id);
@@ -116,7 +137,10 @@ impl Sources {
         let slot = sources.key.clone();
         watch_one(
             Api::<Secret>::namespaced(client.clone(), namespace),
-            secret.to_owned(),
+            (
+                secret.to_owned(),
+                WatchStatus::new(health, format!("watch Secret {namespace}/{secret}")),
+            ),
             sources.key_synced.clone(),
             move |s| {
                 let slot = slot.clone();

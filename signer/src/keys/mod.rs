@@ -4,8 +4,10 @@
 
 mod encrypted;
 mod signing_key;
+mod verify;
 
 pub use signing_key::{SUPPORTED_KEY_TYPES, SigningKey, SigningKeyError};
+pub use verify::{VerifyError, verify_signature};
 
 /// The PKIX public key (PEM) of an unencrypted private key PEM (`x509.pem`) of any supported
 /// type; the error says what was found instead.

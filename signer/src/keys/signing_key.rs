@@ -65,6 +65,8 @@ pub struct SigningKey {
     secret: String,
     /// PKIX PEM of the public key.
     pub public_pem: String,
+    /// The same public key as DER (what signatures are checked against before use).
+    public_der: Vec<u8>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -173,10 +175,13 @@ impl SigningKey {
 
     fn with(algorithm: Algorithm) -> Result<Self, String> {
         let public_pem = public_pem(&algorithm)?;
+        let (_, public_der) = pem_rfc7468::decode_vec(public_pem.as_bytes())
+            .map_err(|e| format!("a key whose public half does not decode ({e})"))?;
         Ok(Self {
             algorithm,
             secret: String::new(),
             public_pem,
+            public_der,
         })
     }
 
@@ -187,9 +192,12 @@ impl SigningKey {
 
     /// The public key as DER (`SubjectPublicKeyInfo`).
     pub fn public_der(&self) -> Vec<u8> {
-        pem_rfc7468::decode_vec(self.public_pem.as_bytes())
-            .map(|(_, der)| der)
-            .unwrap_or_default()
+        self.public_der.clone()
+    }
+
+    /// The Secret the key came from (`namespace/name`), for messages; empty for keys made here.
+    pub fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// `ecdsa-p256`, `ecdsa-p384`, `ed25519` or `rsa-<bits>`, for logs.

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::common::{Expiring, Named, http_client, key_deadline};
+use super::common::{Expiring, Named, http_client, key_deadline, required};
 use super::sigv4::{Credentials, amz_timestamp, sign_v4, uri_encode};
 use super::{BoxFuture, KmsError, RemoteSigner};
 use crate::config::KmsConfig;
@@ -331,8 +331,10 @@ impl Aws {
         let answer = self
             .call("GetPublicKey", &json!({"KeyId": self.key_id}))
             .await?;
+        let public_der = required(&answer, "/PublicKey")
+            .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?;
         let public_der = STANDARD
-            .decode(answer["PublicKey"].as_str().unwrap_or_default())
+            .decode(public_der)
             .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?;
         let algorithm = answer["SigningAlgorithms"][0]
             .as_str()
@@ -382,8 +384,10 @@ impl RemoteSigner for Aws {
                             "MessageType": "DIGEST", "SigningAlgorithm": info.algorithm}),
                 )
                 .await?;
+            let signature = required(&answer, "/Signature")
+                .map_err(|e| self.named.remote(format!("Sign: {e}")))?;
             STANDARD
-                .decode(answer["Signature"].as_str().unwrap_or_default())
+                .decode(signature)
                 .map_err(|e| self.named.remote(format!("Sign: {e}")))
         })
     }

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at};
+use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at, required};
 use super::der::{ecdsa_raw_to_der, spki_ec, spki_rsa};
 use super::{BoxFuture, KmsError, RemoteSigner};
 use crate::config::KmsConfig;
@@ -271,13 +271,10 @@ impl RemoteSigner for Azure {
                     Some(&json!({"alg": info.algorithm, "value": value})),
                 )
                 .await?;
+            let value =
+                required(&answer, "/value").map_err(|e| self.named.remote(format!("sign: {e}")))?;
             let signature = URL_SAFE_NO_PAD
-                .decode(
-                    answer["value"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .trim_end_matches('='),
-                )
+                .decode(value.trim_end_matches('='))
                 .map_err(|e| self.named.remote(format!("sign: {e}")))?;
             if info.ec {
                 ecdsa_raw_to_der(&signature).map_err(|e| self.named.remote(e))

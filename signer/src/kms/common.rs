@@ -76,6 +76,15 @@ impl<T: Clone> Expiring<T> {
     }
 }
 
+/// A string the peer's API always sends, at JSON `pointer` (`/Signature`, `/data/signature`):
+/// missing, null or not a string is an error naming it, never an empty value.
+pub fn required<'a>(answer: &'a Value, pointer: &str) -> Result<&'a str, String> {
+    answer
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the answer has no {pointer} string"))
+}
+
 /// When to renew a credential that lives `seconds`: a tenth early, and not sooner than 5 s.
 pub fn renew_at(seconds: u64) -> Instant {
     Instant::now() + Duration::from_secs(seconds.saturating_sub(seconds / 10).max(5))
@@ -139,6 +148,15 @@ mod tests {
         assert_eq!(cache.get(), Some(3));
         cache.clear();
         assert_eq!(cache.get(), None);
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_field_is_an_error_not_an_empty_value() {
+        let answer = serde_json::json!({"Signature": "c2ln", "data": {"n": 1}});
+        assert_eq!(required(&answer, "/Signature"), Ok("c2ln"));
+        let err = required(&answer, "/data/n").unwrap_err();
+        assert!(err.contains("/data/n"), "{err}");
+        assert!(required(&Value::Null, "/Signature").is_err());
     }
 
     #[test]

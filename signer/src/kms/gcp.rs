@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at};
+use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at, required};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_pem};
 use crate::config::KmsConfig;
 
@@ -311,12 +311,14 @@ impl Gcp {
         let answer = self
             .call(reqwest::Method::GET, &format!("{name}/publicKey"), None)
             .await?;
-        let public_der = spki_from_pem(answer["pem"].as_str().unwrap_or_default())
-            .map_err(|e| self.named.remote(e))?;
+        let field = |pointer| {
+            required(&answer, pointer).map_err(|e| self.named.remote(format!("publicKey: {e}")))
+        };
+        let public_der = spki_from_pem(field("/pem")?).map_err(|e| self.named.remote(e))?;
         let info = KeyInfo {
             name,
             public_der,
-            algorithm: answer["algorithm"].as_str().unwrap_or_default().to_owned(),
+            algorithm: field("/algorithm")?.to_owned(),
         };
         self.info.set(info.clone(), Some(key_deadline()));
         Ok(info)
@@ -359,8 +361,10 @@ impl RemoteSigner for Gcp {
                     "the digest was corrupted in transit (verifiedDigestCrc32c is not true)",
                 ));
             }
+            let signature = required(&answer, "/signature")
+                .map_err(|e| self.named.remote(format!("asymmetricSign: {e}")))?;
             let signature = STANDARD
-                .decode(answer["signature"].as_str().unwrap_or_default())
+                .decode(signature)
                 .map_err(|e| self.named.remote(format!("asymmetricSign: {e}")))?;
             let want = answer["signatureCrc32c"]
                 .as_str()

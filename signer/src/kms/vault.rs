@@ -22,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::common::{Expiring, Named, http_client, renew_at};
+use super::common::{Expiring, Named, http_client, renew_at, required};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_ed25519, spki_from_pem};
 use crate::config::KmsConfig;
 
@@ -394,7 +394,8 @@ impl RemoteSigner for Vault {
                     Some(&body),
                 )
                 .await?;
-            let value = answer["data"]["signature"].as_str().unwrap_or_default();
+            let value = required(&answer, "/data/signature")
+                .map_err(|e| self.named.remote(format!("sign: {e}")))?;
             let (version, signature) = parse_signature(value).map_err(|e| self.named.remote(e))?;
             // Make sure the version that signed has a public key verifiers can fetch.
             self.public_key(version).await?;

@@ -119,10 +119,14 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 fn glob(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
-        Some((head, tail)) => {
-            text.starts_with(head)
-                && (0..=text.len() - head.len()).any(|i| glob(tail, &text[head.len() + i..]))
-        }
+        // Every suffix of what follows `head`, cut at character boundaries (the text comes
+        // from a run's results and may be any UTF-8).
+        Some((head, tail)) => text.strip_prefix(head).is_some_and(|rest| {
+            rest.char_indices()
+                .map(|(i, _)| i)
+                .chain([rest.len()])
+                .any(|i| glob(tail, &rest[i..]))
+        }),
     }
 }
 
@@ -212,6 +216,35 @@ mod tests {
         let entries = entries_of(legacy);
         assert_eq!(user(&entries, "registry.local/app").as_deref(), Some("u"));
         assert!(entries_of(b"not json").is_empty());
+    }
+
+    #[test]
+    fn wildcards_match_any_text_without_panicking() {
+        assert!(glob("*.example", "é.example"));
+        assert!(glob("a*z", "aéz"));
+        assert!(glob("a*", "a"));
+        assert!(!glob("a*z", "aé"));
+        assert!(!glob("é*", "e"));
+        // A wildcard entry against a registry name that is not ASCII (a run's result).
+        let entries = entries_of(&config(&[("*.example.com", "wild", "p")]));
+        let image = ImageRef {
+            registry: "ré.example.com".to_owned(),
+            repository: "app".to_owned(),
+            digest: D.to_owned(),
+        };
+        assert_eq!(
+            credential_for(&entries, &image).map(|c| c.username.as_str()),
+            Some("wild")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn credential_matching_never_panics(pattern in "\\PC{0,12}", host in "\\PC{0,12}", config in "\\PC{0,64}") {
+            let _ = glob(&pattern, &host);
+            let _ = host_matches(&pattern, &host);
+            let _ = entries_of(config.as_bytes());
+        }
     }
 
     #[test]

@@ -66,6 +66,35 @@ fn valid_repository(repository: &str) -> bool {
         })
 }
 
+/// `host[:port]` as Docker's reference grammar has it: DNS labels of ASCII letters, digits and
+/// `-`, or a bracketed IPv6 address, then an optional numeric port. Anything else (a run's
+/// author controls the text) is refused before it reaches credential matching or a URL.
+fn valid_registry(registry: &str) -> bool {
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (host, Some(port)),
+        _ => (registry, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !v6.is_empty()
+            && v6
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    port_ok && host_ok
+}
+
 impl ImageRef {
     /// `url` as a run reports it (`registry/team/app:tag`, tag and digest optional) pinned
     /// to `digest` (`sha256:<hex>`).
@@ -75,6 +104,11 @@ impl ImageRef {
             why,
         };
         let (registry, repository) = split_name(strip_tag(url.trim()));
+        if !valid_registry(&registry) {
+            return Err(err(
+                "the registry must be a host name or address with an optional port",
+            ));
+        }
         if !valid_repository(&repository) {
             return Err(err("the repository must be lowercase path components"));
         }
@@ -121,6 +155,41 @@ mod tests {
     use super::*;
 
     const D: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    #[test]
+    fn registries_that_are_not_host_names_are_refused() {
+        for good in [
+            "registry.local:5000/app",
+            "127.0.0.1:5000/a/b",
+            "localhost/app",
+            "[::1]:5000/app",
+            "my-registry.example.com/app",
+        ] {
+            assert!(ImageRef::new(good, D).is_ok(), "{good}");
+        }
+        for bad in [
+            "ré.example.com/app",
+            "host:port/app",
+            "a..b.com/app",
+            "-a.com/app",
+            "a.com:123456/app",
+            "us\u{0}er.com/app",
+            "[zz]:1/app",
+        ] {
+            let err = ImageRef::new(bad, D).unwrap_err();
+            assert!(err.why.contains("registry"), "{bad}: {err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_reported_reference_parses_or_is_refused_without_panicking(url in "\\PC{0,40}", digest in "\\PC{0,72}") {
+            if let Ok(image) = ImageRef::new(&url, &digest) {
+                proptest::prop_assert!(image.registry.is_ascii());
+                let _ = (image.signature_tag(), image.attestation_tag(), image.to_string());
+            }
+        }
+    }
 
     #[test]
     fn docker_names_resolve_as_docker_does() {

@@ -140,6 +140,26 @@ impl Repository {
         format!("{base}{path}")
     }
 
+    /// Whether `url` is on the registry the credential was matched for (same host and port).
+    /// A registry may send an upload elsewhere (`Location` on another host, as storage
+    /// back ends do); that host gets the request but never the registry's credential or token.
+    fn is_registry(&self, url: &str) -> bool {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let Some(host) = parsed.host_str() else {
+            return false;
+        };
+        let authority = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        authority.eq_ignore_ascii_case(&self.registry)
+            || parsed
+                .port_or_known_default()
+                .is_some_and(|port| format!("{host}:{port}").eq_ignore_ascii_case(&self.registry))
+    }
+
     /// Sends a request, answering one authentication challenge if the registry asks.
     async fn send(
         &self,
@@ -151,21 +171,25 @@ impl Repository {
         // At most one fall-back to plain HTTP (insecure registries) and one answered challenge.
         let (mut fell_back, mut answered) = (false, false);
         loop {
+            let url = self.url(path);
+            let ours = self.is_registry(&url);
             let mut request = self
                 .http
-                .request(method.clone(), self.url(path))
+                .request(method.clone(), &url)
                 .headers(headers.clone());
             if let Some(body) = &body {
                 request = request.body(body.clone());
             }
-            request = match (
-                &*self.auth.lock().map_err(|_| self.error("lock"))?,
-                &self.credential,
-            ) {
-                (Auth::Bearer(token), _) => request.bearer_auth(token),
-                (Auth::Basic, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
-                _ => request,
-            };
+            if ours {
+                request = match (
+                    &*self.auth.lock().map_err(|_| self.error("lock"))?,
+                    &self.credential,
+                ) {
+                    (Auth::Bearer(token), _) => request.bearer_auth(token),
+                    (Auth::Basic, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
+                    _ => request,
+                };
+            }
             let response = match request.send().await {
                 Ok(r) => r,
                 // An insecure registry may speak plain HTTP: try that once.
@@ -183,7 +207,8 @@ impl Repository {
                 }
                 Err(e) => return Err(self.error(format!("{method} failed: {}", without_url(&e)))),
             };
-            if response.status() != StatusCode::UNAUTHORIZED || answered {
+            // Another host's challenge is not answered: the credential is the registry's.
+            if response.status() != StatusCode::UNAUTHORIZED || answered || !ours {
                 return Ok(response);
             }
             answered = true;
@@ -224,6 +249,13 @@ impl Repository {
         };
         let realm = get("realm")
             .ok_or_else(|| self.error("401 with a bearer challenge that has no realm"))?;
+        // The credential goes to the realm in the clear otherwise.
+        if !(realm.starts_with("https://") || self.insecure && realm.starts_with("http://")) {
+            return Err(self.error(format!(
+                "401 with a token realm that is not https ({}); mark the registry insecure (storage.oci.insecure) to allow it",
+                realm.split(['?', '#']).next().unwrap_or_default()
+            )));
+        }
         let mut query = vec![(
             "scope".to_owned(),
             format!("repository:{}:pull,push", self.repository),
@@ -428,6 +460,60 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn repository(registry: &str, insecure: bool) -> Repository {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let credential = Credential {
+            username: "u".to_owned(),
+            password: "p".to_owned(),
+        };
+        Repository::new(
+            &Clients::new().unwrap(),
+            registry,
+            "team/app",
+            Some(credential),
+            insecure,
+        )
+    }
+
+    #[test]
+    fn only_the_registry_itself_is_the_registry() {
+        let repo = repository("127.0.0.1:5000", false);
+        assert!(repo.is_registry("https://127.0.0.1:5000/v2/team/app/blobs/uploads/x"));
+        assert!(repo.is_registry("http://127.0.0.1:5000/v2/"));
+        for other in [
+            "https://127.0.0.2:5000/upload",
+            "https://127.0.0.1:5001/v2/",
+            "https://127.0.0.1/v2/",
+            "https://127.0.0.1:5000@evil.test/v2/",
+            "https://evil.test/?127.0.0.1:5000",
+            "not a url",
+        ] {
+            assert!(!repo.is_registry(other), "{other}");
+        }
+        let standard = repository("registry.example.com", false);
+        assert!(standard.is_registry("https://registry.example.com/v2/"));
+        assert!(standard.is_registry("https://REGISTRY.example.com:443/v2/"));
+        assert!(!standard.is_registry("https://registry.example.com.evil.test/v2/"));
+    }
+
+    #[tokio::test]
+    async fn a_token_realm_in_the_clear_is_refused_unless_the_registry_is_insecure() {
+        let challenge = r#"Bearer realm="http://127.0.0.1:1/token",service="r""#;
+        let err = repository("127.0.0.1:5000", false)
+            .authenticate(challenge)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.message.contains("not https"), "{err}");
+        // Insecure: the realm is asked (nothing listens on port 1, so the request fails).
+        let err = repository("127.0.0.1:5000", true)
+            .authenticate(challenge)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.message.contains("token request failed"), "{err}");
+    }
 
     #[test]
     fn bearer_challenges_are_parsed() {
