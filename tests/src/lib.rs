@@ -7,6 +7,7 @@ pub mod aws;
 pub mod bench;
 pub mod clouds;
 pub mod env;
+pub mod fault_proxy;
 pub mod identity;
 pub mod kms_fixtures;
 pub mod measure;

@@ -1,0 +1,333 @@
+//! Hostile and faulty peers, end to end: a fault-injecting proxy (`signet_e2e::fault_proxy`)
+//! sits between the signer and a real peer — local-kms speaking AWS KMS's API, the test
+//! registry — and answers wrongly. A run ends `signed=true` only when what was stored
+//! verifies with the real cosign; otherwise `failed` with a reason naming the peer. No
+//! credential reaches a host it was not matched for, and nothing panics.
+
+// Test code: a failed unwrap is a failed test. Each test is one ordered scenario.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use http::Method;
+use serde_json::{Value, json};
+use signet_e2e::aws::LocalKms;
+use signet_e2e::fault_proxy::{Fault, FaultProxy, Rule};
+use signet_e2e::operator::OperatorProcess;
+use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
+
+/// What a scenario's run must end as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Signed,
+    Failed,
+}
+
+/// A static AWS secret key, distinctive so the log scan can look for it.
+const AWS_SECRET: &str = "hostile-test-secret-access-key-7f3a9c";
+
+fn sign_rule(fault: Fault) -> Rule {
+    Rule::new(fault).header("x-amz-target", "TrentService.Sign")
+}
+
+fn json_fault(alter: impl Fn(&mut Value) + Send + Sync + 'static) -> Fault {
+    Fault::Json(Arc::new(alter))
+}
+
+/// A KMS that answers `Sign` without a signature, with random bytes, with another key's
+/// public key, throttled, truncated or cut off: never `signed=true`. Answered honestly
+/// (or slowly, or after one 503): signed, and cosign verifies with the exported key.
+#[tokio::test]
+async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let kms = LocalKms::start(env).await.unwrap();
+    kms.signing_key("ECC_NIST_P256", "signet").await.unwrap();
+    kms.signing_key("ECC_NIST_P256", "other").await.unwrap();
+    let other_public = kms
+        .call("GetPublicKey", &json!({"KeyId": "alias/other"}))
+        .await
+        .unwrap()["PublicKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&kms.server.url))
+        .await
+        .unwrap();
+    let uri = "awskms:///alias/signet";
+    let signer_ns = format!("signet-e2e-hostile-kms-{}", std::process::id());
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+        "signing": {"kms": {"ref": uri}},
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDHOSTILETEST"),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
+            ("AWS_ENDPOINT_URL_KMS", proxy.url.as_str()),
+            // Key metadata is read for every signature, so an altered public key is seen.
+            ("SIGNET_KMS_KEY_TTL", "0"),
+        ],
+    )
+    .await
+    .unwrap();
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "hostile-kms").await.unwrap();
+    let exported = kms.public_pem("alias/signet").await.unwrap();
+    let random: Vec<u8> = (0..70u8)
+        .map(|i| i.wrapping_mul(151).wrapping_add(7))
+        .collect();
+    let random = STANDARD.encode(random);
+
+    let scenarios: Vec<(&str, Vec<Rule>, Outcome, &str)> = vec![
+        ("honest", vec![], Outcome::Signed, ""),
+        (
+            "no-signature",
+            vec![sign_rule(json_fault(|v| {
+                v.as_object_mut().unwrap().remove("Signature");
+            }))],
+            Outcome::Failed,
+            "no /Signature",
+        ),
+        (
+            "random-signature",
+            vec![sign_rule(json_fault(move |v| {
+                v["Signature"] = json!(random);
+            }))],
+            Outcome::Failed,
+            "does not verify",
+        ),
+        (
+            "moved-alias",
+            vec![
+                Rule::new(json_fault(move |v| v["PublicKey"] = json!(other_public)))
+                    .header("x-amz-target", "TrentService.GetPublicKey"),
+            ],
+            Outcome::Failed,
+            "does not verify",
+        ),
+        (
+            "throttled",
+            vec![sign_rule(Fault::Status(429, Some(1)))],
+            Outcome::Failed,
+            "429",
+        ),
+        (
+            "truncated",
+            vec![sign_rule(Fault::Truncate)],
+            Outcome::Failed,
+            "Sign",
+        ),
+        (
+            "cut-off",
+            vec![sign_rule(Fault::Cut)],
+            Outcome::Failed,
+            "Sign",
+        ),
+        (
+            "unavailable-once",
+            vec![sign_rule(Fault::Status(503, None)).times(1)],
+            Outcome::Signed,
+            "",
+        ),
+        (
+            "slow",
+            vec![sign_rule(Fault::Delay(Duration::from_secs(2)))],
+            Outcome::Signed,
+            "",
+        ),
+    ];
+    let mut table = Vec::new();
+    for (name, rules, want, says) in scenarios {
+        proxy.set(rules);
+        let uid = completed_taskrun(&admin, work.name(), name).await;
+        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
+        let annotations = &run["metadata"]["annotations"];
+        let got = match annotations["chains.tekton.dev/signed"].as_str() {
+            Some("true") => Outcome::Signed,
+            Some("failed") => Outcome::Failed,
+            other => panic!("{name}: signed={other:?}"),
+        };
+        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
+        match got {
+            Outcome::Signed => {
+                let envelope =
+                    unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+                assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+            }
+            Outcome::Failed => {
+                let reason = assert_fails(&admin, work.name(), name, log).await;
+                assert!(
+                    reason.contains(uri) && reason.contains(says),
+                    "{name}: {reason}"
+                );
+            }
+        }
+        table.push(format!("{name}: {got:?}"));
+    }
+    eprintln!("KMS faults: {}", table.join(", "));
+    // The signer kept going through all of it: one more honest run.
+    proxy.set(vec![]);
+    completed_taskrun(&admin, work.name(), "after").await;
+    wait_signed(&admin, work.name(), "after", log).await;
+    let text = log();
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        !text.contains(AWS_SECRET),
+        "the AWS secret key is in the log"
+    );
+    drop(stack);
+}
+
+/// A registry that sends a blob upload to another host: that host gets the upload but never
+/// the registry's credential, and the run fails naming the registry instead of being marked
+/// signed. The same registry answering normally: signed, and cosign verifies the image.
+#[tokio::test]
+async fn registry_credentials_never_reach_another_host() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let pid = std::process::id();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&format!("https://{}", env.registry)))
+        .await
+        .unwrap();
+    // Another loopback host: it records what it gets and asks for credentials.
+    let elsewhere = FaultProxy::start(env, "127.0.0.2", None).await.unwrap();
+    elsewhere.set(vec![Rule::new(Fault::Status(401, None))]);
+    let signer_ns = format!("signet-e2e-hostile-oci-{pid}");
+    let base = json!({
+        "artifacts": {"taskRun": {"storage": ["tekton"]}, "oci": {"storage": ["oci"]}},
+        "storage": {"oci": {"insecure": true}},
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "hostile-oci").await.unwrap();
+    login_to(&admin, env, work.name(), &proxy.authority).await;
+    let dir = std::env::temp_dir().join(format!("signet-hostile-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("signet.pub");
+    std::fs::write(&key, &stack.public_key).unwrap();
+
+    // 1. Through the proxy, answered as the registry answers: signed, and verifiable.
+    let repo = format!("hostile/app-{pid}");
+    let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
+        .await
+        .unwrap();
+    let through = format!("{}/{repo}:latest", proxy.authority);
+    build_run(
+        &admin,
+        work.name(),
+        "normal",
+        &through,
+        &digest,
+        None,
+        FINISHED,
+    )
+    .await;
+    wait_signed(&admin, work.name(), "normal", log).await;
+    let pinned = format!("{}/{repo}@{digest}", env.registry);
+    assert_ok(
+        &verify_pinned(env, key.to_str().unwrap(), &pinned, &[]),
+        "cosign verify",
+    );
+    let authorized = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.headers.contains_key(http::header::AUTHORIZATION))
+        .count();
+    assert!(authorized > 0, "the registry itself gets the credential");
+
+    // 2. Upload starts answered with a Location on another host.
+    proxy.set(vec![
+        Rule::new(Fault::LocationTo(elsewhere.authority.clone()))
+            .method(Method::POST)
+            .path("/blobs/uploads/"),
+    ]);
+    let digest = signet_e2e::registry::push_random_image(env, &repo, "second")
+        .await
+        .unwrap();
+    build_run(
+        &admin,
+        work.name(),
+        "redirected",
+        &through,
+        &digest,
+        None,
+        FINISHED,
+    )
+    .await;
+    let reason = assert_fails(&admin, work.name(), "redirected", log).await;
+    assert!(reason.contains(&proxy.authority), "{reason}");
+    let seen = elsewhere.seen();
+    assert!(
+        !seen.is_empty(),
+        "the upload never went to the other host: {reason}"
+    );
+    for request in &seen {
+        assert!(
+            !request.headers.contains_key(http::header::AUTHORIZATION),
+            "{} {} reached {} with the registry's credential",
+            request.method,
+            request.path,
+            elsewhere.authority
+        );
+    }
+    eprintln!(
+        "redirected uploads: {} requests to the other host, none with a credential; run failed: {reason}",
+        seen.len()
+    );
+    assert!(!log().contains("panicked"));
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pull secret for `registry` (the proxy's address) with the test registry's login, on the
+/// namespace's `default` ServiceAccount.
+async fn login_to(admin: &kube::Client, env: &TestEnv, ns: &str, registry: &str) {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let auth = STANDARD.encode(format!("{}:{}", env.registry_user, env.registry_password));
+    let config = json!({"auths": {registry: {"auth": auth}}}).to_string();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "proxy-login"}, "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": STANDARD.encode(config)}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while accounts.get_opt("default").await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no default ServiceAccount"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    accounts
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"imagePullSecrets": [{"name": "proxy-login"}]})),
+        )
+        .await
+        .unwrap();
+}
