@@ -2,12 +2,21 @@
 //! holder works; a standby takes over when the holder stops renewing.
 //!
 //! Must not do any work of its own: it only says who leads.
+//!
+//! Time is judged as client-go's leader election judges it, so that clock skew between nodes
+//! and a hung API call cannot make two processes lead at once: another holder's claim is aged
+//! on the *local* monotonic clock from when this process last saw the record change (never
+//! by comparing the holder's `renewTime` with the local wall clock); every lease call has a
+//! timeout; and a leader that has not renewed within the renew deadline (two thirds of the
+//! lease) stops working before a standby may take over. (kube-lease-manager judges expiry from
+//! `renewTime` against the local wall clock with a skew allowance, which is why it is not
+//! used here.)
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
@@ -39,14 +48,41 @@ pub struct LeaseError {
 pub struct LeaseLock {
     api: Api<Lease>,
     settings: LeaseSettings,
+    observed: std::sync::Mutex<Observer>,
 }
 
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let Some(renewed) = spec.renew_time.as_ref() else {
-        return true;
-    };
-    let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    renewed.0 + SignedDuration::from_secs(seconds) < now
+/// What identifies one renewal of a lease: holder, `renewTime`, `leaseDurationSeconds`.
+type Record = (Option<String>, Option<MicroTime>, Option<i32>);
+
+/// When this process last saw another holder's record change, on the local clock.
+#[derive(Debug, Default)]
+struct Observer {
+    /// `(holder, renewTime, leaseDurationSeconds)` as last read, and when it was first seen.
+    record: Option<(Record, tokio::time::Instant)>,
+}
+
+impl Observer {
+    /// Whether the record in `spec` has gone unrenewed for its whole duration, measured from
+    /// when this process first saw it as it is now. A free record (no holder) is expired.
+    fn expired(&mut self, spec: &LeaseSpec, now: tokio::time::Instant) -> bool {
+        if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
+            return true;
+        }
+        let record = (
+            spec.holder_identity.clone(),
+            spec.renew_time.clone(),
+            spec.lease_duration_seconds,
+        );
+        let seen_at = match &self.record {
+            Some((seen, at)) if *seen == record => *at,
+            _ => {
+                self.record = Some((record, now));
+                now
+            }
+        };
+        let duration = u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0);
+        now.duration_since(seen_at) > Duration::from_secs(duration)
+    }
 }
 
 impl LeaseLock {
@@ -54,7 +90,33 @@ impl LeaseLock {
         Self {
             api: Api::namespaced(client, &settings.namespace),
             settings,
+            observed: std::sync::Mutex::default(),
         }
+    }
+
+    /// How long a leader may go without renewing before it stops: two thirds of the lease,
+    /// so that it stops before any standby may take over.
+    pub fn renew_deadline(&self) -> Duration {
+        self.settings.duration * 2 / 3
+    }
+
+    /// Runs one lease call, giving up after the renew deadline (a call that hangs must not
+    /// keep a leader leading).
+    async fn call<T>(
+        &self,
+        action: &'static str,
+        request: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, LeaseError> {
+        tokio::time::timeout(self.renew_deadline(), request)
+            .await
+            .map_err(|_| LeaseError {
+                action,
+                namespace: self.settings.namespace.clone(),
+                name: self.settings.name.clone(),
+                source: kube::Error::Service(
+                    format!("no answer within {:?}", self.renew_deadline()).into(),
+                ),
+            })
     }
 
     fn err(&self, action: &'static str, source: kube::Error) -> LeaseError {
@@ -92,9 +154,8 @@ impl LeaseLock {
         let now = Timestamp::now();
         let name = &self.settings.name;
         let Some(mut lease) = self
-            .api
-            .get_opt(name)
-            .await
+            .call("read", self.api.get_opt(name))
+            .await?
             .map_err(|e| self.err("read", e))?
         else {
             let lease = Lease {
@@ -104,7 +165,10 @@ impl LeaseLock {
                 },
                 spec: Some(self.spec(None, now)),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self
+                .call("create", self.api.create(&PostParams::default(), &lease))
+                .await?
+            {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                 Err(e) => Err(self.err("create", e)),
@@ -112,12 +176,23 @@ impl LeaseLock {
         };
         let current = lease.spec.clone().unwrap_or_default();
         let ours = current.holder_identity.as_deref() == Some(self.settings.identity.as_str());
-        let free = current.holder_identity.as_deref().is_none_or(str::is_empty);
-        if !ours && !free && !expired(&current, now) {
+        let expired = match self.observed.lock() {
+            Ok(mut observer) => observer.expired(&current, tokio::time::Instant::now()),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .expired(&current, tokio::time::Instant::now()),
+        };
+        if !ours && !expired {
             return Ok(false);
         }
         lease.spec = Some(self.spec(Some(&current), now));
-        match self.api.replace(name, &PostParams::default(), &lease).await {
+        match self
+            .call(
+                "update",
+                self.api.replace(name, &PostParams::default(), &lease),
+            )
+            .await?
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.err("update", e)),
@@ -127,9 +202,8 @@ impl LeaseLock {
     /// Gives the lease up so a standby can take over at once (on graceful shutdown).
     pub async fn release(&self) -> Result<(), LeaseError> {
         let Some(mut lease) = self
-            .api
-            .get_opt(&self.settings.name)
-            .await
+            .call("read", self.api.get_opt(&self.settings.name))
+            .await?
             .map_err(|e| self.err("read", e))?
         else {
             return Ok(());
@@ -140,24 +214,36 @@ impl LeaseLock {
         }
         spec.holder_identity = None;
         spec.renew_time = None;
-        self.api
-            .replace(&self.settings.name, &PostParams::default(), &lease)
-            .await
-            .map_err(|e| self.err("release", e))?;
+        self.call(
+            "release",
+            self.api
+                .replace(&self.settings.name, &PostParams::default(), &lease),
+        )
+        .await?
+        .map_err(|e| self.err("release", e))?;
         Ok(())
     }
 
     /// Waits until this process holds the lease.
     pub async fn acquire(&self) -> Result<(), LeaseError> {
-        let mut waiting_logged = false;
+        let (mut waiting_logged, mut failing) = (false, false);
         loop {
-            if self.try_acquire_or_renew().await? {
-                tracing::info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
-                return Ok(());
-            }
-            if !waiting_logged {
-                tracing::info!(lease = %self.settings.name, "another process leads; standing by");
-                waiting_logged = true;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    tracing::info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
+                    return Ok(());
+                }
+                Ok(false) if !waiting_logged => {
+                    tracing::info!(lease = %self.settings.name, "another process leads; standing by");
+                    waiting_logged = true;
+                }
+                Ok(false) => {}
+                // The API server may be away for a while: keep trying, say so once.
+                Err(error) if !failing => {
+                    tracing::warn!(%error, "failed to take the lease; retrying (logged again once it works)");
+                    failing = true;
+                }
+                Err(error) => tracing::debug!(%error, "failed to take the lease"),
             }
             tokio::time::sleep(self.settings.renew_every).await;
         }
@@ -173,10 +259,10 @@ impl LeaseLock {
                 Ok(false) => return "another process took the lease".to_owned(),
                 Err(error) => {
                     tracing::warn!(%error, "failed to renew the lease");
-                    if last_ok.elapsed() >= self.settings.duration {
+                    if last_ok.elapsed() >= self.renew_deadline() {
                         return format!(
-                            "could not renew the lease for {:?}",
-                            self.settings.duration
+                            "could not renew the lease within {:?} (the renew deadline)",
+                            self.renew_deadline()
                         );
                     }
                 }
@@ -250,17 +336,76 @@ pub fn process_identity() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::SignedDuration;
 
-    #[test]
-    fn a_lease_not_renewed_within_its_duration_is_expired() {
-        let now = Timestamp::now();
-        let spec = |ago: i64| LeaseSpec {
-            renew_time: Some(MicroTime(now - SignedDuration::from_secs(ago))),
+    fn held(holder: &str, renewed: Timestamp) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            renew_time: Some(MicroTime(renewed)),
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
-        };
-        assert!(!expired(&spec(5), now));
-        assert!(expired(&spec(16), now));
-        assert!(expired(&LeaseSpec::default(), now));
+        }
+    }
+
+    #[test]
+    fn another_holders_claim_is_aged_on_the_local_clock_from_when_it_was_seen() {
+        let start = tokio::time::Instant::now();
+        let mut observer = Observer::default();
+        // The holder's clock is an hour behind ours: its renewTime looks ancient, but the
+        // record was only just seen, so it is not expired.
+        let skewed = held("a", Timestamp::now() - SignedDuration::from_hours(1));
+        assert!(!observer.expired(&skewed, start));
+        assert!(!observer.expired(&skewed, start + Duration::from_secs(14)));
+        assert!(observer.expired(&skewed, start + Duration::from_secs(16)));
+        // A renewal (a new renewTime) restarts the count.
+        let renewed = held("a", Timestamp::now() - SignedDuration::from_mins(59));
+        assert!(!observer.expired(&renewed, start + Duration::from_secs(17)));
+        assert!(!observer.expired(&renewed, start + Duration::from_secs(31)));
+        assert!(observer.expired(&renewed, start + Duration::from_secs(33)));
+        assert!(
+            Observer::default().expired(&LeaseSpec::default(), start),
+            "free"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_call_that_hangs_fails_within_the_renew_deadline() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // An API server that accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        let lock = LeaseLock::new(
+            Client::try_from(config).unwrap(),
+            LeaseSettings {
+                namespace: "ns".to_owned(),
+                name: "l".to_owned(),
+                identity: "me".to_owned(),
+                duration: Duration::from_millis(900),
+                renew_every: Duration::from_millis(100),
+            },
+        );
+        let started = std::time::Instant::now();
+        let err = lock.try_acquire_or_renew().await.unwrap_err().to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("failed to read Lease ns/l") && err.contains("no answer"),
+            "{err}"
+        );
+        let reason = tokio::time::timeout(Duration::from_secs(5), lock.keep())
+            .await
+            .expect("keep() returns once the renew deadline passed");
+        assert!(reason.contains("renew deadline"), "{reason}");
+        hold.abort();
     }
 }
