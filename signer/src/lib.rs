@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod process;
 pub mod queue;
 pub mod ratelimit;
+pub mod redacted;
 pub mod run;
 pub mod sources;
 pub mod spiffe;

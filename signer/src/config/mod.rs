@@ -130,7 +130,7 @@ pub struct KmsConfig {
     /// `signers.kms.auth.address`: the Vault address.
     pub auth_address: Option<String>,
     /// `signers.kms.auth.token`: a Vault token given inline.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<crate::redacted::Redacted>,
     /// `signers.kms.auth.token-path`: a file holding the Vault token (wins over `token`).
     pub auth_token_path: Option<String>,
     /// `signers.kms.auth.oidc.path`: Vault JWT auth mount path.

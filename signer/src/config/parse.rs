@@ -175,7 +175,9 @@ impl Keys<'_> {
         super::KmsConfig {
             kmsref: self.string("signers.kms.kmsref"),
             auth_address: self.string("signers.kms.auth.address"),
-            auth_token: self.string("signers.kms.auth.token"),
+            auth_token: self
+                .string("signers.kms.auth.token")
+                .map(crate::redacted::Redacted::new),
             auth_token_path: self.string("signers.kms.auth.token-path"),
             auth_oidc_path: self.string("signers.kms.auth.oidc.path"),
             auth_oidc_role: self.string("signers.kms.auth.oidc.role"),

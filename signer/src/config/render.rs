@@ -77,7 +77,6 @@ impl SignerConfig {
             ("signers.x509.identity.token.file", &x.identity_token_file),
             ("signers.kms.kmsref", &k.kmsref),
             ("signers.kms.auth.address", &k.auth_address),
-            ("signers.kms.auth.token", &k.auth_token),
             ("signers.kms.auth.token-path", &k.auth_token_path),
             ("signers.kms.auth.oidc.path", &k.auth_oidc_path),
             ("signers.kms.auth.oidc.role", &k.auth_oidc_role),
@@ -89,6 +88,9 @@ impl SignerConfig {
             if let Some(v) = value {
                 put(key, v.clone());
             }
+        }
+        if let Some(token) = &k.auth_token {
+            put("signers.kms.auth.token", token.expose().to_owned());
         }
         if let Some(p) = x.fulcio_provider {
             put("signers.x509.fulcio.provider", p.to_string());

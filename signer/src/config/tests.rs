@@ -177,7 +177,8 @@ prop_compose! {
         let mut s = s.into_iter();
         let mut next = || s.next().flatten();
         KmsConfig {
-            kmsref: next(), auth_address: next(), auth_token: next(), auth_token_path: next(),
+            kmsref: next(), auth_address: next(),
+            auth_token: next().map(crate::redacted::Redacted::new), auth_token_path: next(),
             auth_oidc_path: next(), auth_oidc_role: next(), auth_oidc_token_path: next(),
             auth_spire_sock: next(), auth_spire_audience: next(),
         }

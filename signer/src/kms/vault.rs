@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::common::{Expiring, Named, http_client, renew_at, required};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_ed25519, spki_from_pem};
 use crate::config::KmsConfig;
+use crate::redacted::Redacted;
 
 /// Where the pod's ServiceAccount token is mounted.
 pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -32,7 +33,7 @@ pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/servicea
 #[derive(Clone, Debug)]
 enum Auth {
     TokenFile(PathBuf),
-    Token(String),
+    Token(Redacted),
     Jwt {
         path: String,
         role: String,
@@ -129,7 +130,7 @@ impl Vault {
                 ),
             }
         } else if let Some(token) = env("VAULT_TOKEN") {
-            Auth::Token(token)
+            Auth::Token(Redacted::new(token))
         } else {
             return Err(bad(
                 "no Vault credentials: set signers.kms.auth.token-path, .token, .oidc.path and .oidc.role, or VAULT_TOKEN"
@@ -158,7 +159,7 @@ impl Vault {
             return Ok(token);
         }
         let (token, expires) = match &self.auth {
-            Auth::Token(token) => (token.clone(), None),
+            Auth::Token(token) => (token.expose().to_owned(), None),
             Auth::TokenFile(path) => {
                 let token = tokio::fs::read_to_string(path)
                     .await
@@ -422,7 +423,7 @@ mod tests {
             match *k {
                 "kmsref" => c.kmsref = v,
                 "address" => c.auth_address = v,
-                "token" => c.auth_token = v,
+                "token" => c.auth_token = v.map(Redacted::new),
                 "token-path" => c.auth_token_path = v,
                 "oidc.path" => c.auth_oidc_path = v,
                 "oidc.role" => c.auth_oidc_role = v,
@@ -430,6 +431,23 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn the_vault_token_never_appears_in_debug_output() {
+        let config = config(&[
+            ("kmsref", "hashivault://signing"),
+            ("address", "http://127.0.0.1:8200"),
+            ("token", "hvs.inline-s3cr3t"),
+        ]);
+        let vault = Vault::from_config(&config).unwrap();
+        for shown in [
+            format!("{config:?}"),
+            format!("{vault:?}"),
+            format!("{:?}", vault.auth),
+        ] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
     }
 
     #[test]
