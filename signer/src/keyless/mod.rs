@@ -9,6 +9,8 @@
 //! `sub` claim, as Fulcio's API (v2 `signingCert`) asks. The private key lives in memory for
 //! one run and is never written anywhere.
 
+mod chain;
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::config::{FulcioProvider, X509Config};
 use crate::keys::SigningKey;
+pub use chain::{ChainError, check_chain};
 
 /// Where the operator mounts the projected token (the `filesystem` provider's path).
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/sigstore/cosign/oidc-token";
@@ -182,7 +185,37 @@ pub async fn certificate(
     if chain.is_empty() {
         return Err(fulcio("the certificate chain is empty".to_owned()));
     }
+    let roots = fulcio_roots().await.map_err(&fulcio)?;
+    check_chain(
+        &chain,
+        &key.public_der(),
+        roots.as_deref(),
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| fulcio(format!("the certificate it issued cannot be used: {e}")))?;
     Ok(Ephemeral { key, chain })
+}
+
+/// The Fulcio roots in `SIGSTORE_ROOT_FILE` (read for every certificate: a mounted ConfigMap
+/// may change), or `None` when it is unset — said once in the log, since the chain's own root
+/// is then taken as it comes.
+async fn fulcio_roots() -> Result<Option<String>, String> {
+    static UNPINNED: std::sync::Once = std::sync::Once::new();
+    let Some(path) = std::env::var_os("SIGSTORE_ROOT_FILE").filter(|p| !p.is_empty()) else {
+        UNPINNED.call_once(|| {
+            tracing::warn!("SIGSTORE_ROOT_FILE is not set: Fulcio certificates are checked against the root Fulcio sends, not a pinned one");
+        });
+        return Ok(None);
+    };
+    tokio::fs::read_to_string(&path)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            format!(
+                "reading the trusted roots SIGSTORE_ROOT_FILE={}: {e}",
+                path.to_string_lossy()
+            )
+        })
 }
 
 #[cfg(test)]
