@@ -25,7 +25,7 @@ use crate::pipeline::{Keys, SignError, Signed, sign_run};
 use crate::queue::{Backlog, InFlight, Work};
 use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
 use crate::sources::Sources;
-use crate::transparency::Rekor;
+use crate::transparency::{LogKeys, Rekor};
 use crate::watch_status::WatchStatus;
 
 /// Most queued runs kept as whole watched objects; the rest wait as references.
@@ -48,6 +48,8 @@ pub struct Context {
     registries: Clients,
     /// The KMS key in force, if any.
     kms: KmsSigners,
+    /// The transparency logs' public keys, read once.
+    log_keys: LogKeys,
     /// The signer's own ServiceAccount `(namespace, name)`: its pull secrets are the
     /// fallback registry credentials.
     own_account: (String, String),
@@ -75,6 +77,7 @@ impl Context {
             in_flight: InFlight::default(),
             registries: Clients::new()?,
             kms: KmsSigners::default(),
+            log_keys: LogKeys::default(),
             own_account,
         })
     }
@@ -381,8 +384,13 @@ async fn sign(
             .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
         keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
     };
-    let tlog =
-        uploads(config, run).then(|| Rekor::new(ctx.registries.http(), &config.transparency.url));
+    let tlog = uploads(config, run).then(|| {
+        Rekor::new(
+            ctx.registries.http(),
+            &config.transparency.url,
+            &ctx.log_keys,
+        )
+    });
     sign_run(run, children, config, &keys, tlog.as_ref()).await
 }
 

@@ -3,6 +3,12 @@
 //! verification material (the Fulcio certificate, or the public key). The entry's signed
 //! timestamp becomes cosign's bundle annotation on the OCI layer, so verifiers check the log
 //! offline; the entry's address goes into the run's annotations.
+//!
+//! Every answer is checked before it is used (`verify`): against the log's public key from
+//! `SIGSTORE_REKOR_PUBLIC_KEY` (cosign's variable: a PEM file) or, when that is unset, the
+//! key the log itself serves, read once and said once in the log (trust on first use).
+
+mod verify;
 
 use std::time::Duration;
 
@@ -62,7 +68,12 @@ impl Entry {
 pub struct Rekor {
     pub url: String,
     http: reqwest::Client,
+    keys: LogKeys,
 }
+
+/// The public keys (SPKI DER) of the logs in use, by URL, kept for the process's life.
+#[derive(Clone, Debug, Default)]
+pub struct LogKeys(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>);
 
 /// `{"<uuid>": {...}}` → the entry.
 pub fn parse_entry(answer: &Value) -> Result<Entry, String> {
@@ -94,11 +105,59 @@ pub fn parse_entry(answer: &Value) -> Result<Entry, String> {
 }
 
 impl Rekor {
-    pub fn new(http: &reqwest::Client, url: &str) -> Self {
+    pub fn new(http: &reqwest::Client, url: &str, keys: &LogKeys) -> Self {
         Self {
             url: url.trim_end_matches('/').to_owned(),
             http: http.clone(),
+            keys: keys.clone(),
         }
+    }
+
+    /// The PEM public key the log serves (trusted on first use, said once per process).
+    async fn served_public_key(&self) -> Result<String, TransparencyError> {
+        tracing::warn!(log = %self.url, "SIGSTORE_REKOR_PUBLIC_KEY is not set: trusting the public key the log serves now for as long as this process runs");
+        let failed = |e: &dyn std::fmt::Display| self.error(format!("reading its public key: {e}"));
+        let response = self
+            .http
+            .get(format!("{}/api/v1/log/publicKey", self.url))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| failed(&e))?;
+        if !response.status().is_success() {
+            return Err(failed(&response.status()));
+        }
+        response.text().await.map_err(|e| failed(&e))
+    }
+
+    /// The log's public key (SPKI DER): `SIGSTORE_REKOR_PUBLIC_KEY`, else the log's own.
+    async fn public_key(&self) -> Result<Vec<u8>, TransparencyError> {
+        if let Some(der) = self
+            .keys
+            .0
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&self.url).cloned())
+        {
+            return Ok(der);
+        }
+        let pinned = std::env::var_os("SIGSTORE_REKOR_PUBLIC_KEY").filter(|p| !p.is_empty());
+        let pem = if let Some(path) = pinned {
+            tokio::fs::read_to_string(&path).await.map_err(|e| {
+                self.error(format!(
+                    "reading SIGSTORE_REKOR_PUBLIC_KEY={}: {e}",
+                    path.to_string_lossy()
+                ))
+            })?
+        } else {
+            self.served_public_key().await?
+        };
+        let der = crate::kms::spki_from_pem(&pem)
+            .map_err(|e| self.error(format!("the log's public key: {e}")))?;
+        if let Ok(mut keys) = self.keys.0.lock() {
+            keys.insert(self.url.clone(), der.clone());
+        }
+        Ok(der)
     }
 
     fn error(&self, message: impl std::fmt::Display) -> TransparencyError {
@@ -108,8 +167,20 @@ impl Rekor {
         }
     }
 
-    /// Proposes `entry`; an entry that already exists (409) is read back instead.
-    async fn propose(&self, entry: &Value) -> Result<Entry, TransparencyError> {
+    /// Proposes `entry`; an entry that already exists (409) is read back instead. Either way
+    /// the answer is checked against the log's key and `expected` before it is returned.
+    async fn propose(
+        &self,
+        entry: &Value,
+        expected: &(dyn Fn(&Value) -> Result<(), String> + Sync),
+    ) -> Result<Entry, TransparencyError> {
+        let log_key = self.public_key().await?;
+        let answer = self.propose_unchecked(entry).await?;
+        verify::check_entry(&answer, &log_key, expected)
+            .map_err(|e| self.error(format!("its answer cannot be used: {e}")))
+    }
+
+    async fn propose_unchecked(&self, entry: &Value) -> Result<Value, TransparencyError> {
         let url = format!("{}/api/v1/log/entries", self.url);
         let response = self
             .http
@@ -135,7 +206,7 @@ impl Rekor {
             } else {
                 format!("{}{existing}", self.url)
             };
-            let answer: Value = self
+            return self
                 .http
                 .get(&existing)
                 .send()
@@ -143,8 +214,7 @@ impl Rekor {
                 .map_err(|e| self.error(e))?
                 .json()
                 .await
-                .map_err(|e| self.error(e))?;
-            return parse_entry(&answer).map_err(|e| self.error(e));
+                .map_err(|e| self.error(e));
         }
         if !status.is_success() {
             return Err(self.error(format!(
@@ -152,7 +222,7 @@ impl Rekor {
                 answer["message"].as_str().unwrap_or("no details")
             )));
         }
-        parse_entry(&answer).map_err(|e| self.error(e))
+        Ok(answer)
     }
 
     /// A `dsse` entry for an attestation envelope, verified by `verifier` (PEM certificate or
@@ -163,10 +233,37 @@ impl Rekor {
         verifier: &str,
     ) -> Result<Entry, TransparencyError> {
         let envelope = String::from_utf8_lossy(envelope_json).into_owned();
-        self.propose(&json!({
-            "apiVersion": "0.0.1", "kind": "dsse",
-            "spec": {"proposedContent": {"envelope": envelope, "verifiers": [STANDARD.encode(verifier)]}}
-        }))
+        let parsed: Value = serde_json::from_slice(envelope_json)
+            .map_err(|e| self.error(format!("the envelope is not JSON: {e}")))?;
+        let payload = STANDARD
+            .decode(parsed["payload"].as_str().unwrap_or_default())
+            .map_err(|e| self.error(format!("the envelope's payload is not base64: {e}")))?;
+        let payload_hash = hex::encode(Sha256::digest(payload));
+        let signature = parsed["signatures"][0]["sig"].clone();
+        let verifier_b64 = STANDARD.encode(verifier);
+        let expected = |body: &Value| {
+            let spec = &body["spec"];
+            let signed = spec["signatures"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|s| s["signature"] == signature && s["verifier"] == verifier_b64.as_str())
+            });
+            if body["kind"] != "dsse" {
+                Err("its kind is not dsse".to_owned())
+            } else if spec["payloadHash"]["value"] != payload_hash.as_str() {
+                Err("its payload hash differs".to_owned())
+            } else if !signed {
+                Err("it does not hold the signature and verifier sent".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        self.propose(
+            &json!({
+                "apiVersion": "0.0.1", "kind": "dsse",
+                "spec": {"proposedContent": {"envelope": envelope, "verifiers": [verifier_b64]}}
+            }),
+            &expected,
+        )
         .await
     }
 
@@ -177,14 +274,27 @@ impl Rekor {
         signature: &[u8],
         verifier: &str,
     ) -> Result<Entry, TransparencyError> {
-        self.propose(&json!({
-            "apiVersion": "0.0.1", "kind": "hashedrekord",
-            "spec": {
-                "signature": {"content": STANDARD.encode(signature),
-                              "publicKey": {"content": STANDARD.encode(verifier)}},
-                "data": {"hash": {"algorithm": "sha256", "value": hex::encode(Sha256::digest(payload))}}
+        let spec = json!({
+            "signature": {"content": STANDARD.encode(signature),
+                          "publicKey": {"content": STANDARD.encode(verifier)}},
+            "data": {"hash": {"algorithm": "sha256", "value": hex::encode(Sha256::digest(payload))}}
+        });
+        let expected = |body: &Value| {
+            let got = &body["spec"];
+            if body["kind"] != "hashedrekord" {
+                Err("its kind is not hashedrekord".to_owned())
+            } else if got["data"]["hash"]["value"] != spec["data"]["hash"]["value"] {
+                Err("its hash differs".to_owned())
+            } else if got["signature"] != spec["signature"] {
+                Err("its signature or public key differs".to_owned())
+            } else {
+                Ok(())
             }
-        }))
+        };
+        self.propose(
+            &json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": spec}),
+            &expected,
+        )
         .await
     }
 }
