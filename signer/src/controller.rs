@@ -154,7 +154,7 @@ pub async fn run(
             None => break,
         };
         let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
-        if run.is_finished() {
+        if run.is_finished() || !is_ours(&ctx, &run) {
             continue;
         }
         if !run.is_done() {
@@ -251,6 +251,14 @@ fn watch_runs(
     });
     let events = futures::stream::select_all(streams.collect::<Vec<_>>());
     (events, statuses)
+}
+
+/// Whether `run` is this signer's to sign under the configuration in force
+/// (`filter.managed-by`); with an unreadable configuration it is, and fails saying why.
+fn is_ours(ctx: &Context, run: &Run) -> bool {
+    ctx.sources
+        .config()
+        .map_or(true, |config| run.is_ours(&config.managed_by))
 }
 
 /// A finalizer change waiting to be written: only the run's reference and the new list, so a
@@ -417,7 +425,7 @@ async fn process(
         },
     };
     let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
-    if !run.is_done() || run.is_finished() {
+    if !run.is_done() || run.is_finished() || !is_ours(ctx, &run) {
         return false;
     }
     let retries = run.retries();

@@ -81,6 +81,16 @@ impl Run {
             .any(|c| c["type"] == "Succeeded" && (c["status"] == "True" || c["status"] == "False"))
     }
 
+    /// Whether this signer is to sign the run (`filter.managed-by`): `spec.managedBy` unset,
+    /// empty, Tekton's own `tekton.dev/pipeline`, or one of `extra`. A run another controller
+    /// manages is left alone: no finalizer, no signature, no mark.
+    pub fn is_ours(&self, extra: &std::collections::BTreeSet<String>) -> bool {
+        match self.object["spec"]["managedBy"].as_str() {
+            None | Some("" | "tekton.dev/pipeline") => true,
+            Some(other) => extra.contains(other),
+        }
+    }
+
     /// `signed` is `true` or `failed`: nothing more to do.
     pub fn is_finished(&self) -> bool {
         matches!(self.annotation(SIGNED), Some("true" | "failed"))
@@ -160,5 +170,28 @@ impl Run {
     /// `namespace/name` for logs and messages.
     pub fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_managed_by_another_controller_are_not_ours_unless_listed() {
+        let with = |managed_by: serde_json::Value| {
+            Run::from_object(
+                RunKind::TaskRun,
+                serde_json::json!({"metadata": {"name": "r"}, "spec": {"managedBy": managed_by}}),
+            )
+        };
+        let none = std::collections::BTreeSet::new();
+        let listed = std::collections::BTreeSet::from(["kueue.x-k8s.io/multikueue".to_owned()]);
+        assert!(with(serde_json::Value::Null).is_ours(&none));
+        assert!(with("".into()).is_ours(&none));
+        assert!(with("tekton.dev/pipeline".into()).is_ours(&none));
+        assert!(!with("kueue.x-k8s.io/multikueue".into()).is_ours(&none));
+        assert!(with("kueue.x-k8s.io/multikueue".into()).is_ours(&listed));
+        assert!(!with("other.example/controller".into()).is_ours(&listed));
     }
 }
