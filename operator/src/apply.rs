@@ -91,7 +91,9 @@ where
     Ok(applied)
 }
 
-/// Applies `desired`, creating the namespace (marked as ours) only if it is absent.
+/// Applies `desired`, creating the namespace (marked as ours) only if it is absent. What a
+/// previous `targetNamespace` left behind is removed later by [`prune`], once the signing key
+/// has been carried over.
 pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, ApplyError> {
     let mut report = ApplyReport::default();
     let ns_name = desired.namespace.name_any();
@@ -164,7 +166,6 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, Ap
     )
     .await?;
     report.deployment = Some(deployment);
-    prune(client, &ns_name, &mut report).await?;
     Ok(report)
 }
 

@@ -201,7 +201,10 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     };
     let desired = build::build(&validated, &inputs);
     let mut report = apply::apply(client, &desired).await?;
-    let (public_key, problem) = ensure_signing_key(client, spec, &inputs, &mut report).await?;
+    let moved_from = Some(running_namespace(config)).filter(|ns| *ns != spec.target_namespace);
+    let (public_key, problem) =
+        ensure_signing_key(client, spec, moved_from.as_deref(), &inputs, &mut report).await?;
+    apply::prune(client, &spec.target_namespace, &mut report).await?;
     ctx.metrics
         .writes
         .add((report.written.len() + report.pruned.len()) as u64);
@@ -242,10 +245,13 @@ fn running_namespace(config: &SignetConfig) -> String {
 }
 
 /// Generates the key pair when asked and absent; publishes the public key. Returns it and
-/// any problem that keeps the signer from signing.
+/// any problem that keeps the signer from signing. After a `targetNamespace` change
+/// (`moved_from`), a key the operator generated there is copied, not generated anew, so
+/// verifiers holding the published public key keep working.
 async fn ensure_signing_key(
     client: &Client,
     spec: &SignetConfigSpec,
+    moved_from: Option<&str>,
     inputs: &BuildInputs,
     report: &mut ApplyReport,
 ) -> Result<(Option<String>, Option<Problem>), ReconcileError> {
@@ -256,11 +262,24 @@ async fn ensure_signing_key(
         .map_err(ReconcileError::Read)?;
     let mut secret = observed.signing_secret;
     if secret.is_none() && spec.signing.keys.generate && uses_secret_key(spec) {
-        let pair = tokio::task::spawn_blocking(signet_signer::keys::generate_ecdsa_p256)
-            .await
-            .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?
-            .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?;
-        let generated = keys::render_generated_secret(ns, secret_name, &pair, inputs);
+        let carried = match moved_from {
+            Some(old) => Api::<Secret>::namespaced(client.clone(), old)
+                .get_opt(secret_name)
+                .await
+                .map_err(ReconcileError::Read)?
+                .filter(|s| s.labels().contains_key(names::CREATED_BY_OPERATOR_LABEL)),
+            None => None,
+        };
+        let generated = if let Some(old) = carried {
+            tracing::info!(from = %moved_from.unwrap_or_default(), to = %ns, secret = %secret_name, "targetNamespace changed: copying the generated signing key");
+            keys::render_carried_secret(ns, secret_name, &old, inputs)
+        } else {
+            let pair = tokio::task::spawn_blocking(signet_signer::keys::generate_ecdsa_p256)
+                .await
+                .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?
+                .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?;
+            keys::render_generated_secret(ns, secret_name, &pair, inputs)
+        };
         let (existing, created) =
             apply::create_if_absent(&Api::<Secret>::namespaced(client.clone(), ns), &generated)
                 .await?;

@@ -182,9 +182,10 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     let log = || operator.log_text();
     let ns1 = format!("signet-e2e-{}", std::process::id());
     let ns2 = format!("{ns1}-b");
+    let ns3 = format!("{ns1}-c");
     let _cleanup = ConfigCleanup {
         env,
-        namespaces: vec![ns1.clone(), ns2.clone()],
+        namespaces: vec![ns1.clone(), ns2.clone(), ns3.clone()],
     };
     let configs: Api<SignetConfig> = Api::all(admin.clone());
 
@@ -414,7 +415,42 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         "an invalid spec changed the running signer"
     );
 
-    // 7. Moving to a namespace where the user keeps their own key: the key is untouched,
+    // 7. Moving to another namespace keeps the generated key: it is copied, not minted anew,
+    //    so verifiers holding the published public key keep working; the old namespace (ours)
+    //    is removed.
+    apply_config(&admin, json!({"targetNamespace": ns3})).await;
+    eventually("Ready=True in the third namespace", log, || async {
+        let c = configs.get("config").await.ok()?;
+        let moved = c.status.as_ref()?.identity.as_ref()?.subject.contains(&ns3);
+        (moved && condition(&c, "Ready")?.0 == "True").then_some(())
+    })
+    .await;
+    let carried = Api::<Secret>::namespaced(admin.clone(), &ns3)
+        .get("signing-secrets")
+        .await
+        .unwrap();
+    assert_eq!(carried.data.as_ref(), Some(&data), "a new key was minted");
+    assert_eq!(
+        configs
+            .get("config")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .public_key
+            .as_deref(),
+        Some(public.as_str())
+    );
+    let old_ns = Api::<Namespace>::all(admin.clone());
+    eventually("the first namespace to be deleted", log, || async {
+        match old_ns.get_opt(&ns1).await.ok()? {
+            None => Some(()),
+            Some(n) => n.metadata.deletion_timestamp.map(|_| ()),
+        }
+    })
+    .await;
+
+    // 8. Moving to a namespace where the user keeps their own key: the key is untouched,
     //    its public key is published, and the old namespace (ours) is removed.
     let user_ns = Namespace {
         metadata: ObjectMeta {
@@ -484,16 +520,15 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
             .as_deref(),
         Some(pair.public_pem.as_str())
     );
-    let old_ns = Api::<Namespace>::all(admin.clone());
     eventually("the old namespace to be deleted", log, || async {
-        match old_ns.get_opt(&ns1).await.ok()? {
+        match old_ns.get_opt(&ns3).await.ok()? {
             None => Some(()),
             Some(n) => n.metadata.deletion_timestamp.map(|_| ()),
         }
     })
     .await;
 
-    // 8. Deleting the SignetConfig removes what the operator made, never the user's key.
+    // 9. Deleting the SignetConfig removes what the operator made, never the user's key.
     delete_config(&configs, log).await;
     assert!(
         Api::<ClusterRole>::all(admin.clone())

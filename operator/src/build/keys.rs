@@ -44,6 +44,27 @@ pub fn render_generated_secret(
     }
 }
 
+/// The generated signing Secret of a previous `targetNamespace`, in `namespace`: the same key
+/// (never a new one), owned and labelled as the operator's like the original.
+pub fn render_carried_secret(
+    namespace: &str,
+    name: &str,
+    old: &Secret,
+    inputs: &BuildInputs,
+) -> Secret {
+    let mut meta = metadata(name, Some(namespace), inputs);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
+    Secret {
+        metadata: meta,
+        type_: old.type_.clone(),
+        immutable: Some(true),
+        data: old.data.clone(),
+        ..Secret::default()
+    }
+}
+
 /// The ConfigMap verifiers read the public key from (`cosign.pub`).
 pub fn render_public_key_config_map(
     namespace: &str,
