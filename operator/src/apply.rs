@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::build::Desired;
-use crate::names::{self, CREATED_BY_OPERATOR_LABEL, FIELD_MANAGER};
+use crate::names::{
+    self, CREATED_BY_OPERATOR_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
 
 /// A failed write, naming the object.
 #[derive(Debug, thiserror::Error)]
@@ -282,30 +284,66 @@ pub async fn prune(
     Ok(())
 }
 
-/// Deletes a namespace the operator created unless a Secret it did not make lives there.
+/// The name of an object of kind `K` in `namespace` that Signet did not make, if any
+/// (`ignore`: what Kubernetes puts in every namespace).
+async fn foreign_object<K>(
+    client: &Client,
+    namespace: &str,
+    ignore: &[&str],
+) -> Result<Option<String>, ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let list = Api::<K>::namespaced(client.clone(), namespace)
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|source| ApplyError {
+            action: "list",
+            kind: kind.clone(),
+            name: namespace.into(),
+            source,
+        })?;
+    Ok(list
+        .items
+        .iter()
+        .find(|o| {
+            let labels = o.labels();
+            let ours = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+                || labels.contains_key(CREATED_BY_OPERATOR_LABEL);
+            !ours && !ignore.contains(&o.name_any().as_str())
+        })
+        .map(|o| format!("{kind} {}", o.name_any())))
+}
+
+/// Deletes a namespace the operator created unless it holds something Signet did not make
+/// (a user's Secret, ConfigMap, workload, account or RBAC): then it is kept, and the log says
+/// what is in the way.
 pub async fn delete_namespace_if_unused(
     client: &Client,
     name: &str,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), name);
-    let list = secrets
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| ApplyError {
-            action: "list",
-            kind: "Secret".into(),
-            name: name.into(),
-            source,
-        })?;
-    if list
-        .items
-        .iter()
-        .any(|s| !s.labels().contains_key(CREATED_BY_OPERATOR_LABEL))
-    {
+    let foreign = [
+        foreign_object::<Secret>(client, name, &[]).await?,
+        foreign_object::<ConfigMap>(
+            client,
+            name,
+            &["kube-root-ca.crt", "openshift-service-ca.crt"],
+        )
+        .await?,
+        foreign_object::<ServiceAccount>(client, name, &["default", "builder", "deployer"]).await?,
+        foreign_object::<Deployment>(client, name, &[]).await?,
+        foreign_object::<Service>(client, name, &[]).await?,
+        foreign_object::<Role>(client, name, &[]).await?,
+        foreign_object::<RoleBinding>(client, name, &[]).await?,
+    ];
+    if let Some(what) = foreign.into_iter().flatten().next() {
         tracing::info!(
             namespace = name,
-            "keeping namespace: it holds Secrets the operator did not create"
+            keeps = %what,
+            "keeping namespace: it holds objects the operator did not create"
         );
         return Ok(());
     }

@@ -632,10 +632,26 @@ async fn only_one_operator_acts_and_a_standby_takes_over() {
             .then_some(())
     })
     .await;
+    // The operator made this namespace, but a user has since put something of theirs in it
+    // (a ConfigMap): uninstalling keeps the namespace.
+    let users_own: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "users-own"}, "data": {"k": "v"}}))
+            .unwrap();
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &users_own)
+        .await
+        .unwrap();
     delete_config(&configs, second_log).await;
     assert!(
         second.running(),
         "the new leader exited:\n{}",
+        second.log_text()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kept = Api::<Namespace>::all(admin.clone()).get(&ns).await.unwrap();
+    assert!(
+        kept.metadata.deletion_timestamp.is_none(),
+        "the namespace holding a user's ConfigMap was deleted:\n{}",
         second.log_text()
     );
 }
