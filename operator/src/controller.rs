@@ -21,6 +21,7 @@ use crate::apply::{self, ApplyReport};
 use crate::build::{self, BuildInputs, keys};
 use crate::dereference;
 use crate::names::{self, FINALIZER, SINGLETON};
+use crate::release;
 use crate::status::{self, Facts, Problem};
 use crate::validate;
 
@@ -89,6 +90,10 @@ pub enum ReconcileError {
     KeyGeneration(String),
     #[error("failed to manage finalizer {FINALIZER}: {0}")]
     Finalizer(String),
+    #[error(transparent)]
+    Release(#[from] release::ReleaseError),
+    #[error("{0} runs still hold Signet's finalizers; releasing them continues")]
+    FinalizersRemain(usize),
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -335,6 +340,17 @@ async fn cleanup(config: &SignetConfig, ctx: &Context) -> Result<Action, Reconci
         names::SIGNER,
     )
     .await?;
+    // No signer runs any more: nothing else would take its finalizers off runs.
+    let released = release::release_run_finalizers(client).await?;
+    if released.released > 0 {
+        tracing::info!(
+            runs = released.released,
+            "released Signet's finalizers from runs"
+        );
+    }
+    if released.remaining > 0 {
+        return Err(ReconcileError::FinalizersRemain(released.remaining));
+    }
     apply::delete_namespace_if_unused(client, &ns, &mut report).await?;
     tracing::info!(namespace = %ns, pruned = ?report.pruned, "SignetConfig config deleted; cleaned up");
     Ok(Action::await_change())

@@ -10,5 +10,6 @@ pub mod dereference;
 pub mod install;
 pub mod migrate;
 pub mod names;
+pub mod release;
 pub mod status;
 pub mod validate;

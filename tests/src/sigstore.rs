@@ -123,6 +123,22 @@ impl Rekor {
         );
         let (host, trillian_port) = (host.to_owned(), port.to_owned());
         let server = Server::start("rekor", move |port, _, dir| {
+            // A log keeps its key: one made on first start and kept across restarts (the
+            // "memory" signer would make a new key, a new log, at every start).
+            let key = dir.join("rekor-key.pem");
+            if !key.exists() {
+                let _ = Command::new("openssl")
+                    .args([
+                        "ecparam",
+                        "-name",
+                        "prime256v1",
+                        "-genkey",
+                        "-noout",
+                        "-out",
+                    ])
+                    .arg(&key)
+                    .status();
+            }
             let mut command = Command::new(&binary);
             command
                 .arg("serve")
@@ -136,8 +152,8 @@ impl Rekor {
                     "--rekor_server.hostname",
                     "127.0.0.1",
                     "--rekor_server.signer",
-                    "memory",
                 ])
+                .arg(&key)
                 .args(["--trillian_log_server.address", &host])
                 .args(["--trillian_log_server.port", &trillian_port])
                 .args(["--trillian_log_server.tlog_id", &tree])

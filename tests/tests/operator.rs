@@ -528,8 +528,34 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     })
     .await;
 
-    // 9. Deleting the SignetConfig removes what the operator made, never the user's key.
+    // 9. Deleting the SignetConfig removes what the operator made, never the user's key, and
+    //    takes the signer's finalizer off runs (no signer is left to do it), keeping others'.
+    let runs: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        &ns2,
+        &kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "tekton.dev",
+            "v1",
+            "TaskRun",
+        )),
+    );
+    let held: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+        "metadata": {"name": "held", "finalizers": ["chains.tekton.dev/taskrun", "example.com/theirs"]},
+        "spec": {"taskSpec": {"steps": [{"name": "s", "image": "busybox"}]}}
+    }))
+    .unwrap();
+    runs.create(&PostParams::default(), &held).await.unwrap();
     delete_config(&configs, log).await;
+    let finalizers = runs.get("held").await.unwrap().finalizers().to_vec();
+    assert_eq!(finalizers, ["example.com/theirs"], "{}", log());
+    runs.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     assert!(
         Api::<ClusterRole>::all(admin.clone())
             .get_opt("signet-signer")
