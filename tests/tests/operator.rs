@@ -237,10 +237,21 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
             env,
             &ns1,
             "update",
-            "leases.coordination.k8s.io",
+            "leases.coordination.k8s.io/signet-signer",
             Some(&ns1)
         )
         .await
+    );
+    assert!(
+        !can_i(
+            env,
+            &ns1,
+            "update",
+            "leases.coordination.k8s.io/another-lease",
+            Some(&ns1)
+        )
+        .await,
+        "the signer may update only its own Lease"
     );
 
     // 3. A reconcile that finds everything as desired writes nothing.

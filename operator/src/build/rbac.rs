@@ -12,12 +12,17 @@ use signet_crds::SignetConfigSpec;
 use super::{BuildInputs, metadata};
 use crate::names::{self, SIGNER};
 
-/// One RBAC rule: API groups, resources, verbs.
+/// One RBAC rule: API groups, resources, verbs, and the object names it is limited to
+/// (empty: any name). Verbs that cannot be limited by name (`create`, and `list`/`watch`
+/// without a name field selector) go in a rule of their own.
 pub type Rule = (
     &'static [&'static str],
     &'static [&'static str],
     &'static [&'static str],
+    &'static [&'static str],
 );
+
+const ANY: &[&str] = &[];
 
 /// What the signer does across the cluster: read and annotate runs (and manage their
 /// finalizers), read the run's ServiceAccount and its pull secrets for registry
@@ -27,56 +32,104 @@ pub const SIGNER_CLUSTER_RULES: &[Rule] = &[
         &["tekton.dev"],
         &["taskruns", "pipelineruns"],
         &["get", "list", "watch", "patch"],
+        ANY,
     ),
-    (&[""], &["serviceaccounts"], &["get"]),
-    (&[""], &["secrets"], &["get"]),
-    (&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+    (&[""], &["serviceaccounts"], &["get"], ANY),
+    (&[""], &["secrets"], &["get"], ANY),
+    (
+        &["", "events.k8s.io"],
+        &["events"],
+        &["create", "patch"],
+        ANY,
+    ),
 ];
 
-/// What the signer does in its own namespace: watch its ConfigMap and signing Secret, and
-/// hold its leader-election Lease.
+/// What the signer does in its own namespace: watch its ConfigMap and signing Secret (names
+/// filled in by [`render_signer_role`]), and hold its leader-election Lease.
 pub const SIGNER_NAMESPACE_RULES: &[Rule] = &[
-    (&[""], &["configmaps", "secrets"], &["get", "list", "watch"]),
+    (
+        &[""],
+        &["configmaps", "secrets"],
+        &["get", "list", "watch"],
+        ANY,
+    ),
+    (&["coordination.k8s.io"], &["leases"], &["create"], ANY),
     (
         &["coordination.k8s.io"],
         &["leases"],
-        &["get", "create", "update"],
+        &["get", "update"],
+        &[SIGNER],
     ),
 ];
 
+/// The names of what the operator makes in the signer's namespace and cluster-wide: it may
+/// change or delete those, and only those.
+const OPERATOR_MANAGED: &[&str] = &[
+    SIGNER,
+    names::SIGNER_CONFIG_MAP,
+    names::PUBLIC_KEY_CONFIG_MAP,
+    names::METRICS_SERVICE,
+];
+
 /// The operator's own cluster-wide rights (the bundle's CSV uses exactly these). It holds
-/// every right it grants the signer, as RBAC requires of whoever creates a role.
+/// every right it grants the signer, as RBAC requires of whoever creates a role. What it
+/// changes or deletes is limited by name wherever the name is fixed; Secrets (the signing
+/// Secret's name is the user's choice) are created and, when the operator made them and the
+/// target namespace moved, deleted — never updated.
 pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
     (
         &["signet.dev"],
         &["signetconfigs"],
         &["get", "list", "watch", "patch", "update"],
+        ANY,
     ),
     (
         &["signet.dev"],
         &["signetconfigs/status"],
         &["get", "patch", "update"],
+        ANY,
     ),
-    (&["signet.dev"], &["signetconfigs/finalizers"], &["update"]),
+    (
+        &["signet.dev"],
+        &["signetconfigs/finalizers"],
+        &["update"],
+        ANY,
+    ),
     (
         &[""],
-        &[
-            "namespaces",
-            "serviceaccounts",
-            "configmaps",
-            "services",
-            "secrets",
-        ],
-        &[
-            "get", "list", "watch", "create", "patch", "update", "delete",
-        ],
+        &["namespaces"],
+        &["get", "list", "watch", "create", "patch", "delete"],
+        ANY,
+    ),
+    (
+        &[""],
+        &["serviceaccounts", "configmaps", "services"],
+        &["get", "list", "watch", "create"],
+        ANY,
+    ),
+    (
+        &[""],
+        &["serviceaccounts", "configmaps", "services"],
+        &["patch", "update", "delete"],
+        OPERATOR_MANAGED,
+    ),
+    (
+        &[""],
+        &["secrets"],
+        &["get", "list", "watch", "create", "delete"],
+        ANY,
     ),
     (
         &["apps"],
         &["deployments"],
-        &[
-            "get", "list", "watch", "create", "patch", "update", "delete",
-        ],
+        &["get", "list", "watch", "create"],
+        ANY,
+    ),
+    (
+        &["apps"],
+        &["deployments"],
+        &["patch", "update", "delete"],
+        OPERATOR_MANAGED,
     ),
     (
         &["rbac.authorization.k8s.io"],
@@ -86,32 +139,51 @@ pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
             "roles",
             "rolebindings",
         ],
-        &[
-            "get", "list", "watch", "create", "patch", "update", "delete",
-        ],
+        &["get", "list", "watch", "create"],
+        ANY,
     ),
+    (
+        &["rbac.authorization.k8s.io"],
+        &[
+            "clusterroles",
+            "clusterrolebindings",
+            "roles",
+            "rolebindings",
+        ],
+        &["patch", "update", "delete"],
+        OPERATOR_MANAGED,
+    ),
+    (&["coordination.k8s.io"], &["leases"], &["create"], ANY),
     (
         &["coordination.k8s.io"],
         &["leases"],
-        &["get", "create", "update"],
+        &["get", "update"],
+        &[crate::install::OPERATOR, SIGNER],
     ),
     (
         &["tekton.dev"],
         &["taskruns", "pipelineruns"],
         &["get", "list", "watch", "patch"],
+        ANY,
     ),
-    (&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+    (
+        &["", "events.k8s.io"],
+        &["events"],
+        &["create", "patch"],
+        ANY,
+    ),
 ];
 
-/// `PolicyRule`s from rule triples.
+/// `PolicyRule`s from [`Rule`]s.
 pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
     let strings = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     rules
         .iter()
-        .map(|(groups, resources, verbs)| PolicyRule {
+        .map(|(groups, resources, verbs, names)| PolicyRule {
             api_groups: Some(strings(groups)),
             resources: Some(strings(resources)),
             verbs: strings(verbs),
+            resource_names: (!names.is_empty()).then(|| strings(names)),
             ..PolicyRule::default()
         })
         .collect()
