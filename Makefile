@@ -7,7 +7,7 @@ export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
 export GOCACHE ?= $(SIGNET_CACHE)/go/build
 CARGO ?= cargo
 
-.PHONY: all bench build demo generate lint unit-test e2e-test test env-up env-down env-build tidy
+.PHONY: all bench build demo fuzz generate lint unit-test e2e-test test env-up env-down env-build tidy
 
 all: build
 
@@ -61,6 +61,12 @@ bench:
 	$(CARGO) bench -p signet-e2e --bench operator --locked
 	$(CARGO) bench -p signet-e2e --bench signer --locked
 	$(CARGO) bench -p signet-e2e --bench kms --locked
+
+# The fuzz targets (signer/tests/fuzz.rs) for longer than `make test` runs them: every parser
+# that reads a run, a pull secret, a key, the configuration or a peer's answer.
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p signet-signer --release --locked --test fuzz
 
 # Regenerates the Go tools modules from tests/env/versions.env.
 tidy:

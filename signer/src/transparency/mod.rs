@@ -8,7 +8,7 @@
 //! `SIGSTORE_REKOR_PUBLIC_KEY` (cosign's variable: a PEM file) or, when that is unset, the
 //! key the log itself serves, read once and said once in the log (trust on first use).
 
-mod verify;
+pub mod verify;
 
 use std::time::Duration;
 
