@@ -141,7 +141,9 @@ pub async fn run(
                         status.listed();
                         continue;
                     }
-                    watcher::Event::Init | watcher::Event::Delete(_) => {
+                    // A (re)list is starting: neither success nor failure yet.
+                    watcher::Event::Init => continue,
+                    watcher::Event::Delete(_) => {
                         status.working();
                         continue;
                     }

@@ -105,6 +105,10 @@ pub fn install_crypto_provider() -> Result<(), ProcessError> {
 pub fn init_tracing(level: &str, format: LogFormat) -> Result<(), ProcessError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(&from_env),
+        // kube's watcher warns at every retry; our watches report once (`watch_status`).
+        _ if !level.contains("kube_runtime") => {
+            EnvFilter::try_new(format!("{level},kube_runtime::watcher=error"))
+        }
         _ => EnvFilter::try_new(level),
     }
     .map_err(|source| ProcessError::LogLevel {

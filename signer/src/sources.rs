@@ -58,7 +58,8 @@ fn watch_one<K, F, Fut>(
                     status.listed();
                     synced.store(true, Ordering::Release);
                 }
-                Ok(watcher::Event::Init) => status.working(),
+                // A (re)list is starting: neither success nor failure yet.
+                Ok(watcher::Event::Init) => {}
                 Err(error) => status.failed(&error),
             }
         }

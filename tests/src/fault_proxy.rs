@@ -84,6 +84,13 @@ impl Rule {
         self
     }
 
+    /// The same match with another fault.
+    #[must_use]
+    pub fn fault_with(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
+    }
+
     #[must_use]
     pub fn times(mut self, n: usize) -> Self {
         self.times = Some(n);

@@ -331,3 +331,154 @@ async fn login_to(admin: &kube::Client, env: &TestEnv, ns: &str, registry: &str)
         .await
         .unwrap();
 }
+
+/// A transparency log whose answers are altered (the entry body, the signed entry timestamp,
+/// the inclusion proof) or that is unavailable never lets a run be marked signed; answered
+/// honestly, the run is signed and its entry is the log's.
+#[tokio::test]
+async fn a_log_whose_answers_do_not_verify_never_marks_a_run_signed() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let rekor = signet_e2e::sigstore::Rekor::start(env).await.unwrap();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&rekor.url))
+        .await
+        .unwrap();
+    let signer_ns = format!("signet-e2e-hostile-log-{}", std::process::id());
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}},
+        "transparency": {"mode": "enabled", "url": proxy.url},
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "hostile-log").await.unwrap();
+    // Every answer about entries: the upload's, and the read-back of an entry that exists.
+    let entries = || Rule::new(Fault::Status(200, None)).path("/api/v1/log/entries");
+    let alter = |change: fn(&mut Value)| {
+        entries().fault_with(json_fault(move |answer| {
+            let entry = answer
+                .as_object_mut()
+                .and_then(|m| m.values_mut().next())
+                .filter(|e| e.is_object());
+            if let Some(entry) = entry {
+                change(entry);
+            }
+        }))
+    };
+    let scenarios: Vec<(&str, Vec<Rule>, Outcome, &str)> = vec![
+        ("honest", vec![], Outcome::Signed, ""),
+        (
+            "other-body",
+            vec![alter(|e| {
+                e["body"] = json!(STANDARD.encode(br#"{"kind":"dsse","spec":{}}"#));
+            })],
+            Outcome::Failed,
+            "cannot be used",
+        ),
+        (
+            "forged-timestamp",
+            vec![alter(|e| {
+                e["verification"]["signedEntryTimestamp"] = json!("MEUCIQCq");
+            })],
+            Outcome::Failed,
+            "signed entry timestamp",
+        ),
+        (
+            "no-proof",
+            vec![alter(|e| {
+                e["verification"]["inclusionProof"] = Value::Null;
+            })],
+            Outcome::Failed,
+            "inclusion proof",
+        ),
+        (
+            "other-log",
+            vec![alter(|e| e["logID"] = json!("00".repeat(32)))],
+            Outcome::Failed,
+            "another log",
+        ),
+        (
+            // Only the upload's answer is forged: the retry finds the entry exists (409),
+            // reads it back from the log, checks it, and signs.
+            "forged-once",
+            vec![
+                alter(|e| e["logID"] = json!("00".repeat(32)))
+                    .method(Method::POST)
+                    .times(1),
+            ],
+            Outcome::Signed,
+            "",
+        ),
+        (
+            "unavailable",
+            vec![entries().fault_with(Fault::Status(503, Some(1)))],
+            Outcome::Failed,
+            "503",
+        ),
+    ];
+    let mut table = Vec::new();
+    for (name, rules, want, says) in scenarios {
+        proxy.set(rules);
+        completed_taskrun(&admin, work.name(), name).await;
+        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
+        let annotations = &run["metadata"]["annotations"];
+        let got = match annotations["chains.tekton.dev/signed"].as_str() {
+            Some("true") => Outcome::Signed,
+            _ => Outcome::Failed,
+        };
+        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
+        if got == Outcome::Failed {
+            let reason = assert_fails(&admin, work.name(), name, log).await;
+            assert!(
+                reason.contains(&proxy.url) && reason.contains(says),
+                "{name}: {reason}"
+            );
+        } else {
+            let address = annotations["chains.tekton.dev/transparency"]
+                .as_str()
+                .unwrap();
+            assert!(address.starts_with(&proxy.url), "{address}");
+        }
+        table.push(format!("{name}: {got:?}"));
+    }
+    eprintln!("transparency log faults: {}", table.join(", "));
+    assert!(!log().contains("panicked"));
+    drop(stack);
+}
+
+/// A signer whose ServiceAccount may not read what it watches (403) does not hot-loop: each
+/// watch's failure is logged once, `/readyz` answers 503 naming the watch and the refusal.
+#[tokio::test]
+async fn a_signer_refused_by_the_api_server_backs_off_and_says_why_it_is_not_ready() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-hostile-rbac-{}", std::process::id());
+    let stack = Stack::up(env, &admin, &signer_ns).await;
+    // A ServiceAccount of the signer's namespace with no rights at all.
+    let nobody = ServiceAccountIdentity::mint(&admin, &signer_ns, "no-rights", &[], 3600)
+        .await
+        .unwrap();
+    let signer = OperatorProcess::start_signer_with(env, &admin, &nobody, &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, body) = signer.get("/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("watch ConfigMap") && body.contains("forbidden") && body.contains("backoff"),
+        "{body}"
+    );
+    let text = signer.log_text();
+    let failures = text.matches("watch failed; retrying with backoff").count();
+    assert!(
+        (1..=2).contains(&failures),
+        "{failures} watch failure lines in 6 s (one per watch expected):\n{text}"
+    );
+    eprintln!(
+        "403 for 6 s: {failures} warning lines; /readyz: {}",
+        body.trim()
+    );
+    drop(stack);
+}
