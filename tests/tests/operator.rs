@@ -81,6 +81,22 @@ async fn delete_config(configs: &Api<SignetConfig>, log: impl Fn() -> String) {
     .await;
 }
 
+/// The public key the SignetConfig's status publishes.
+async fn published_key(configs: &Api<SignetConfig>) -> Option<String> {
+    configs.get("config").await.unwrap().status?.public_key
+}
+
+/// Waits until namespace `name` is gone or being deleted.
+async fn namespace_deleted(namespaces: &Api<Namespace>, name: &str, log: impl Fn() -> String) {
+    eventually(&format!("namespace {name} to be deleted"), log, || async {
+        match namespaces.get_opt(name).await.ok()? {
+            None => Some(()),
+            Some(n) => n.metadata.deletion_timestamp.map(|_| ()),
+        }
+    })
+    .await;
+}
+
 fn rs_names(list: &[ReplicaSet]) -> Vec<String> {
     let mut v: Vec<String> = list.iter().map(ResourceExt::name_any).collect();
     v.sort();
@@ -442,24 +458,11 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         .unwrap();
     assert_eq!(carried.data.as_ref(), Some(&data), "a new key was minted");
     assert_eq!(
-        configs
-            .get("config")
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .public_key
-            .as_deref(),
+        published_key(&configs).await.as_deref(),
         Some(public.as_str())
     );
     let old_ns = Api::<Namespace>::all(admin.clone());
-    eventually("the first namespace to be deleted", log, || async {
-        match old_ns.get_opt(&ns1).await.ok()? {
-            None => Some(()),
-            Some(n) => n.metadata.deletion_timestamp.map(|_| ()),
-        }
-    })
-    .await;
+    namespace_deleted(&old_ns, &ns1, log).await;
 
     // 8. Moving to a namespace where the user keeps their own key: the key is untouched,
     //    its public key is published, and the old namespace (ours) is removed.
@@ -521,23 +524,10 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     assert_eq!(after.data, user_secret.data);
     assert!(after.owner_references().is_empty());
     assert_eq!(
-        configs
-            .get("config")
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .public_key
-            .as_deref(),
+        published_key(&configs).await.as_deref(),
         Some(pair.public_pem.as_str())
     );
-    eventually("the old namespace to be deleted", log, || async {
-        match old_ns.get_opt(&ns3).await.ok()? {
-            None => Some(()),
-            Some(n) => n.metadata.deletion_timestamp.map(|_| ()),
-        }
-    })
-    .await;
+    namespace_deleted(&old_ns, &ns3, log).await;
 
     // 9. Deleting the SignetConfig removes what the operator made, never the user's key, and
     //    takes the signer's finalizer off runs (no signer is left to do it), keeping others'.

@@ -18,30 +18,27 @@ pub fn render_generated_secret(
     pair: &GeneratedKeyPair,
     inputs: &BuildInputs,
 ) -> Secret {
-    let mut meta = metadata(name, Some(namespace), inputs);
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
-    Secret {
-        metadata: meta,
-        type_: Some("Opaque".to_owned()),
-        immutable: Some(true),
-        data: Some(BTreeMap::from([
-            (
-                "cosign.key".to_owned(),
-                ByteString(pair.private_pem.as_bytes().to_vec()),
-            ),
-            (
-                "cosign.password".to_owned(),
-                ByteString(pair.password.as_bytes().to_vec()),
-            ),
-            (
-                "cosign.pub".to_owned(),
-                ByteString(pair.public_pem.as_bytes().to_vec()),
-            ),
-        ])),
-        ..Secret::default()
-    }
+    let data = BTreeMap::from([
+        (
+            "cosign.key".to_owned(),
+            ByteString(pair.private_pem.as_bytes().to_vec()),
+        ),
+        (
+            "cosign.password".to_owned(),
+            ByteString(pair.password.as_bytes().to_vec()),
+        ),
+        (
+            "cosign.pub".to_owned(),
+            ByteString(pair.public_pem.as_bytes().to_vec()),
+        ),
+    ]);
+    operator_secret(
+        namespace,
+        name,
+        Some("Opaque".to_owned()),
+        Some(data),
+        inputs,
+    )
 }
 
 /// The generated signing Secret of a previous `targetNamespace`, in `namespace`: the same key
@@ -52,15 +49,26 @@ pub fn render_carried_secret(
     old: &Secret,
     inputs: &BuildInputs,
 ) -> Secret {
+    operator_secret(namespace, name, old.type_.clone(), old.data.clone(), inputs)
+}
+
+/// An immutable Secret the operator made (labelled so, owned by the SignetConfig).
+fn operator_secret(
+    namespace: &str,
+    name: &str,
+    type_: Option<String>,
+    data: Option<BTreeMap<String, ByteString>>,
+    inputs: &BuildInputs,
+) -> Secret {
     let mut meta = metadata(name, Some(namespace), inputs);
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
     Secret {
         metadata: meta,
-        type_: old.type_.clone(),
+        type_,
         immutable: Some(true),
-        data: old.data.clone(),
+        data,
         ..Secret::default()
     }
 }
