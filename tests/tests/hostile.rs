@@ -482,3 +482,120 @@ async fn a_signer_refused_by_the_api_server_backs_off_and_says_why_it_is_not_rea
     );
     drop(stack);
 }
+
+/// A certificate authority that answers with a certificate for another key, a chain that does
+/// not link up, or no certificate at all never lets a run be signed keyless; answered
+/// honestly, it is.
+#[tokio::test]
+async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let fulcio = signet_e2e::sigstore::Fulcio::start(env, "sigstore")
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&fulcio.url))
+        .await
+        .unwrap();
+    let signer_ns = format!("signet-e2e-hostile-ca-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("signet-hostile-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("oidc-token");
+    let keyless = json!({"enabled": true, "fulcioUrl": proxy.url, "issuer": env.oidc_issuer,
+                         "tokenPath": token_file.to_str().unwrap()});
+    let base = json!({"signing": {"keyless": keyless}, "artifacts": {"oci": {"storage": []}}});
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let token =
+        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["sigstore"], 3600)
+            .await
+            .unwrap();
+    std::fs::write(&token_file, &token.token).unwrap();
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "hostile-ca").await.unwrap();
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../signer/testdata/certs/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let (other_leaf, other_root) = (fixture("leaf.pem"), fixture("other-root.pem"));
+    let change = move |edit: ChainEdit| {
+        Rule::new(json_fault(move |answer| {
+            if let Some(chain) = fulcio_certificates(answer) {
+                edit(chain);
+            }
+        }))
+        .path("/api/v2/signingCert")
+    };
+    let scenarios: Vec<(&str, Vec<Rule>, Outcome, &str)> = vec![
+        ("honest", vec![], Outcome::Signed, ""),
+        (
+            "another-key",
+            vec![change(Box::new(move |c| c[0] = json!(other_leaf)))],
+            Outcome::Failed,
+            "another public key",
+        ),
+        (
+            "broken-chain",
+            vec![change(Box::new(move |c| {
+                let last = c.len() - 1;
+                c[last] = json!(other_root);
+            }))],
+            Outcome::Failed,
+            "not signed by",
+        ),
+        (
+            "garbage",
+            vec![change(Box::new(|c| c[0] = json!("not a certificate")))],
+            Outcome::Failed,
+            "not a PEM X.509",
+        ),
+        (
+            "no-chain",
+            vec![change(Box::new(Vec::clear))],
+            Outcome::Failed,
+            "empty",
+        ),
+    ];
+    let mut table = Vec::new();
+    for (name, rules, want, says) in scenarios {
+        proxy.set(rules);
+        completed_taskrun(&admin, work.name(), name).await;
+        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
+        let annotations = &run["metadata"]["annotations"];
+        let got = match annotations["chains.tekton.dev/signed"].as_str() {
+            Some("true") => Outcome::Signed,
+            _ => Outcome::Failed,
+        };
+        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
+        if got == Outcome::Failed {
+            let reason = assert_fails(&admin, work.name(), name, log).await;
+            assert!(
+                reason.contains(&proxy.url) && reason.contains(says),
+                "{name}: {reason}"
+            );
+        }
+        table.push(format!("{name}: {got:?}"));
+    }
+    eprintln!("Fulcio faults: {}", table.join(", "));
+    let text = log();
+    assert!(!text.contains("panicked") && !text.contains(&token.token));
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A change to the certificate chain Fulcio answered.
+type ChainEdit = Box<dyn Fn(&mut Vec<Value>) + Send + Sync>;
+
+/// The certificate chain in Fulcio's `signingCert` answer (embedded or detached SCT form).
+fn fulcio_certificates(answer: &mut Value) -> Option<&mut Vec<Value>> {
+    let key = [
+        "signedCertificateEmbeddedSct",
+        "signedCertificateDetachedSct",
+    ]
+    .into_iter()
+    .find(|k| answer.get(*k).is_some())?;
+    answer[key]["chain"]["certificates"].as_array_mut()
+}
