@@ -149,6 +149,11 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, Ap
         &mut report,
     )
     .await?;
+    for (role, binding) in &desired.credential_access {
+        let ns = role.namespace().unwrap_or_default();
+        ensure(&Api::namespaced(client.clone(), &ns), role, &mut report).await?;
+        ensure(&Api::namespaced(client.clone(), &ns), binding, &mut report).await?;
+    }
     ensure(
         &Api::namespaced(client.clone(), &ns_name),
         &desired.config_map,
@@ -209,9 +214,26 @@ where
     }
 }
 
+/// What a prune keeps: everything managed in the signer's namespace but the credential
+/// access objects, and those credential access objects that are still desired.
+struct Keep<'a> {
+    namespace: &'a str,
+    credential_namespaces: Vec<String>,
+}
+
+impl Keep<'_> {
+    fn keeps(&self, namespace: &str, name: &str) -> bool {
+        if name == names::SIGNER_CREDENTIALS {
+            self.credential_namespaces.iter().any(|n| n == namespace)
+        } else {
+            namespace == self.namespace
+        }
+    }
+}
+
 async fn prune_kind<K>(
     client: &Client,
-    keep_namespace: &str,
+    keep: &Keep<'_>,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError>
 where
@@ -230,7 +252,8 @@ where
             source,
         })?;
     for obj in list.items.iter().filter(|o| {
-        o.namespace().as_deref() != Some(keep_namespace) && o.meta().deletion_timestamp.is_none()
+        !keep.keeps(&o.namespace().unwrap_or_default(), &o.name_any())
+            && o.meta().deletion_timestamp.is_none()
     }) {
         let ns = obj.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(client.clone(), &ns);
@@ -249,20 +272,31 @@ where
     Ok(())
 }
 
-/// Deletes managed objects outside `keep_namespace` (left behind by a `targetNamespace`
-/// change), and namespaces the operator created there once they hold no user Secret.
+/// Deletes managed objects outside the signer's namespace (left behind by a
+/// `targetNamespace` change) and credential access no longer wanted (`signer.namespaces`
+/// changed), and namespaces the operator created there once they hold nothing of others'.
 pub async fn prune(
     client: &Client,
-    keep_namespace: &str,
+    desired: &Desired,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
-    prune_kind::<Deployment>(client, keep_namespace, report).await?;
-    prune_kind::<Service>(client, keep_namespace, report).await?;
-    prune_kind::<ConfigMap>(client, keep_namespace, report).await?;
-    prune_kind::<RoleBinding>(client, keep_namespace, report).await?;
-    prune_kind::<Role>(client, keep_namespace, report).await?;
-    prune_kind::<ServiceAccount>(client, keep_namespace, report).await?;
-    prune_kind::<Secret>(client, keep_namespace, report).await?;
+    let keep_namespace = desired.namespace.name_any();
+    let keep = Keep {
+        namespace: &keep_namespace,
+        credential_namespaces: desired
+            .credential_access
+            .iter()
+            .map(|(role, _)| role.namespace().unwrap_or_default())
+            .collect(),
+    };
+    prune_kind::<Deployment>(client, &keep, report).await?;
+    prune_kind::<Service>(client, &keep, report).await?;
+    prune_kind::<ConfigMap>(client, &keep, report).await?;
+    prune_kind::<RoleBinding>(client, &keep, report).await?;
+    prune_kind::<Role>(client, &keep, report).await?;
+    prune_kind::<ServiceAccount>(client, &keep, report).await?;
+    prune_kind::<Secret>(client, &keep, report).await?;
+    let keep_namespace = keep_namespace.as_str();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ours = namespaces
         .list(&ListParams::default().labels(&format!("{CREATED_BY_OPERATOR_LABEL}=true")))

@@ -209,7 +209,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     let moved_from = Some(running_namespace(config)).filter(|ns| *ns != spec.target_namespace);
     let (public_key, problem) =
         ensure_signing_key(client, spec, moved_from.as_deref(), &inputs, &mut report).await?;
-    apply::prune(client, &spec.target_namespace, &mut report).await?;
+    apply::prune(client, &desired, &mut report).await?;
     ctx.metrics
         .writes
         .add((report.written.len() + report.pruned.len()) as u64);

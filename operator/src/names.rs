@@ -15,6 +15,9 @@ pub const SIGNER: &str = "signet-signer";
 pub const SIGNER_CONFIG_MAP: &str = "signet-signer-config";
 /// Public key for verifiers, readable by anyone granted access to it.
 pub const PUBLIC_KEY_CONFIG_MAP: &str = "signet-public-key";
+/// Role and RoleBinding giving the signer registry credentials (ServiceAccounts and their
+/// pull secrets) in each namespace it signs, when `signer.namespaces` limits it.
+pub const SIGNER_CREDENTIALS: &str = "signet-signer-credentials";
 /// The signer's metrics Service.
 pub const METRICS_SERVICE: &str = "signet-signer-metrics";
 /// Pod-template annotation with the hash of everything that needs a restart.

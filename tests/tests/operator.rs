@@ -269,6 +269,39 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         .await,
         "the signer may update only its own Lease"
     );
+    // Limiting the signed namespaces limits where the signer reads Secrets (registry
+    // credentials): only there and in its own namespace; lifting the limit restores it.
+    apply_config(
+        &admin,
+        json!({"targetNamespace": ns1, "signer": {"namespaces": [ns1]}}),
+    )
+    .await;
+    eventually(
+        "Secrets readable only where the signer signs",
+        log,
+        || async {
+            (!can_i(env, &ns1, "get", "secrets", Some("default")).await
+                && can_i(env, &ns1, "get", "secrets", Some(&ns1)).await)
+                .then_some(())
+        },
+    )
+    .await;
+    apply_config(&admin, json!({"targetNamespace": ns1})).await;
+    eventually("Secrets readable everywhere again", log, || async {
+        can_i(env, &ns1, "get", "secrets", Some("default"))
+            .await
+            .then_some(())
+    })
+    .await;
+    eventually("the credential Role pruned", log, || async {
+        Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(admin.clone(), &ns1)
+            .get_opt("signet-signer-credentials")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 
     // 3. A reconcile that finds everything as desired writes nothing.
     let versions = |admin: Client, ns: String| async move {

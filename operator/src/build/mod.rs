@@ -35,6 +35,8 @@ pub struct Desired {
     pub cluster_role_binding: ClusterRoleBinding,
     pub role: Role,
     pub role_binding: RoleBinding,
+    /// Registry-credential access per signed namespace (only with `signer.namespaces`).
+    pub credential_access: Vec<(Role, RoleBinding)>,
     pub config_map: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
@@ -46,10 +48,11 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Desired {
     Desired {
         namespace: namespace::render_namespace(&v.spec),
         service_account: rbac::render_service_account(&v.spec, inputs),
-        cluster_role: rbac::render_signer_cluster_role(inputs),
+        cluster_role: rbac::render_signer_cluster_role(&v.spec, inputs),
         cluster_role_binding: rbac::render_signer_cluster_role_binding(ns, inputs),
         role: rbac::render_signer_role(ns, &v.spec.signing.keys.secret_name, inputs),
         role_binding: rbac::render_signer_role_binding(ns, inputs),
+        credential_access: rbac::render_credential_access(&v.spec, inputs),
         config_map: render_signer_config_map(v, inputs),
         deployment: deployment::render_deployment(v, inputs),
         service: render_metrics_service(ns, inputs),

@@ -25,8 +25,7 @@ pub type Rule = (
 const ANY: &[&str] = &[];
 
 /// What the signer does across the cluster: read and annotate runs (and manage their
-/// finalizers), read the run's ServiceAccount and its pull secrets for registry
-/// credentials, and record Events. Nothing else.
+/// finalizers) and record Events. Nothing else.
 pub const SIGNER_CLUSTER_RULES: &[Rule] = &[
     (
         &["tekton.dev"],
@@ -34,14 +33,19 @@ pub const SIGNER_CLUSTER_RULES: &[Rule] = &[
         &["get", "list", "watch", "patch"],
         ANY,
     ),
-    (&[""], &["serviceaccounts"], &["get"], ANY),
-    (&[""], &["secrets"], &["get"], ANY),
     (
         &["", "events.k8s.io"],
         &["events"],
         &["create", "patch"],
         ANY,
     ),
+];
+
+/// Registry credentials: read a run's ServiceAccount and its pull secrets. Cluster-wide when
+/// the signer signs every namespace; else a Role in each namespace it signs, and its own.
+pub const SIGNER_CREDENTIAL_RULES: &[Rule] = &[
+    (&[""], &["serviceaccounts"], &["get"], ANY),
+    (&[""], &["secrets"], &["get"], ANY),
 ];
 
 /// What the signer does in its own namespace: watch its ConfigMap and signing Secret (names
@@ -66,6 +70,7 @@ pub const SIGNER_NAMESPACE_RULES: &[Rule] = &[
 /// change or delete those, and only those.
 const OPERATOR_MANAGED: &[&str] = &[
     SIGNER,
+    names::SIGNER_CREDENTIALS,
     names::SIGNER_CONFIG_MAP,
     names::PUBLIC_KEY_CONFIG_MAP,
     names::METRICS_SERVICE,
@@ -229,12 +234,54 @@ pub fn render_service_account(spec: &SignetConfigSpec, inputs: &BuildInputs) -> 
     }
 }
 
-pub fn render_signer_cluster_role(inputs: &BuildInputs) -> ClusterRole {
+/// The signer's ClusterRole: runs and Events, and registry credentials everywhere unless
+/// `signer.namespaces` limits the signer (then [`render_credential_access`] grants them).
+pub fn render_signer_cluster_role(spec: &SignetConfigSpec, inputs: &BuildInputs) -> ClusterRole {
+    let mut rules = policy_rules(SIGNER_CLUSTER_RULES);
+    if spec.signer.namespaces.is_empty() {
+        rules.extend(policy_rules(SIGNER_CREDENTIAL_RULES));
+    }
     ClusterRole {
         metadata: metadata(SIGNER, None, inputs),
-        rules: Some(policy_rules(SIGNER_CLUSTER_RULES)),
+        rules: Some(rules),
         ..ClusterRole::default()
     }
+}
+
+/// With `signer.namespaces` set: a Role and RoleBinding reading ServiceAccounts and Secrets
+/// in each namespace the signer signs and in its own (its own pull secrets are the fallback
+/// credentials), for the signer's ServiceAccount. None when it signs every namespace.
+pub fn render_credential_access(
+    spec: &SignetConfigSpec,
+    inputs: &BuildInputs,
+) -> Vec<(Role, RoleBinding)> {
+    if spec.signer.namespaces.is_empty() {
+        return Vec::new();
+    }
+    let mut namespaces: Vec<&str> = spec.signer.namespaces.iter().map(String::as_str).collect();
+    namespaces.push(&spec.target_namespace);
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    namespaces
+        .into_iter()
+        .map(|ns| {
+            let meta = metadata(names::SIGNER_CREDENTIALS, Some(ns), inputs);
+            let role = Role {
+                metadata: meta.clone(),
+                rules: Some(policy_rules(SIGNER_CREDENTIAL_RULES)),
+            };
+            let binding = RoleBinding {
+                metadata: meta,
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".to_owned()),
+                    kind: "Role".to_owned(),
+                    name: names::SIGNER_CREDENTIALS.to_owned(),
+                },
+                subjects: Some(signer_subject(&spec.target_namespace)),
+            };
+            (role, binding)
+        })
+        .collect()
 }
 
 fn signer_subject(namespace: &str) -> Vec<Subject> {

@@ -115,3 +115,47 @@ fn hot_reloaded_keys_do_not_change_the_restart_hash() {
         "an identity change must roll the pods"
     );
 }
+
+#[test]
+fn limiting_the_signed_namespaces_limits_where_the_signer_reads_secrets() {
+    let everywhere = desired(serde_json::json!({}));
+    let reads_secrets = |rules: &[k8s_openapi::api::rbac::v1::PolicyRule]| {
+        rules.iter().any(|r| {
+            r.resources
+                .as_ref()
+                .is_some_and(|res| res.iter().any(|x| x == "secrets"))
+        })
+    };
+    assert!(reads_secrets(
+        everywhere.cluster_role.rules.as_deref().unwrap_or_default()
+    ));
+    assert!(everywhere.credential_access.is_empty());
+    let limited = desired(
+        serde_json::json!({"targetNamespace": "signet", "signer": {"namespaces": ["team-b", "team-a"]}}),
+    );
+    assert!(
+        !reads_secrets(limited.cluster_role.rules.as_deref().unwrap_or_default()),
+        "the ClusterRole still reads Secrets everywhere"
+    );
+    let granted: Vec<(String, String)> = limited
+        .credential_access
+        .iter()
+        .map(|(role, binding)| {
+            assert!(reads_secrets(role.rules.as_deref().unwrap_or_default()));
+            let subject = &binding.subjects.as_ref().unwrap()[0];
+            assert_eq!(
+                (subject.name.as_str(), subject.namespace.as_deref()),
+                ("signet-signer", Some("signet"))
+            );
+            (
+                role.metadata.namespace.clone().unwrap(),
+                role.metadata.name.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        granted,
+        ["signet", "team-a", "team-b"]
+            .map(|ns| (ns.to_owned(), "signet-signer-credentials".to_owned()))
+    );
+}
