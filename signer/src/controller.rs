@@ -342,9 +342,21 @@ async fn dispatch(
             // is used as is: the write is conditional on its resourceVersion, so a stale copy
             // cannot sign twice — it gets a conflict and the run is read afresh. Bounded, in
             // case something keeps changing the run.
-            for _ in 0..10 {
-                if !process(&ctx, run.kind, &run.namespace, &run.name, cached.take()).await {
-                    break;
+            let (mut again, mut unreachable) = (0, 0);
+            loop {
+                match process(&ctx, run.kind, &run.namespace, &run.name, cached.take()).await {
+                    Step::Again if again < 10 => again += 1,
+                    Step::Done | Step::Again => break,
+                    // The API server did not answer: the write (or read) is retried here,
+                    // since a watch that relisted meanwhile would not bring the run back.
+                    Step::ApiError if unreachable < API_RETRIES => {
+                        unreachable += 1;
+                        tokio::time::sleep(api_backoff(unreachable)).await;
+                    }
+                    Step::ApiError => {
+                        tracing::warn!(run = %run.id(), attempts = unreachable, "giving up on the API server for this run until its next watch event");
+                        break;
+                    }
                 }
             }
             metrics.sign_seconds.observe(started.elapsed());
@@ -404,31 +416,49 @@ async fn sign(
     sign_run(run, children, config, &keys, tlog.as_ref()).await
 }
 
-/// Signs one run, or records why not. Returns whether to try again (a failure was recorded
-/// and retries remain). Errors talking to the API server are logged; the run stays unsigned
-/// and comes back with the next watch event.
+/// What [`process`] asks its caller to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing: signed, failed for good, or not ours to sign.
+    Done,
+    /// Read the run again and go on at once (a write conflicted, or a retry is due).
+    Again,
+    /// The API server did not answer a read or write: try again after a backoff.
+    ApiError,
+}
+
+/// Times a run is retried when the API server does not answer (about 7½ minutes in all).
+const API_RETRIES: u32 = 20;
+
+/// Wait before API retry `n` (1-based): 0.5 s doubling to 30 s.
+fn api_backoff(n: u32) -> Duration {
+    Duration::from_millis(500u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(30))
+}
+
+/// Signs one run, or records why not, and says what to do next.
 async fn process(
     ctx: &Context,
     kind: RunKind,
     namespace: &str,
     name: &str,
     cached: Option<DynamicObject>,
-) -> bool {
+) -> Step {
     let api = runs(&ctx.client, kind, Some(namespace));
     let metrics = ctx.metrics.of(kind);
     let obj = match cached {
         Some(obj) => obj,
         None => match api.get(name).await {
             Ok(obj) => obj,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Step::Done,
             Err(error) => {
                 tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read run");
-                return false;
+                return Step::ApiError;
             }
         },
     };
     let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
     if !run.is_done() || run.is_finished() || !is_ours(ctx, &run) {
-        return false;
+        return Step::Done;
     }
     let retries = run.retries();
     if retries > 0 {
@@ -454,10 +484,10 @@ async fn process(
                     metrics.payload_stored.inc();
                     metrics.marked_signed.inc();
                     tracing::info!(run = %run.id(), uid = %run.uid, "signed");
-                    false
+                    Step::Done
                 }
-                Written::Conflict => true,
-                Written::Failed => false,
+                Written::Conflict => Step::Again,
+                Written::Failed => Step::ApiError,
             }
         }
         Err(error) => {
@@ -481,10 +511,12 @@ async fn process(
                 release(&run).filter(|_| done),
             )
             .await;
-            if written == Written::Conflict {
-                return true;
+            match written {
+                Written::Conflict => return Step::Again,
+                Written::Failed => return Step::ApiError,
+                Written::Yes => {}
             }
-            if written == Written::Yes {
+            {
                 // Counted once recorded: a conflict is retried, not a second failure.
                 metrics.signing_failures.inc();
                 let event = Event {
@@ -499,7 +531,11 @@ async fn process(
                     tracing::debug!(error = %e, "failed to record an Event");
                 }
             }
-            written == Written::Yes && attempt <= MAX_RETRIES
+            if attempt <= MAX_RETRIES {
+                Step::Again
+            } else {
+                Step::Done
+            }
         }
     }
 }
@@ -589,6 +625,19 @@ async fn children(ctx: &Context, run: &Run) -> Result<Vec<Run>, SignError> {
 mod transparency_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn api_retries_back_off_to_thirty_seconds_for_about_seven_minutes() {
+        assert_eq!(api_backoff(1), Duration::from_millis(500));
+        assert_eq!(api_backoff(2), Duration::from_secs(1));
+        assert_eq!(api_backoff(7), Duration::from_secs(30));
+        assert_eq!(api_backoff(u32::MAX), Duration::from_secs(30));
+        let total: Duration = (1..=API_RETRIES).map(api_backoff).sum();
+        assert!(
+            total > Duration::from_secs(400) && total < Duration::from_secs(500),
+            "{total:?}"
+        );
+    }
 
     #[test]
     fn manual_transparency_uploads_only_annotated_runs() {

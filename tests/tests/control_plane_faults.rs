@@ -1,0 +1,210 @@
+//! The control plane failing under a burst: kube-apiserver killed and restarted, etcd
+//! compacted so that watches resume into 410 Gone, etcd killed and restarted — while a
+//! thousand runs complete. Every run ends signed exactly once or `failed` with a reason; none
+//! is lost or left unsigned once the API is back.
+
+// Test code: a failed unwrap is a failed test; one ordered scenario.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
+use signet_e2e::control_plane::{compact_etcd, restart};
+use signet_e2e::{TestEnv, TestNamespace};
+
+const RUNS: usize = 1000;
+
+/// Creates run `name` and completes it, retrying through an unavailable API server.
+async fn complete_through_outages(admin: &kube::Client, ns: &str, name: &str) {
+    let runs = taskruns(admin, ns);
+    let run: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
+        "spec": {"taskSpec": {"steps": [{"name": "build", "image": "busybox"}]}}
+    }))
+    .unwrap();
+    let status = json!({"status": {
+        "podName": format!("{name}-pod"),
+        "startTime": "2026-11-26T10:00:00Z", "completionTime": FINISHED,
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": FINISHED}]
+    }});
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        match runs.create(&PostParams::default(), &run).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(s)) if s.code == 409 => break,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "create {name}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        match runs
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "complete {name}: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn api_server_and_etcd_failures_mid_burst_lose_no_run_and_sign_none_twice() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let stack = Stack::up(
+        env,
+        &admin,
+        &format!("signet-e2e-faults-{}", std::process::id()),
+    )
+    .await;
+    let work = TestNamespace::create(&admin, "fault-runs").await.unwrap();
+    let signing = stack.signer(&admin, env).await;
+    let log = || signing.log_text();
+    // Every signature any change to any run carried: two for one run is a double signing.
+    let seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+    let watching = {
+        let seen = seen.clone();
+        let mut events = kube::runtime::watcher(
+            taskruns(&admin, work.name()),
+            kube::runtime::watcher::Config::default(),
+        )
+        .boxed();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let Ok(
+                    kube::runtime::watcher::Event::Apply(obj)
+                    | kube::runtime::watcher::Event::InitApply(obj),
+                ) = event
+                {
+                    let name = obj.metadata.name.clone().unwrap_or_default();
+                    for (k, v) in obj.metadata.annotations.unwrap_or_default() {
+                        if k.starts_with("chains.tekton.dev/signature-") {
+                            seen.lock()
+                                .unwrap()
+                                .entry(name.clone())
+                                .or_default()
+                                .insert(v);
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let creating = {
+        let (admin, ns, created) = (admin.clone(), work.name().to_owned(), created.clone());
+        tokio::spawn(async move {
+            futures::stream::iter((0..RUNS).map(|i| {
+                let (admin, ns, created) = (admin.clone(), ns.clone(), created.clone());
+                async move {
+                    complete_through_outages(&admin, &ns, &format!("run-{i}")).await;
+                    created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }))
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await
+        })
+    };
+    let started = tokio::time::Instant::now();
+    let when = |n: usize| {
+        let created = created.clone();
+        async move {
+            while created.load(std::sync::atomic::Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // 1. The API server dies and comes back (same etcd).
+    when(RUNS / 5).await;
+    restart(env, "kube-apiserver").await.unwrap();
+    let first = started.elapsed();
+    // 2. etcd forgets the history the watches would resume from, then the API server
+    //    restarts: every watch resumes into 410 Gone and must list again.
+    when(RUNS / 2).await;
+    compact_etcd(env).await.unwrap();
+    restart(env, "kube-apiserver").await.unwrap();
+    let second = started.elapsed();
+    // 3. etcd dies and comes back.
+    when(RUNS * 4 / 5).await;
+    restart(env, "etcd").await.unwrap();
+    let third = started.elapsed();
+    creating.await.unwrap();
+    // Every run ends signed or failed, once the API is back.
+    let runs = taskruns(&admin, work.name());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    let (signed, failed) = loop {
+        let list = runs.list(&kube::api::ListParams::default()).await.unwrap();
+        assert_eq!(list.items.len(), RUNS, "runs lost");
+        let marks: Vec<Option<String>> = list
+            .items
+            .iter()
+            .map(|r| {
+                r.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("chains.tekton.dev/signed").cloned())
+            })
+            .collect();
+        let signed = marks
+            .iter()
+            .filter(|m| m.as_deref() == Some("true"))
+            .count();
+        let failed = marks
+            .iter()
+            .filter(|m| m.as_deref() == Some("failed"))
+            .count();
+        if signed + failed == RUNS {
+            for run in &list.items {
+                let annotations = run.metadata.annotations.clone().unwrap_or_default();
+                if annotations
+                    .get("chains.tekton.dev/signed")
+                    .map(String::as_str)
+                    == Some("failed")
+                {
+                    assert!(
+                        annotations.contains_key("chains.tekton.dev/failure-reason"),
+                        "{:?} failed without a reason",
+                        run.metadata.name
+                    );
+                }
+            }
+            break (signed, failed);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} runs still unsigned 240 s after the burst ({signed} signed, {failed} failed):\n{}",
+            RUNS - signed - failed,
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let all_done = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watching.abort();
+    let twice: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, signatures)| signatures.len() > 1)
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert!(twice.is_empty(), "signed more than once: {twice:?}");
+    eprintln!(
+        "control-plane faults in a burst of {RUNS}: API server restarted at {first:.1?}, etcd compacted + API server restarted at {second:.1?}, etcd restarted at {third:.1?}; all marked after {all_done:.1?}: {signed} signed, {failed} failed, 0 lost, 0 signed twice"
+    );
+    assert!(!log().contains("panicked"));
+    drop(stack);
+}
