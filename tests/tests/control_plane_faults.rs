@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -72,36 +71,7 @@ async fn api_server_and_etcd_failures_mid_burst_lose_no_run_and_sign_none_twice(
     let work = TestNamespace::create(&admin, "fault-runs").await.unwrap();
     let signing = stack.signer(&admin, env).await;
     let log = || signing.log_text();
-    // Every signature any change to any run carried: two for one run is a double signing.
-    let seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
-    let watching = {
-        let seen = seen.clone();
-        let mut events = kube::runtime::watcher(
-            taskruns(&admin, work.name()),
-            kube::runtime::watcher::Config::default(),
-        )
-        .boxed();
-        tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                if let Ok(
-                    kube::runtime::watcher::Event::Apply(obj)
-                    | kube::runtime::watcher::Event::InitApply(obj),
-                ) = event
-                {
-                    let name = obj.metadata.name.clone().unwrap_or_default();
-                    for (k, v) in obj.metadata.annotations.unwrap_or_default() {
-                        if k.starts_with("chains.tekton.dev/signature-") {
-                            seen.lock()
-                                .unwrap()
-                                .entry(name.clone())
-                                .or_default()
-                                .insert(v);
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let (seen, watching) = watch_signatures(&admin, work.name());
     let created = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let creating = {
         let (admin, ns, created) = (admin.clone(), work.name().to_owned(), created.clone());

@@ -29,6 +29,47 @@ enum Outcome {
     Failed,
 }
 
+/// One fault scenario: its name (also the run's), the proxy's rules, the outcome it must
+/// have, and what the failure reason must say.
+type Scenario = (&'static str, Vec<Rule>, Outcome, &'static str);
+
+/// Runs each scenario in turn: sets the proxy's rules, completes a TaskRun, and checks it ends
+/// as it must — `failed` with a reason naming `peer` and saying what the scenario says, or
+/// signed, then `check_signed(uid, annotations)`. Returns `name: outcome` for each.
+async fn run_scenarios(
+    admin: &kube::Client,
+    ns: &str,
+    proxy: &FaultProxy,
+    (peer, scenarios): (&str, Vec<Scenario>),
+    log: impl Fn() -> String,
+    check_signed: impl Fn(&str, &Value),
+) -> String {
+    let mut table = Vec::new();
+    for (name, rules, want, says) in scenarios {
+        proxy.set(rules);
+        let uid = completed_taskrun(admin, ns, name).await;
+        let run = wait_annotation(admin, ns, name, "chains.tekton.dev/signed", &log).await;
+        let annotations = &run["metadata"]["annotations"];
+        let got = match annotations["chains.tekton.dev/signed"].as_str() {
+            Some("true") => Outcome::Signed,
+            Some("failed") => Outcome::Failed,
+            other => panic!("{name}: signed={other:?}"),
+        };
+        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
+        if got == Outcome::Failed {
+            let reason = assert_fails(admin, ns, name, &log).await;
+            assert!(
+                reason.contains(peer) && reason.contains(says),
+                "{name}: {reason}"
+            );
+        } else {
+            check_signed(&uid, annotations);
+        }
+        table.push(format!("{name}: {got:?}"));
+    }
+    table.join(", ")
+}
+
 /// A static AWS secret key, distinctive so the log scan can look for it.
 const AWS_SECRET: &str = "hostile-test-secret-access-key-7f3a9c";
 
@@ -94,7 +135,7 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
         .collect();
     let random = STANDARD.encode(random);
 
-    let scenarios: Vec<(&str, Vec<Rule>, Outcome, &str)> = vec![
+    let scenarios: Vec<Scenario> = vec![
         ("honest", vec![], Outcome::Signed, ""),
         (
             "no-signature",
@@ -152,35 +193,20 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
             "",
         ),
     ];
-    let mut table = Vec::new();
-    for (name, rules, want, says) in scenarios {
-        proxy.set(rules);
-        let uid = completed_taskrun(&admin, work.name(), name).await;
-        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
-        let annotations = &run["metadata"]["annotations"];
-        let got = match annotations["chains.tekton.dev/signed"].as_str() {
-            Some("true") => Outcome::Signed,
-            Some("failed") => Outcome::Failed,
-            other => panic!("{name}: signed={other:?}"),
-        };
-        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
-        match got {
-            Outcome::Signed => {
-                let envelope =
-                    unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
-                assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
-            }
-            Outcome::Failed => {
-                let reason = assert_fails(&admin, work.name(), name, log).await;
-                assert!(
-                    reason.contains(uri) && reason.contains(says),
-                    "{name}: {reason}"
-                );
-            }
-        }
-        table.push(format!("{name}: {got:?}"));
-    }
-    eprintln!("KMS faults: {}", table.join(", "));
+    let table = run_scenarios(
+        &admin,
+        work.name(),
+        &proxy,
+        (uri, scenarios),
+        log,
+        |uid, annotations| {
+            let envelope =
+                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+            assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+        },
+    )
+    .await;
+    eprintln!("KMS faults: {table}");
     // The signer kept going through all of it: one more honest run.
     proxy.set(vec![]);
     completed_taskrun(&admin, work.name(), "after").await;
@@ -366,7 +392,7 @@ async fn a_log_whose_answers_do_not_verify_never_marks_a_run_signed() {
             }
         }))
     };
-    let scenarios: Vec<(&str, Vec<Rule>, Outcome, &str)> = vec![
+    let scenarios: Vec<Scenario> = vec![
         ("honest", vec![], Outcome::Signed, ""),
         (
             "other-body",
@@ -417,32 +443,22 @@ async fn a_log_whose_answers_do_not_verify_never_marks_a_run_signed() {
             "503",
         ),
     ];
-    let mut table = Vec::new();
-    for (name, rules, want, says) in scenarios {
-        proxy.set(rules);
-        completed_taskrun(&admin, work.name(), name).await;
-        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
-        let annotations = &run["metadata"]["annotations"];
-        let got = match annotations["chains.tekton.dev/signed"].as_str() {
-            Some("true") => Outcome::Signed,
-            _ => Outcome::Failed,
-        };
-        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
-        if got == Outcome::Failed {
-            let reason = assert_fails(&admin, work.name(), name, log).await;
-            assert!(
-                reason.contains(&proxy.url) && reason.contains(says),
-                "{name}: {reason}"
-            );
-        } else {
+    let peer = proxy.url.clone();
+    let table = run_scenarios(
+        &admin,
+        work.name(),
+        &proxy,
+        (&peer, scenarios),
+        log,
+        |_, annotations| {
             let address = annotations["chains.tekton.dev/transparency"]
                 .as_str()
                 .unwrap();
-            assert!(address.starts_with(&proxy.url), "{address}");
-        }
-        table.push(format!("{name}: {got:?}"));
-    }
-    eprintln!("transparency log faults: {}", table.join(", "));
+            assert!(address.starts_with(&peer), "{address}");
+        },
+    )
+    .await;
+    eprintln!("transparency log faults: {table}");
     assert!(!log().contains("panicked"));
     drop(stack);
 }
@@ -529,7 +545,7 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
         }))
         .path("/api/v2/signingCert")
     };
-    let scenarios: Vec<(&str, Vec<Rule>, Outcome, &str)> = vec![
+    let scenarios: Vec<Scenario> = vec![
         ("honest", vec![], Outcome::Signed, ""),
         (
             "another-key",
@@ -559,27 +575,17 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
             "empty",
         ),
     ];
-    let mut table = Vec::new();
-    for (name, rules, want, says) in scenarios {
-        proxy.set(rules);
-        completed_taskrun(&admin, work.name(), name).await;
-        let run = wait_annotation(&admin, work.name(), name, "chains.tekton.dev/signed", log).await;
-        let annotations = &run["metadata"]["annotations"];
-        let got = match annotations["chains.tekton.dev/signed"].as_str() {
-            Some("true") => Outcome::Signed,
-            _ => Outcome::Failed,
-        };
-        assert_eq!(got, want, "{name}: {annotations}\n{}", log());
-        if got == Outcome::Failed {
-            let reason = assert_fails(&admin, work.name(), name, log).await;
-            assert!(
-                reason.contains(&proxy.url) && reason.contains(says),
-                "{name}: {reason}"
-            );
-        }
-        table.push(format!("{name}: {got:?}"));
-    }
-    eprintln!("Fulcio faults: {}", table.join(", "));
+    let peer = proxy.url.clone();
+    let table = run_scenarios(
+        &admin,
+        work.name(),
+        &proxy,
+        (&peer, scenarios),
+        log,
+        |_, _| {},
+    )
+    .await;
+    eprintln!("Fulcio faults: {table}");
     let text = log();
     assert!(!text.contains("panicked") && !text.contains(&token.token));
     drop(stack);

@@ -321,36 +321,9 @@ async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
     let work = TestNamespace::create(&admin, "kill-runs").await.unwrap();
     let mut first = stack.signer(&admin, env).await;
     let runs = taskruns(&admin, work.name());
-    // Every change to every run, as the API server reports it: a run signed twice would show
-    // two different signatures (ECDSA signatures are randomised).
-    let seen: std::sync::Arc<
-        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
-    > = std::sync::Arc::default();
-    let watching = {
-        let seen = seen.clone();
-        let mut events = futures::StreamExt::boxed(kube::runtime::watcher(
-            runs.clone(),
-            kube::runtime::watcher::Config::default(),
-        ));
-        tokio::spawn(async move {
-            while let Some(Ok(event)) = futures::StreamExt::next(&mut events).await {
-                if let kube::runtime::watcher::Event::Apply(obj)
-                | kube::runtime::watcher::Event::InitApply(obj) = event
-                {
-                    let name = obj.metadata.name.clone().unwrap_or_default();
-                    for (k, v) in obj.metadata.annotations.unwrap_or_default() {
-                        if k.starts_with("chains.tekton.dev/signature-") {
-                            seen.lock()
-                                .unwrap()
-                                .entry(name.clone())
-                                .or_default()
-                                .insert(v);
-                        }
-                    }
-                }
-            }
-        })
-    };
+    // A run signed twice would show two different signatures (ECDSA signatures are
+    // randomised).
+    let (seen, watching) = watch_signatures(&admin, work.name());
     let names: Vec<String> = (0..RUNS).map(|i| format!("run-{i}")).collect();
     let creating = {
         let admin = admin.clone();
