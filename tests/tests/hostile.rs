@@ -279,7 +279,59 @@ async fn registry_credentials_never_reach_another_host() {
         .count();
     assert!(authorized > 0, "the registry itself gets the credential");
 
-    // 2. Upload starts answered with a Location on another host.
+    // 2. A registry throttling once, answering slowly, or unavailable: signed (and verified)
+    //    or failed naming the registry — never marked signed without the signature stored.
+    let manifests = || {
+        Rule::new(Fault::Status(200, None))
+            .method(Method::PUT)
+            .path("/manifests/")
+    };
+    let faults: Vec<(&str, Rule, Outcome)> = vec![
+        (
+            "throttled-once",
+            manifests().fault_with(Fault::Status(429, Some(1))).times(1),
+            Outcome::Signed,
+        ),
+        (
+            "slow",
+            Rule::new(Fault::Delay(Duration::from_millis(500))),
+            Outcome::Signed,
+        ),
+        (
+            "unavailable",
+            manifests().fault_with(Fault::Status(503, Some(1))),
+            Outcome::Failed,
+        ),
+    ];
+    for (name, rule, want) in faults {
+        proxy.set(vec![rule]);
+        let digest = signet_e2e::registry::push_random_image(env, &repo, name)
+            .await
+            .unwrap();
+        build_run(&admin, work.name(), name, &through, &digest, None, FINISHED).await;
+        let pinned = format!("{}/{repo}@{digest}", env.registry);
+        if want == Outcome::Signed {
+            wait_signed(&admin, work.name(), name, log).await;
+            assert_ok(
+                &verify_pinned(env, key.to_str().unwrap(), &pinned, &[]),
+                name,
+            );
+        } else {
+            let reason = assert_fails(&admin, work.name(), name, log).await;
+            assert!(
+                reason.contains(&proxy.authority) && reason.contains("503"),
+                "{name}: {reason}"
+            );
+            assert!(
+                !verify_pinned(env, key.to_str().unwrap(), &pinned, &[])
+                    .status
+                    .success()
+            );
+        }
+        eprintln!("registry {name}: {want:?}");
+    }
+
+    // 3. Upload starts answered with a Location on another host.
     proxy.set(vec![
         Rule::new(Fault::LocationTo(elsewhere.authority.clone()))
             .method(Method::POST)
