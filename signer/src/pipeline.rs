@@ -368,8 +368,12 @@ impl Key<'_> {
                 source,
             })?,
         };
-        let public_der = self.public_der(run).await?;
-        match verify_signature(&public_der, message, &signature) {
+        // A local key's public half is at hand; a KMS's is cached by its client.
+        let checked = match self {
+            Key::Local(key) => verify_signature(key.public_der(), message, &signature),
+            Key::Remote(_) => verify_signature(&self.public_der(run).await?, message, &signature),
+        };
+        match checked {
             Ok(()) => Ok(signature),
             Err(e) => Err(match self {
                 Key::Local(key) => SignError::Key {
@@ -420,7 +424,7 @@ impl Key<'_> {
 
     async fn public_der(self, run: &Run) -> Result<Vec<u8>, SignError> {
         match self {
-            Key::Local(key) => Ok(key.public_der()),
+            Key::Local(key) => Ok(key.public_der().to_vec()),
             Key::Remote(kms) => kms.public_der().await.map_err(|source| SignError::Kms {
                 run: run.id(),
                 source,

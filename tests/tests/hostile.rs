@@ -220,9 +220,10 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
     drop(stack);
 }
 
-/// A registry that sends a blob upload to another host: that host gets the upload but never
-/// the registry's credential, and the run fails naming the registry instead of being marked
-/// signed. The same registry answering normally: signed, and cosign verifies the image.
+/// A registry answering normally, throttling once or slowly: signed, and cosign verifies the
+/// image; answering 503: failed naming the registry. One that sends a blob upload to another
+/// host: that host gets the upload but never the registry's credential, and the run fails
+/// naming the registry instead of being marked signed.
 #[tokio::test]
 async fn registry_credentials_never_reach_another_host() {
     let _turn = STACK.lock().await;

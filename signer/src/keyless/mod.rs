@@ -188,7 +188,7 @@ pub async fn certificate(
     let roots = fulcio_roots().await.map_err(&fulcio)?;
     check_chain(
         &chain,
-        &key.public_der(),
+        key.public_der(),
         roots.as_deref(),
         std::time::SystemTime::now(),
     )

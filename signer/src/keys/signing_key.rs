@@ -191,8 +191,8 @@ impl SigningKey {
     }
 
     /// The public key as DER (`SubjectPublicKeyInfo`).
-    pub fn public_der(&self) -> Vec<u8> {
-        self.public_der.clone()
+    pub fn public_der(&self) -> &[u8] {
+        &self.public_der
     }
 
     /// The Secret the key came from (`namespace/name`), for messages; empty for keys made here.

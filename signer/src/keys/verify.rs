@@ -106,7 +106,7 @@ mod tests {
         for file in ["p256.pem", "p384.pem", "ed25519.pem", "rsa2048.pem"] {
             let key = fixture(file);
             let signature = key.sign(b"payload").unwrap();
-            verify_signature(&key.public_der(), b"payload", &signature)
+            verify_signature(key.public_der(), b"payload", &signature)
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
         }
     }
@@ -131,13 +131,13 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    verify_signature(&public, b"payload", &signature),
+                    verify_signature(public, b"payload", &signature),
                     Err(VerifyError::Mismatch(_))
                 ),
                 "{what} signature was accepted"
             );
         }
-        assert!(verify_signature(&public, b"other payload", &good).is_err());
+        assert!(verify_signature(public, b"other payload", &good).is_err());
         assert_eq!(
             verify_signature(b"not der", b"payload", &good),
             Err(VerifyError::PublicKey)

@@ -233,13 +233,17 @@ impl Rekor {
         verifier: &str,
     ) -> Result<Entry, TransparencyError> {
         let envelope = String::from_utf8_lossy(envelope_json).into_owned();
-        let parsed: Value = serde_json::from_slice(envelope_json)
-            .map_err(|e| self.error(format!("the envelope is not JSON: {e}")))?;
+        let envelope_value: crate::dsse::Envelope = serde_json::from_slice(envelope_json)
+            .map_err(|e| self.error(format!("the envelope is not a DSSE envelope: {e}")))?;
         let payload = STANDARD
-            .decode(parsed["payload"].as_str().unwrap_or_default())
+            .decode(&envelope_value.payload)
             .map_err(|e| self.error(format!("the envelope's payload is not base64: {e}")))?;
         let payload_hash = hex::encode(Sha256::digest(payload));
-        let signature = parsed["signatures"][0]["sig"].clone();
+        let signature = envelope_value
+            .signatures
+            .first()
+            .map(|s| Value::String(s.sig.clone()))
+            .ok_or_else(|| self.error("the envelope has no signature to record"))?;
         let verifier_b64 = STANDARD.encode(verifier);
         let expected = |body: &Value| {
             let spec = &body["spec"];

@@ -271,7 +271,7 @@ mod tests {
         };
         let good = answer(&key, &sent);
         let log_key = key.public_der();
-        assert_eq!(check_entry(&good, &log_key, &same).unwrap().log_index, 1);
+        assert_eq!(check_entry(&good, log_key, &same).unwrap().log_index, 1);
         let mut tampered: Vec<(&str, Value)> = Vec::new();
         let mut with = |what, change: &dyn Fn(&mut Value)| {
             let mut a = good.clone();
@@ -303,18 +303,18 @@ mod tests {
         });
         for (what, a) in tampered {
             assert!(
-                check_entry(&a, &log_key, &same).is_err(),
+                check_entry(&a, log_key, &same).is_err(),
                 "{what} was accepted"
             );
         }
         let other_key = test_key();
-        let err = check_entry(&good, &other_key.public_der(), &same).unwrap_err();
+        let err = check_entry(&good, other_key.public_der(), &same).unwrap_err();
         assert!(err.contains("another log"), "{err}");
         let faked = answer(
             &key,
             &serde_json::json!({"kind": "hashedrekord", "spec": {"x": 2}}),
         );
-        let err = check_entry(&faked, &log_key, &same).unwrap_err();
+        let err = check_entry(&faked, log_key, &same).unwrap_err();
         assert!(err.contains("not what was sent"), "{err}");
     }
 
