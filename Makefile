@@ -30,8 +30,12 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+FUZZ_SEED ?= 20261128
+
+# The fuzz targets run with a fixed seed here so that a test run is reproducible; `make fuzz`
+# explores with a random one.
 unit-test:
-	$(CARGO) test --workspace --exclude signet-e2e --locked
+	PROPTEST_RNG_SEED=$(FUZZ_SEED) $(CARGO) test --workspace --exclude signet-e2e --locked
 
 env-build:
 	tests/env/build

@@ -92,6 +92,24 @@ fn result_value() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// Found by `damaged_keys_load_or_are_refused`: one byte of an RSA key's CRT values replaced
+/// leaves a key that parses and then fails every signature. It is refused when loaded.
+#[test]
+fn an_rsa_key_that_parses_but_cannot_sign_is_refused_when_loaded() {
+    let pem = mutated(
+        &read("testdata/keys/rsa2048-pkcs1.pem"),
+        &[(7_161_678_494_907_030_290, 47, 69)],
+    );
+    let error =
+        SigningKey::from_secret_data("n/s", &BTreeMap::from([("x509.pem".to_owned(), pem)]))
+            .unwrap_err()
+            .to_string();
+    assert!(
+        error.contains("n/s") && error.contains("damaged"),
+        "{error}"
+    );
+}
+
 proptest! {
     /// Whatever results a run reports, signing it (format, type hinting, image references,
     /// DSSE, image signatures) either works or fails with an error: never a panic.

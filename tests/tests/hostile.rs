@@ -332,6 +332,61 @@ async fn registry_credentials_never_reach_another_host() {
         eprintln!("registry {name}: {want:?}");
     }
 
+    // 2b. An image its user signed first with cosign (their own key): Signet's run reads that
+    //     signature manifest back cut off or truncated. A read cut once is retried, and both
+    //     signatures verify; a read that stays truncated fails the run naming the registry,
+    //     and the user's signature is still there — nothing is rebuilt from half an answer.
+    let digest = signet_e2e::registry::push_random_image(env, &repo, "stored")
+        .await
+        .unwrap();
+    let pinned = format!("{}/{repo}@{digest}", env.registry);
+    let _ = cosign_key_pair(env, &dir, "user", &[]);
+    let user_key = dir.join("user.pub");
+    let out = cosign_registry(
+        env,
+        &[
+            "sign",
+            "--key",
+            dir.join("user.key").to_str().unwrap(),
+            "--yes",
+            "--tlog-upload=false",
+            "--new-bundle-format=false",
+            "--use-signing-config=false",
+            &pinned,
+        ],
+        &[("COSIGN_PASSWORD", "a user's passphrase for user")],
+    );
+    assert_ok(&out, "cosign sign (the user's own signature)");
+    let stored = || {
+        Rule::new(Fault::Cut)
+            .method(Method::GET)
+            .path("/manifests/sha256-")
+    };
+    for (name, rule, want) in [
+        ("read-cut-once", stored().times(1), Outcome::Signed),
+        (
+            "read-truncated",
+            stored().fault_with(Fault::Truncate),
+            Outcome::Failed,
+        ),
+    ] {
+        proxy.set(vec![rule]);
+        build_run(&admin, work.name(), name, &through, &digest, None, FINISHED).await;
+        let said = if want == Outcome::Signed {
+            wait_signed(&admin, work.name(), name, log).await;
+            String::new()
+        } else {
+            let reason = assert_fails(&admin, work.name(), name, log).await;
+            assert!(reason.contains(&proxy.authority), "{name}: {reason}");
+            reason
+        };
+        for (whose, key) in [("Signet's", &key), ("the user's", &user_key)] {
+            let out = verify_pinned(env, key.to_str().unwrap(), &pinned, &[]);
+            assert_ok(&out, &format!("{name}: cosign verify ({whose} signature)"));
+        }
+        eprintln!("registry {name}: {want:?} {said}; Signet's and the user's signatures verify");
+    }
+
     // 3. Upload starts answered with a Location on another host.
     proxy.set(vec![
         Rule::new(Fault::LocationTo(elsewhere.authority.clone()))

@@ -177,12 +177,22 @@ impl SigningKey {
         let public_pem = public_pem(&algorithm)?;
         let (_, public_der) = pem_rfc7468::decode_vec(public_pem.as_bytes())
             .map_err(|e| format!("a key whose public half does not decode ({e})"))?;
-        Ok(Self {
+        let key = Self {
             algorithm,
             secret: String::new(),
             public_pem,
             public_der,
-        })
+        };
+        // A damaged key can parse (an RSA key with a broken CRT value does) and then fail
+        // every signature: refuse it here, once, rather than on every run.
+        let probe = b"signet: does this key sign what its public half verifies?";
+        let works = key.sign(probe).is_ok_and(|signature| {
+            super::verify_signature(&key.public_der, probe, &signature).is_ok()
+        });
+        if !works {
+            return Err("a damaged key: it does not sign what its public half verifies".into());
+        }
+        Ok(key)
     }
 
     fn named(mut self, secret: &str) -> Self {
