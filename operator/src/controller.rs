@@ -14,7 +14,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use signet_crds::{SignerKind, SignetConfig, SignetConfigSpec};
-use signet_signer::health::Counter;
+use signet_runtime::health::Counter;
 use tokio::sync::OnceCell;
 
 use crate::apply::{self, ApplyReport};
@@ -279,7 +279,7 @@ async fn ensure_signing_key(
             tracing::info!(from = %moved_from.unwrap_or_default(), to = %ns, secret = %secret_name, "targetNamespace changed: copying the generated signing key");
             keys::render_carried_secret(ns, secret_name, &old, inputs)
         } else {
-            let pair = tokio::task::spawn_blocking(signet_signer::keys::generate_ecdsa_p256)
+            let pair = tokio::task::spawn_blocking(signet_config::keys::generate_ecdsa_p256)
                 .await
                 .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?
                 .map_err(|e| ReconcileError::KeyGeneration(e.to_string()))?;

@@ -41,5 +41,5 @@ pub fn public_key_of(secret: &Secret) -> Option<String> {
         return String::from_utf8(public.0.clone()).ok();
     }
     let pem = String::from_utf8(data.get("x509.pem")?.0.clone()).ok()?;
-    signet_signer::keys::public_pem_of_private_pem(&pem).ok()
+    signet_config::keys::public_pem_of_private_pem(&pem).ok()
 }

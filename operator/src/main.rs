@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 
 use signet_operator::controller::{self, Context, Metrics};
 use signet_operator::names::{DEFAULT_SIGNER_IMAGE_REPOSITORY, VERSION};
-use signet_signer::health::{self, Health};
-use signet_signer::lease::{self, LeaseLock, LeaseSettings};
-use signet_signer::process::{self, ClientArgs, LogArgs};
+use signet_runtime::health::{self, Health};
+use signet_runtime::lease::{self, LeaseLock, LeaseSettings};
+use signet_runtime::process::{self, ClientArgs, LogArgs};
 
 /// Reconciles the cluster's `SignetConfig` into a managed signet-signer.
 #[derive(Debug, Parser)]

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
+use signet_config::SignerConfig;
 use signet_crds::{SignetConfig, SignetConfigSpec};
-use signet_signer::config::SignerConfig;
 
 use crate::validate;
 
@@ -24,7 +24,7 @@ pub enum MigrateError {
     )]
     Kind(String),
     #[error("{0}")]
-    Config(#[from] signet_signer::config::ConfigError),
+    Config(#[from] signet_config::ConfigError),
     #[error("the converted SignetConfig is invalid: {0}")]
     Spec(String),
     #[error(

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use signet_config as sc;
 use signet_crds::{
     ArtifactFormat, BuildType, FulcioProvider, OciEncoding, PipelineRunStorageBackend, SignerKind,
     SignetConfigSpec, StorageBackend, TransparencyMode,
 };
-use signet_signer::config as sc;
 
 use crate::names::SIGNER_CONFIG_MAP;
 

@@ -1,27 +1,22 @@
-//! signet-signer: watches completed Tekton runs and signs their provenance.
+//! signet-signer: watches completed Tekton runs and signs their provenance, as Tekton Chains
+//! does. A run's path, and the module that owns each step:
 //!
-//! The library holds everything; `main.rs` only parses arguments and calls in.
+//! ```text
+//! watch ──▶ run ──▶ formats ──▶ signing ──▶ transparency ──▶ storage ──▶ watch::mark
+//! (events,  (the run  (in-toto,    (keys, KMS,  (Rekor entry,    (tekton,     (signed=true
+//!  queue,    view,     SLSA)        keyless,     verified)        oci, …)      or failed)
+//!  retries)  type                   DSSE)
+//!            hinting)
+//! ```
+//!
+//! `annotations` owns every `chains.tekton.dev/*` name. The library holds everything;
+//! `main.rs` only parses arguments and calls in.
 
-pub mod config;
-pub mod controller;
-pub mod dsse;
-pub mod extract;
+pub mod annotations;
 pub mod formats;
-pub mod health;
-pub mod keyless;
-pub mod keys;
-pub mod kms;
-pub mod lease;
-pub mod mark;
 pub mod metrics;
-pub mod oci;
-pub mod pipeline;
-pub mod process;
-pub mod queue;
-pub mod ratelimit;
-pub mod redacted;
 pub mod run;
-pub mod sources;
-pub mod spiffe;
+pub mod signing;
+pub mod storage;
 pub mod transparency;
-pub mod watch_status;
+pub mod watch;

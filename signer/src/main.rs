@@ -10,11 +10,11 @@ use clap::Parser;
 /// 5,000 runs with a live heap under 20 MiB); mimalloc returns it (see docs/signer.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use signet_signer::controller::{self, Context, Metrics};
-use signet_signer::health::{self, Health};
-use signet_signer::lease::{self, LeaseLock, LeaseSettings};
-use signet_signer::process::{self, ClientArgs, LogArgs};
-use signet_signer::sources::Sources;
+use signet_runtime::health::{self, Health};
+use signet_runtime::lease::{self, LeaseLock, LeaseSettings};
+use signet_runtime::process::{self, ClientArgs, LogArgs};
+use signet_signer::watch::sources::Sources;
+use signet_signer::watch::{self, Context, Metrics};
 
 /// Signs completed Tekton TaskRuns and PipelineRuns (Tekton Chains compatible).
 #[derive(Debug, Parser)]
@@ -124,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let reporting = health.clone();
     lease::lead(&lock, &health, |stop| {
-        controller::run(ctx, &reporting, namespaces, stop)
+        watch::run(ctx, &reporting, namespaces, stop)
     })
     .await?;
     Ok(())

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::health::{Counter, Histogram, HistogramFamily};
 use crate::run::RunKind;
+use signet_runtime::health::{Counter, Histogram, HistogramFamily};
 
 /// Counters of one kind of run, under Chains' metric names.
 #[derive(Clone, Debug, Default)]

@@ -15,13 +15,13 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use signet_signer::config::SignerConfig;
-use signet_signer::keys::SigningKey;
-use signet_signer::oci::auth::{credential_for, entries_of};
-use signet_signer::oci::layout::{Descriptor, Layer, append, referrers_index};
-use signet_signer::oci::reference::ImageRef;
-use signet_signer::pipeline::{Keys, sign_run};
+use signet_config::SignerConfig;
+use signet_config::keys::SigningKey;
 use signet_signer::run::{Run, RunKind};
+use signet_signer::signing::{Keys, sign_run};
+use signet_signer::storage::oci::auth::{credential_for, entries_of};
+use signet_signer::storage::oci::layout::{Descriptor, Layer, append, referrers_index};
+use signet_signer::storage::oci::reference::ImageRef;
 
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
@@ -51,7 +51,7 @@ fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
 fn key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        let pem = read("testdata/keys/p256.pem");
+        let pem = read("../config/testdata/keys/p256.pem");
         SigningKey::from_secret_data("n/s", &BTreeMap::from([("x509.pem".to_owned(), pem)]))
             .unwrap()
     })
@@ -97,7 +97,7 @@ fn result_value() -> impl Strategy<Value = Value> {
 #[test]
 fn an_rsa_key_that_parses_but_cannot_sign_is_refused_when_loaded() {
     let pem = mutated(
-        &read("testdata/keys/rsa2048-pkcs1.pem"),
+        &read("../config/testdata/keys/rsa2048-pkcs1.pem"),
         &[(7_161_678_494_907_030_290, 47, 69)],
     );
     let error =
@@ -179,7 +179,7 @@ proptest! {
         ],
         as_cosign_key in any::<bool>(),
     ) {
-        let pem = mutated(&read(&format!("testdata/keys/{file}")), &edits);
+        let pem = mutated(&read(&format!("../config/testdata/keys/{file}")), &edits);
         let data = if as_cosign_key {
             BTreeMap::from([
                 ("cosign.key".to_owned(), pem),
@@ -191,7 +191,7 @@ proptest! {
         if let Ok(key) = SigningKey::from_secret_data("n/s", &data) {
             let signature = key.sign(b"m").unwrap();
             prop_assert!(
-                signet_signer::keys::verify_signature(key.public_der(), b"m", &signature).is_ok()
+                signet_config::keys::verify_signature(key.public_der(), b"m", &signature).is_ok()
             );
         }
     }
@@ -269,13 +269,13 @@ proptest! {
         ];
         chain[which] = String::from_utf8_lossy(&mutated(chain[which].as_bytes(), &edits)).into_owned();
         let public = pem_rfc7468_decode(&read("testdata/certs/leaf.pub"));
-        let checked = signet_signer::keyless::check_chain(&chain, &public, None, std::time::SystemTime::now());
+        let checked = signet_signer::signing::keyless::check_chain(&chain, &public, None, std::time::SystemTime::now());
         if edits.is_empty() {
             prop_assert!(checked.is_ok());
         }
         // The same damaged chain never certifies another key.
         let other = pem_rfc7468_decode(&read("testdata/certs/other.pub"));
-        prop_assert!(signet_signer::keyless::check_chain(&chain, &other, None, std::time::SystemTime::now()).is_err());
+        prop_assert!(signet_signer::signing::keyless::check_chain(&chain, &other, None, std::time::SystemTime::now()).is_err());
     }
 }
 

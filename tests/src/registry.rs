@@ -2,9 +2,9 @@
 //! has a digest of its own), with the registry client the signer uses. The real cosign then
 //! checks what Signet stored for them.
 
-use signet_signer::oci::auth::Credential;
-use signet_signer::oci::layout::{OCI_CONFIG, OCI_MANIFEST, digest_of};
-use signet_signer::oci::registry::{Clients, RegistryError, Repository};
+use signet_signer::storage::oci::auth::Credential;
+use signet_signer::storage::oci::layout::{OCI_CONFIG, OCI_MANIFEST, digest_of};
+use signet_signer::storage::oci::registry::{Clients, RegistryError, Repository};
 
 use crate::TestEnv;
 

@@ -6,8 +6,8 @@
 
 use std::process::Command;
 
+use signet_config::keys::{decrypt_private_key, generate_ecdsa_p256, public_pem_of_pkcs8_der};
 use signet_e2e::TestEnv;
-use signet_signer::keys::{decrypt_private_key, generate_ecdsa_p256, public_pem_of_pkcs8_der};
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("signet-{name}-{}", std::process::id()));

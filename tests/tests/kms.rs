@@ -538,7 +538,10 @@ async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_ex
                     .decode(jwk["key"][n].as_str().unwrap())
                     .unwrap()
             };
-            pem_of(&signet_signer::kms::der::spki_ec("P-256", &part("x"), &part("y")).unwrap())
+            pem_of(
+                &signet_signer::signing::kms::der::spki_ec("P-256", &part("x"), &part("y"))
+                    .unwrap(),
+            )
         }
     };
     let v1 = export(1).await;

@@ -510,7 +510,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         .create(&PostParams::default(), &user_ns)
         .await
         .unwrap();
-    let pair = signet_signer::keys::generate_ecdsa_p256().unwrap();
+    let pair = signet_config::keys::generate_ecdsa_p256().unwrap();
     let user_secret = Secret {
         metadata: ObjectMeta {
             name: Some("my-keys".into()),

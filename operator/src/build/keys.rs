@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use signet_signer::keys::GeneratedKeyPair;
+use signet_config::keys::GeneratedKeyPair;
 
 use super::{BuildInputs, metadata};
 use crate::names::{self, CREATED_BY_OPERATOR_LABEL};

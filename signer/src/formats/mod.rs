@@ -8,8 +8,8 @@ pub use slsa_v02::slsa_v02_statement;
 
 use serde_json::Value;
 
-use crate::config::{ArtifactFormat, SignerConfig};
 use crate::run::{Run, RunKind};
+use signet_config::{ArtifactFormat, SignerConfig};
 
 /// The statement for `run` in the format the config asks for. `children` are a
 /// PipelineRun's child TaskRuns (empty for a TaskRun).

@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::extract::{descriptors, extract_with_children};
 use crate::run::Run;
+use crate::run::extract::{descriptors, extract_with_children};
 
 /// The steps of a TaskRun as SLSA v0.2 `buildConfig.steps`.
 pub(crate) fn steps_of(run: &Run) -> Vec<Value> {
@@ -90,7 +90,7 @@ pub fn slsa_v02_statement(run: &Run, children: &[Run], builder_id: &str, deep: b
             json!({"tasks": children.iter().map(|c| task_entry(run, c)).collect::<Vec<_>>()})
         }
     };
-    let reproducible = run.label("chains.tekton.dev/reproducible") == Some("true");
+    let reproducible = run.label(crate::annotations::REPRODUCIBLE) == Some("true");
     json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": "https://slsa.dev/provenance/v0.2",

@@ -7,10 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::config::BuildType;
-use crate::extract::{descriptors, extract_with_children};
 use crate::run::Run;
 use crate::run::RunKind;
+use crate::run::extract::{descriptors, extract_with_children};
+use signet_config::BuildType;
 
 fn byproduct(name: &str, value: &Value) -> Value {
     let content = serde_json::to_vec(value).unwrap_or_default();

@@ -16,6 +16,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use signet_config::{SignerConfig, TransparencyMode};
+
+use crate::annotations::TRANSPARENCY_UPLOAD;
+use crate::run::Run;
 
 /// Why an upload failed; names the log.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -152,7 +156,7 @@ impl Rekor {
         } else {
             self.served_public_key().await?
         };
-        let der = crate::kms::spki_from_pem(&pem)
+        let der = crate::signing::kms::spki_from_pem(&pem)
             .map_err(|e| self.error(format!("the log's public key: {e}")))?;
         if let Ok(mut keys) = self.keys.0.lock() {
             keys.insert(self.url.clone(), der.clone());
@@ -233,7 +237,7 @@ impl Rekor {
         verifier: &str,
     ) -> Result<Entry, TransparencyError> {
         let envelope = String::from_utf8_lossy(envelope_json).into_owned();
-        let envelope_value: crate::dsse::Envelope = serde_json::from_slice(envelope_json)
+        let envelope_value: crate::signing::dsse::Envelope = serde_json::from_slice(envelope_json)
             .map_err(|e| self.error(format!("the envelope is not a DSSE envelope: {e}")))?;
         let payload = STANDARD
             .decode(&envelope_value.payload)
@@ -303,9 +307,20 @@ impl Rekor {
     }
 }
 
+/// Whether `run` goes to the transparency log: every run, or (manual) only those annotated
+/// `chains.tekton.dev/transparency-upload: "true"`.
+pub fn uploads(config: &SignerConfig, run: &Run) -> bool {
+    match config.transparency.mode {
+        TransparencyMode::Enabled => true,
+        TransparencyMode::Manual => run.annotation(TRANSPARENCY_UPLOAD) == Some("true"),
+        TransparencyMode::Disabled => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::RunKind;
 
     #[test]
     fn entries_become_cosign_bundles_and_addresses() {
@@ -325,5 +340,21 @@ mod tests {
         assert_eq!(bundle["Payload"]["body"], "eyJraW5kIjoiZHNzZSJ9");
         assert!(parse_entry(&json!({})).is_err());
         assert!(parse_entry(&json!({"x": {"logIndex": 1}})).is_err());
+    }
+
+    #[test]
+    fn manual_transparency_uploads_only_annotated_runs() {
+        let plain = Run::from_object(RunKind::TaskRun, json!({"metadata": {"name": "a"}}));
+        let asked = Run::from_object(
+            RunKind::TaskRun,
+            json!({"metadata": {"name": "b", "annotations": {TRANSPARENCY_UPLOAD: "true"}}}),
+        );
+        let mut config = SignerConfig::default();
+        assert!(!uploads(&config, &asked), "disabled by default");
+        config.transparency.mode = TransparencyMode::Manual;
+        assert!(!uploads(&config, &plain));
+        assert!(uploads(&config, &asked));
+        config.transparency.mode = TransparencyMode::Enabled;
+        assert!(uploads(&config, &plain));
     }
 }

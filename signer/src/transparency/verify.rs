@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Entry, parse_entry};
-use crate::keys::verify_signature;
+use signet_config::keys::verify_signature;
 
 /// The canonical JSON the signed entry timestamp covers (keys in lexical order, no spaces).
 fn set_payload(entry: &Entry) -> String {
@@ -215,17 +215,17 @@ mod tests {
         assert_eq!(root_from_inclusion(3, 3, leaf(0), &[]), None);
     }
 
-    fn test_key() -> crate::keys::SigningKey {
+    fn test_key() -> signet_config::keys::SigningKey {
         let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
             &ring::rand::SystemRandom::new(),
         )
         .unwrap();
-        crate::keys::SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap()
+        signet_config::keys::SigningKey::from_pkcs8_der(pkcs8.as_ref()).unwrap()
     }
 
     /// A Rekor answer for `body` at index 1 of a 3-entry log, signed by `key`.
-    fn answer(key: &crate::keys::SigningKey, body: &Value) -> Value {
+    fn answer(key: &signet_config::keys::SigningKey, body: &Value) -> Value {
         let body = STANDARD.encode(body.to_string());
         let mut leaf_hash = Sha256::new();
         leaf_hash.update([0u8]);

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at, required};
 use super::der::{ecdsa_raw_to_der, spki_ec, spki_rsa};
 use super::{BoxFuture, KmsError, RemoteSigner};
-use crate::config::KmsConfig;
+use signet_config::KmsConfig;
 
 const API_VERSION: &str = "7.4";
 const SCOPE: &str = "https://vault.azure.net/.default";

@@ -1,10 +1,19 @@
-//! The signer's configuration: Tekton Chains' `chains-config` keys as typed values.
+//! What the Signet operator writes and the signer reads, in one crate both link (the operator
+//! does not link the signer):
 //!
-//! `SignerConfig::parse` reads the key/value map of the signer's ConfigMap with Chains' keys,
-//! defaults and allowed values; `SignerConfig::render` writes it back. The operator renders
-//! the ConfigMap through this type, so operator and signer cannot disagree. Pure: no I/O.
+//! - the signer's configuration: Tekton Chains' `chains-config` keys as typed values.
+//!   `SignerConfig::parse` reads the key/value map of the signer's ConfigMap with Chains' keys,
+//!   defaults and allowed values; `SignerConfig::render` writes it back. The operator renders
+//!   the ConfigMap through this type, so operator and signer cannot disagree;
+//! - the signing Secret's key formats (`keys`): cosign's encrypted keys, PKCS#8/SEC1/PKCS#1
+//!   keys, signing and verifying with them. The operator generates and checks keys with it;
+//!   the signer signs with it.
+//!
+//! Pure: no I/O.
 
+pub mod keys;
 mod parse;
+pub mod redacted;
 mod render;
 mod values;
 

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::config::KmsConfig;
+use signet_config::KmsConfig;
 
 #[cfg(feature = "awskms")]
 pub mod aws;

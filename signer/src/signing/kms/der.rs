@@ -133,8 +133,8 @@ mod tests {
 
     #[test]
     fn rsa_spki_parses_back_with_the_same_modulus() {
-        let fixture = include_str!("../../testdata/keys/rsa2048.pem");
-        let key = crate::keys::SigningKey::from_private_pem(fixture.as_bytes()).unwrap();
+        let fixture = include_str!("../../../../config/testdata/keys/rsa2048.pem");
+        let key = signet_config::keys::SigningKey::from_private_pem(fixture.as_bytes()).unwrap();
         let spki = key.public_der();
         // Re-encode from the parts found in the SPKI (modulus and exponent).
         let n_start = spki

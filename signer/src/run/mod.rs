@@ -1,13 +1,12 @@
 //! A read-only view of a completed Tekton run (`tekton.dev/v1` TaskRun or PipelineRun) as
 //! the signer needs it, taken from the object's JSON. Pure.
 
+pub mod children;
+pub mod extract;
+
 use serde_json::Value;
 
-/// Annotation prefix Chains and Signet write under.
-pub const ANNOTATION_PREFIX: &str = "chains.tekton.dev/";
-pub const SIGNED: &str = "chains.tekton.dev/signed";
-pub const RETRIES: &str = "chains.tekton.dev/retries";
-pub const FAILURE_REASON: &str = "chains.tekton.dev/failure-reason";
+use crate::annotations::{RETRIES, SIGNED};
 
 /// TaskRun or PipelineRun.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,7 +114,6 @@ impl Run {
             .collect()
     }
 
-    /// The finalizer that keeps this run until it is signed: `chains.tekton.dev/<kind>`.
     /// The run's identity without its object: what queues and pending writes keep, so that
     /// memory does not grow with the size of runs waiting for their turn.
     #[must_use]
@@ -141,8 +139,9 @@ impl Run {
             .to_owned()
     }
 
+    /// The finalizer that keeps this run until it is signed: `chains.tekton.dev/<kind>`.
     pub fn finalizer(&self) -> String {
-        format!("{ANNOTATION_PREFIX}{}", self.kind.key())
+        crate::annotations::finalizer(self.kind)
     }
 
     pub fn finalizers(&self) -> Vec<String> {

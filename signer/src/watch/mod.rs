@@ -1,32 +1,36 @@
 //! The signing loop: watch completed runs, sign each once with bounded concurrency, and
 //! record the outcome on the run through `mark`.
 
+pub mod mark;
+pub mod queue;
+pub mod retry;
+pub mod sources;
+pub mod status;
+mod worker;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
+use signet_runtime::health::Health;
 use tokio::sync::Semaphore;
 
-use crate::config::SignerConfig;
-use crate::config::{SignerKind, TransparencyMode};
-use crate::health::Health;
-use crate::keyless;
-use crate::kms::KmsSigners;
-use crate::mark::{Written, hold_or_release, release, write};
 pub use crate::metrics::Metrics;
-use crate::oci::registry::Clients;
-use crate::pipeline::{Keys, SignError, Signed, sign_run};
-use crate::queue::{Backlog, InFlight, Work};
-use crate::run::{FAILURE_REASON, RETRIES, Run, RunKind, SIGNED};
-use crate::sources::Sources;
-use crate::transparency::{LogKeys, Rekor};
-use crate::watch_status::WatchStatus;
+use crate::run::{Run, RunKind};
+use crate::signing::kms::KmsSigners;
+use crate::storage::Registries;
+use crate::storage::oci::registry::Clients;
+use crate::transparency::LogKeys;
+use mark::{hold_or_release, write};
+use queue::{Backlog, InFlight, Work};
+use retry::{API_RETRIES, Step, api_backoff};
+use sources::Sources;
+use status::WatchStatus;
 
 /// Most queued runs kept as whole watched objects; the rest wait as references.
 const CACHED_OBJECTS: usize = 256;
@@ -44,8 +48,8 @@ pub struct Context {
     pub workers: usize,
     recorder: Recorder,
     in_flight: InFlight,
-    /// HTTP clients for registries.
-    registries: Clients,
+    /// HTTP clients for registries (and Fulcio, Rekor).
+    http: Clients,
     /// The KMS key in force, if any.
     kms: KmsSigners,
     /// The transparency logs' public keys, read once.
@@ -75,7 +79,7 @@ impl Context {
             workers: workers.max(1),
             recorder,
             in_flight: InFlight::default(),
-            registries: Clients::new()?,
+            http: Clients::new()?,
             kms: KmsSigners::default(),
             log_keys: LogKeys::default(),
             own_account,
@@ -83,11 +87,22 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Where runs' registry credentials come from and go through.
+    fn registries(&self) -> Registries<'_> {
+        Registries {
+            client: &self.client,
+            clients: &self.http,
+            own_account: &self.own_account,
+        }
+    }
+}
+
 fn resource(kind: RunKind) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", kind.kind()))
 }
 
-fn runs(client: &Client, kind: RunKind, namespace: Option<&str>) -> Api<DynamicObject> {
+pub(crate) fn runs(client: &Client, kind: RunKind, namespace: Option<&str>) -> Api<DynamicObject> {
     let ar = resource(kind);
     match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
@@ -344,7 +359,9 @@ async fn dispatch(
             // case something keeps changing the run.
             let (mut again, mut unreachable) = (0, 0);
             loop {
-                match process(&ctx, run.kind, &run.namespace, &run.name, cached.take()).await {
+                match worker::process(&ctx, run.kind, &run.namespace, &run.name, cached.take())
+                    .await
+                {
                     Step::Again if again < 10 => again += 1,
                     Step::Done | Step::Again => break,
                     // The API server did not answer: the write (or read) is retried here,
@@ -362,296 +379,5 @@ async fn dispatch(
             metrics.sign_seconds.observe(started.elapsed());
             drop(permit);
         });
-    }
-}
-
-/// The annotation that asks for a Rekor upload when `transparency.enabled` is `manual`.
-pub const TRANSPARENCY_UPLOAD: &str = "chains.tekton.dev/transparency-upload";
-
-/// Whether `run` goes to the transparency log: every run, or (manual) only those annotated
-/// `chains.tekton.dev/transparency-upload: "true"`.
-pub fn uploads(config: &SignerConfig, run: &Run) -> bool {
-    match config.transparency.mode {
-        TransparencyMode::Enabled => true,
-        TransparencyMode::Manual => run.annotation(TRANSPARENCY_UPLOAD) == Some("true"),
-        TransparencyMode::Disabled => false,
-    }
-}
-
-/// Signs `run` with every key its configuration asks for: the signing Secret's, the KMS key,
-/// and for keyless signing a fresh key and certificate from Fulcio.
-async fn sign(
-    ctx: &Context,
-    run: &Run,
-    children: &[Run],
-    config: &SignerConfig,
-) -> Result<Signed, SignError> {
-    let key = ctx.sources.key();
-    let kms = ctx.kms.signer(&config.kms);
-    let uses_x509 = [
-        config.taskrun.signer,
-        config.pipelinerun.signer,
-        config.oci.signer,
-    ]
-    .contains(&SignerKind::X509);
-    let keyless = if config.x509.fulcio_enabled && uses_x509 {
-        Some(keyless::certificate(ctx.registries.http(), &config.x509).await)
-    } else {
-        None
-    };
-    let keys = Keys {
-        x509: key.as_deref().map_err(Clone::clone),
-        kms: kms
-            .as_ref()
-            .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
-        keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
-    };
-    let tlog = uploads(config, run).then(|| {
-        Rekor::new(
-            ctx.registries.http(),
-            &config.transparency.url,
-            &ctx.log_keys,
-        )
-    });
-    sign_run(run, children, config, &keys, tlog.as_ref()).await
-}
-
-/// What [`process`] asks its caller to do next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    /// Nothing: signed, failed for good, or not ours to sign.
-    Done,
-    /// Read the run again and go on at once (a write conflicted, or a retry is due).
-    Again,
-    /// The API server did not answer a read or write: try again after a backoff.
-    ApiError,
-}
-
-/// Times a run is retried when the API server does not answer (about 7½ minutes in all).
-const API_RETRIES: u32 = 20;
-
-/// Wait before API retry `n` (1-based): 0.5 s doubling to 30 s.
-fn api_backoff(n: u32) -> Duration {
-    Duration::from_millis(500u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(30))
-}
-
-/// Signs one run, or records why not, and says what to do next.
-async fn process(
-    ctx: &Context,
-    kind: RunKind,
-    namespace: &str,
-    name: &str,
-    cached: Option<DynamicObject>,
-) -> Step {
-    let api = runs(&ctx.client, kind, Some(namespace));
-    let metrics = ctx.metrics.of(kind);
-    let obj = match cached {
-        Some(obj) => obj,
-        None => match api.get(name).await {
-            Ok(obj) => obj,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Step::Done,
-            Err(error) => {
-                tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read run");
-                return Step::ApiError;
-            }
-        },
-    };
-    let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
-    if !run.is_done() || run.is_finished() || !is_ours(ctx, &run) {
-        return Step::Done;
-    }
-    let retries = run.retries();
-    if retries > 0 {
-        tokio::time::sleep(Duration::from_millis(250 << retries.min(4))).await;
-    }
-    let outcome = match (ctx.sources.config(), children(ctx, &run).await) {
-        (Err(error), _) => Err(SignError::Other {
-            run: run.id(),
-            message: error.to_string(),
-        }),
-        (_, Err(error)) => Err(error),
-        (Ok(config), Ok(children)) => match sign(ctx, &run, &children, &config).await {
-            Ok(signed) => store_in_registries(ctx, &run, &config, signed).await,
-            Err(error) => Err(error),
-        },
-    };
-    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
-    match outcome {
-        Ok(annotations) => {
-            metrics.sign_created.inc();
-            match write(&api, &run, &rv, &annotations, release(&run)).await {
-                Written::Yes => {
-                    metrics.payload_stored.inc();
-                    metrics.marked_signed.inc();
-                    tracing::info!(run = %run.id(), uid = %run.uid, "signed");
-                    Step::Done
-                }
-                Written::Conflict => Step::Again,
-                Written::Failed => Step::ApiError,
-            }
-        }
-        Err(error) => {
-            let attempt = retries + 1;
-            let mut annotations = BTreeMap::new();
-            let note = if attempt > MAX_RETRIES {
-                annotations.insert(SIGNED.to_owned(), "failed".to_owned());
-                annotations.insert(FAILURE_REASON.to_owned(), error.to_string());
-                "SigningFailed"
-            } else {
-                annotations.insert(RETRIES.to_owned(), attempt.to_string());
-                "SigningRetry"
-            };
-            tracing::warn!(run = %run.id(), uid = %run.uid, attempt, error_type = error.error_type(), %error, "signing failed");
-            let done = attempt > MAX_RETRIES;
-            let written = write(
-                &api,
-                &run,
-                &rv,
-                &annotations,
-                release(&run).filter(|_| done),
-            )
-            .await;
-            match written {
-                Written::Conflict => return Step::Again,
-                Written::Failed => return Step::ApiError,
-                Written::Yes => {}
-            }
-            {
-                // Counted once recorded: a conflict is retried, not a second failure.
-                metrics.signing_failures.inc();
-                let event = Event {
-                    type_: EventType::Warning,
-                    reason: note.to_owned(),
-                    note: Some(error.to_string()),
-                    action: "Sign".to_owned(),
-                    secondary: None,
-                };
-                let reference = obj.object_ref(&resource(kind));
-                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-                    tracing::debug!(error = %e, "failed to record an Event");
-                }
-            }
-            if attempt <= MAX_RETRIES {
-                Step::Again
-            } else {
-                Step::Done
-            }
-        }
-    }
-}
-
-/// Pushes a signed run's OCI layers with the credentials of the run's ServiceAccount, then
-/// the signer's own; returns the annotations to write once every push succeeded.
-async fn store_in_registries(
-    ctx: &Context,
-    run: &Run,
-    config: &SignerConfig,
-    signed: Signed,
-) -> Result<BTreeMap<String, String>, SignError> {
-    if signed.pushes.is_empty() {
-        return Ok(signed.annotations);
-    }
-    let failed = |message: String| SignError::Registry {
-        run: run.id(),
-        message,
-    };
-    let account = run.service_account();
-    let mut entries = crate::oci::service_account_entries(&ctx.client, &run.namespace, &account)
-        .await
-        .map_err(|e| {
-            failed(format!(
-                "reading the pull secrets of ServiceAccount {}/{account}: {e}",
-                run.namespace
-            ))
-        })?;
-    // The signer's own pull secrets are the fallback: read only when the run's leave an image
-    // without a credential.
-    let uncovered = signed.pushes.iter().any(|p| {
-        [&p.image, &p.target]
-            .iter()
-            .any(|image| crate::oci::auth::credential_for(&entries, image).is_none())
-    });
-    if uncovered {
-        let (own_ns, own_name) = &ctx.own_account;
-        entries.extend(
-            crate::oci::service_account_entries(&ctx.client, own_ns, own_name)
-                .await
-                .map_err(|e| {
-                    failed(format!(
-                        "reading the pull secrets of ServiceAccount {own_ns}/{own_name}: {e}"
-                    ))
-                })?,
-        );
-    }
-    let written = crate::oci::push_all(
-        &ctx.registries,
-        &entries,
-        &signed.pushes,
-        config.storage.oci_insecure,
-    )
-    .await
-    .map_err(|e| failed(e.to_string()))?;
-    tracing::debug!(run = %run.id(), layers = written, already_there = signed.pushes.len() - written, "pushed to OCI registries");
-    Ok(signed.annotations)
-}
-
-/// A PipelineRun's child TaskRuns (from `status.childReferences`), read from the API; none
-/// for a TaskRun. A child that cannot be read fails the attempt rather than leave it out.
-async fn children(ctx: &Context, run: &Run) -> Result<Vec<Run>, SignError> {
-    if run.kind == RunKind::TaskRun {
-        return Ok(Vec::new());
-    }
-    let api = runs(&ctx.client, RunKind::TaskRun, Some(&run.namespace));
-    let mut out = Vec::new();
-    let refs = run.object["status"]["childReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for child in refs.iter().filter(|c| c["kind"] == "TaskRun") {
-        let name = child["name"].as_str().unwrap_or_default();
-        let obj = api.get(name).await.map_err(|e| SignError::Other {
-            run: run.id(),
-            message: format!("failed to read child TaskRun {}/{name}: {e}", run.namespace),
-        })?;
-        out.push(Run::from_object(
-            RunKind::TaskRun,
-            serde_json::to_value(&obj).unwrap_or_default(),
-        ));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod transparency_tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn api_retries_back_off_to_thirty_seconds_for_about_seven_minutes() {
-        assert_eq!(api_backoff(1), Duration::from_millis(500));
-        assert_eq!(api_backoff(2), Duration::from_secs(1));
-        assert_eq!(api_backoff(7), Duration::from_secs(30));
-        assert_eq!(api_backoff(u32::MAX), Duration::from_secs(30));
-        let total: Duration = (1..=API_RETRIES).map(api_backoff).sum();
-        assert!(
-            total > Duration::from_secs(400) && total < Duration::from_secs(500),
-            "{total:?}"
-        );
-    }
-
-    #[test]
-    fn manual_transparency_uploads_only_annotated_runs() {
-        let plain = Run::from_object(RunKind::TaskRun, json!({"metadata": {"name": "a"}}));
-        let asked = Run::from_object(
-            RunKind::TaskRun,
-            json!({"metadata": {"name": "b", "annotations": {TRANSPARENCY_UPLOAD: "true"}}}),
-        );
-        let mut config = SignerConfig::default();
-        assert!(!uploads(&config, &asked), "disabled by default");
-        config.transparency.mode = TransparencyMode::Manual;
-        assert!(!uploads(&config, &plain));
-        assert!(uploads(&config, &asked));
-        config.transparency.mode = TransparencyMode::Enabled;
-        assert!(uploads(&config, &plain));
     }
 }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::common::{Expiring, Named, bearer_json, http_client, key_deadline, renew_at, required};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_pem};
-use crate::config::KmsConfig;
+use signet_config::KmsConfig;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 

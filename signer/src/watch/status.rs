@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::health::Health;
+use signet_runtime::health::Health;
 
 /// The standing of one watch (`what`: `watch TaskRuns (all namespaces)`), reported to
 /// [`Health`] until dropped.

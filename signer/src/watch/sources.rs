@@ -11,10 +11,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::config::{ConfigError, SignerConfig};
-use crate::health::Health;
-use crate::keys::{SigningKey, SigningKeyError};
-use crate::watch_status::WatchStatus;
+use crate::watch::status::WatchStatus;
+use signet_config::keys::{SigningKey, SigningKeyError};
+use signet_config::{ConfigError, SignerConfig};
+use signet_runtime::health::Health;
 
 type Shared<T> = Arc<RwLock<T>>;
 type KeyResult = Result<Arc<SigningKey>, Arc<SigningKeyError>>;

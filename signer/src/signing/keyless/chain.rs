@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use p256::pkcs8::der::{Decode, Encode};
 use x509_cert::Certificate;
 
-use crate::keys::verify_signature;
+use signet_config::keys::verify_signature;
 
 /// Why a chain was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

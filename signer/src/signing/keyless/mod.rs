@@ -9,6 +9,8 @@
 //! `sub` claim, as Fulcio's API (v2 `signingCert`) asks. The private key lives in memory for
 //! one run and is never written anywhere.
 
+pub mod spiffe;
+
 mod chain;
 
 use std::time::Duration;
@@ -17,9 +19,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::config::{FulcioProvider, X509Config};
-use crate::keys::SigningKey;
 pub use chain::{ChainError, check_chain};
+use signet_config::keys::SigningKey;
+use signet_config::{FulcioProvider, X509Config};
 
 /// Where the operator mounts the projected token (the `filesystem` provider's path).
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/sigstore/cosign/oidc-token";
@@ -108,7 +110,7 @@ pub async fn identity_token(config: &X509Config) -> Result<String, KeylessError>
                     "the spiffe provider needs SPIFFE_ENDPOINT_SOCKET (spec.spiffe)".to_owned(),
                 )
             })?;
-            crate::spiffe::fetch_jwt_svid(&socket, "sigstore")
+            crate::signing::keyless::spiffe::fetch_jwt_svid(&socket, "sigstore")
                 .await
                 .map(|(_, token)| token)
                 .map_err(|e| KeylessError::Token(e.to_string()))
@@ -247,7 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn unimplemented_providers_are_named_and_a_missing_file_says_which() {
-        let mut config = crate::config::SignerConfig::default().x509;
+        let mut config = signet_config::SignerConfig::default().x509;
         config.fulcio_provider = Some(FulcioProvider::GithubActions);
         let err = identity_token(&config).await.unwrap_err().to_string();
         assert!(

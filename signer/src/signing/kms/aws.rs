@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use super::common::{Expiring, Named, http_client, key_deadline, required};
 use super::sigv4::{Credentials, amz_timestamp, sign_v4, uri_encode};
 use super::{BoxFuture, KmsError, RemoteSigner};
-use crate::config::KmsConfig;
+use signet_config::KmsConfig;
 
 #[derive(Clone, Debug)]
 enum Source {

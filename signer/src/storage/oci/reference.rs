@@ -138,6 +138,12 @@ impl ImageRef {
         format!("{}.sig", self.digest.replacen(':', "-", 1))
     }
 
+    /// The first 12 hex digits of the digest: Chains' per-image annotation and entry suffix.
+    pub fn short_digest(&self) -> &str {
+        let hex = self.digest.trim_start_matches("sha256:");
+        hex.get(..12).unwrap_or(hex)
+    }
+
     /// cosign's tag for the image's attestations: `sha256-<hex>.att`.
     pub fn attestation_tag(&self) -> String {
         format!("{}.att", self.digest.replacen(':', "-", 1))

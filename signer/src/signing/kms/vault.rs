@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use super::common::{Expiring, Named, http_client, renew_at, required};
 use super::{BoxFuture, KmsError, RemoteSigner, spki_from_ed25519, spki_from_pem};
-use crate::config::KmsConfig;
-use crate::redacted::Redacted;
+use signet_config::KmsConfig;
+use signet_config::redacted::Redacted;
 
 /// Where the pod's ServiceAccount token is mounted.
 pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -187,7 +187,7 @@ impl Vault {
                 socket,
                 audience,
             } => {
-                let (_, svid) = crate::spiffe::fetch_jwt_svid(socket, audience)
+                let (_, svid) = crate::signing::keyless::spiffe::fetch_jwt_svid(socket, audience)
                     .await
                     .map_err(|e| self.named.auth(e))?;
                 self.login(path, role, &svid).await?

@@ -2,6 +2,7 @@
 //! pushed with the credentials of the run's ServiceAccount (then the signer's own).
 
 pub mod auth;
+pub mod backend;
 pub mod layout;
 pub mod reference;
 pub mod registry;
@@ -198,4 +199,50 @@ pub async fn push_all(
         written += 1;
     }
     Ok(written)
+}
+
+/// Pushes a run's planned layers with the credentials of the run's ServiceAccount, then —
+/// only when those leave an image without a credential — the signer's own.
+pub(crate) async fn push_for_run(
+    registries: &crate::storage::Registries<'_>,
+    run: &crate::run::Run,
+    config: &signet_config::SignerConfig,
+    pushes: &[Push],
+) -> Result<(), crate::signing::SignError> {
+    let failed = |message: String| crate::signing::SignError::Registry {
+        run: run.id(),
+        message,
+    };
+    let read = |namespace: &str, name: &str| {
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        async move {
+            service_account_entries(registries.client, &namespace, &name)
+                .await
+                .map_err(|e| {
+                    failed(format!(
+                        "reading the pull secrets of ServiceAccount {namespace}/{name}: {e}"
+                    ))
+                })
+        }
+    };
+    let mut entries = read(&run.namespace, &run.service_account()).await?;
+    let uncovered = pushes.iter().any(|p| {
+        [&p.image, &p.target]
+            .iter()
+            .any(|image| auth::credential_for(&entries, image).is_none())
+    });
+    if uncovered {
+        let (own_ns, own_name) = registries.own_account;
+        entries.extend(read(own_ns, own_name).await?);
+    }
+    let written = push_all(
+        registries.clients,
+        &entries,
+        pushes,
+        config.storage.oci_insecure,
+    )
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    tracing::debug!(run = %run.id(), layers = written, already_there = pushes.len() - written, "pushed to OCI registries");
+    Ok(())
 }

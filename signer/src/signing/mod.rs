@@ -1,0 +1,409 @@
+//! Signing one run: format → sign → record in the transparency log → plan its storage.
+//! Pure but for the signing and the log (a KMS, Fulcio and Rekor answer over the network):
+//! the caller supplies the config and keys, then stores what [`sign_run`] returns
+//! (`storage::store`).
+//!
+//! Must never report success for something it did not do: an unimplemented format, signer
+//! or backend is an error, so the run is retried and then marked `failed`, never `true`.
+
+pub mod dsse;
+pub mod key;
+pub mod keyless;
+pub mod kms;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use signet_config::keys::SigningKeyError;
+use signet_config::{OciEncoding, SignerConfig, SignerKind, StorageBackend};
+
+use crate::annotations::ANNOTATION_PREFIX;
+use crate::formats::statement;
+use crate::run::extract::extract;
+use crate::run::{Run, RunKind};
+use crate::storage::oci::layout::simple_signing_payload;
+use crate::storage::oci::reference::ImageRef;
+use crate::storage::{Attestation, ImageSignature, Signed, backend};
+use crate::transparency::{Entry, Rekor, TransparencyError};
+use dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
+use key::{Certificate, Key, signer_of};
+use keyless::KeylessError;
+use kms::KmsError;
+
+pub use key::Keys;
+
+/// Why a run could not be signed and stored. Messages name the run and what failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("failed to sign {run}: {source}")]
+    Key {
+        run: String,
+        source: std::sync::Arc<SigningKeyError>,
+    },
+    #[error("failed to sign {run} with {source}")]
+    Kms { run: String, source: KmsError },
+    #[error("failed to sign {run}: {source}")]
+    Keyless { run: String, source: KeylessError },
+    #[error("failed to record {run} in the {source}")]
+    Transparency {
+        run: String,
+        source: TransparencyError,
+    },
+    #[error("failed to sign {run}: signer {signer} is not implemented by this signer version")]
+    SignerNotImplemented { run: String, signer: &'static str },
+    #[error(
+        "failed to store {run}: storage backend {backend} is not implemented by this signer version"
+    )]
+    StorageNotImplemented { run: String, backend: &'static str },
+    #[error("failed to store {run} in an OCI registry: {message}")]
+    Registry { run: String, message: String },
+    #[error("failed to sign {run}: {message}")]
+    Other { run: String, message: String },
+}
+
+impl SignError {
+    /// Short machine-readable kind, for the `error_type` metric label.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Key { .. }
+            | Self::Kms { .. }
+            | Self::Keyless { .. }
+            | Self::SignerNotImplemented { .. } => "signer",
+            Self::StorageNotImplemented { .. } | Self::Registry { .. } => "storage",
+            Self::Transparency { .. } => "transparency",
+            Self::Other { .. } => "other",
+        }
+    }
+}
+
+/// The images a run reports (and, for a PipelineRun with deep inspection, its children's),
+/// each checked as a reference.
+fn images_of(run: &Run, children: &[Run], deep: bool) -> Result<Vec<ImageRef>, SignError> {
+    let mut found: Vec<_> = extract(run, false).images;
+    if deep {
+        for child in children {
+            found.extend(extract(child, false).images);
+        }
+    }
+    let mut images = found
+        .iter()
+        .map(|a| {
+            let digest = format!(
+                "sha256:{}",
+                a.digest.get("sha256").cloned().unwrap_or_default()
+            );
+            ImageRef::new(&a.uri, &digest).map_err(|e| SignError::Other {
+                run: run.id(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    images.sort();
+    images.dedup();
+    Ok(images)
+}
+
+/// The DSSE envelope (JSON) of `payload`, signed with `key` (unsigned for the `none` signer).
+async fn signed_envelope(
+    run: &Run,
+    key: Option<Key<'_>>,
+    payload: &[u8],
+) -> Result<Vec<u8>, SignError> {
+    let envelope = match key {
+        Some(key) => {
+            let signature = key.sign(run, &pae(IN_TOTO_PAYLOAD_TYPE, payload)).await?;
+            Envelope::with_signature(IN_TOTO_PAYLOAD_TYPE, payload, "", &signature)
+        }
+        None => Envelope {
+            payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
+            payload: STANDARD.encode(payload),
+            signatures: Vec::new(),
+        },
+    };
+    serde_json::to_vec(&envelope).map_err(|e| SignError::Other {
+        run: run.id(),
+        message: e.to_string(),
+    })
+}
+
+/// The run's attestation as a `dsse` entry in the transparency log, when one is in use and
+/// the attestation is signed.
+async fn record_attestation(
+    run: &Run,
+    tlog: Option<&Rekor>,
+    key: Option<Key<'_>>,
+    certificate: Option<&Certificate<'_>>,
+    envelope_json: &[u8],
+) -> Result<Option<Entry>, SignError> {
+    let (Some(tlog), Some(key)) = (tlog, key) else {
+        return Ok(None);
+    };
+    let verifier = key.verifier_pem(run, certificate).await?;
+    tlog.dsse(envelope_json, &verifier)
+        .await
+        .map(Some)
+        .map_err(|source| SignError::Transparency {
+            run: run.id(),
+            source,
+        })
+}
+
+/// Image signatures (`artifacts.oci`): cosign's simple-signing payload for each image,
+/// signed unwrapped, recorded in the transparency log when one is in use, and handed to
+/// each configured backend.
+async fn sign_images(
+    run: &Run,
+    config: &SignerConfig,
+    images: &[ImageRef],
+    (key, certificate, tlog): (Key<'_>, Option<&Certificate<'_>>, Option<&Rekor>),
+    out: &mut Signed,
+) -> Result<(), SignError> {
+    let backends = config
+        .oci
+        .storage
+        .iter()
+        .map(|kind| backend(run, *kind))
+        .collect::<Result<Vec<_>, _>>()?;
+    for image in images {
+        let payload = simple_signing_payload(image);
+        let raw_signature = key.sign(run, &payload).await?;
+        // Recorded per image, so that a run's entries do not overwrite each other.
+        let entry = match tlog {
+            Some(tlog) => {
+                let verifier = key.verifier_pem(run, certificate).await?;
+                let entry = tlog
+                    .hashedrekord(&payload, &raw_signature, &verifier)
+                    .await
+                    .map_err(|source| SignError::Transparency {
+                        run: run.id(),
+                        source,
+                    })?;
+                out.annotations.insert(
+                    format!("{ANNOTATION_PREFIX}transparency-{}", image.short_digest()),
+                    entry.address(&tlog.url),
+                );
+                Some(entry)
+            }
+            None => None,
+        };
+        let signature = ImageSignature {
+            image,
+            payload: &payload,
+            signature: &STANDARD.encode(&raw_signature),
+            certificate,
+            entry: entry.as_ref(),
+        };
+        for backend in &backends {
+            backend.image_signature(run, config, &signature, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Signs `run`: its attestation for every configured backend and, for the images it built,
+/// cosign image signatures (`artifacts.oci`). What it returns is stored by `storage::store`,
+/// which alone adds `signed: "true"`: only because every configured format, signer and
+/// backend got this far.
+pub async fn sign_run(
+    run: &Run,
+    children: &[Run],
+    config: &SignerConfig,
+    keys: &Keys<'_>,
+    tlog: Option<&Rekor>,
+) -> Result<Signed, SignError> {
+    let artifact = match run.kind {
+        RunKind::TaskRun => &config.taskrun,
+        RunKind::PipelineRun => &config.pipelinerun,
+    };
+    let backends = artifact
+        .storage
+        .iter()
+        .map(|kind| backend(run, *kind))
+        .collect::<Result<Vec<_>, _>>()?;
+    let statement = statement(run, children, config);
+    let payload = serde_json::to_vec(&statement).map_err(|e| SignError::Other {
+        run: run.id(),
+        message: e.to_string(),
+    })?;
+    let signer = |kind: SignerKind| signer_of(run, config, kind, keys);
+    let run_key = signer(artifact.signer)?;
+    let keyless = keys.certificate(config);
+    let run_certificate = keyless
+        .as_ref()
+        .filter(|_| artifact.signer == SignerKind::X509);
+    let envelope_json = signed_envelope(run, run_key, &payload).await?;
+    let entry = record_attestation(run, tlog, run_key, run_certificate, &envelope_json).await?;
+    let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
+    let images = images_of(run, children, deep)?;
+    let mut out = Signed::default();
+    if let (Some(entry), Some(tlog)) = (&entry, tlog) {
+        out.annotations.insert(
+            format!("{ANNOTATION_PREFIX}transparency"),
+            entry.address(&tlog.url),
+        );
+    }
+    // A Sigstore bundle in a registry carries the key it verifies with.
+    let public_der = match run_key {
+        Some(key)
+            if artifact.storage.contains(&StorageBackend::Oci)
+                && config.storage.oci_encoding != OciEncoding::Dsse =>
+        {
+            key.public_der(run).await?
+        }
+        _ => Vec::new(),
+    };
+    let attestation = Attestation {
+        payload: &payload,
+        envelope: &envelope_json,
+        predicate_type: statement["predicateType"].as_str().unwrap_or_default(),
+        public_der: &public_der,
+        certificate: run_certificate,
+        entry: entry.as_ref(),
+        images: &images,
+    };
+    for backend in backends {
+        backend.attestation(run, config, &attestation, &mut out)?;
+    }
+    if !images.is_empty()
+        && !config.oci.storage.is_empty()
+        && let Some(key) = signer(config.oci.signer)?
+    {
+        let certificate = keyless
+            .as_ref()
+            .filter(|_| config.oci.signer == SignerKind::X509);
+        sign_images(run, config, &images, (key, certificate, tlog), &mut out).await?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use signet_config::ArtifactFormat;
+    use signet_config::keys::{SigningKey, generate_ecdsa_p256};
+    use std::collections::BTreeMap;
+
+    fn run() -> Run {
+        Run::from_object(
+            RunKind::TaskRun,
+            json!({"metadata": {"name": "r", "namespace": "n", "uid": "abc"},
+            "status": {"conditions": [{"type": "Succeeded", "status": "True"}]}}),
+        )
+    }
+
+    fn local(key: &SigningKey) -> Keys<'_> {
+        Keys {
+            x509: Ok(key),
+            kms: None,
+            keyless: None,
+        }
+    }
+
+    fn key() -> SigningKey {
+        let pair = generate_ecdsa_p256().unwrap();
+        let data = BTreeMap::from([
+            ("cosign.key".to_owned(), pair.private_pem.into_bytes()),
+            (
+                "cosign.password".to_owned(),
+                pair.password.as_bytes().to_vec(),
+            ),
+        ]);
+        SigningKey::from_secret_data("n/s", &data).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pipelinerun_annotations_use_the_pipelinerun_key() {
+        let key = key();
+        let pipelinerun = Run::from_object(
+            RunKind::PipelineRun,
+            json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
+        );
+        let out = sign_run(
+            &pipelinerun,
+            &[],
+            &SignerConfig::default(),
+            &local(&key),
+            None,
+        )
+        .await
+        .unwrap()
+        .annotations;
+        assert!(out.contains_key("chains.tekton.dev/signature-pipelinerun-u"));
+    }
+
+    #[tokio::test]
+    async fn default_config_stores_a_signed_envelope_on_the_run() {
+        let key = key();
+        let out = sign_run(&run(), &[], &SignerConfig::default(), &local(&key), None)
+            .await
+            .unwrap()
+            .finish();
+        assert_eq!(out["chains.tekton.dev/signed"], "true");
+        let envelope: Envelope = serde_json::from_slice(
+            &STANDARD
+                .decode(&out["chains.tekton.dev/signature-taskrun-abc"])
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(envelope.payload_type, "application/vnd.in-toto+json");
+        assert_eq!(envelope.signatures.len(), 1);
+        assert_eq!(
+            envelope.payload,
+            out["chains.tekton.dev/payload-taskrun-abc"]
+        );
+    }
+
+    #[tokio::test]
+    async fn unimplemented_signer_backend_or_missing_key_never_yields_signed() {
+        let key = key();
+        let mut config = SignerConfig::default();
+        config.x509.fulcio_enabled = true;
+        // Keyless without a certificate (Fulcio refused, or none was asked for) never signs
+        // with the Secret's key instead.
+        let refused = Keys {
+            x509: Ok(&key),
+            kms: None,
+            keyless: Some(Err(KeylessError::Token("no token".to_owned()))),
+        };
+        assert!(matches!(
+            sign_run(&run(), &[], &config, &refused, None).await,
+            Err(SignError::Keyless { .. })
+        ));
+        assert!(matches!(
+            sign_run(&run(), &[], &config, &local(&key), None).await,
+            Err(SignError::Other { .. })
+        ));
+        config = SignerConfig::default();
+        config.taskrun.format = ArtifactFormat::SlsaV2Alpha4;
+        assert!(
+            sign_run(&run(), &[], &config, &local(&key), None)
+                .await
+                .is_ok(),
+            "SLSA v1.0 is implemented for TaskRuns"
+        );
+        let mut config = SignerConfig::default();
+        config.taskrun.storage.insert(StorageBackend::Gcs);
+        assert!(matches!(
+            sign_run(&run(), &[], &config, &local(&key), None).await,
+            Err(SignError::StorageNotImplemented { .. })
+        ));
+        let missing = std::sync::Arc::new(SigningKeyError::Missing {
+            secret: "n/s".into(),
+        });
+        assert!(matches!(
+            sign_run(
+                &run(),
+                &[],
+                &SignerConfig::default(),
+                &Keys {
+                    x509: Err(missing),
+                    kms: None,
+                    keyless: None,
+                },
+                None,
+            )
+            .await,
+            Err(SignError::Key { .. })
+        ));
+    }
+}

@@ -1,0 +1,125 @@
+//! Storage: where a run's attestation and its images' signatures go. One module per backend
+//! (`tekton`: annotations on the run; `oci`: the image's registry), all behind [`Backend`];
+//! this module dispatches to the configured ones and is the only place that writes
+//! `chains.tekton.dev/signed: "true"` — into what is written only after every backend
+//! succeeded. A backend not implemented is an error, never a silent success.
+//!
+//! To add a backend: a module implementing [`Backend`] (what to store, planned into
+//! [`Signed`]), its arm in [`backend`], and, when it writes anywhere but the run and a
+//! registry, its writes in [`store`].
+
+pub mod oci;
+pub mod tekton;
+
+use std::collections::BTreeMap;
+
+use kube::Client;
+use signet_config::{SignerConfig, StorageBackend};
+
+use crate::annotations::SIGNED;
+use crate::run::Run;
+use crate::signing::SignError;
+use crate::signing::key::Certificate;
+use crate::transparency::Entry;
+use oci::Push;
+use oci::reference::ImageRef;
+use oci::registry::Clients;
+
+/// What signing a run produced, planned for its backends: OCI layers to push, then the
+/// annotations to write on the run.
+#[derive(Debug, Default)]
+pub struct Signed {
+    pub annotations: BTreeMap<String, String>,
+    pub pushes: Vec<Push>,
+}
+
+impl Signed {
+    /// The annotations to write once everything else is stored, with `signed: "true"`.
+    pub fn finish(mut self) -> BTreeMap<String, String> {
+        self.annotations
+            .insert(SIGNED.to_owned(), "true".to_owned());
+        self.annotations
+    }
+}
+
+/// A run's signed attestation, as every backend is given it.
+pub struct Attestation<'a> {
+    /// The in-toto statement (JSON).
+    pub payload: &'a [u8],
+    /// The DSSE envelope around it (JSON).
+    pub envelope: &'a [u8],
+    pub predicate_type: &'a str,
+    /// The signing key's public key (SPKI DER), when a backend needs it (Sigstore bundles).
+    pub public_der: &'a [u8],
+    pub certificate: Option<&'a Certificate<'a>>,
+    /// Its transparency-log entry, when recorded.
+    pub entry: Option<&'a Entry>,
+    /// The images the run built: the attestation's subjects in a registry.
+    pub images: &'a [ImageRef],
+}
+
+/// One image's cosign signature, as every backend is given it.
+pub struct ImageSignature<'a> {
+    pub image: &'a ImageRef,
+    /// cosign's simple-signing payload.
+    pub payload: &'a [u8],
+    /// The signature over it, base64.
+    pub signature: &'a str,
+    pub certificate: Option<&'a Certificate<'a>>,
+    pub entry: Option<&'a Entry>,
+}
+
+/// A storage backend: plans what it stores for a run into [`Signed`].
+pub trait Backend: Sync {
+    fn attestation(
+        &self,
+        run: &Run,
+        config: &SignerConfig,
+        attestation: &Attestation<'_>,
+        out: &mut Signed,
+    ) -> Result<(), SignError>;
+
+    fn image_signature(
+        &self,
+        run: &Run,
+        config: &SignerConfig,
+        signature: &ImageSignature<'_>,
+        out: &mut Signed,
+    ) -> Result<(), SignError>;
+}
+
+/// The backend for `storage.*` value `kind`; an error naming it when not implemented.
+pub fn backend(run: &Run, kind: StorageBackend) -> Result<&'static dyn Backend, SignError> {
+    match kind {
+        StorageBackend::Tekton => Ok(&tekton::Tekton),
+        StorageBackend::Oci => Ok(&oci::backend::Oci),
+        other => Err(SignError::StorageNotImplemented {
+            run: run.id(),
+            backend: other.as_str(),
+        }),
+    }
+}
+
+/// Where the registry credentials come from and go through.
+pub struct Registries<'a> {
+    pub client: &'a Client,
+    pub clients: &'a Clients,
+    /// The signer's own ServiceAccount `(namespace, name)`: its pull secrets are the
+    /// fallback credentials.
+    pub own_account: &'a (String, String),
+}
+
+/// Stores what `signed` planned: pushes its OCI layers with the credentials of the run's
+/// ServiceAccount, then the signer's own; returns the annotations to write on the run,
+/// `signed: "true"` among them, once every push succeeded.
+pub async fn store(
+    registries: &Registries<'_>,
+    run: &Run,
+    config: &SignerConfig,
+    signed: Signed,
+) -> Result<BTreeMap<String, String>, SignError> {
+    if !signed.pushes.is_empty() {
+        oci::push_for_run(registries, run, config, &signed.pushes).await?;
+    }
+    Ok(signed.finish())
+}

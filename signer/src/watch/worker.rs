@@ -1,0 +1,155 @@
+//! One attempt at one run: read it, gather its keys, sign, store, and write the outcome —
+//! `signed=true`, a retry, or `failed` with the reason and a Warning Event.
+
+use std::collections::BTreeMap;
+
+use kube::Resource;
+use kube::api::DynamicObject;
+use kube::runtime::events::{Event, EventType};
+use signet_config::{SignerConfig, SignerKind};
+
+use super::mark::{Written, release, write};
+use super::retry::{MAX_RETRIES, Step, attempt_delay};
+use super::{Context, is_ours, resource, runs};
+use crate::annotations::{FAILURE_REASON, RETRIES, SIGNED};
+use crate::run::children::children;
+use crate::run::{Run, RunKind};
+use crate::signing::{Keys, SignError, keyless, sign_run};
+use crate::storage::{self, Signed};
+use crate::transparency::{Rekor, uploads};
+
+/// Signs `run` with every key its configuration asks for: the signing Secret's, the KMS key,
+/// and for keyless signing a fresh key and certificate from Fulcio.
+async fn sign(
+    ctx: &Context,
+    run: &Run,
+    children: &[Run],
+    config: &SignerConfig,
+) -> Result<Signed, SignError> {
+    let key = ctx.sources.key();
+    let kms = ctx.kms.signer(&config.kms);
+    let uses_x509 = [
+        config.taskrun.signer,
+        config.pipelinerun.signer,
+        config.oci.signer,
+    ]
+    .contains(&SignerKind::X509);
+    let keyless = if config.x509.fulcio_enabled && uses_x509 {
+        Some(keyless::certificate(ctx.http.http(), &config.x509).await)
+    } else {
+        None
+    };
+    let keys = Keys {
+        x509: key.as_deref().map_err(Clone::clone),
+        kms: kms
+            .as_ref()
+            .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
+        keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
+    };
+    let tlog = uploads(config, run)
+        .then(|| Rekor::new(ctx.http.http(), &config.transparency.url, &ctx.log_keys));
+    sign_run(run, children, config, &keys, tlog.as_ref()).await
+}
+
+/// Signs one run, or records why not, and says what to do next.
+pub(crate) async fn process(
+    ctx: &Context,
+    kind: RunKind,
+    namespace: &str,
+    name: &str,
+    cached: Option<DynamicObject>,
+) -> Step {
+    let api = runs(&ctx.client, kind, Some(namespace));
+    let metrics = ctx.metrics.of(kind);
+    let obj = match cached {
+        Some(obj) => obj,
+        None => match api.get(name).await {
+            Ok(obj) => obj,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Step::Done,
+            Err(error) => {
+                tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read run");
+                return Step::ApiError;
+            }
+        },
+    };
+    let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
+    if !run.is_done() || run.is_finished() || !is_ours(ctx, &run) {
+        return Step::Done;
+    }
+    let retries = run.retries();
+    tokio::time::sleep(attempt_delay(retries)).await;
+    let outcome = match (ctx.sources.config(), children(&ctx.client, &run).await) {
+        (Err(error), _) => Err(SignError::Other {
+            run: run.id(),
+            message: error.to_string(),
+        }),
+        (_, Err(error)) => Err(error),
+        (Ok(config), Ok(children)) => match sign(ctx, &run, &children, &config).await {
+            Ok(signed) => storage::store(&ctx.registries(), &run, &config, signed).await,
+            Err(error) => Err(error),
+        },
+    };
+    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+    match outcome {
+        Ok(annotations) => {
+            metrics.sign_created.inc();
+            match write(&api, &run, &rv, &annotations, release(&run)).await {
+                Written::Yes => {
+                    metrics.payload_stored.inc();
+                    metrics.marked_signed.inc();
+                    tracing::info!(run = %run.id(), uid = %run.uid, "signed");
+                    Step::Done
+                }
+                Written::Conflict => Step::Again,
+                Written::Failed => Step::ApiError,
+            }
+        }
+        Err(error) => {
+            let attempt = retries + 1;
+            let mut annotations = BTreeMap::new();
+            let note = if attempt > MAX_RETRIES {
+                annotations.insert(SIGNED.to_owned(), "failed".to_owned());
+                annotations.insert(FAILURE_REASON.to_owned(), error.to_string());
+                "SigningFailed"
+            } else {
+                annotations.insert(RETRIES.to_owned(), attempt.to_string());
+                "SigningRetry"
+            };
+            tracing::warn!(run = %run.id(), uid = %run.uid, attempt, error_type = error.error_type(), %error, "signing failed");
+            let done = attempt > MAX_RETRIES;
+            let written = write(
+                &api,
+                &run,
+                &rv,
+                &annotations,
+                release(&run).filter(|_| done),
+            )
+            .await;
+            match written {
+                Written::Conflict => return Step::Again,
+                Written::Failed => return Step::ApiError,
+                Written::Yes => {}
+            }
+            {
+                // Counted once recorded: a conflict is retried, not a second failure.
+                metrics.signing_failures.inc();
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: note.to_owned(),
+                    note: Some(error.to_string()),
+                    action: "Sign".to_owned(),
+                    secondary: None,
+                };
+                let reference = obj.object_ref(&resource(kind));
+                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                    tracing::debug!(error = %e, "failed to record an Event");
+                }
+            }
+            if attempt <= MAX_RETRIES {
+                Step::Again
+            } else {
+                Step::Done
+            }
+        }
+    }
+}
