@@ -19,7 +19,7 @@ use signet_config::SignerConfig;
 use signet_config::keys::SigningKey;
 use signet_signer::run::{Run, RunKind};
 use signet_signer::signing::{Keys, sign_run};
-use signet_signer::storage::oci::auth::{credential_for, entries_of};
+use signet_signer::storage::oci::auth::{credential_for, logins_of};
 use signet_signer::storage::oci::layout::{Descriptor, Layer, append, referrers_index};
 use signet_signer::storage::oci::reference::ImageRef;
 
@@ -161,10 +161,10 @@ proptest! {
     ) {
         let seed = read("tests/fuzz-seeds/docker-config.json");
         for bytes in [mutated(&seed, &edits), noise] {
-            let entries = entries_of(&bytes);
+            let logins = logins_of(&bytes);
             let digest = format!("sha256:{}", "3".repeat(64));
             if let Ok(image) = ImageRef::new(&format!("{registry}/team/app"), &digest) {
-                let _ = credential_for(&entries, &image);
+                let _ = credential_for(&logins, &image);
             }
         }
     }

@@ -131,7 +131,7 @@ pub fn encrypt_private_key(pkcs8_der: &[u8], password: &[u8]) -> Result<String, 
     };
     let json =
         serde_json::to_vec(&envelope).map_err(|e| EncryptedKeyError::Encode(e.to_string()))?;
-    Ok(pem_encode(SIGSTORE_PEM_LABEL, &json))
+    pem_encode(SIGSTORE_PEM_LABEL, &json)
 }
 
 /// Opens an encrypted cosign key, returning the PKCS#8 DER it holds.
@@ -183,31 +183,27 @@ pub fn decrypt_private_key(
         .map_err(|_| EncryptedKeyError::WrongPassword)
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
+fn pem_encode(label: &str, der: &[u8]) -> Result<String, EncryptedKeyError> {
+    pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der)
+        .map_err(|e| EncryptedKeyError::Encode(e.to_string()))
 }
 
+/// The contents of the first encrypted-key PEM block in `pem` (text around it is ignored, as
+/// cosign ignores it).
 fn pem_decode(pem: &str) -> Result<Vec<u8>, EncryptedKeyError> {
     for label in [SIGSTORE_PEM_LABEL, COSIGN_PEM_LABEL] {
         let begin = format!("-----BEGIN {label}-----");
         let end = format!("-----END {label}-----");
-        if let Some(start) = pem.find(&begin) {
-            let rest = &pem[start + begin.len()..];
-            let stop = rest.find(&end).ok_or(EncryptedKeyError::NotEncryptedPem)?;
-            let body: String = rest[..stop].split_whitespace().collect();
-            return STANDARD
-                .decode(body)
-                .map_err(|e| EncryptedKeyError::Malformed(e.to_string()));
-        }
+        let Some(start) = pem.find(&begin) else {
+            continue;
+        };
+        let stop = pem[start..]
+            .find(&end)
+            .ok_or(EncryptedKeyError::NotEncryptedPem)?;
+        let block = &pem[start..start + stop + end.len()];
+        return pem_rfc7468::decode_vec(block.as_bytes())
+            .map(|(_, der)| der)
+            .map_err(|e| EncryptedKeyError::Malformed(e.to_string()));
     }
     Err(EncryptedKeyError::NotEncryptedPem)
 }
@@ -299,7 +295,7 @@ mod tests {
         let json = pem_decode(&pair.private_pem).unwrap();
         let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         v["kdf"]["params"]["N"] = serde_json::json!(1u64 << 30);
-        let pem = pem_encode(SIGSTORE_PEM_LABEL, &serde_json::to_vec(&v).unwrap());
+        let pem = pem_encode(SIGSTORE_PEM_LABEL, &serde_json::to_vec(&v).unwrap()).unwrap();
         assert!(matches!(
             decrypt_private_key(&pem, pair.password.as_bytes()),
             Err(EncryptedKeyError::Unsupported { .. })

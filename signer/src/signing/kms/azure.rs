@@ -222,7 +222,8 @@ impl Azure {
                     512 => "RS512",
                     _ => "RS256",
                 };
-                (spki_rsa(&n, &part("e")?), alg, false)
+                let der = spki_rsa(&n, &part("e")?).map_err(|e| self.named.remote(e))?;
+                (der, alg, false)
             }
             other => {
                 return Err(self

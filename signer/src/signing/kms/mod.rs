@@ -159,37 +159,7 @@ pub fn key_ttl() -> std::time::Duration {
     std::time::Duration::from_secs(seconds)
 }
 
-/// SPKI DER from a PEM `PUBLIC KEY` block.
-pub fn spki_from_pem(pem: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine as _;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(str::trim)
-        .collect();
-    if !pem.contains("BEGIN PUBLIC KEY") {
-        return Err("not a PEM PUBLIC KEY".to_owned());
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|e| format!("public key PEM: {e}"))
-}
-
-/// SPKI DER of a raw 32-byte Ed25519 public key.
-pub fn spki_from_ed25519(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.len() != 32 {
-        return Err(format!(
-            "an Ed25519 public key has 32 bytes, not {}",
-            raw.len()
-        ));
-    }
-    // SEQUENCE { SEQUENCE { OID 1.3.101.112 } BIT STRING { key } }
-    let mut der = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    der.extend_from_slice(raw);
-    Ok(der)
-}
+pub use der::{spki_from_ed25519, spki_from_pem};
 
 #[cfg(test)]
 mod tests {
@@ -218,18 +188,5 @@ mod tests {
             err.contains("unknown scheme") && err.contains("k8s://ns/secret"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn ed25519_spki_is_the_rfc8410_encoding() {
-        let der = spki_from_ed25519(&[7u8; 32]).unwrap();
-        assert_eq!(der.len(), 44);
-        assert_eq!(
-            &der[..12],
-            &[
-                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00
-            ]
-        );
-        assert!(spki_from_ed25519(&[0u8; 31]).is_err());
     }
 }

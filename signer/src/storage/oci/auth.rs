@@ -24,9 +24,9 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// One entry of a docker config: where it applies and what it holds.
+/// One login of a docker config (an `auths` entry): where it applies and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct Login {
     /// Host pattern, e.g. `registry.local:5000` or `*.example.com`.
     host: String,
     /// Repository path prefix, possibly empty.
@@ -71,9 +71,9 @@ fn split_key(key: &str) -> (String, String) {
     (host.to_ascii_lowercase(), path.to_owned())
 }
 
-/// Reads the entries of a pull secret's data: `.dockerconfigjson` (`{"auths": {...}}`) or
-/// `.dockercfg` (the map itself). Unreadable entries are skipped.
-pub fn entries_of(data: &[u8]) -> Vec<Entry> {
+/// Reads the logins of a pull secret's data: `.dockerconfigjson` (`{"auths": {...}}`) or
+/// `.dockercfg` (the map itself). Unreadable logins are skipped.
+pub fn logins_of(data: &[u8]) -> Vec<Login> {
     let Ok(doc) = serde_json::from_slice::<Value>(data) else {
         return Vec::new();
     };
@@ -83,7 +83,7 @@ pub fn entries_of(data: &[u8]) -> Vec<Entry> {
         .flatten()
         .filter_map(|(key, value)| {
             let (host, path) = split_key(key);
-            Some(Entry {
+            Some(Login {
                 host,
                 path,
                 credential: credential_of(value)?,
@@ -138,10 +138,10 @@ fn path_matches(prefix: &str, repository: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// The credential for `image` from `entries` (in the order their secrets were found): the
+/// The credential for `image` from `logins` (in the order their secrets were found): the
 /// matching entry with the longest path, the earliest among equals.
-pub fn credential_for<'a>(entries: &'a [Entry], image: &ImageRef) -> Option<&'a Credential> {
-    entries
+pub fn credential_for<'a>(logins: &'a [Login], image: &ImageRef) -> Option<&'a Credential> {
+    logins
         .iter()
         .enumerate()
         .filter(|(_, e)| {
@@ -168,13 +168,13 @@ mod tests {
         serde_json::to_vec(&serde_json::json!({"auths": map})).unwrap()
     }
 
-    fn user(entries: &[Entry], url: &str) -> Option<String> {
-        credential_for(entries, &ImageRef::new(url, D).unwrap()).map(|c| c.username.clone())
+    fn user(logins: &[Login], url: &str) -> Option<String> {
+        credential_for(logins, &ImageRef::new(url, D).unwrap()).map(|c| c.username.clone())
     }
 
     #[test]
     fn the_most_specific_matching_entry_wins() {
-        let entries = entries_of(&config(&[
+        let logins = logins_of(&config(&[
             ("registry.local:5000", "any", "p"),
             ("registry.local:5000/team", "team", "p"),
             ("https://registry.local:5000/team/app/", "app", "p"),
@@ -182,40 +182,37 @@ mod tests {
             ("https://index.docker.io/v1/", "hub", "p"),
         ]));
         assert_eq!(
-            user(&entries, "registry.local:5000/team/app").as_deref(),
+            user(&logins, "registry.local:5000/team/app").as_deref(),
             Some("app")
         );
         assert_eq!(
-            user(&entries, "registry.local:5000/team/other").as_deref(),
+            user(&logins, "registry.local:5000/team/other").as_deref(),
             Some("team")
         );
         assert_eq!(
-            user(&entries, "registry.local:5000/teamx/app").as_deref(),
+            user(&logins, "registry.local:5000/teamx/app").as_deref(),
             Some("any")
         );
         assert_eq!(
-            user(&entries, "registry.local/team/app"),
+            user(&logins, "registry.local/team/app"),
             None,
             "port must match"
         );
+        assert_eq!(user(&logins, "eu.example.com/app").as_deref(), Some("wild"));
         assert_eq!(
-            user(&entries, "eu.example.com/app").as_deref(),
-            Some("wild")
-        );
-        assert_eq!(
-            user(&entries, "a.eu.example.com/app"),
+            user(&logins, "a.eu.example.com/app"),
             None,
             "* is one label"
         );
-        assert_eq!(user(&entries, "busybox").as_deref(), Some("hub"));
+        assert_eq!(user(&logins, "busybox").as_deref(), Some("hub"));
     }
 
     #[test]
     fn dockercfg_and_username_password_forms_are_read() {
         let legacy = br#"{"registry.local": {"username": "u", "password": "p"}}"#;
-        let entries = entries_of(legacy);
-        assert_eq!(user(&entries, "registry.local/app").as_deref(), Some("u"));
-        assert!(entries_of(b"not json").is_empty());
+        let logins = logins_of(legacy);
+        assert_eq!(user(&logins, "registry.local/app").as_deref(), Some("u"));
+        assert!(logins_of(b"not json").is_empty());
     }
 
     #[test]
@@ -226,14 +223,14 @@ mod tests {
         assert!(!glob("a*z", "aé"));
         assert!(!glob("é*", "e"));
         // A wildcard entry against a registry name that is not ASCII (a run's result).
-        let entries = entries_of(&config(&[("*.example.com", "wild", "p")]));
+        let logins = logins_of(&config(&[("*.example.com", "wild", "p")]));
         let image = ImageRef {
             registry: "ré.example.com".to_owned(),
             repository: "app".to_owned(),
             digest: D.to_owned(),
         };
         assert_eq!(
-            credential_for(&entries, &image).map(|c| c.username.as_str()),
+            credential_for(&logins, &image).map(|c| c.username.as_str()),
             Some("wild")
         );
     }
@@ -243,13 +240,13 @@ mod tests {
         fn credential_matching_never_panics(pattern in "\\PC{0,12}", host in "\\PC{0,12}", config in "\\PC{0,64}") {
             let _ = glob(&pattern, &host);
             let _ = host_matches(&pattern, &host);
-            let _ = entries_of(config.as_bytes());
+            let _ = logins_of(config.as_bytes());
         }
     }
 
     #[test]
     fn debug_output_hides_the_password() {
-        let entries = entries_of(&config(&[("r.local", "u", "s3cr3t")]));
-        assert!(!format!("{entries:?}").contains("s3cr3t"));
+        let logins = logins_of(&config(&[("r.local", "u", "s3cr3t")]));
+        assert!(!format!("{logins:?}").contains("s3cr3t"));
     }
 }

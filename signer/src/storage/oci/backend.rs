@@ -12,7 +12,7 @@ use super::layout::{
     SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING, dsse_bundle,
 };
 use super::reference::ImageRef;
-use super::{Kind, Push};
+use super::{Attachment, Push};
 use crate::run::Run;
 use crate::signing::SignError;
 use crate::signing::key::Certificate;
@@ -32,9 +32,9 @@ impl Backend for Oci {
     ) -> Result<(), SignError> {
         let layer = attestation_layer(run, config, attestation)?;
         let kind = if layer.media_type == DSSE_ENVELOPE {
-            Kind::Attestation
+            Attachment::Attestation
         } else {
-            Kind::Referrer
+            Attachment::Referrer
         };
         for image in attestation.images {
             out.pushes.push(Push {
@@ -61,7 +61,7 @@ impl Backend for Oci {
         out.pushes.push(Push {
             image: signature.image.clone(),
             target: stored_at(run, config, signature.image)?,
-            kind: Kind::Signature,
+            kind: Attachment::Signature,
             layer: Layer {
                 media_type: SIMPLE_SIGNING,
                 data: signature.payload.to_vec(),

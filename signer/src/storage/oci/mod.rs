@@ -10,14 +10,14 @@ pub mod registry;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::{Api, Client};
 
-use auth::{Entry, entries_of};
+use auth::{Login, logins_of};
 use layout::Layer;
 use reference::ImageRef;
 use registry::{Clients, RegistryError, Repository};
 
 /// Where cosign looks for an artifact: `.sig` (image signatures) or `.att` (attestations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum Attachment {
     Signature,
     Attestation,
     /// A Sigstore bundle pushed as an OCI 1.1 referrer of the image
@@ -32,28 +32,28 @@ pub struct Push {
     pub image: ImageRef,
     /// Where its `.sig`/`.att` live: next to it, or in `storage.oci.repository`.
     pub target: ImageRef,
-    pub kind: Kind,
+    pub kind: Attachment,
     pub layer: Layer,
 }
 
 impl Push {
     fn tag(&self) -> String {
         match self.kind {
-            Kind::Signature => self.target.signature_tag(),
-            Kind::Attestation => self.target.attestation_tag(),
+            Attachment::Signature => self.target.signature_tag(),
+            Attachment::Attestation => self.target.attestation_tag(),
             // The referrers tag schema's fallback tag.
-            Kind::Referrer => self.target.digest.replacen(':', "-", 1),
+            Attachment::Referrer => self.target.digest.replacen(':', "-", 1),
         }
     }
 }
 
-/// Pull-secret entries of a ServiceAccount: its `imagePullSecrets`, then its `secrets`.
-/// Missing objects give no entries; other API errors are returned.
-pub async fn service_account_entries(
+/// Pull-secret logins of a ServiceAccount: its `imagePullSecrets`, then its `secrets`.
+/// Missing objects give no logins; other API errors are returned.
+pub async fn service_account_logins(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<Vec<Entry>, kube::Error> {
+) -> Result<Vec<Login>, kube::Error> {
     let Some(account) = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await?
@@ -73,7 +73,7 @@ pub async fn service_account_entries(
                 .filter_map(|r| r.name),
         );
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    let mut entries = Vec::new();
+    let mut logins = Vec::new();
     for name in names {
         let Some(secret) = secrets.get_opt(&name).await? else {
             continue;
@@ -81,11 +81,11 @@ pub async fn service_account_entries(
         let data = secret.data.unwrap_or_default();
         for key in [".dockerconfigjson", ".dockercfg"] {
             if let Some(bytes) = data.get(key) {
-                entries.extend(entries_of(&bytes.0));
+                logins.extend(logins_of(&bytes.0));
             }
         }
     }
-    Ok(entries)
+    Ok(logins)
 }
 
 /// Pushes a Sigstore bundle as a referrer of `subject`. Where the registry has no referrers
@@ -136,7 +136,7 @@ async fn push_referrer(
 /// missing.
 pub async fn push_all(
     clients: &Clients,
-    entries: &[Entry],
+    logins: &[Login],
     pushes: &[Push],
     insecure: bool,
 ) -> Result<usize, RegistryError> {
@@ -156,7 +156,7 @@ pub async fn push_all(
                         clients,
                         &image.registry,
                         &image.repository,
-                        auth::credential_for(entries, image).cloned(),
+                        auth::credential_for(logins, image).cloned(),
                         insecure,
                     )
                 });
@@ -179,7 +179,7 @@ pub async fn push_all(
         };
         let target = repository(&push.target);
         let tag = push.tag();
-        if push.kind == Kind::Referrer {
+        if push.kind == Attachment::Referrer {
             written += usize::from(push_referrer(target, &subject, push, &tag).await?);
             continue;
         }
@@ -216,7 +216,7 @@ pub(crate) async fn push_for_run(
     let read = |namespace: &str, name: &str| {
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
         async move {
-            service_account_entries(registries.client, &namespace, &name)
+            service_account_logins(registries.client, &namespace, &name)
                 .await
                 .map_err(|e| {
                     failed(format!(
@@ -225,19 +225,19 @@ pub(crate) async fn push_for_run(
                 })
         }
     };
-    let mut entries = read(&run.namespace, &run.service_account()).await?;
+    let mut logins = read(&run.namespace, &run.service_account()).await?;
     let uncovered = pushes.iter().any(|p| {
         [&p.image, &p.target]
             .iter()
-            .any(|image| auth::credential_for(&entries, image).is_none())
+            .any(|image| auth::credential_for(&logins, image).is_none())
     });
     if uncovered {
         let (own_ns, own_name) = registries.own_account;
-        entries.extend(read(own_ns, own_name).await?);
+        logins.extend(read(own_ns, own_name).await?);
     }
     let written = push_all(
         registries.clients,
-        &entries,
+        &logins,
         pushes,
         config.storage.oci_insecure,
     )
