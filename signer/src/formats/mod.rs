@@ -8,12 +8,18 @@ pub use slsa_v02::slsa_v02_statement;
 
 use serde_json::Value;
 
+use crate::run::extract::RunArtifacts;
 use crate::run::{Run, RunKind};
 use signet_config::{ArtifactFormat, SignerConfig};
 
 /// The statement for `run` in the format the config asks for. `children` are a
-/// PipelineRun's child TaskRuns (empty for a TaskRun).
-pub fn statement(run: &Run, children: &[Run], config: &SignerConfig) -> Value {
+/// PipelineRun's child TaskRuns (empty for a TaskRun), `artifacts` what they built and used.
+pub fn statement(
+    run: &Run,
+    children: &[Run],
+    artifacts: &RunArtifacts,
+    config: &SignerConfig,
+) -> Value {
     let (format, deep) = match run.kind {
         RunKind::TaskRun => (config.taskrun.format, false),
         RunKind::PipelineRun => (
@@ -23,12 +29,12 @@ pub fn statement(run: &Run, children: &[Run], config: &SignerConfig) -> Value {
     };
     let (builder, build_type) = (&config.builder_id, config.build_type);
     match format {
-        ArtifactFormat::InToto => slsa_v02_statement(run, children, builder, deep),
+        ArtifactFormat::InToto => slsa_v02_statement(run, children, artifacts, builder, deep),
         ArtifactFormat::SlsaV2Alpha3 => {
-            slsa_v1_statement(run, children, builder, build_type, false, deep)
+            slsa_v1_statement(run, artifacts, builder, build_type, false, deep)
         }
         ArtifactFormat::SlsaV2Alpha4 => {
-            slsa_v1_statement(run, children, builder, build_type, true, deep)
+            slsa_v1_statement(run, artifacts, builder, build_type, true, deep)
         }
     }
 }

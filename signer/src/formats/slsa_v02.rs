@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::run::Run;
-use crate::run::extract::{descriptors, extract_with_children};
+use crate::run::extract::{RunArtifacts, descriptors};
 
 /// The steps of a TaskRun as SLSA v0.2 `buildConfig.steps`.
 pub(crate) fn steps_of(run: &Run) -> Vec<Value> {
@@ -78,10 +78,16 @@ fn task_entry(parent: &Run, child: &Run) -> Value {
     })
 }
 
-/// The statement for `run` (with its child TaskRuns when it is a PipelineRun), with
-/// `builder_id` as the builder; `deep` also takes the children's subjects.
-pub fn slsa_v02_statement(run: &Run, children: &[Run], builder_id: &str, deep: bool) -> Value {
-    let extracted = extract_with_children(run, children, false, deep);
+/// The statement for `run` (with its child TaskRuns when it is a PipelineRun, and what
+/// they built and used: `artifacts`), with `builder_id` as the builder; `deep` also takes the
+/// children's subjects.
+pub fn slsa_v02_statement(
+    run: &Run,
+    children: &[Run],
+    artifacts: &RunArtifacts,
+    builder_id: &str,
+    deep: bool,
+) -> Value {
     let status = &run.object["status"];
     let parameters = parameters_of(run);
     let build_config = match run.kind {
@@ -94,7 +100,7 @@ pub fn slsa_v02_statement(run: &Run, children: &[Run], builder_id: &str, deep: b
     json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": "https://slsa.dev/provenance/v0.2",
-        "subject": descriptors(&extracted.subjects, "name"),
+        "subject": descriptors(&artifacts.subjects(false, deep), "name"),
         "predicate": {
             "builder": {"id": builder_id},
             "buildType": format!("tekton.dev/v1/{}", run.kind.kind()),
@@ -110,7 +116,7 @@ pub fn slsa_v02_statement(run: &Run, children: &[Run], builder_id: &str, deep: b
                 "completeness": {"parameters": false, "environment": false, "materials": false},
                 "reproducible": reproducible
             },
-            "materials": descriptors(&extracted.materials, "uri")
+            "materials": descriptors(&artifacts.materials(), "uri")
         }
     })
 }
@@ -131,6 +137,7 @@ mod tests {
         let actual = serde_json::to_string_pretty(&slsa_v02_statement(
             &run,
             &[],
+            &RunArtifacts::of(&run, &[]),
             "https://tekton.dev/chains/v2",
             false,
         ))
@@ -157,7 +164,15 @@ mod pipelinerun_tests {
         };
         let run = Run::from_object(RunKind::PipelineRun, read("pipelinerun-release.json"));
         let child = Run::from_object(RunKind::TaskRun, read("taskrun-kaniko.json"));
-        let statement = slsa_v02_statement(&run, &[child], "https://tekton.dev/chains/v2", false);
+        let children = [child];
+        let artifacts = RunArtifacts::of(&run, &children);
+        let statement = slsa_v02_statement(
+            &run,
+            &children,
+            &artifacts,
+            "https://tekton.dev/chains/v2",
+            false,
+        );
         let actual = serde_json::to_string_pretty(&statement).unwrap() + "\n";
         let path = dir.join("pipelinerun-release.slsa-v02.json");
         if std::env::var_os("SIGNET_BLESS").is_some() {

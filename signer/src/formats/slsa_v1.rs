@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::run::Run;
 use crate::run::RunKind;
-use crate::run::extract::{descriptors, extract_with_children};
+use crate::run::extract::{RunArtifacts, descriptors};
 use signet_config::BuildType;
 
 fn byproduct(name: &str, value: &Value) -> Value {
@@ -17,17 +17,17 @@ fn byproduct(name: &str, value: &Value) -> Value {
     json!({"name": name, "mediaType": "application/json", "content": STANDARD.encode(content)})
 }
 
-/// The statement for `run` (with its child TaskRuns when it is a PipelineRun). `v2alpha4`
+/// The statement for `run`, with what it (and a PipelineRun's child TaskRuns) built and used:
+/// `artifacts`. `v2alpha4`
 /// selects the stricter subject rule and step results; `deep` takes the children's subjects.
 pub fn slsa_v1_statement(
     run: &Run,
-    children: &[Run],
+    artifacts: &RunArtifacts,
     builder_id: &str,
     build_type: BuildType,
     v2alpha4: bool,
     deep: bool,
 ) -> Value {
-    let extracted = extract_with_children(run, children, v2alpha4, deep);
     let results_prefix = match run.kind {
         RunKind::TaskRun => "taskRunResults",
         RunKind::PipelineRun => "pipelineRunResults",
@@ -58,14 +58,14 @@ pub fn slsa_v1_statement(
     };
     json!({
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": descriptors(&extracted.subjects, "name"),
+        "subject": descriptors(&artifacts.subjects(v2alpha4, deep), "name"),
         "predicateType": "https://slsa.dev/provenance/v1",
         "predicate": {
             "buildDefinition": {
                 "buildType": build_type.as_str(),
                 "externalParameters": {"runSpec": run.object["spec"].clone()},
                 "internalParameters": internal,
-                "resolvedDependencies": descriptors(&extracted.materials, "uri")
+                "resolvedDependencies": descriptors(&artifacts.materials(), "uri")
             },
             "runDetails": {
                 "builder": {"id": builder_id},
@@ -97,7 +97,7 @@ mod tests {
         ] {
             let statement = slsa_v1_statement(
                 &run,
-                &[],
+                &RunArtifacts::of(&run, &[]),
                 "https://tekton.dev/chains/v2",
                 BuildType::Slsa,
                 v2alpha4,

@@ -31,27 +31,59 @@ pub fn descriptors(list: &[Artifact], key: &str) -> Value {
     )
 }
 
-/// What a run and (for a PipelineRun) its child TaskRuns built and used: the run's own
-/// subjects (plus the children's with `deep`), and every material, sorted and de-duplicated.
-pub fn extract_with_children(
-    run: &Run,
-    children: &[Run],
-    only_build_artifacts: bool,
-    deep: bool,
-) -> Extracted {
-    let mut out = extract(run, only_build_artifacts);
-    for child in children {
-        let c = extract(child, only_build_artifacts);
-        out.materials.extend(c.materials);
-        if deep {
-            out.subjects.extend(c.subjects);
+/// What a run (and a PipelineRun's child TaskRuns) built and used, type-hinted once per run:
+/// the formats, image signing and every storage backend read this one value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunArtifacts {
+    own: Extracted,
+    children: Vec<Extracted>,
+}
+
+impl RunArtifacts {
+    pub fn of(run: &Run, children: &[Run]) -> Self {
+        Self {
+            own: extract(run),
+            children: children.iter().map(extract).collect(),
         }
     }
-    for list in [&mut out.subjects, &mut out.materials] {
-        list.sort();
-        list.dedup();
+
+    /// The run's subjects, with `deep` its children's too; `only_build` leaves out
+    /// `*ARTIFACT_OUTPUTS` not marked `isBuildArtifact` (SLSA v1.0 `v2alpha4`).
+    pub fn subjects(&self, only_build: bool, deep: bool) -> Vec<Artifact> {
+        let runs = self.with_children(deep);
+        sorted(runs.flat_map(|e| {
+            let others = (!only_build).then_some(&e.other_outputs);
+            e.subjects.iter().chain(others.into_iter().flatten())
+        }))
     }
-    out
+
+    /// Every material of the run and its children.
+    pub fn materials(&self) -> Vec<Artifact> {
+        sorted(self.with_children(true).flat_map(|e| &e.materials))
+    }
+
+    /// The images the run built, with `deep` its children's too.
+    pub fn images(&self, deep: bool) -> Vec<Artifact> {
+        sorted(self.with_children(deep).flat_map(|e| &e.images))
+    }
+
+    /// Results that were ignored (with why), the run's own first.
+    pub fn rejected(&self) -> impl Iterator<Item = &str> {
+        self.with_children(true)
+            .flat_map(|e| e.rejected.iter().map(String::as_str))
+    }
+
+    fn with_children(&self, children: bool) -> impl Iterator<Item = &Extracted> {
+        let children = if children { &self.children[..] } else { &[] };
+        std::iter::once(&self.own).chain(children)
+    }
+}
+
+fn sorted<'a>(artifacts: impl Iterator<Item = &'a Artifact>) -> Vec<Artifact> {
+    let mut list: Vec<Artifact> = artifacts.cloned().collect();
+    list.sort();
+    list.dedup();
+    list
 }
 
 /// Parses `alg:hex` with a known algorithm and the right length.
@@ -81,13 +113,17 @@ fn image_ref(r: &str) -> Option<Artifact> {
     (a.digest.contains_key("sha256") && !repo.is_empty()).then_some(a)
 }
 
-/// Subjects of a run and results that were ignored (with why), for logs.
+/// What one run's results and steps say it built and used.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Extracted {
-    pub subjects: Vec<Artifact>,
-    pub materials: Vec<Artifact>,
-    pub images: Vec<Artifact>,
-    pub rejected: Vec<String>,
+struct Extracted {
+    /// Images, `*ARTIFACT_URI`s and build `*ARTIFACT_OUTPUTS`.
+    subjects: Vec<Artifact>,
+    /// `*ARTIFACT_OUTPUTS` not marked `isBuildArtifact`.
+    other_outputs: Vec<Artifact>,
+    materials: Vec<Artifact>,
+    images: Vec<Artifact>,
+    /// Results that were ignored, with why.
+    rejected: Vec<String>,
 }
 
 fn string_of(v: &Value) -> Option<&str> {
@@ -95,7 +131,7 @@ fn string_of(v: &Value) -> Option<&str> {
 }
 
 /// Applies the type-hinting rules to `run`'s results.
-pub fn extract(run: &Run, only_build_artifacts: bool) -> Extracted {
+fn extract(run: &Run) -> Extracted {
     let results = run.results();
     let by_name: BTreeMap<&str, &Value> = results
         .iter()
@@ -145,12 +181,10 @@ pub fn extract(run: &Run, only_build_artifacts: bool) -> Extracted {
         } else if name.ends_with("ARTIFACT_OUTPUTS") {
             let build = value["isBuildArtifact"].as_str() == Some("true")
                 || value["isBuildArtifact"] == true;
-            if only_build_artifacts && !build {
-                continue;
-            }
             match (value["uri"].as_str(), value["digest"].as_str()) {
                 (Some(u), Some(d)) => match artifact(u, d) {
-                    Some(a) => out.subjects.push(a),
+                    Some(a) if build => out.subjects.push(a),
+                    Some(a) => out.other_outputs.push(a),
                     None => out.rejected.push(format!("{name}: invalid digest {d:?}")),
                 },
                 _ => out.rejected.push(format!("{name}: needs uri and digest")),
@@ -189,10 +223,6 @@ pub fn extract(run: &Run, only_build_artifacts: bool) -> Extracted {
         out.materials.push(image);
     }
     out.subjects.extend(out.images.iter().cloned());
-    for list in [&mut out.subjects, &mut out.materials, &mut out.images] {
-        list.sort();
-        list.dedup();
-    }
     out
 }
 
@@ -233,15 +263,16 @@ mod tests {
 
     #[test]
     fn image_results_become_subjects_and_step_images_materials() {
-        let out = extract(
+        let out = RunArtifacts::of(
             &run(&json!([
                 {"name": "IMAGE_URL", "value": "registry.local/app:v1"},
                 {"name": "IMAGE_DIGEST", "value": D2},
                 {"name": "IMAGES", "value": format!("registry.local/b@{D1}\nregistry.local/a@{D1}")}
             ])),
-            false,
+            &[],
         );
-        let names: Vec<&str> = out.subjects.iter().map(|a| a.uri.as_str()).collect();
+        let subjects = out.subjects(false, false);
+        let names: Vec<&str> = subjects.iter().map(|a| a.uri.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -250,22 +281,23 @@ mod tests {
                 "registry.local/b"
             ]
         );
-        assert_eq!(out.materials[0].uri, "oci://gcr.io/kaniko");
-        assert!(out.rejected.is_empty());
+        assert_eq!(out.images(false), subjects);
+        assert_eq!(out.materials()[0].uri, "oci://gcr.io/kaniko");
+        assert_eq!(out.rejected().count(), 0);
     }
 
     #[test]
     fn malformed_digests_are_rejected_not_used() {
-        let out = extract(
+        let out = RunArtifacts::of(
             &run(&json!([
                 {"name": "IMAGE_URL", "value": "registry.local/app"},
                 {"name": "IMAGE_DIGEST", "value": "sha256:abc"},
                 {"name": "IMAGES", "value": "registry.local/x:latest"}
             ])),
-            false,
+            &[],
         );
-        assert!(out.subjects.is_empty());
-        assert_eq!(out.rejected.len(), 2, "{:?}", out.rejected);
+        assert!(out.subjects(false, true).is_empty());
+        assert_eq!(out.rejected().count(), 2, "{out:?}");
     }
 
     #[test]
@@ -276,12 +308,30 @@ mod tests {
             {"name": "CHAINS-GIT_URL", "value": "https://git.local/repo"},
             {"name": "CHAINS-GIT_COMMIT", "value": "0123456789abcdef0123456789abcdef01234567"}
         ]);
-        assert_eq!(extract(&run(&results), false).subjects.len(), 2);
-        assert_eq!(extract(&run(&results), true).subjects.len(), 1);
-        let git = &extract(&run(&results), true).materials;
+        let out = RunArtifacts::of(&run(&results), &[]);
+        assert_eq!(out.subjects(false, false).len(), 2);
+        assert_eq!(out.subjects(true, false).len(), 1);
+        let git = &out.materials();
         assert!(
             git.iter()
                 .any(|m| m.uri == "git+https://git.local/repo.git")
         );
+    }
+
+    #[test]
+    fn children_add_materials_always_and_subjects_only_when_deep() {
+        let parent = run(&json!([{"name": "IMAGES", "value": format!("registry.local/p@{D1}")}]));
+        let child = run(&json!([
+            {"name": "IMAGES", "value": format!("registry.local/c@{D2}")},
+            {"name": "CHAINS-GIT_URL", "value": "https://git.local/repo.git"},
+            {"name": "CHAINS-GIT_COMMIT", "value": "0123456789abcdef0123456789abcdef01234567"}
+        ]));
+        let out = RunArtifacts::of(&parent, &[child]);
+        assert_eq!(out.subjects(false, false).len(), 1);
+        assert_eq!(out.subjects(false, true).len(), 2);
+        assert_eq!(out.images(false).len(), 1);
+        assert_eq!(out.images(true).len(), 2);
+        // The step image, once though both runs report it, and the child's git material.
+        assert_eq!(out.materials().len(), 2, "{:?}", out.materials());
     }
 }

@@ -18,7 +18,7 @@ use signet_config::{OciEncoding, SignerConfig, SignerKind, StorageBackend};
 
 use crate::annotations::ANNOTATION_PREFIX;
 use crate::formats::statement;
-use crate::run::extract::extract;
+use crate::run::extract::RunArtifacts;
 use crate::run::{Run, RunKind};
 use crate::storage::oci::layout::simple_signing_payload;
 use crate::storage::oci::reference::ImageRef;
@@ -75,16 +75,10 @@ impl SignError {
     }
 }
 
-/// The images a run reports (and, for a PipelineRun with deep inspection, its children's),
-/// each checked as a reference.
-fn images_of(run: &Run, children: &[Run], deep: bool) -> Result<Vec<ImageRef>, SignError> {
-    let mut found: Vec<_> = extract(run, false).images;
-    if deep {
-        for child in children {
-            found.extend(extract(child, false).images);
-        }
-    }
-    let mut images = found
+/// The images a run built (with `deep`, its children's too), each checked as a reference.
+fn images_of(run: &Run, artifacts: &RunArtifacts, deep: bool) -> Result<Vec<ImageRef>, SignError> {
+    let mut images = artifacts
+        .images(deep)
         .iter()
         .map(|a| {
             let digest = format!(
@@ -219,7 +213,9 @@ pub async fn sign_run(
         .iter()
         .map(|kind| backend(run, *kind))
         .collect::<Result<Vec<_>, _>>()?;
-    let statement = statement(run, children, config);
+    // Type hinting runs once: the statement and the image signatures read the same value.
+    let artifacts = RunArtifacts::of(run, children);
+    let statement = statement(run, children, &artifacts, config);
     let payload = serde_json::to_vec(&statement).map_err(|e| SignError::Other {
         run: run.id(),
         message: e.to_string(),
@@ -233,7 +229,7 @@ pub async fn sign_run(
     let envelope_json = signed_envelope(run, run_key, &payload).await?;
     let entry = record_attestation(run, tlog, run_key, run_certificate, &envelope_json).await?;
     let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
-    let images = images_of(run, children, deep)?;
+    let images = images_of(run, &artifacts, deep)?;
     let mut out = Signed::default();
     if let (Some(entry), Some(tlog)) = (&entry, tlog) {
         out.annotations.insert(
