@@ -1,3 +1,4 @@
+// Over 450 lines: the signing half of the CR, each field with the user documentation the CRD schema and docs/reference carry.
 //! What is signed and how: artifacts, provenance, storage backends, keys, keyless, KMS,
 //! transparency and filters. Field meanings follow Tekton Chains' `chains-config` keys.
 

@@ -220,68 +220,143 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
     drop(stack);
 }
 
-/// A registry answering normally, throttling once or slowly: signed, and cosign verifies the
-/// image; answering 503: failed naming the registry. One that sends a blob upload to another
-/// host: that host gets the upload but never the registry's credential, and the run fails
-/// naming the registry instead of being marked signed.
-#[tokio::test]
-async fn registry_credentials_never_reach_another_host() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let pid = std::process::id();
-    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&format!("https://{}", env.registry)))
-        .await
-        .unwrap();
-    // Another loopback host: it records what it gets and asks for credentials.
-    let elsewhere = FaultProxy::start(env, "127.0.0.2", None).await.unwrap();
-    elsewhere.set(vec![Rule::new(Fault::Status(401, None))]);
-    let signer_ns = format!("signet-e2e-hostile-oci-{pid}");
-    let base = json!({
-        "artifacts": {"taskRun": {"storage": ["tekton"]}, "oci": {"storage": ["oci"]}},
-        "storage": {"oci": {"insecure": true}},
-    });
-    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
-    let signer = stack.signer(&admin, env).await;
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "hostile-oci").await.unwrap();
-    login_to(&admin, env, work.name(), &proxy.authority).await;
-    let dir = std::env::temp_dir().join(format!("signet-hostile-{pid}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("signet.pub");
-    std::fs::write(&key, &stack.public_key).unwrap();
+/// A signer that reaches the test registry through a fault proxy, with the registry's login
+/// in the run namespace's pull secret, and another loopback host that records what reaches
+/// it (and asks for credentials). One per registry test; the tests take turns.
+struct RegistryScene {
+    env: &'static TestEnv,
+    admin: kube::Client,
+    proxy: FaultProxy,
+    elsewhere: FaultProxy,
+    work: TestNamespace,
+    dir: std::path::PathBuf,
+    /// Signet's public key, as a file for cosign.
+    key: std::path::PathBuf,
+    repo: String,
+    /// The image's name through the proxy, as the runs report it.
+    through: String,
+    signer: OperatorProcess,
+    _stack: Stack,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
 
-    // 1. Through the proxy, answered as the registry answers: signed, and verifiable.
-    let repo = format!("hostile/app-{pid}");
-    let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
-        .await
-        .unwrap();
-    let through = format!("{}/{repo}:latest", proxy.authority);
-    build_run(
-        &admin,
-        work.name(),
-        "normal",
-        &through,
-        &digest,
-        None,
-        FINISHED,
-    )
-    .await;
-    wait_signed(&admin, work.name(), "normal", log).await;
-    let pinned = format!("{}/{repo}@{digest}", env.registry);
-    assert_ok(
-        &verify_pinned(env, key.to_str().unwrap(), &pinned, &[]),
-        "cosign verify",
-    );
-    let authorized = proxy
+impl RegistryScene {
+    async fn up(name: &str) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let pid = std::process::id();
+        let upstream = format!("https://{}", env.registry);
+        let proxy = FaultProxy::start(env, "127.0.0.1", Some(&upstream))
+            .await
+            .unwrap();
+        let elsewhere = FaultProxy::start(env, "127.0.0.2", None).await.unwrap();
+        elsewhere.set(vec![Rule::new(Fault::Status(401, None))]);
+        let base = json!({
+            "artifacts": {"taskRun": {"storage": ["tekton"]}, "oci": {"storage": ["oci"]}},
+            "storage": {"oci": {"insecure": true}},
+        });
+        let signer_ns = format!("signet-e2e-hostile-{name}-{pid}");
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        let signer = stack.signer(&admin, env).await;
+        let work = TestNamespace::create(&admin, &format!("hostile-{name}"))
+            .await
+            .unwrap();
+        login_to(&admin, env, work.name(), &proxy.authority).await;
+        let dir = std::env::temp_dir().join(format!("signet-hostile-{name}-{pid}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("signet.pub");
+        std::fs::write(&key, &stack.public_key).unwrap();
+        let repo = format!("hostile/{name}-{pid}");
+        let through = format!("{}/{repo}:latest", proxy.authority);
+        Self {
+            env,
+            admin,
+            proxy,
+            elsewhere,
+            work,
+            dir,
+            key,
+            repo,
+            through,
+            signer,
+            _stack: stack,
+            _turn: turn,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.signer.log_text()
+    }
+
+    /// A new image in the test registry, tagged `tag`; its digest.
+    async fn image(&self, tag: &str) -> String {
+        signet_e2e::registry::push_random_image(self.env, &self.repo, tag)
+            .await
+            .unwrap()
+    }
+
+    /// A finished TaskRun `name` that built `digest` (reported through the proxy).
+    async fn built(&self, name: &str, digest: &str) {
+        build_run(
+            &self.admin,
+            self.work.name(),
+            name,
+            &self.through,
+            digest,
+            None,
+            FINISHED,
+        )
+        .await;
+    }
+
+    async fn signed(&self, name: &str) {
+        wait_signed(&self.admin, self.work.name(), name, || self.log()).await;
+    }
+
+    async fn fails(&self, name: &str) -> String {
+        let reason = assert_fails(&self.admin, self.work.name(), name, || self.log()).await;
+        assert!(reason.contains(&self.proxy.authority), "{name}: {reason}");
+        reason
+    }
+
+    /// `cosign verify` of `digest` in the registry itself with `key`.
+    fn verify(&self, key: &std::path::Path, digest: &str) -> std::process::Output {
+        let pinned = format!("{}/{}@{digest}", self.env.registry, self.repo);
+        verify_pinned(self.env, key.to_str().unwrap(), &pinned, &[])
+    }
+}
+
+impl Drop for RegistryScene {
+    fn drop(&mut self) {
+        assert!(!self.log().contains("panicked"));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Through the proxy, answered as the registry answers: signed, cosign verifies, and the
+/// registry itself got the credential.
+#[tokio::test]
+async fn a_registry_answering_normally_gets_the_credential_and_the_signature() {
+    let scene = RegistryScene::up("normal").await;
+    let digest = scene.image("latest").await;
+    scene.built("normal", &digest).await;
+    scene.signed("normal").await;
+    assert_ok(&scene.verify(&scene.key, &digest), "cosign verify");
+    let authorized = scene
+        .proxy
         .seen()
         .iter()
         .filter(|s| s.headers.contains_key(http::header::AUTHORIZATION))
         .count();
     assert!(authorized > 0, "the registry itself gets the credential");
+}
 
-    // 2. A registry throttling once, answering slowly, or unavailable: signed (and verified)
-    //    or failed naming the registry — never marked signed without the signature stored.
+/// A registry throttling once or answering slowly: signed, and cosign verifies the image;
+/// answering 503: failed naming the registry, and nothing verifies.
+#[tokio::test]
+async fn a_registry_throttling_slow_or_unavailable_signs_or_fails_naming_it() {
+    let scene = RegistryScene::up("faults").await;
     let manifests = || {
         Rule::new(Fault::Status(200, None))
             .method(Method::PUT)
@@ -305,49 +380,38 @@ async fn registry_credentials_never_reach_another_host() {
         ),
     ];
     for (name, rule, want) in faults {
-        proxy.set(vec![rule]);
-        let digest = signet_e2e::registry::push_random_image(env, &repo, name)
-            .await
-            .unwrap();
-        build_run(&admin, work.name(), name, &through, &digest, None, FINISHED).await;
-        let pinned = format!("{}/{repo}@{digest}", env.registry);
+        scene.proxy.set(vec![rule]);
+        let digest = scene.image(name).await;
+        scene.built(name, &digest).await;
         if want == Outcome::Signed {
-            wait_signed(&admin, work.name(), name, log).await;
-            assert_ok(
-                &verify_pinned(env, key.to_str().unwrap(), &pinned, &[]),
-                name,
-            );
+            scene.signed(name).await;
+            assert_ok(&scene.verify(&scene.key, &digest), name);
         } else {
-            let reason = assert_fails(&admin, work.name(), name, log).await;
-            assert!(
-                reason.contains(&proxy.authority) && reason.contains("503"),
-                "{name}: {reason}"
-            );
-            assert!(
-                !verify_pinned(env, key.to_str().unwrap(), &pinned, &[])
-                    .status
-                    .success()
-            );
+            let reason = scene.fails(name).await;
+            assert!(reason.contains("503"), "{name}: {reason}");
+            assert!(!scene.verify(&scene.key, &digest).status.success());
         }
         eprintln!("registry {name}: {want:?}");
     }
+}
 
-    // 2b. An image its user signed first with cosign (their own key): Signet's run reads that
-    //     signature manifest back cut off or truncated. A read cut once is retried, and both
-    //     signatures verify; a read that stays truncated fails the run naming the registry,
-    //     and the user's signature is still there — nothing is rebuilt from half an answer.
-    let digest = signet_e2e::registry::push_random_image(env, &repo, "stored")
-        .await
-        .unwrap();
-    let pinned = format!("{}/{repo}@{digest}", env.registry);
-    let _ = cosign_key_pair(env, &dir, "user", &[]);
-    let user_key = dir.join("user.pub");
+/// An image its user signed first with cosign (their own key): Signet's run reads that
+/// signature manifest back cut off or truncated. A read cut once is retried, and both
+/// signatures verify; a read that stays truncated fails the run naming the registry, and the
+/// user's signature is still there — nothing is rebuilt from half an answer.
+#[tokio::test]
+async fn a_signature_manifest_read_back_cut_or_truncated_loses_no_signature() {
+    let scene = RegistryScene::up("reads").await;
+    let digest = scene.image("stored").await;
+    let pinned = format!("{}/{}@{digest}", scene.env.registry, scene.repo);
+    let _ = cosign_key_pair(scene.env, &scene.dir, "user", &[]);
+    let user_key = scene.dir.join("user.pub");
     let out = cosign_registry(
-        env,
+        scene.env,
         &[
             "sign",
             "--key",
-            dir.join("user.key").to_str().unwrap(),
+            scene.dir.join("user.key").to_str().unwrap(),
             "--yes",
             "--tlog-upload=false",
             "--new-bundle-format=false",
@@ -370,45 +434,37 @@ async fn registry_credentials_never_reach_another_host() {
             Outcome::Failed,
         ),
     ] {
-        proxy.set(vec![rule]);
-        build_run(&admin, work.name(), name, &through, &digest, None, FINISHED).await;
+        scene.proxy.set(vec![rule]);
+        scene.built(name, &digest).await;
         let said = if want == Outcome::Signed {
-            wait_signed(&admin, work.name(), name, log).await;
+            scene.signed(name).await;
             String::new()
         } else {
-            let reason = assert_fails(&admin, work.name(), name, log).await;
-            assert!(reason.contains(&proxy.authority), "{name}: {reason}");
-            reason
+            scene.fails(name).await
         };
-        for (whose, key) in [("Signet's", &key), ("the user's", &user_key)] {
-            let out = verify_pinned(env, key.to_str().unwrap(), &pinned, &[]);
+        for (whose, key) in [("Signet's", &scene.key), ("the user's", &user_key)] {
+            let out = scene.verify(key, &digest);
             assert_ok(&out, &format!("{name}: cosign verify ({whose} signature)"));
         }
         eprintln!("registry {name}: {want:?} {said}; Signet's and the user's signatures verify");
     }
+}
 
-    // 3. Upload starts answered with a Location on another host.
-    proxy.set(vec![
-        Rule::new(Fault::LocationTo(elsewhere.authority.clone()))
+/// Upload starts answered with a `Location` on another host: that host gets the upload but
+/// never the registry's credential, and the run fails naming the registry instead of being
+/// marked signed.
+#[tokio::test]
+async fn registry_credentials_never_reach_another_host() {
+    let scene = RegistryScene::up("redirect").await;
+    scene.proxy.set(vec![
+        Rule::new(Fault::LocationTo(scene.elsewhere.authority.clone()))
             .method(Method::POST)
             .path("/blobs/uploads/"),
     ]);
-    let digest = signet_e2e::registry::push_random_image(env, &repo, "second")
-        .await
-        .unwrap();
-    build_run(
-        &admin,
-        work.name(),
-        "redirected",
-        &through,
-        &digest,
-        None,
-        FINISHED,
-    )
-    .await;
-    let reason = assert_fails(&admin, work.name(), "redirected", log).await;
-    assert!(reason.contains(&proxy.authority), "{reason}");
-    let seen = elsewhere.seen();
+    let digest = scene.image("second").await;
+    scene.built("redirected", &digest).await;
+    let reason = scene.fails("redirected").await;
+    let seen = scene.elsewhere.seen();
     assert!(
         !seen.is_empty(),
         "the upload never went to the other host: {reason}"
@@ -419,16 +475,13 @@ async fn registry_credentials_never_reach_another_host() {
             "{} {} reached {} with the registry's credential",
             request.method,
             request.path,
-            elsewhere.authority
+            scene.elsewhere.authority
         );
     }
     eprintln!(
         "redirected uploads: {} requests to the other host, none with a credential; run failed: {reason}",
         seen.len()
     );
-    assert!(!log().contains("panicked"));
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A pull secret for `registry` (the proxy's address) with the test registry's login, on the

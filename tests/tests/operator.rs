@@ -1,6 +1,7 @@
 //! The operator end to end: the real binary, authenticated as its own ServiceAccount, against
-//! the real control plane. One SignetConfig may exist per cluster, so the scenarios run in
-//! order inside one test; API-server validation uses dry-run creates and runs alongside.
+//! the real control plane. One SignetConfig may exist per cluster, so the scenarios take
+//! turns, each with its own rollout (`Rolled`); API-server validation uses dry-run creates
+//! and runs alongside.
 
 // Helpers here are test code too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -186,59 +187,109 @@ async fn api_server_rejects_invalid_signetconfigs_naming_the_rule() {
     }
 }
 
-#[tokio::test]
-#[allow(clippy::too_many_lines)]
-async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
-    let _serial = OPERATORS.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    install_crd(&admin).await.unwrap();
-    let identity = install_operator_rbac(&admin).await.unwrap();
-    let operator = OperatorProcess::start(env, &identity).unwrap();
-    let log = || operator.log_text();
-    let ns1 = format!("signet-e2e-{}", std::process::id());
-    let ns2 = format!("{ns1}-b");
-    let ns3 = format!("{ns1}-c");
-    let _cleanup = ConfigCleanup {
-        env,
-        namespaces: vec![ns1.clone(), ns2.clone(), ns3.clone()],
-    };
-    let configs: Api<SignetConfig> = Api::all(admin.clone());
+/// The operator running as its own ServiceAccount, and a SignetConfig with
+/// `targetNamespace: signet-e2e-<name>-<pid>` rolled out and Ready. `also` names more
+/// namespaces (`<ns>-<suffix>`) a scenario uses, removed with the config at the end. Each
+/// scenario gets its own, in turn (one SignetConfig per cluster).
+struct Rolled {
+    env: &'static TestEnv,
+    admin: Client,
+    configs: Api<SignetConfig>,
+    ns: String,
+    /// The SignetConfig as it first turned Ready.
+    config: SignetConfig,
+    operator: OperatorProcess,
+    _cleanup: ConfigCleanup,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
 
-    // 1. A fresh SignetConfig rolls the signer out and reports Ready with a generated key.
-    apply_config(&admin, json!({"targetNamespace": ns1})).await;
-    let config = eventually("Ready=True", log, || async {
-        let c = configs.get("config").await.ok()?;
-        (condition(&c, "Ready")?.0 == "True").then_some(c)
-    })
-    .await;
+impl Rolled {
+    async fn up(name: &str, also: &[&str]) -> Self {
+        let serial = OPERATORS.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        install_crd(&admin).await.unwrap();
+        let identity = install_operator_rbac(&admin).await.unwrap();
+        let operator = OperatorProcess::start(env, &identity).unwrap();
+        let ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let mut namespaces = vec![ns.clone()];
+        namespaces.extend(also.iter().map(|suffix| format!("{ns}-{suffix}")));
+        let cleanup = ConfigCleanup { env, namespaces };
+        let configs: Api<SignetConfig> = Api::all(admin.clone());
+        apply_config(&admin, json!({"targetNamespace": ns})).await;
+        let config = eventually(
+            "Ready=True",
+            || operator.log_text(),
+            || async {
+                let c = configs.get("config").await.ok()?;
+                (condition(&c, "Ready")?.0 == "True").then_some(c)
+            },
+        )
+        .await;
+        Self {
+            env,
+            admin,
+            configs,
+            ns,
+            config,
+            operator,
+            _cleanup: cleanup,
+            _serial: serial,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.operator.log_text()
+    }
+
+    /// The generated signing Secret's data and its public key.
+    async fn generated_key(&self) -> (BTreeMap<String, ByteString>, String) {
+        let secret = Api::<Secret>::namespaced(self.admin.clone(), &self.ns)
+            .get("signing-secrets")
+            .await
+            .unwrap();
+        let data = secret.data.clone().unwrap();
+        let public = String::from_utf8(data["cosign.pub"].0.clone()).unwrap();
+        (data, public)
+    }
+}
+
+/// A fresh SignetConfig rolls the signer out and reports Ready with a generated key, whose
+/// public half is published in the status and a ConfigMap.
+#[tokio::test]
+async fn a_fresh_signetconfig_rolls_out_a_ready_signer_with_a_generated_key() {
+    let r = Rolled::up("fresh", &[]).await;
+    let (env, admin, ns1, config) = (r.env, &r.admin, &r.ns, &r.config);
+    let (data, public) = r.generated_key().await;
     let status = config.status.clone().unwrap();
     assert_eq!(
         status.identity.as_ref().unwrap().subject,
         format!("system:serviceaccount:{ns1}:signet-signer")
     );
     assert_eq!(status.identity.as_ref().unwrap().issuer, env.oidc_issuer);
-    let secret = Api::<Secret>::namespaced(admin.clone(), &ns1)
-        .get("signing-secrets")
-        .await
-        .unwrap();
-    let data = secret.data.clone().unwrap();
-    let public = String::from_utf8(data["cosign.pub"].0.clone()).unwrap();
     assert_eq!(status.public_key.as_deref(), Some(public.as_str()));
     assert!(
         String::from_utf8_lossy(&data["cosign.key"].0)
             .starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")
     );
-    let published = Api::<ConfigMap>::namespaced(admin.clone(), &ns1)
+    let published = Api::<ConfigMap>::namespaced(admin.clone(), ns1)
         .get("signet-public-key")
         .await
         .unwrap();
     assert_eq!(published.data.unwrap()["cosign.pub"], public);
-    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns1);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns1);
     let deployment = deployments.get("signet-signer").await.unwrap();
     assert_eq!(deployment.status.unwrap().ready_replicas, Some(1));
+}
 
-    // 2. The signer's RBAC is what it needs and nothing more.
+/// The signer's RBAC is what it needs and nothing more; limiting the signed namespaces limits
+/// where it reads Secrets.
+#[tokio::test]
+async fn the_signers_rbac_is_what_it_needs_and_nothing_more() {
+    let r = Rolled::up("rbac", &[]).await;
+    let (env, admin) = (r.env, &r.admin);
+    let ns1 = r.ns.clone();
+    let log = || r.log();
     assert!(can_i(env, &ns1, "patch", "taskruns.tekton.dev", None).await);
     assert!(can_i(env, &ns1, "watch", "pipelineruns.tekton.dev", None).await);
     assert!(can_i(env, &ns1, "get", "secrets", Some("default")).await);
@@ -272,7 +323,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     // Limiting the signed namespaces limits where the signer reads Secrets (registry
     // credentials): only there and in its own namespace; lifting the limit restores it.
     apply_config(
-        &admin,
+        admin,
         json!({"targetNamespace": ns1, "signer": {"namespaces": [ns1]}}),
     )
     .await;
@@ -286,7 +337,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         },
     )
     .await;
-    apply_config(&admin, json!({"targetNamespace": ns1})).await;
+    apply_config(admin, json!({"targetNamespace": ns1})).await;
     eventually("Secrets readable everywhere again", log, || async {
         can_i(env, &ns1, "get", "secrets", Some("default"))
             .await
@@ -302,8 +353,15 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
             .then_some(())
     })
     .await;
+}
 
-    // 3. A reconcile that finds everything as desired writes nothing.
+/// A reconcile that finds everything as desired writes nothing.
+#[tokio::test]
+async fn a_reconcile_that_finds_everything_as_desired_writes_nothing() {
+    let r = Rolled::up("idle", &[]).await;
+    let (admin, configs, operator) = (&r.admin, &r.configs, &r.operator);
+    let ns1 = r.ns.clone();
+    let log = || r.log();
     let versions = |admin: Client, ns: String| async move {
         let mut v = BTreeMap::new();
         for d in Api::<Deployment>::namespaced(admin.clone(), &ns)
@@ -386,8 +444,16 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         "the poke itself must have been written"
     );
     assert_eq!(after.status, configs.get("config").await.unwrap().status);
+}
 
-    // 4. A hot-reloaded key updates the ConfigMap without rolling the pods ...
+/// A hot-reloaded key updates the ConfigMap without rolling the pods, a restart-requiring
+/// one rolls them, and a deleted managed object comes back.
+#[tokio::test]
+async fn changes_reload_or_roll_the_signer_and_deleted_objects_come_back() {
+    let r = Rolled::up("changes", &[]).await;
+    let admin = &r.admin;
+    let ns1 = r.ns.clone();
+    let log = || r.log();
     let replicasets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &ns1);
     let sets_before = rs_names(
         &replicasets
@@ -397,7 +463,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
             .items,
     );
     apply_config(
-        &admin,
+        admin,
         json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"format": "slsa/v2alpha4"}}}),
     )
     .await;
@@ -420,7 +486,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     );
 
     // ... and a restart-requiring one (workload identity) rolls them.
-    apply_config(&admin, json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"format": "slsa/v2alpha4"}},
+    apply_config(admin, json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"format": "slsa/v2alpha4"}},
                                 "identity": {"aws": {"roleArn": "arn:aws:iam::123456789012:role/signer"}}})).await;
     eventually("a new ReplicaSet", log, || async {
         let sets = rs_names(&replicasets.list(&ListParams::default()).await.ok()?.items);
@@ -436,9 +502,17 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         cms.get_opt("signet-signer-config").await.ok().flatten()
     })
     .await;
+}
 
-    // 6. A spec the API server accepts but the operator cannot act on: Degraded, naming the
-    //    field, and the running signer is left alone.
+/// A spec the API server accepts but the operator cannot act on: Degraded, naming the field,
+/// and the running signer is left alone.
+#[tokio::test]
+async fn a_spec_the_operator_cannot_act_on_degrades_and_leaves_the_signer_alone() {
+    let r = Rolled::up("degraded", &[]).await;
+    let (admin, configs) = (&r.admin, &r.configs);
+    let ns1 = r.ns.clone();
+    let log = || r.log();
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns1);
     // The spec's generation, not the resourceVersion: the Deployment controller keeps
     // writing status while the previous rollout settles.
     let running = deployments
@@ -448,7 +522,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         .metadata
         .generation;
     apply_config(
-        &admin,
+        admin,
         json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"storage": ["gcs"]}}}),
     )
     .await;
@@ -474,11 +548,23 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         running,
         "an invalid spec changed the running signer"
     );
+}
 
+/// Moving `targetNamespace` keeps the generated key: it is copied, not minted anew, so
+/// verifiers holding the published public key keep working; the old namespace (ours) is
+/// removed.
+#[tokio::test]
+async fn moving_to_another_namespace_keeps_the_generated_key() {
+    let r = Rolled::up("move", &["c"]).await;
+    let (admin, configs) = (&r.admin, &r.configs);
+    let ns1 = r.ns.clone();
+    let log = || r.log();
+    let ns3 = format!("{ns1}-c");
+    let (data, public) = r.generated_key().await;
     // 7. Moving to another namespace keeps the generated key: it is copied, not minted anew,
     //    so verifiers holding the published public key keep working; the old namespace (ours)
     //    is removed.
-    apply_config(&admin, json!({"targetNamespace": ns3})).await;
+    apply_config(admin, json!({"targetNamespace": ns3})).await;
     eventually("Ready=True in the third namespace", log, || async {
         let c = configs.get("config").await.ok()?;
         let moved = c.status.as_ref()?.identity.as_ref()?.subject.contains(&ns3);
@@ -491,17 +577,19 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         .unwrap();
     assert_eq!(carried.data.as_ref(), Some(&data), "a new key was minted");
     assert_eq!(
-        published_key(&configs).await.as_deref(),
+        published_key(configs).await.as_deref(),
         Some(public.as_str())
     );
     let old_ns = Api::<Namespace>::all(admin.clone());
     namespace_deleted(&old_ns, &ns1, log).await;
+}
 
-    // 8. Moving to a namespace where the user keeps their own key: the key is untouched,
-    //    its public key is published, and the old namespace (ours) is removed.
+/// A namespace `ns` of the user's with their own cosign key in Secret `my-keys`: the Secret as
+/// sent, as created, and its public key.
+async fn users_own_key(admin: &Client, ns: &str) -> (Secret, Secret, String) {
     let user_ns = Namespace {
         metadata: ObjectMeta {
-            name: Some(ns2.clone()),
+            name: Some(ns.to_owned()),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
@@ -532,13 +620,32 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         ])),
         ..Secret::default()
     };
-    let secrets2: Api<Secret> = Api::namespaced(admin.clone(), &ns2);
+    let secrets2: Api<Secret> = Api::namespaced(admin.clone(), ns);
     let created = secrets2
         .create(&PostParams::default(), &user_secret)
         .await
         .unwrap();
+    (user_secret, created, pair.public_pem)
+}
+
+/// Moving to a namespace where the user keeps their own key leaves the key untouched and
+/// publishes its public key; deleting the SignetConfig then removes what the operator made,
+/// never the user's key, and takes the signer's finalizer off runs (no signer is left to do
+/// it), keeping others'.
+#[tokio::test]
+async fn a_users_own_key_is_never_written_and_uninstall_removes_only_ours() {
+    let r = Rolled::up("own-key", &["b"]).await;
+    let (admin, configs) = (&r.admin, &r.configs);
+    let ns1 = r.ns.clone();
+    let log = || r.log();
+    let ns2 = format!("{ns1}-b");
+    let old_ns = Api::<Namespace>::all(admin.clone());
+    // 8. Moving to a namespace where the user keeps their own key: the key is untouched,
+    //    its public key is published, and the old namespace (ours) is removed.
+    let (user_secret, created, user_public) = users_own_key(admin, &ns2).await;
+    let secrets2: Api<Secret> = Api::namespaced(admin.clone(), &ns2);
     apply_config(
-        &admin,
+        admin,
         json!({"targetNamespace": ns2, "signing": {"keys": {"secretName": "my-keys"}}}),
     )
     .await;
@@ -557,10 +664,10 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     assert_eq!(after.data, user_secret.data);
     assert!(after.owner_references().is_empty());
     assert_eq!(
-        published_key(&configs).await.as_deref(),
-        Some(pair.public_pem.as_str())
+        published_key(configs).await.as_deref(),
+        Some(user_public.as_str())
     );
-    namespace_deleted(&old_ns, &ns3, log).await;
+    namespace_deleted(&old_ns, &ns1, log).await;
 
     // 9. Deleting the SignetConfig removes what the operator made, never the user's key, and
     //    takes the signer's finalizer off runs (no signer is left to do it), keeping others'.
@@ -580,7 +687,7 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
     }))
     .unwrap();
     runs.create(&PostParams::default(), &held).await.unwrap();
-    delete_config(&configs, log).await;
+    delete_config(configs, log).await;
     let finalizers = runs.get("held").await.unwrap().finalizers().to_vec();
     assert_eq!(finalizers, ["example.com/theirs"], "{}", log());
     runs.patch(
@@ -609,7 +716,6 @@ async fn operator_rolls_out_keeps_and_cleans_up_the_signer() {
         user_secret.data
     );
     let _ = old_ns.delete(&ns2, &DeleteParams::default()).await;
-    drop(operator);
 }
 
 #[tokio::test]

@@ -1,3 +1,4 @@
+// Over 450 lines: SigV4, STS web identity and KMS in one client; issue 18 replaces it with aws-config + aws-sdk-kms.
 //! `awskms://[endpoint]/<key id | alias/name | key or alias ARN>`: an AWS KMS asymmetric key,
 //! over KMS's JSON API signed with Signature Version 4 (no SDK).
 //!

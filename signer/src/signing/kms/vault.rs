@@ -1,3 +1,4 @@
+// Over 450 lines: Vault transit with its four ways to a token (token, token file, JWT login, SPIFFE JWT-SVID) in one provider.
 //! `hashivault://<key>`: a Vault (or OpenBao) transit key.
 //!
 //! Address from `signers.kms.auth.address`, else `VAULT_ADDR`; the transit mount from

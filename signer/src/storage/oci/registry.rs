@@ -1,3 +1,4 @@
+// Over 450 lines: the distribution protocol a push needs in one client (auth challenges, tokens, blobs, manifests, referrers).
 //! A small client for the OCI distribution API: what pushing signatures needs (read a
 //! manifest, check and upload blobs, put a manifest), with Docker's token and basic
 //! authentication. TLS is verified against the system roots (`SSL_CERT_FILE` and
