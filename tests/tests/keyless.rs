@@ -75,107 +75,165 @@ fn resigned_token(env: &TestEnv, valid: &str, expires_in: i64) -> String {
     jsonwebtoken::encode(&jwt_header, &claims, &key).unwrap()
 }
 
-#[tokio::test]
-async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let mut fulcio = Fulcio::start(env, "sigstore").await.unwrap();
-    let mut rekor = Rekor::start(env).await.unwrap();
-    let signer_ns = format!("signet-e2e-keyless-{}", std::process::id());
-    let keyless = json!({"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer});
-    let base = json!({"signing": {"keyless": keyless},
-                      "transparency": {"mode": "enabled", "url": rekor.url},
-                      "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]},
-                                    "oci": {"storage": ["oci"]}}});
-    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+/// A signer set up for keyless signing against this environment's Fulcio and Rekor: the
+/// operator projects a token for Fulcio's audience (checked here), and locally the token the
+/// kubelet would project lives in a file of ours; runs rebuild one image in the registry.
+/// Each keyless scenario gets its own, in turn.
+struct KeylessScene {
+    env: &'static TestEnv,
+    admin: kube::Client,
+    signer_ns: String,
+    signer: signet_e2e::operator::OperatorProcess,
+    work: TestNamespace,
+    stack: Stack,
+    fulcio: Fulcio,
+    rekor: Rekor,
+    files: std::path::PathBuf,
+    token_file: std::path::PathBuf,
+    token: ServiceAccountIdentity,
+    image: String,
+    digest: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
 
-    // 1. The operator projects a token for Fulcio's audience and points the signer at it.
-    let deployment =
-        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), &signer_ns)
-            .get("signet-signer")
-            .await
-            .unwrap();
-    let pod = serde_json::to_value(&deployment.spec.template.spec).unwrap();
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "oidc-token")
-        .cloned()
-        .unwrap();
-    assert_eq!(
-        volume["projected"]["sources"][0]["serviceAccountToken"]["audience"],
-        "sigstore"
-    );
-    common::wait_rendered(
-        &admin,
-        &signer_ns,
-        "signers.x509.identity.token.file",
-        "/var/run/sigstore/cosign/oidc-token",
-    )
-    .await;
-
-    // 2. Locally the token the kubelet would project lives in a file of ours.
-    let files = scratch("files");
-    let token =
-        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["sigstore"], 3600)
-            .await
-            .unwrap();
-    let token_file = files.join("oidc-token");
-    std::fs::write(&token_file, &token.token).unwrap();
-    let with_token = |file: &std::path::Path| {
-        common::merged(
-            &json!({"targetNamespace": signer_ns}),
-            &json!({"signing": {"keyless": {"tokenPath": file.to_str().unwrap()}}}),
+impl KeylessScene {
+    async fn up(name: &str) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+        let rekor = Rekor::start(env).await.unwrap();
+        let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let keyless = json!({"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer});
+        let base = json!({"signing": {"keyless": keyless},
+                          "transparency": {"mode": "enabled", "url": rekor.url},
+                          "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]},
+                                        "oci": {"storage": ["oci"]}}});
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        let deployment = kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            admin.clone(),
+            &signer_ns,
         )
-    };
-    stack.apply(with_token(&token_file)).await;
-    common::wait_rendered(
-        &admin,
-        &signer_ns,
-        "signers.x509.identity.token.file",
-        token_file.to_str().unwrap(),
-    )
-    .await;
-    let signer = stack.signer(&admin, env).await;
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "keyless-runs").await.unwrap();
-    give_registry_login(&admin, env, work.name(), "default")
+        .get("signet-signer")
         .await
         .unwrap();
-    let repo = format!("keyless/app-{}", common::rand_nanos());
-    let digest = push_random_image(env, &repo, "v1").await.unwrap();
-    let image = format!("{}/{repo}", env.registry);
-    // Later runs rebuild the same image (at their own time, so each has its own provenance).
-    let rebuild = |name: &'static str, at: &'static str| {
-        let (admin, ns, url, digest) = (
-            admin.clone(),
-            work.name().to_owned(),
-            format!("{image}:v1"),
-            digest.clone(),
+        let pod = serde_json::to_value(&deployment.spec.template.spec).unwrap();
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "oidc-token")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            volume["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+            "sigstore"
         );
-        async move { build_run(&admin, &ns, name, &url, &digest, None, at).await }
-    };
-    let uid = build_run(
-        &admin,
-        work.name(),
-        "build",
-        &format!("{image}:v1"),
-        &digest,
-        None,
-        FINISHED,
-    )
-    .await;
-    let run = wait_signed(&admin, work.name(), "build", log).await;
-    let annotations = &run["metadata"]["annotations"];
+        common::wait_rendered(
+            &admin,
+            &signer_ns,
+            "signers.x509.identity.token.file",
+            "/var/run/sigstore/cosign/oidc-token",
+        )
+        .await;
 
+        // Locally the token the kubelet would project lives in a file of ours.
+        let files = scratch(name);
+        let token =
+            ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["sigstore"], 3600)
+                .await
+                .unwrap();
+        let token_file = files.join("oidc-token");
+        std::fs::write(&token_file, &token.token).unwrap();
+        let with_token = |file: &std::path::Path| {
+            common::merged(
+                &json!({"targetNamespace": signer_ns}),
+                &json!({"signing": {"keyless": {"tokenPath": file.to_str().unwrap()}}}),
+            )
+        };
+        stack.apply(with_token(&token_file)).await;
+        common::wait_rendered(
+            &admin,
+            &signer_ns,
+            "signers.x509.identity.token.file",
+            token_file.to_str().unwrap(),
+        )
+        .await;
+        let signer = stack.signer(&admin, env).await;
+        let work = TestNamespace::create(&admin, name).await.unwrap();
+        give_registry_login(&admin, env, work.name(), "default")
+            .await
+            .unwrap();
+        let repo = format!("keyless/app-{}", common::rand_nanos());
+        let digest = push_random_image(env, &repo, "v1").await.unwrap();
+        let image = format!("{}/{repo}", env.registry);
+        Self {
+            env,
+            admin,
+            signer_ns,
+            signer,
+            work,
+            stack,
+            fulcio,
+            rekor,
+            files,
+            token_file,
+            token,
+            image,
+            digest,
+            _turn: turn,
+        }
+    }
+
+    /// A finished TaskRun `name` that rebuilt the image at `at` (each run its own provenance).
+    async fn rebuild(&self, name: &str, at: &str) -> String {
+        let url = format!("{}:v1", self.image);
+        build_run(
+            &self.admin,
+            self.work.name(),
+            name,
+            &url,
+            &self.digest,
+            None,
+            at,
+        )
+        .await
+    }
+}
+
+impl Drop for KeylessScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// A keyless run: the certificate names the signer's ServiceAccount the way Fulcio does for a
+/// kubernetes issuer and is stored with the signature; cosign verifies image and provenance
+/// against that identity and issuer, trusting only this Fulcio and Rekor; the entries are in
+/// the log; every run gets a certificate of its own; the token is never logged.
+#[tokio::test]
+async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
+    let scene = KeylessScene::up("keyless").await;
+    let (env, admin, log) = (scene.env, &scene.admin, || scene.signer.log_text());
+    let ns = scene.work.name();
+    let uid = scene.rebuild("build", FINISHED).await;
+    let run = wait_signed(admin, ns, "build", log).await;
+    let annotations = &run["metadata"]["annotations"];
     // 3. The certificate names the signer's ServiceAccount the way Fulcio does for a
     //    kubernetes issuer, and is stored with the signature.
-    let identity =
-        format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/signet-signer");
+    let identity = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/signet-signer",
+        scene.signer_ns
+    );
     // The status tells verifiers the same identity.
-    let status = stack.configs.get("config").await.unwrap().status.unwrap();
+    let status = scene
+        .stack
+        .configs
+        .get("config")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(
         status.identity.unwrap().certificate_identity.as_deref(),
         Some(identity.as_str())
@@ -195,10 +253,14 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     // 4. cosign verifies image and provenance against that identity and issuer, trusting only
     //    this Fulcio and this Rekor (checking the log entries offline from the bundles stored
     //    with the signatures); there is no CT log here, so the SCT check is skipped.
-    let bundle = fulcio.trust_bundle().await.unwrap();
-    std::fs::write(files.join("fulcio.pem"), &bundle).unwrap();
-    std::fs::write(files.join("rekor.pub"), rekor.public_key().await.unwrap()).unwrap();
-    let trusted_root = files.join("trusted_root.json");
+    let bundle = scene.fulcio.trust_bundle().await.unwrap();
+    std::fs::write(scene.files.join("fulcio.pem"), &bundle).unwrap();
+    std::fs::write(
+        scene.files.join("rekor.pub"),
+        scene.rekor.public_key().await.unwrap(),
+    )
+    .unwrap();
+    let trusted_root = scene.files.join("trusted_root.json");
     let out = cosign_registry(
         env,
         &[
@@ -207,14 +269,14 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
             "--fulcio",
             &format!(
                 "url={},certificate-chain={}",
-                fulcio.url,
-                files.join("fulcio.pem").display()
+                scene.fulcio.url,
+                scene.files.join("fulcio.pem").display()
             ),
             "--rekor",
             &format!(
                 "url={},public-key={},start-time=2020-01-01T00:00:00Z",
-                rekor.url,
-                files.join("rekor.pub").display()
+                scene.rekor.url,
+                scene.files.join("rekor.pub").display()
             ),
             "--out",
             trusted_root.to_str().unwrap(),
@@ -222,7 +284,7 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         &[],
     );
     assert_ok(&out, "cosign trusted-root create");
-    let pinned = format!("{image}@{digest}");
+    let pinned = format!("{}@{}", scene.image, scene.digest);
     let verify = |command: &str, identity: &str, extra: &[&str]| {
         let mut args = vec![
             command,
@@ -247,8 +309,10 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         ),
         "cosign verify-attestation (keyless)",
     );
-    let other =
-        format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/someone-else");
+    let other = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/someone-else",
+        scene.signer_ns
+    );
     assert!(
         !verify("verify", &other, &[]).status.success(),
         "cosign accepted another identity"
@@ -259,7 +323,7 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         .as_str()
         .unwrap();
     assert!(
-        address.starts_with(&format!("{}/api/v1/log/entries?logIndex=", rekor.url)),
+        address.starts_with(&format!("{}/api/v1/log/entries?logIndex=", scene.rekor.url)),
         "{address}"
     );
     let entry: Value = reqwest::get(address).await.unwrap().json().await.unwrap();
@@ -274,64 +338,89 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         .unwrap()
     };
     assert_eq!(body["kind"], "dsse", "{body}");
-    let short = &digest.trim_start_matches("sha256:")[..12];
+    let short = &scene.digest.trim_start_matches("sha256:")[..12];
     assert!(
         annotations[format!("chains.tekton.dev/transparency-{short}")]
             .as_str()
             .is_some_and(|a| a.contains("logIndex=")),
         "no entry recorded for the image signature"
     );
-    let found = rekor.search(&digest).await.unwrap();
+    let found = scene.rekor.search(&scene.digest).await.unwrap();
     assert!(!found.is_empty(), "the image digest finds no entry");
     // Every run gets a key and certificate of its own.
-    let uid2 = rebuild("second", "2026-11-26T10:02:00Z").await;
-    let second = wait_signed(&admin, work.name(), "second", log).await;
+    let uid2 = scene.rebuild("second", "2026-11-26T10:02:00Z").await;
+    let second = wait_signed(admin, ns, "second", log).await;
     let cert2 = second["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid2}")]
         .as_str()
         .unwrap();
     assert_ne!(cert2, cert, "two runs share a certificate");
     assert!(
-        !log().contains(&token.token),
+        !log().contains(&scene.token.token),
         "the identity token is in the signer log"
     );
+}
 
+/// A token for another audience, or expired (signed with the cluster's own key, `exp` an hour
+/// ago): Fulcio refuses it and the run ends failed naming Fulcio, never the token; the same
+/// token re-signed to expire later is accepted, so expiry is the reason.
+#[tokio::test]
+async fn a_token_fulcio_refuses_fails_the_run_naming_fulcio() {
+    let scene = KeylessScene::up("keyless-token").await;
+    let (env, admin, log) = (scene.env, &scene.admin, || scene.signer.log_text());
+    let ns = scene.work.name();
     // 5. A token for another audience: Fulcio refuses it; the run ends failed naming Fulcio.
-    let wrong =
-        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["elsewhere"], 3600)
-            .await
-            .unwrap();
-    std::fs::write(&token_file, &wrong.token).unwrap();
-    rebuild("wrong-audience", "2026-11-26T10:03:00Z").await;
-    let reason = assert_fails(&admin, work.name(), "wrong-audience", log).await;
+    let wrong = ServiceAccountIdentity::mint(
+        admin,
+        &scene.signer_ns,
+        "signet-signer",
+        &["elsewhere"],
+        3600,
+    )
+    .await
+    .unwrap();
+    std::fs::write(&scene.token_file, &wrong.token).unwrap();
+    scene
+        .rebuild("wrong-audience", "2026-11-26T10:03:00Z")
+        .await;
+    let reason = assert_fails(admin, ns, "wrong-audience", log).await;
     assert!(
-        reason.contains("Fulcio") && reason.contains(&fulcio.url),
+        reason.contains("Fulcio") && reason.contains(&scene.fulcio.url),
         "{reason}"
     );
     assert!(!reason.contains(&wrong.token));
 
     // 5b. An expired token (signed with the cluster's own key, `exp` an hour ago) is refused,
     //     while the same token re-signed to expire later is accepted: expiry is the reason.
-    let resigned = resigned_token(env, &token.token, 600);
-    std::fs::write(&token_file, &resigned).unwrap();
-    rebuild("resigned-token", "2026-11-26T10:03:15Z").await;
-    wait_signed(&admin, work.name(), "resigned-token", log).await;
-    let expired = resigned_token(env, &token.token, -3600);
-    std::fs::write(&token_file, &expired).unwrap();
-    rebuild("expired-token", "2026-11-26T10:03:30Z").await;
-    let reason = assert_fails(&admin, work.name(), "expired-token", log).await;
-    assert!(reason.contains(&fulcio.url), "{reason}");
+    let resigned = resigned_token(env, &scene.token.token, 600);
+    std::fs::write(&scene.token_file, &resigned).unwrap();
+    scene
+        .rebuild("resigned-token", "2026-11-26T10:03:15Z")
+        .await;
+    wait_signed(admin, ns, "resigned-token", log).await;
+    let expired = resigned_token(env, &scene.token.token, -3600);
+    std::fs::write(&scene.token_file, &expired).unwrap();
+    scene.rebuild("expired-token", "2026-11-26T10:03:30Z").await;
+    let reason = assert_fails(admin, ns, "expired-token", log).await;
+    assert!(reason.contains(&scene.fulcio.url), "{reason}");
     assert!(!reason.contains(&expired));
+}
 
+/// Fulcio down: failed, naming it; back up (a new CA: ephemeral), signs again.
+#[tokio::test]
+async fn fulcio_down_fails_runs_naming_it_and_back_up_signs_again() {
+    let mut scene = KeylessScene::up("keyless-fulcio").await;
+    let (admin, log) = (&scene.admin, || scene.signer.log_text());
+    let ns = scene.work.name();
     // 6. Fulcio down: failed, naming it; back up (a new CA: ephemeral) signs again.
-    std::fs::write(&token_file, &token.token).unwrap();
-    fulcio.server.stop();
-    rebuild("fulcio-down", "2026-11-26T10:04:00Z").await;
-    let reason = assert_fails(&admin, work.name(), "fulcio-down", log).await;
-    assert!(reason.contains(&fulcio.url), "{reason}");
-    fulcio.server.restart().await.unwrap();
+    std::fs::write(&scene.token_file, &scene.token.token).unwrap();
+    scene.fulcio.server.stop();
+    scene.rebuild("fulcio-down", "2026-11-26T10:04:00Z").await;
+    let reason = assert_fails(admin, ns, "fulcio-down", log).await;
+    assert!(reason.contains(&scene.fulcio.url), "{reason}");
+    scene.fulcio.server.restart().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let uid3 = rebuild("fulcio-back", "2026-11-26T10:05:00Z").await;
-    let back = wait_signed(&admin, work.name(), "fulcio-back", log).await;
+    let uid3 = scene.rebuild("fulcio-back", "2026-11-26T10:05:00Z").await;
+    let back = wait_signed(admin, ns, "fulcio-back", log).await;
     let cert3: Value =
         back["metadata"]["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid3}")].clone();
     assert!(
@@ -339,22 +428,27 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
             .as_str()
             .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
     );
+}
 
+/// Rekor down: failed, naming the log; back up, signed and recorded again.
+#[tokio::test]
+async fn rekor_down_fails_runs_naming_it_and_back_up_records_again() {
+    let mut scene = KeylessScene::up("keyless-rekor").await;
+    let (admin, log) = (&scene.admin, || scene.signer.log_text());
+    let ns = scene.work.name();
     // 7. Rekor down: failed, naming the log; back up, signed and recorded again.
-    rekor.server.stop();
-    rebuild("rekor-down", "2026-11-26T10:06:00Z").await;
-    let reason = assert_fails(&admin, work.name(), "rekor-down", log).await;
+    scene.rekor.server.stop();
+    scene.rebuild("rekor-down", "2026-11-26T10:06:00Z").await;
+    let reason = assert_fails(admin, ns, "rekor-down", log).await;
     assert!(
-        reason.contains("transparency log") && reason.contains(&rekor.url),
+        reason.contains("transparency log") && reason.contains(&scene.rekor.url),
         "{reason}"
     );
-    rekor.server.restart().await.unwrap();
+    scene.rekor.server.restart().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    rebuild("rekor-back", "2026-11-26T10:07:00Z").await;
-    let back = wait_signed(&admin, work.name(), "rekor-back", log).await;
+    scene.rebuild("rekor-back", "2026-11-26T10:07:00Z").await;
+    let back = wait_signed(admin, ns, "rekor-back", log).await;
     assert!(back["metadata"]["annotations"]["chains.tekton.dev/transparency"].is_string());
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&files);
 }
 
 #[tokio::test]

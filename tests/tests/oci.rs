@@ -1,8 +1,8 @@
 //! Image signatures and attestations in real registries, end to end: what the signer pushes
 //! for the images a TaskRun built, checked by the real cosign and sigstore policy-controller.
 
-// Helpers here are test code too: a failed unwrap is a failed test. Each test is one ordered
-// scenario whose steps build on each other, so they run long.
+// Helpers here are test code too: a failed unwrap is a failed test. Some tests are one
+// ordered scenario whose steps build on each other, so they run long.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod common;
@@ -16,38 +16,55 @@ use signet_e2e::operator::OperatorProcess;
 use signet_e2e::registry::give_registry_login;
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
-/// Images a TaskRun built come out signed in the registry, with their provenance attached:
-/// cosign verifies both, a signature cosign itself made stays valid, identical layers are not
-/// pushed twice, `storage.oci.repository` moves them, and a missing image or missing
-/// credentials end `failed` with a reason naming the registry.
+/// A signer that stores attestations in the registry too, the run namespace's ServiceAccount
+/// holding the registry login (as a Kaniko task's would), and a scratch directory with
+/// Signet's public key in it.
+struct OciScene {
+    scene: Scene,
+    dir: std::path::PathBuf,
+    signet_pub: String,
+}
+
+impl OciScene {
+    async fn up(name: &str) -> Self {
+        let scene = Scene::up_with(
+            name,
+            json!({"artifacts": {"taskRun": {"storage": ["tekton", "oci"]}}}),
+        )
+        .await;
+        give_registry_login(&scene.admin, scene.env, scene.ns(), "default")
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("signet-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let signet_pub = dir.join("signet.pub");
+        std::fs::write(&signet_pub, &scene.stack.public_key).unwrap();
+        let signet_pub = signet_pub.to_str().unwrap().to_owned();
+        Self {
+            scene,
+            dir,
+            signet_pub,
+        }
+    }
+}
+
+impl Drop for OciScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An image its user signed first with cosign: Signet's run adds its signature and the
+/// provenance (signed=true only after the registry has both), cosign verifies both signatures
+/// and the attestation, a rebuild pushes no duplicate signature but its own attestation, an
+/// unsigned image fails verification, and policy-controller admits only the signed image.
 #[tokio::test]
-async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
+async fn an_image_its_user_signed_gets_signets_signature_and_provenance_too() {
+    let oci = OciScene::up("oci-images").await;
+    let (scene, dir, signet_pub) = (&oci.scene, &oci.dir, oci.signet_pub.as_str());
+    let (env, admin) = (scene.env, &scene.admin);
+    let log = || scene.log();
     let pid = std::process::id();
-    let signer_ns = format!("signet-e2e-oci-{pid}");
-    let stack = Stack::up_with(
-        env,
-        &admin,
-        &signer_ns,
-        json!({"artifacts": {"taskRun": {"storage": ["tekton", "oci"]}}}),
-    )
-    .await;
-    let signer = stack.signer(&admin, env).await;
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "oci-runs").await.unwrap();
-    let dir = std::env::temp_dir().join(format!("signet-oci-{pid}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let signet_pub = dir.join("signet.pub");
-    std::fs::write(&signet_pub, &stack.public_key).unwrap();
-    let signet_pub = signet_pub.to_str().unwrap();
-
-    // The run's ServiceAccount holds the registry login, as a Kaniko task's would.
-    give_registry_login(&admin, env, work.name(), "default")
-        .await
-        .unwrap();
-
     // 1. An image cosign signed itself first (with its own key, legacy .sig layout).
     let repo = format!("team/app-{pid}");
     let image = format!("{}/{repo}", env.registry);
@@ -55,7 +72,7 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         .await
         .unwrap();
     let pinned = format!("{image}@{digest}");
-    let _ = cosign_key_pair(env, &dir, "user", &[]);
+    let _ = cosign_key_pair(env, dir, "user", &[]);
     let user_pub = dir.join("user.pub");
     let user_pub = user_pub.to_str().unwrap();
     let password = "a user's passphrase for user";
@@ -76,8 +93,8 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
     assert_ok(&out, "cosign sign (the user's own signature)");
 
     // 2. A TaskRun that built it: signed=true only after the registry has both layers.
-    taskrun_building(&admin, work.name(), "build-app", &image, &digest).await;
-    wait_signed(&admin, work.name(), "build-app", log).await;
+    taskrun_building(admin, scene.ns(), "build-app", &image, &digest).await;
+    wait_signed(admin, scene.ns(), "build-app", log).await;
     let verify = |key: &str| {
         cosign_registry(
             env,
@@ -128,17 +145,8 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
     //    again; the new run's attestation is added next to the first.
     let url = format!("{image}:latest");
     let later = "2026-11-26T10:05:00Z";
-    build_run(
-        &admin,
-        work.name(),
-        "rebuild-app",
-        &url,
-        &digest,
-        None,
-        later,
-    )
-    .await;
-    wait_signed(&admin, work.name(), "rebuild-app", log).await;
+    build_run(admin, scene.ns(), "rebuild-app", &url, &digest, None, later).await;
+    wait_signed(admin, scene.ns(), "rebuild-app", log).await;
     assert_eq!(
         layers(env, &repo, &sig_tag).await.len(),
         2,
@@ -163,12 +171,16 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
     // 4b. sigstore policy-controller, as its admission webhook would decide with a key-based
     //     ClusterImagePolicy: admits the image Signet signed, rejects the unsigned one.
     let policy = dir.join("policy.yaml");
-    let indented: String = stack.public_key.lines().fold(String::new(), |mut out, l| {
-        out.push_str("        ");
-        out.push_str(l);
-        out.push('\n');
-        out
-    });
+    let indented: String = scene
+        .stack
+        .public_key
+        .lines()
+        .fold(String::new(), |mut out, l| {
+            out.push_str("        ");
+            out.push_str(l);
+            out.push('\n');
+            out
+        });
     std::fs::write(
         &policy,
         format!(
@@ -191,11 +203,23 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         "policy-controller admitted an unsigned image: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
 
+/// `storage.oci.repository`: signatures and attestations go to another repository, where
+/// cosign finds them with `COSIGN_REPOSITORY`, and not next to the image.
+#[tokio::test]
+async fn storage_oci_repository_puts_signatures_in_another_repository() {
+    let oci = OciScene::up("oci-repository").await;
+    let (scene, signet_pub) = (&oci.scene, oci.signet_pub.as_str());
+    let (env, admin) = (scene.env, &scene.admin);
+    let log = || scene.log();
+    let pid = std::process::id();
+    let signer_ns = scene.stack.signer_ns.clone();
     // 5. storage.oci.repository: signatures and attestations go to another repository,
     //    where cosign finds them with COSIGN_REPOSITORY.
     let elsewhere = format!("{}/signatures-{pid}", env.registry);
-    stack
+    scene
+        .stack
         .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"repository": elsewhere}}}))
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -204,8 +228,8 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         .await
         .unwrap();
     let moved = format!("{}/{moved_repo}", env.registry);
-    taskrun_building(&admin, work.name(), "build-moved", &moved, &moved_digest).await;
-    wait_signed(&admin, work.name(), "build-moved", log).await;
+    taskrun_building(admin, scene.ns(), "build-moved", &moved, &moved_digest).await;
+    wait_signed(admin, scene.ns(), "build-moved", log).await;
     let moved_pinned = format!("{moved}@{moved_digest}");
     let out = verify_pinned(
         env,
@@ -233,11 +257,25 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
         !out.status.success(),
         "the signature was stored next to the image too"
     );
+}
 
+/// An image that does not exist or a registry that is down: failed, naming the registry.
+#[tokio::test]
+async fn an_image_or_registry_that_is_not_there_fails_the_run_naming_it() {
+    let oci = OciScene::up("oci-missing").await;
+    let scene = &oci.scene;
+    let (env, admin) = (scene.env, &scene.admin);
+    let log = || scene.log();
+    let pid = std::process::id();
+    let moved_repo = format!("team/moved-{pid}");
+    let moved_digest = signet_e2e::registry::push_random_image(env, &moved_repo, "latest")
+        .await
+        .unwrap();
+    let moved = format!("{}/{moved_repo}", env.registry);
     // 6. An image that does not exist: failed, naming the registry and the image.
     let ghost = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
-    taskrun_building(&admin, work.name(), "build-ghost", &moved, ghost).await;
-    let reason = assert_fails(&admin, work.name(), "build-ghost", log).await;
+    taskrun_building(admin, scene.ns(), "build-ghost", &moved, ghost).await;
+    let reason = assert_fails(admin, scene.ns(), "build-ghost", log).await;
     assert!(
         reason.contains(&env.registry) && reason.contains("does not exist"),
         "{reason}"
@@ -245,21 +283,38 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
 
     // 6b. A registry that is down (nothing listens): failed, naming it.
     taskrun_building(
-        &admin,
-        work.name(),
+        admin,
+        scene.ns(),
         "build-down",
         "127.0.0.1:9/team/app",
         &moved_digest,
     )
     .await;
-    let reason = assert_fails(&admin, work.name(), "build-down", log).await;
+    let reason = assert_fails(admin, scene.ns(), "build-down", log).await;
     assert!(reason.contains("127.0.0.1:9"), "{reason}");
+}
 
+/// No credentials for the registry (a namespace whose ServiceAccount has none): failed with a
+/// reason that says so and no password in it or the log; the signer's own ServiceAccount is
+/// the fallback, and given the login the same kind of run is signed.
+#[tokio::test]
+async fn a_run_without_registry_credentials_fails_until_the_signers_own_login_covers_it() {
+    let oci = OciScene::up("oci-credentials").await;
+    let scene = &oci.scene;
+    let (env, admin) = (scene.env, &scene.admin);
+    let log = || scene.log();
+    let pid = std::process::id();
+    let signer_ns = scene.stack.signer_ns.clone();
+    let moved_repo = format!("team/moved-{pid}");
+    let moved_digest = signet_e2e::registry::push_random_image(env, &moved_repo, "latest")
+        .await
+        .unwrap();
+    let moved = format!("{}/{moved_repo}", env.registry);
     // 7. No credentials for the registry (a namespace whose ServiceAccount has none): failed
     //    with a reason that says so, and no password in it or in the log.
-    let bare = TestNamespace::create(&admin, "oci-bare").await.unwrap();
-    taskrun_building(&admin, bare.name(), "build-bare", &moved, &moved_digest).await;
-    let reason = assert_fails(&admin, bare.name(), "build-bare", log).await;
+    let bare = TestNamespace::create(admin, "oci-bare").await.unwrap();
+    taskrun_building(admin, bare.name(), "build-bare", &moved, &moved_digest).await;
+    let reason = assert_fails(admin, bare.name(), "build-bare", log).await;
     assert!(
         reason.contains("401") && reason.contains(&env.registry),
         "{reason}"
@@ -271,21 +326,29 @@ async fn images_are_signed_and_attested_in_the_registry_and_cosign_verifies_them
 
     // 7b. The signer's own ServiceAccount is the fallback: given the login, the same kind of
     //     run in the same bare namespace is signed.
-    give_registry_login(&admin, env, &signer_ns, "signet-signer")
+    give_registry_login(admin, env, &signer_ns, "signet-signer")
         .await
         .unwrap();
-    taskrun_building(&admin, bare.name(), "build-fallback", &moved, &moved_digest).await;
-    wait_signed(&admin, bare.name(), "build-fallback", log).await;
+    taskrun_building(admin, bare.name(), "build-fallback", &moved, &moved_digest).await;
+    wait_signed(admin, bare.name(), "build-fallback", log).await;
+}
 
+/// Image signatures switched off again with server-side apply (`storage: []` over the
+/// default): the operator renders an empty storage, so the list default must not come back.
+#[tokio::test]
+async fn image_signatures_switched_off_with_server_side_apply_stay_off() {
+    let oci = OciScene::up("oci-off").await;
+    let scene = &oci.scene;
+    let admin = &scene.admin;
+    let signer_ns = scene.stack.signer_ns.clone();
     // 8. Image signatures switched off again with server-side apply (`storage: []` over the
     //    default): the operator renders an empty storage, so the list default must not
     //    come back.
-    stack
+    scene
+        .stack
         .apply(json!({"targetNamespace": signer_ns, "artifacts": {"oci": {"storage": []}}}))
         .await;
-    wait_rendered(&admin, &signer_ns, "artifacts.oci.storage", "").await;
-    std::fs::remove_dir_all(&dir).unwrap();
-    drop(signer);
+    wait_rendered(admin, &signer_ns, "artifacts.oci.storage", "").await;
 }
 
 /// `storage.oci.encoding-format: sigstore-bundle`: attestations (here SLSA v1.0) become

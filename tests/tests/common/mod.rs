@@ -205,6 +205,54 @@ pub fn rand_nanos() -> u128 {
 /// One SignetConfig per cluster: the tests in this file take turns.
 pub static STACK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// What most scenarios start from: a Stack (operator, SignetConfig in
+/// `signet-e2e-<name>-<pid>`), its signer running, and a namespace for runs. Scenarios take
+/// turns (`STACK`); dropping it stops the signer, then the stack.
+pub struct Scene {
+    pub env: &'static TestEnv,
+    pub admin: Client,
+    pub work: signet_e2e::TestNamespace,
+    pub signer: OperatorProcess,
+    pub stack: Stack,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Scene {
+    /// With image signatures off (the runs report images in a registry that does not exist).
+    pub async fn up(name: &str) -> Self {
+        Self::up_with(name, json!({"artifacts": {"oci": {"storage": []}}})).await
+    }
+
+    pub async fn up_with(name: &str, base: Value) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        let signer = stack.signer(&admin, env).await;
+        let work = signet_e2e::TestNamespace::create(&admin, name)
+            .await
+            .unwrap();
+        Self {
+            env,
+            admin,
+            work,
+            signer,
+            stack,
+            _turn: turn,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.signer.log_text()
+    }
+
+    /// The namespace runs are created in.
+    pub fn ns(&self) -> &str {
+        self.work.name()
+    }
+}
+
 /// The operator, running as its ServiceAccount, with a SignetConfig targeting `signer_ns`,
 /// and the published public key.
 pub struct Stack {
