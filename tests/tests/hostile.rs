@@ -1,3 +1,4 @@
+// Over 450 lines: one e2e binary per area, its scenarios each a test beside the set-up they share.
 //! Hostile and faulty peers, end to end: a fault-injecting proxy (`signet_e2e::fault_proxy`)
 //! sits between the signer and a real peer — local-kms speaking AWS KMS's API, the test
 //! registry — and answers wrongly. A run ends `signed=true` only when what was stored

@@ -1,3 +1,4 @@
+// Over 450 lines: one e2e binary per area, its scenarios each a test beside the set-up they share.
 //! Keyless signing through a real Fulcio that trusts the test API server as its OIDC issuer,
 //! recorded in a real Rekor v1 (on Trillian and MariaDB): the signer proves its identity with
 //! a ServiceAccount token, signs with a fresh key per run, stores the certificate next to each

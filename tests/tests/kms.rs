@@ -1,9 +1,11 @@
+// Over 450 lines: each KMS provider's set-up (Vault, AWS, Azure, GCP) and its scenarios.
 //! Signing with keys that never leave a KMS, against real servers: Vault transit on OpenBao
 //! (token file, JWT login with the cluster's own issuer, key rotation, an outage) and AWS KMS
 //! on local-kms with web identity credentials from STS (moto), verified by the real cosign with
 //! the public key exported from the KMS (and, for Vault, with cosign's `hashivault://`).
 
-// Test code: a failed unwrap is a failed test; each test is one ordered scenario.
+// Test code: a failed unwrap is a failed test. Each provider has a set-up its scenarios share
+// (`VaultScene`, `AwsScene`, `CloudScene`); each scenario is its own test.
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod common;
@@ -20,6 +22,18 @@ use signet_e2e::clouds::{CloudDouble, Federation};
 use signet_e2e::operator::OperatorProcess;
 use signet_e2e::vault::OpenBao;
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
+
+/// Completes TaskRun `name`, waits until it is signed, and returns the DSSE envelope stored.
+async fn signed_envelope(
+    admin: &kube::Client,
+    ns: &str,
+    name: &str,
+    log: impl Fn() -> String,
+) -> Vec<u8> {
+    let uid = completed_taskrun(admin, ns, name).await;
+    let run = wait_signed(admin, ns, name, log).await;
+    envelope_of(&run, &uid)
+}
 
 /// The DSSE envelope the signer stored on run `name` (uid `uid`).
 fn envelope_of(run: &Value, uid: &str) -> Vec<u8> {
@@ -75,47 +89,93 @@ fn write_secret_file(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// OpenBao with transit key `signet`, a token that may only sign with it and read its public
+/// key (in a file), and a signer with `hashivault://signet` and that token file, with a
+/// namespace for runs.
+struct VaultScene {
+    env: &'static TestEnv,
+    admin: kube::Client,
+    signer_ns: String,
+    files: std::path::PathBuf,
+    token: String,
+    signer: OperatorProcess,
+    work: TestNamespace,
+    stack: Stack,
+    bao: OpenBao,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl VaultScene {
+    async fn up(name: &str) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let bao = OpenBao::start(env).await.unwrap();
+        bao.signing_key("signet", "ecdsa-p256").await.unwrap();
+        let files = tempdir(name);
+        let token = bao.token("signet-sign").await.unwrap();
+        let token_file = write_secret_file(&files, "vault-token", &token);
+        // The kms signer needs a key reference from the start (the API server insists).
+        let base = json!({"artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+                          "signing": {"kms": {"ref": "hashivault://signet", "auth": {"address": bao.addr}}}});
+        let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        stack
+            .apply(Self::auth(
+                &signer_ns,
+                &json!({"address": bao.addr, "tokenPath": token_file}),
+            ))
+            .await;
+        wait_rendered(
+            &admin,
+            &signer_ns,
+            "signers.kms.auth.token-path",
+            &token_file,
+        )
+        .await;
+        let signer = stack.signer(&admin, env).await;
+        let work = TestNamespace::create(&admin, name).await.unwrap();
+        Self {
+            env,
+            admin,
+            signer_ns,
+            files,
+            token,
+            signer,
+            work,
+            stack,
+            bao,
+            _turn: turn,
+        }
+    }
+
+    /// The SignetConfig spec with `signing.kms.auth` set to `auth`.
+    fn auth(signer_ns: &str, auth: &Value) -> Value {
+        common::merged(
+            &json!({"targetNamespace": signer_ns}),
+            &json!({"signing": {"kms": {"ref": "hashivault://signet", "auth": auth}}}),
+        )
+    }
+}
+
+impl Drop for VaultScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// Token-file auth signs what cosign verifies with the key's public half and with cosign's own
+/// `hashivault://`, not with the operator's generated key, and the token is never logged; a
+/// rotated key signs the next run with version 2, without a restart.
 #[tokio::test]
-async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let bao = OpenBao::start(env).await.unwrap();
-    bao.signing_key("signet", "ecdsa-p256").await.unwrap();
-    let files = tempdir("kms-files");
-
-    // 1. Token-file auth: a token that may only sign with this key and read its public key.
-    let token = bao.token("signet-sign").await.unwrap();
-    let token_file = write_secret_file(&files, "vault-token", &token);
-    let kms =
-        |auth: Value| json!({"signing": {"kms": {"ref": "hashivault://signet", "auth": auth}}});
-    // The kms signer needs a key reference from the start (the API server insists).
-    let base = json!({"artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
-                      "signing": {"kms": {"ref": "hashivault://signet", "auth": {"address": bao.addr}}}});
-    let signer_ns = format!("signet-e2e-kms-{}", std::process::id());
-    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
-    let with_token = common::merged(
-        &json!({"targetNamespace": signer_ns}),
-        &kms(json!({"address": bao.addr, "tokenPath": token_file})),
-    );
-    stack.apply(with_token.clone()).await;
-    wait_rendered(
-        &admin,
-        &signer_ns,
-        "signers.kms.kmsref",
-        "hashivault://signet",
-    )
-    .await;
-    let signer = stack.signer(&admin, env).await;
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "kms-runs").await.unwrap();
-
-    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
-    let run = wait_signed(&admin, work.name(), "build-1", log).await;
-    let envelope = envelope_of(&run, &uid);
+async fn vault_transit_signs_with_a_token_file_and_the_rotated_key_signs_the_next_run() {
+    let scene = VaultScene::up("kms-vault").await;
+    let (env, admin, bao, ns) = (scene.env, &scene.admin, &scene.bao, scene.work.name());
+    let log = || scene.signer.log_text();
+    let envelope = signed_envelope(admin, ns, "build-1", log).await;
     let v1 = bao.public_pem("signet", 1).await.unwrap();
     assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
-    let out = cosign_verify_with_vault(env, &bao, "signet", 1, &envelope);
+    let out = cosign_verify_with_vault(env, bao, "signet", 1, &envelope);
     assert!(
         out.status.success(),
         "cosign --key hashivault://: {}",
@@ -123,22 +183,19 @@ async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
     );
     // Not signed with the operator's generated key.
     assert!(
-        !cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance")
+        !cosign_verify(env, &scene.stack.public_key, &envelope, "slsaprovenance")
             .status
             .success()
     );
     assert!(
-        !signer.log_text().contains(&token),
+        !log().contains(&scene.token),
         "the Vault token is in the signer log"
     );
 
-    // 2. Rotation: the next run is signed with version 2, without a restart.
     bao.call(reqwest::Method::POST, "transit/keys/signet/rotate", None)
         .await
         .unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "build-2").await;
-    let run = wait_signed(&admin, work.name(), "build-2", log).await;
-    let envelope = envelope_of(&run, &uid);
+    let envelope = signed_envelope(admin, ns, "build-2", log).await;
     let v2 = bao.public_pem("signet", 2).await.unwrap();
     assert_cosign_accepts(env, &v2, &envelope, "slsaprovenance");
     assert!(
@@ -148,13 +205,21 @@ async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
         "v1 verified a v2 signature"
     );
     assert!(
-        cosign_verify_with_vault(env, &bao, "signet", 2, &envelope)
+        cosign_verify_with_vault(env, bao, "signet", 2, &envelope)
             .status
             .success()
     );
+}
 
-    // 3. JWT login with the cluster's own issuer: Vault checks a ServiceAccount token for the
-    //    signer (audience `vault`) against the API server's JWKS.
+/// JWT login with the cluster's own issuer: Vault checks a ServiceAccount token for the signer
+/// (audience `vault`) against the API server's JWKS and the run is signed; a role that does
+/// not exist fails the run naming the KMS and the login, never the JWT.
+#[tokio::test]
+async fn vault_jwt_login_with_the_cluster_issuer_signs_and_an_unknown_role_fails() {
+    let scene = VaultScene::up("kms-vault-jwt").await;
+    let (env, admin, bao, ns) = (scene.env, &scene.admin, &scene.bao, scene.work.name());
+    let signer_ns = &scene.signer_ns;
+    let log = || scene.signer.log_text();
     bao.trust_cluster_issuer(env).await.unwrap();
     bao.call(
         reqwest::Method::POST,
@@ -167,62 +232,48 @@ async fn vault_transit_signs_runs_that_cosign_verifies_with_the_vault_key() {
     )
     .await
     .unwrap();
-    let jwt = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["vault"], 3600)
+    let jwt = ServiceAccountIdentity::mint(admin, signer_ns, "signet-signer", &["vault"], 3600)
         .await
         .unwrap();
-    let jwt_file = write_secret_file(&files, "jwt", &jwt.token);
+    let jwt_file = write_secret_file(&scene.files, "jwt", &jwt.token);
     let oidc = |role: &str| {
-        common::merged(
-            &json!({"targetNamespace": signer_ns}),
-            &kms(
-                json!({"address": bao.addr, "oidc": {"path": "jwt", "role": role, "tokenPath": jwt_file}}),
-            ),
+        VaultScene::auth(
+            signer_ns,
+            &json!({"address": bao.addr, "oidc": {"path": "jwt", "role": role, "tokenPath": jwt_file}}),
         )
     };
-    stack.apply(oidc("signer")).await;
-    wait_rendered(&admin, &signer_ns, "signers.kms.auth.oidc.role", "signer").await;
-    let uid = completed_taskrun(&admin, work.name(), "build-jwt").await;
-    let run = wait_signed(&admin, work.name(), "build-jwt", log).await;
-    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
+    scene.stack.apply(oidc("signer")).await;
+    wait_rendered(admin, signer_ns, "signers.kms.auth.oidc.role", "signer").await;
+    let envelope = signed_envelope(admin, ns, "build-jwt", log).await;
+    let v1 = bao.public_pem("signet", 1).await.unwrap();
+    assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
 
-    // A role that does not exist: `failed`, naming the KMS and the login, never the JWT.
-    stack.apply(oidc("nobody")).await;
-    wait_rendered(&admin, &signer_ns, "signers.kms.auth.oidc.role", "nobody").await;
-    completed_taskrun(&admin, work.name(), "build-bad-role").await;
-    let reason = assert_fails(&admin, work.name(), "build-bad-role", log).await;
+    scene.stack.apply(oidc("nobody")).await;
+    wait_rendered(admin, signer_ns, "signers.kms.auth.oidc.role", "nobody").await;
+    completed_taskrun(admin, ns, "build-bad-role").await;
+    let reason = assert_fails(admin, ns, "build-bad-role", log).await;
     assert!(
         reason.contains("hashivault://signet")
             && reason.contains("authentication failed")
             && reason.contains("nobody"),
         "{reason}"
     );
-    assert!(!reason.contains(&jwt.token) && !signer.log_text().contains(&jwt.token));
+    assert!(!reason.contains(&jwt.token) && !log().contains(&jwt.token));
+}
 
-    // 4. An outage mid-burst: every run ends signed or failed (never stuck, never falsely
-    //    signed), the failures name the KMS; once the server is back new runs sign.
-    stack.apply(with_token).await;
-    wait_rendered(
-        &admin,
-        &signer_ns,
-        "signers.kms.auth.token-path",
-        &token_file,
-    )
-    .await;
-    let mut bao = bao;
-    burst_through_outage(
-        &admin,
-        work.name(),
-        "hashivault://signet",
-        || bao.stop(),
-        log,
-    )
-    .await;
+/// An outage mid-burst: every run ends signed or failed (never stuck, never falsely signed),
+/// the failures name the KMS; once the server is back new runs sign.
+#[tokio::test]
+async fn a_vault_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again() {
+    let mut scene = VaultScene::up("kms-vault-outage").await;
+    let (env, admin, ns) = (scene.env, &scene.admin, scene.work.name());
+    let log = || scene.signer.log_text();
+    let bao = &mut scene.bao;
+    burst_through_outage(admin, ns, "hashivault://signet", || bao.stop(), log).await;
     bao.restart(env).await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
-    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
-    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&files);
+    let envelope = signed_envelope(admin, ns, "after-outage", log).await;
+    let v1 = bao.public_pem("signet", 1).await.unwrap();
+    assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
@@ -275,115 +326,6 @@ async fn burst_through_outage(
     (n_signed, n_failed)
 }
 
-#[tokio::test]
-async fn aws_kms_signs_with_web_identity_credentials_and_cosign_verifies_the_exported_key() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let mut kms = LocalKms::start(env).await.unwrap();
-    let mut sts = start_sts(env).await.unwrap();
-    kms.signing_key("ECC_NIST_P256", "signet").await.unwrap();
-    let uri = "awskms:///alias/signet";
-    let role = "arn:aws:iam::111122223333:role/signet-signer";
-    let signer_ns = format!("signet-e2e-aws-{}", std::process::id());
-    let base = json!({
-        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
-        "signing": {"kms": {"ref": uri}},
-        "identity": {"aws": {"roleArn": role}},
-        "signer": {"extraEnv": [{"name": "AWS_REGION", "value": "us-east-1"}]}
-    });
-    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
-
-    // 1. The shape EKS's webhook would give the pod, rendered by the operator itself: the
-    //    role, the token file, and a projected token for STS's audience.
-    let deployment =
-        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), &signer_ns)
-            .get("signet-signer")
-            .await
-            .unwrap();
-    let pod = serde_json::to_value(&deployment.spec.template.spec).unwrap();
-    let vars = &pod["containers"][0]["env"];
-    let var = |name: &str| {
-        vars.as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .map(|v| v["value"].clone())
-    };
-    assert_eq!(var("AWS_ROLE_ARN"), Some(json!(role)));
-    let token_path = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
-    assert_eq!(var("AWS_WEB_IDENTITY_TOKEN_FILE"), Some(json!(token_path)));
-    let projected = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "aws-iam-token")
-        .unwrap();
-    assert_eq!(
-        projected["projected"]["sources"][0]["serviceAccountToken"]["audience"],
-        "sts.amazonaws.com"
-    );
-
-    // 2. The signer, with the token the kubelet would project (minted for its ServiceAccount
-    //    with STS's audience) and the local endpoints. STS is down at first: signing needs the
-    //    web identity exchange, so the run fails naming the KMS and STS.
-    let files = tempdir("aws-files");
-    let web_identity = ServiceAccountIdentity::mint(
-        &admin,
-        &signer_ns,
-        "signet-signer",
-        &["sts.amazonaws.com"],
-        3600,
-    )
-    .await
-    .unwrap();
-    let token_file = write_secret_file(&files, "token", &web_identity.token);
-    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
-        .await
-        .unwrap();
-    sts.stop();
-    let signer = OperatorProcess::start_signer_with(
-        env,
-        &admin,
-        &identity,
-        &[
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
-            ("AWS_ENDPOINT_URL_KMS", kms.server.url.as_str()),
-            ("AWS_ENDPOINT_URL_STS", sts.url.as_str()),
-        ],
-    )
-    .await
-    .unwrap();
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "aws-runs").await.unwrap();
-    completed_taskrun(&admin, work.name(), "no-sts").await;
-    let reason = assert_fails(&admin, work.name(), "no-sts", log).await;
-    assert!(reason.contains(uri) && reason.contains("STS"), "{reason}");
-    assert!(!reason.contains(&web_identity.token) && !log().contains(&web_identity.token));
-
-    // 3. With STS up: signed, and cosign verifies with the key exported from KMS.
-    sts.restart().await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
-    let run = wait_signed(&admin, work.name(), "build-1", log).await;
-    let envelope = envelope_of(&run, &uid);
-    let exported = kms.public_pem("alias/signet").await.unwrap();
-    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
-    assert!(
-        !cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance")
-            .status
-            .success()
-    );
-
-    // 4. KMS down mid-burst, then back (local-kms keeps its keys on disk).
-    burst_through_outage(&admin, work.name(), uri, || kms.server.stop(), log).await;
-    kms.server.restart().await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
-    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
-    assert_cosign_accepts(env, &exported, &envelope_of(&run, &uid), "slsaprovenance");
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&files);
-}
-
 /// PEM of an SPKI DER.
 fn pem_of(der: &[u8]) -> String {
     use base64::Engine as _;
@@ -425,234 +367,535 @@ async fn rendered(admin: &kube::Client, ns: &str, name: &str, volume: &str) -> (
     (var, audience)
 }
 
+/// local-kms with key `alias/signet`, moto's STS, the operator's EKS-style rendering (role,
+/// token file, projected token for STS's audience), and a signer started with the token the
+/// kubelet would project and the local endpoints — STS up or, with `sts_down`, stopped first.
+struct AwsScene {
+    env: &'static TestEnv,
+    admin: kube::Client,
+    signer_ns: String,
+    files: std::path::PathBuf,
+    web_identity: ServiceAccountIdentity,
+    signer: OperatorProcess,
+    work: TestNamespace,
+    stack: Stack,
+    kms: LocalKms,
+    sts: signet_e2e::aws::Server,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+const AWS_KEY: &str = "awskms:///alias/signet";
+const AWS_ROLE: &str = "arn:aws:iam::111122223333:role/signet-signer";
+
+impl AwsScene {
+    async fn up(name: &str, sts_down: bool) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let kms = LocalKms::start(env).await.unwrap();
+        let mut sts = start_sts(env).await.unwrap();
+        kms.signing_key("ECC_NIST_P256", "signet").await.unwrap();
+        let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let base = json!({
+            "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+            "signing": {"kms": {"ref": AWS_KEY}},
+            "identity": {"aws": {"roleArn": AWS_ROLE}},
+            "signer": {"extraEnv": [{"name": "AWS_REGION", "value": "us-east-1"}]}
+        });
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        let files = tempdir(name);
+        let web_identity = ServiceAccountIdentity::mint(
+            &admin,
+            &signer_ns,
+            "signet-signer",
+            &["sts.amazonaws.com"],
+            3600,
+        )
+        .await
+        .unwrap();
+        let token_file = write_secret_file(&files, "token", &web_identity.token);
+        let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+            .await
+            .unwrap();
+        if sts_down {
+            sts.stop();
+        }
+        let signer = OperatorProcess::start_signer_with(
+            env,
+            &admin,
+            &identity,
+            &[
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+                ("AWS_ENDPOINT_URL_KMS", kms.server.url.as_str()),
+                ("AWS_ENDPOINT_URL_STS", sts.url.as_str()),
+            ],
+        )
+        .await
+        .unwrap();
+        let work = TestNamespace::create(&admin, name).await.unwrap();
+        Self {
+            env,
+            admin,
+            signer_ns,
+            files,
+            web_identity,
+            signer,
+            work,
+            stack,
+            kms,
+            sts,
+            _turn: turn,
+        }
+    }
+}
+
+impl Drop for AwsScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// The operator renders the shape EKS's webhook would give the pod (role, token file, a
+/// projected token for STS's audience); with STS down the run fails naming the KMS and STS and
+/// never the token; with STS up it is signed and cosign verifies it with the key exported from
+/// KMS, not the operator's generated key.
+#[tokio::test]
+async fn aws_kms_signs_with_web_identity_credentials_and_cosign_verifies_the_exported_key() {
+    let mut scene = AwsScene::up("kms-aws", true).await;
+    let (env, admin, ns) = (scene.env, &scene.admin, scene.work.name());
+    let log = || scene.signer.log_text();
+    let (role, audience) = rendered(admin, &scene.signer_ns, "AWS_ROLE_ARN", "aws-iam-token").await;
+    assert_eq!(role, AWS_ROLE);
+    assert_eq!(audience, "sts.amazonaws.com");
+    let (token_path, _) =
+        rendered(admin, &scene.signer_ns, "AWS_WEB_IDENTITY_TOKEN_FILE", "").await;
+    assert_eq!(
+        token_path,
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    );
+
+    completed_taskrun(admin, ns, "no-sts").await;
+    let reason = assert_fails(admin, ns, "no-sts", log).await;
+    let token = &scene.web_identity.token;
+    assert!(
+        reason.contains(AWS_KEY) && reason.contains("STS"),
+        "{reason}"
+    );
+    assert!(!reason.contains(token) && !log().contains(token));
+
+    scene.sts.restart().await.unwrap();
+    let envelope = signed_envelope(admin, ns, "build-1", log).await;
+    let exported = scene.kms.public_pem("alias/signet").await.unwrap();
+    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &scene.stack.public_key, &envelope, "slsaprovenance")
+            .status
+            .success()
+    );
+}
+
+/// KMS down mid-burst: every run ends signed or failed naming the key; back up (local-kms
+/// keeps its keys on disk), runs sign again.
+#[tokio::test]
+async fn an_aws_kms_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again() {
+    let mut scene = AwsScene::up("kms-aws-outage", false).await;
+    let (env, admin, ns) = (scene.env, &scene.admin, scene.work.name());
+    let log = || scene.signer.log_text();
+    let kms = &mut scene.kms;
+    burst_through_outage(admin, ns, AWS_KEY, || kms.server.stop(), log).await;
+    kms.server.restart().await.unwrap();
+    let envelope = signed_envelope(admin, ns, "after-outage", log).await;
+    let exported = kms.public_pem("alias/signet").await.unwrap();
+    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+}
+
+/// The Azure double (Entra token exchange that checks the cluster's JWKS, audience and
+/// subject; Key Vault with key `signet`), the operator's Workload Identity rendering, and a
+/// signer with a federated token minted for ServiceAccount `account` (the signer's own, or a
+/// stranger with no federated credential) and the double as authority.
+struct AzureScene {
+    env: &'static TestEnv,
+    admin: kube::Client,
+    signer_ns: String,
+    files: std::path::PathBuf,
+    federated: ServiceAccountIdentity,
+    uri: String,
+    signer: OperatorProcess,
+    work: TestNamespace,
+    stack: Stack,
+    vault: CloudDouble,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl AzureScene {
+    async fn up(name: &str, account: &str) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let vault = CloudDouble::start(
+            env,
+            &Federation {
+                mode: "azure",
+                audience: "api://AzureADTokenExchange".to_owned(),
+                subject: format!("system:serviceaccount:{signer_ns}:signet-signer"),
+                key_name: "signet".to_owned(),
+                tenant: "tenant-1".to_owned(),
+                client_id: "client-1".to_owned(),
+                service_account: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let uri = format!("azurekms://{}/signet", vault.host());
+        let base = json!({
+            "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+            "signing": {"kms": {"ref": uri}},
+            "identity": {"azure": {"clientId": "client-1", "tenantId": "tenant-1"}}
+        });
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        let files = tempdir(name);
+        let federated = ServiceAccountIdentity::mint(
+            &admin,
+            &signer_ns,
+            account,
+            &["api://AzureADTokenExchange"],
+            3600,
+        )
+        .await
+        .unwrap();
+        let token_file = write_secret_file(&files, "azure-identity-token", &federated.token);
+        let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+            .await
+            .unwrap();
+        let authority = format!("{}/", vault.url);
+        let signer = OperatorProcess::start_signer_with(
+            env,
+            &admin,
+            &identity,
+            &[
+                ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_str()),
+                ("AZURE_AUTHORITY_HOST", authority.as_str()),
+                ("SIGNET_KMS_KEY_TTL", "1"),
+            ],
+        )
+        .await
+        .unwrap();
+        let work = TestNamespace::create(&admin, name).await.unwrap();
+        Self {
+            env,
+            admin,
+            signer_ns,
+            files,
+            federated,
+            uri,
+            signer,
+            work,
+            stack,
+            vault,
+            _turn: turn,
+        }
+    }
+
+    /// Key version `version`'s public key (PEM), exported from the vault as
+    /// `az keyvault key download` would, with a token obtained the way the signer obtains one.
+    async fn export(&self, version: u64) -> String {
+        let token = self
+            .vault
+            .post_form(
+                "/tenant-1/oauth2/v2.0/token",
+                &[
+                    ("client_id", "client-1"),
+                    ("client_assertion", self.federated.token.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("grant_type", "client_credentials"),
+                    ("scope", "https://vault.azure.net/.default"),
+                ],
+            )
+            .await
+            .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let jwk = self
+            .vault
+            .get(&format!("/keys/signet/{version}?api-version=7.4"), &token)
+            .await
+            .unwrap();
+        let part = |n: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(jwk["key"][n].as_str().unwrap())
+                .unwrap()
+        };
+        pem_of(&signet_signer::signing::kms::der::spki_ec("P-256", &part("x"), &part("y")).unwrap())
+    }
+}
+
+impl Drop for AzureScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// The pod shape Azure Workload Identity expects, rendered by the operator; the run is signed
+/// with the vault's key (cosign verifies with the exported key, not the operator's generated
+/// one; the federated token is never logged); a new key version signs the next runs without a
+/// restart.
 #[tokio::test]
 async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_exported_key() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let signer_ns = format!("signet-e2e-azure-{}", std::process::id());
-    let subject = format!("system:serviceaccount:{signer_ns}:signet-signer");
-    let mut vault = CloudDouble::start(
-        env,
-        &Federation {
-            mode: "azure",
-            audience: "api://AzureADTokenExchange".to_owned(),
-            subject: subject.clone(),
-            key_name: "signet".to_owned(),
-            tenant: "tenant-1".to_owned(),
-            client_id: "client-1".to_owned(),
-            service_account: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let uri = format!("azurekms://{}/signet", vault.host());
-    let base = json!({
-        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
-        "signing": {"kms": {"ref": uri}},
-        "identity": {"azure": {"clientId": "client-1", "tenantId": "tenant-1"}}
-    });
-    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
-
-    // 1. The pod shape Azure Workload Identity expects, rendered by the operator.
-    let (client_id, audience) = rendered(
-        &admin,
-        &signer_ns,
-        "AZURE_CLIENT_ID",
-        "azure-identity-token",
-    )
-    .await;
+    let scene = AzureScene::up("kms-azure", "signet-signer").await;
+    let (env, admin, ns, signer_ns) =
+        (scene.env, &scene.admin, scene.work.name(), &scene.signer_ns);
+    let log = || scene.signer.log_text();
+    let (client_id, audience) =
+        rendered(admin, signer_ns, "AZURE_CLIENT_ID", "azure-identity-token").await;
     assert_eq!(client_id, "client-1");
     assert_eq!(audience, "api://AzureADTokenExchange");
-    let (token_file_var, _) = rendered(&admin, &signer_ns, "AZURE_FEDERATED_TOKEN_FILE", "").await;
+    let (token_file_var, _) = rendered(admin, signer_ns, "AZURE_FEDERATED_TOKEN_FILE", "").await;
     assert_eq!(
         token_file_var,
         "/var/run/secrets/azure/tokens/azure-identity-token"
     );
 
-    // 2. The signer with the token the kubelet would project (the double verifies it against
-    //    the cluster's JWKS, audience and subject) and the double as authority.
-    let files = tempdir("azure-files");
-    let federated = ServiceAccountIdentity::mint(
-        &admin,
-        &signer_ns,
-        "signet-signer",
-        &["api://AzureADTokenExchange"],
-        3600,
-    )
-    .await
-    .unwrap();
-    let token_file = write_secret_file(&files, "azure-identity-token", &federated.token);
-    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
-        .await
-        .unwrap();
-    let authority = format!("{}/", vault.url);
-    let signer = OperatorProcess::start_signer_with(
-        env,
-        &admin,
-        &identity,
-        &[
-            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_str()),
-            ("AZURE_AUTHORITY_HOST", authority.as_str()),
-            ("SIGNET_KMS_KEY_TTL", "1"),
-        ],
-    )
-    .await
-    .unwrap();
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "azure-runs").await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
-    let run = wait_signed(&admin, work.name(), "build-1", log).await;
-
-    // 3. cosign verifies with the key exported from the vault (as `az keyvault key download`).
-    let token = vault
-        .post_form(
-            "/tenant-1/oauth2/v2.0/token",
-            &[
-                ("client_id", "client-1"),
-                ("client_assertion", federated.token.as_str()),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
-                ("grant_type", "client_credentials"),
-                ("scope", "https://vault.azure.net/.default"),
-            ],
-        )
-        .await
-        .unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let export = |version: u64| {
-        let vault = &vault;
-        let token = token.clone();
-        async move {
-            let jwk = vault
-                .get(&format!("/keys/signet/{version}?api-version=7.4"), &token)
-                .await
-                .unwrap();
-            let part = |n: &str| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(jwk["key"][n].as_str().unwrap())
-                    .unwrap()
-            };
-            pem_of(
-                &signet_signer::signing::kms::der::spki_ec("P-256", &part("x"), &part("y"))
-                    .unwrap(),
-            )
-        }
-    };
-    let v1 = export(1).await;
-    assert_cosign_accepts(env, &v1, &envelope_of(&run, &uid), "slsaprovenance");
+    let envelope = signed_envelope(admin, ns, "build-1", log).await;
+    let v1 = scene.export(1).await;
+    assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
     assert!(
-        !cosign_verify(
-            env,
-            &stack.public_key,
-            &envelope_of(&run, &uid),
-            "slsaprovenance"
-        )
-        .status
-        .success()
-    );
-    assert!(
-        !log().contains(&federated.token),
-        "the federated token is in the log"
-    );
-
-    // 4. A new key version signs the next runs without a restart.
-    let version = vault.rotate().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let uid = completed_taskrun(&admin, work.name(), "build-2").await;
-    let run = wait_signed(&admin, work.name(), "build-2", log).await;
-    let v2 = export(version).await;
-    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-    assert!(
-        !cosign_verify(env, &v1, &envelope_of(&run, &uid), "slsaprovenance")
+        !cosign_verify(env, &scene.stack.public_key, &envelope, "slsaprovenance")
             .status
             .success()
     );
-
-    // 5. The vault down mid-burst, then back.
-    burst_through_outage(&admin, work.name(), &uri, || vault.server.stop(), log).await;
-    vault.server.restart().await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
-    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
-    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-
-    // 6. A federated token for another ServiceAccount has no federated credential: failed,
-    //    naming the vault and Entra's refusal, never the token.
-    let stranger = ServiceAccountIdentity::mint(
-        &admin,
-        &signer_ns,
-        "someone-else",
-        &["api://AzureADTokenExchange"],
-        3600,
-    )
-    .await
-    .unwrap();
-    drop(signer);
-    std::fs::write(&token_file, &stranger.token).unwrap();
-    let signer = OperatorProcess::start_signer_with(
-        env,
-        &admin,
-        &identity,
-        &[
-            ("AZURE_FEDERATED_TOKEN_FILE", token_file.as_str()),
-            ("AZURE_AUTHORITY_HOST", authority.as_str()),
-        ],
-    )
-    .await
-    .unwrap();
-    completed_taskrun(&admin, work.name(), "stranger").await;
-    let reason = assert_fails(&admin, work.name(), "stranger", || signer.log_text()).await;
     assert!(
-        reason.contains(&uri) && reason.contains("No matching federated identity record"),
-        "{reason}"
+        !log().contains(&scene.federated.token),
+        "the federated token is in the log"
     );
-    assert!(!reason.contains(&stranger.token));
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&files);
+
+    let version = scene.vault.rotate().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let envelope = signed_envelope(admin, ns, "build-2", log).await;
+    let v2 = scene.export(version).await;
+    assert_cosign_accepts(env, &v2, &envelope, "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &v1, &envelope, "slsaprovenance")
+            .status
+            .success()
+    );
 }
 
+/// The vault down mid-burst: every run ends signed or failed naming the key; back up, runs
+/// sign again.
+#[tokio::test]
+async fn an_azure_key_vault_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again() {
+    let mut scene = AzureScene::up("kms-azure-outage", "signet-signer").await;
+    let (env, admin, ns, uri) = (scene.env, &scene.admin, scene.work.name(), &scene.uri);
+    let log = || scene.signer.log_text();
+    let vault = &mut scene.vault;
+    burst_through_outage(admin, ns, uri, || vault.server.stop(), log).await;
+    vault.server.restart().await.unwrap();
+    let envelope = signed_envelope(admin, ns, "after-outage", log).await;
+    assert_cosign_accepts(env, &scene.export(1).await, &envelope, "slsaprovenance");
+}
+
+/// A federated token for another ServiceAccount has no federated credential: failed, naming
+/// the vault and Entra's refusal, never the token.
+#[tokio::test]
+async fn an_azure_token_for_another_service_account_fails_naming_the_vault_and_entra() {
+    let scene = AzureScene::up("kms-azure-stranger", "someone-else").await;
+    let (admin, ns) = (&scene.admin, scene.work.name());
+    completed_taskrun(admin, ns, "stranger").await;
+    let reason = assert_fails(admin, ns, "stranger", || scene.signer.log_text()).await;
+    assert!(
+        reason.contains(&scene.uri) && reason.contains("No matching federated identity record"),
+        "{reason}"
+    );
+    assert!(!reason.contains(&scene.federated.token));
+}
+
+/// The Google double (STS token exchange that checks the cluster's JWKS, audience and
+/// subject; service-account impersonation; Cloud KMS with key `signing`), the operator's
+/// external-account rendering, and a signer with that configuration pointed at the double and
+/// a token the kubelet would project, minted for `audience`.
+struct GcpScene {
+    env: &'static TestEnv,
+    admin: kube::Client,
+    signer_ns: String,
+    files: std::path::PathBuf,
+    federated: ServiceAccountIdentity,
+    /// The external-account configuration the operator rendered.
+    rendered: Value,
+    uri: String,
+    signer: OperatorProcess,
+    work: TestNamespace,
+    stack: Stack,
+    kms: CloudDouble,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+const GCP_PROVIDER: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
+const GCP_ACCOUNT: &str = "signer@signet-test.iam.gserviceaccount.com";
+const GCP_KEY: &str = "projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing";
+
+impl GcpScene {
+    /// `audience`: the provider's own (`None`) or another.
+    async fn up(name: &str, audience: Option<&str>) -> Self {
+        let turn = STACK.lock().await;
+        let env = TestEnv::get();
+        let admin = env.admin_client().unwrap();
+        let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
+        let kms = CloudDouble::start(
+            env,
+            &Federation {
+                mode: "gcp",
+                audience: GCP_PROVIDER.to_owned(),
+                subject: format!("system:serviceaccount:{signer_ns}:signet-signer"),
+                key_name: GCP_KEY.to_owned(),
+                tenant: String::new(),
+                client_id: String::new(),
+                service_account: GCP_ACCOUNT.to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+        let uri = format!("gcpkms://{GCP_KEY}");
+        let base = json!({
+            "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+            "signing": {"kms": {"ref": uri}},
+            "identity": {"gcp": {"serviceAccount": GCP_ACCOUNT, "workloadIdentityProvider": GCP_PROVIDER}}
+        });
+        let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+        let config_map = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+            admin.clone(),
+            &signer_ns,
+        )
+        .get("signet-signer-config")
+        .await
+        .unwrap();
+        let rendered: Value =
+            serde_json::from_str(&config_map.data.unwrap()["gcp-credentials.json"]).unwrap();
+        // The same configuration with Google's endpoints moved to the double.
+        let files = tempdir(name);
+        let audience = audience.map_or_else(|| format!("https:{GCP_PROVIDER}"), str::to_owned);
+        let federated =
+            ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[&audience], 3600)
+                .await
+                .unwrap();
+        let token_file = write_secret_file(&files, "gcp-identity-token", &federated.token);
+        let mut credentials = rendered.clone();
+        credentials["token_url"] = json!(format!("{}/v1/token", kms.url));
+        credentials["service_account_impersonation_url"] = json!(format!(
+            "{}/v1/projects/-/serviceAccounts/{GCP_ACCOUNT}:generateAccessToken",
+            kms.url
+        ));
+        credentials["credential_source"]["file"] = json!(token_file);
+        let credentials_file =
+            write_secret_file(&files, "credentials.json", &credentials.to_string());
+        let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+            .await
+            .unwrap();
+        let signer = OperatorProcess::start_signer_with(
+            env,
+            &admin,
+            &identity,
+            &[
+                ("GOOGLE_APPLICATION_CREDENTIALS", credentials_file.as_str()),
+                ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS", kms.url.as_str()),
+                ("SIGNET_KMS_KEY_TTL", "1"),
+            ],
+        )
+        .await
+        .unwrap();
+        let work = TestNamespace::create(&admin, name).await.unwrap();
+        Self {
+            env,
+            admin,
+            signer_ns,
+            files,
+            federated,
+            rendered,
+            uri,
+            signer,
+            work,
+            stack,
+            kms,
+            _turn: turn,
+        }
+    }
+
+    /// Key version `version`'s public key (PEM), exported from KMS as `gcloud kms keys
+    /// versions get-public-key` would, with a token obtained the way the signer obtains one.
+    async fn export(&self, version: u64) -> String {
+        let sts = self
+            .kms
+            .post_form(
+                "/v1/token",
+                &[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("audience", GCP_PROVIDER),
+                    ("subject_token", self.federated.token.as_str()),
+                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ],
+            )
+            .await
+            .unwrap();
+        let impersonated: Value = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&self.env.ca_file).unwrap()).unwrap(),
+            )
+            .build()
+            .unwrap()
+            .post(format!(
+                "{}/v1/projects/-/serviceAccounts/{GCP_ACCOUNT}:generateAccessToken",
+                self.kms.url
+            ))
+            .bearer_auth(sts["access_token"].as_str().unwrap())
+            .json(&json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = impersonated["accessToken"].as_str().unwrap();
+        self.kms
+            .get(
+                &format!("/v1/{GCP_KEY}/cryptoKeyVersions/{version}/publicKey"),
+                token,
+            )
+            .await
+            .unwrap()["pem"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl Drop for GcpScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+}
+
+/// Outside GKE the operator renders the federation itself (a token for the provider's audience
+/// and the external-account configuration that exchanges it); the run is signed with the KMS
+/// key (cosign verifies with the exported key, not the operator's; the token is never
+/// logged); a new key version signs next (no version in the URI: the newest enabled one).
 #[tokio::test]
 async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_verifies_the_exported_key()
  {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let signer_ns = format!("signet-e2e-gcp-{}", std::process::id());
-    let provider = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
-    let account = "signer@signet-test.iam.gserviceaccount.com";
-    let key = "projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing";
-    let mut kms = CloudDouble::start(
-        env,
-        &Federation {
-            mode: "gcp",
-            audience: provider.to_owned(),
-            subject: format!("system:serviceaccount:{signer_ns}:signet-signer"),
-            key_name: key.to_owned(),
-            tenant: String::new(),
-            client_id: String::new(),
-            service_account: account.to_owned(),
-        },
-    )
-    .await
-    .unwrap();
-    let uri = format!("gcpkms://{key}");
-    let base = json!({
-        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
-        "signing": {"kms": {"ref": uri}},
-        "identity": {"gcp": {"serviceAccount": account, "workloadIdentityProvider": provider}}
-    });
-    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
-
-    // 1. Outside GKE the operator renders the federation itself: a token for the provider's
-    //    audience and the external-account credential configuration that exchanges it.
+    let scene = GcpScene::up("kms-gcp", None).await;
+    let (env, admin, ns, signer_ns) =
+        (scene.env, &scene.admin, scene.work.name(), &scene.signer_ns);
+    let log = || scene.signer.log_text();
     let (credentials_var, audience) = rendered(
-        &admin,
-        &signer_ns,
+        admin,
+        signer_ns,
         "GOOGLE_APPLICATION_CREDENTIALS",
         "gcp-identity-token",
     )
@@ -661,16 +904,10 @@ async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_ver
         credentials_var,
         "/var/run/secrets/gcp/config/credentials.json"
     );
-    assert_eq!(audience, format!("https:{provider}"));
-    let config_map =
-        kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), &signer_ns)
-            .get("signet-signer-config")
-            .await
-            .unwrap();
-    let mut credentials: Value =
-        serde_json::from_str(&config_map.data.unwrap()["gcp-credentials.json"]).unwrap();
+    assert_eq!(audience, format!("https:{GCP_PROVIDER}"));
+    let credentials = &scene.rendered;
     assert_eq!(credentials["type"], "external_account");
-    assert_eq!(credentials["audience"], provider);
+    assert_eq!(credentials["audience"], GCP_PROVIDER);
     assert_eq!(
         credentials["token_url"],
         "https://sts.googleapis.com/v1/token"
@@ -678,160 +915,58 @@ async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_ver
     assert_eq!(
         credentials["service_account_impersonation_url"],
         format!(
-            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{account}:generateAccessToken"
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{GCP_ACCOUNT}:generateAccessToken"
         )
     );
 
-    // 2. The same configuration with Google's endpoints moved to the double and the token the
-    //    kubelet would project (minted for the signer with the provider's audience).
-    let files = tempdir("gcp-files");
-    let federated = ServiceAccountIdentity::mint(
-        &admin,
-        &signer_ns,
-        "signet-signer",
-        &[&format!("https:{provider}")],
-        3600,
-    )
-    .await
-    .unwrap();
-    let token_file = write_secret_file(&files, "gcp-identity-token", &federated.token);
-    credentials["token_url"] = json!(format!("{}/v1/token", kms.url));
-    credentials["service_account_impersonation_url"] = json!(format!(
-        "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
-        kms.url
-    ));
-    credentials["credential_source"]["file"] = json!(token_file);
-    let credentials_file = write_secret_file(&files, "credentials.json", &credentials.to_string());
-    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
-        .await
-        .unwrap();
-    let start = |env: &'static TestEnv, admin: kube::Client| {
-        let (credentials_file, endpoint) = (credentials_file.clone(), kms.url.clone());
-        let identity = identity.clone();
-        async move {
-            OperatorProcess::start_signer_with(
-                env,
-                &admin,
-                &identity,
-                &[
-                    ("GOOGLE_APPLICATION_CREDENTIALS", credentials_file.as_str()),
-                    (
-                        "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS",
-                        endpoint.as_str(),
-                    ),
-                    ("SIGNET_KMS_KEY_TTL", "1"),
-                ],
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let signer = start(env, admin.clone()).await;
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "gcp-runs").await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "build-1").await;
-    let run = wait_signed(&admin, work.name(), "build-1", log).await;
-
-    // 3. cosign verifies with the key exported from KMS (as `gcloud kms keys versions
-    //    get-public-key`), fetched with a token obtained the same way.
-    let sts = kms
-        .post_form(
-            "/v1/token",
-            &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("audience", provider),
-                ("subject_token", federated.token.as_str()),
-                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-            ],
-        )
-        .await
-        .unwrap();
-    let impersonated: Value = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&env.ca_file).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap()
-        .post(format!(
-            "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
-            kms.url
-        ))
-        .bearer_auth(sts["access_token"].as_str().unwrap())
-        .json(&json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = impersonated["accessToken"].as_str().unwrap().to_owned();
-    let export = |version: u64| {
-        let (kms, token) = (&kms, token.clone());
-        async move {
-            kms.get(
-                &format!("/v1/{key}/cryptoKeyVersions/{version}/publicKey"),
-                &token,
-            )
-            .await
-            .unwrap()["pem"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let v1 = export(1).await;
-    assert_cosign_accepts(env, &v1, &envelope_of(&run, &uid), "slsaprovenance");
+    let envelope = signed_envelope(admin, ns, "build-1", log).await;
+    let v1 = scene.export(1).await;
+    assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
     assert!(
-        !cosign_verify(
-            env,
-            &stack.public_key,
-            &envelope_of(&run, &uid),
-            "slsaprovenance"
-        )
-        .status
-        .success()
-    );
-    assert!(!log().contains(&federated.token));
-
-    // 4. A new key version (no version in the URI: the newest enabled one signs).
-    let version = kms.rotate().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let uid = completed_taskrun(&admin, work.name(), "build-2").await;
-    let run = wait_signed(&admin, work.name(), "build-2", log).await;
-    let v2 = export(version).await;
-    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-    assert!(
-        !cosign_verify(env, &v1, &envelope_of(&run, &uid), "slsaprovenance")
+        !cosign_verify(env, &scene.stack.public_key, &envelope, "slsaprovenance")
             .status
             .success()
     );
+    assert!(!log().contains(&scene.federated.token));
 
-    // 5. KMS down mid-burst, then back.
-    burst_through_outage(&admin, work.name(), &uri, || kms.server.stop(), log).await;
-    kms.server.restart().await.unwrap();
-    let uid = completed_taskrun(&admin, work.name(), "after-outage").await;
-    let run = wait_signed(&admin, work.name(), "after-outage", log).await;
-    assert_cosign_accepts(env, &v2, &envelope_of(&run, &uid), "slsaprovenance");
-
-    // 6. A token for another audience is refused by STS: failed, naming the key and STS.
-    let wrong =
-        ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["elsewhere"], 3600)
-            .await
-            .unwrap();
-    drop(signer);
-    std::fs::write(&token_file, &wrong.token).unwrap();
-    let signer = start(env, admin.clone()).await;
-    completed_taskrun(&admin, work.name(), "wrong-audience").await;
-    let reason = assert_fails(&admin, work.name(), "wrong-audience", || signer.log_text()).await;
+    let version = scene.kms.rotate().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let envelope = signed_envelope(admin, ns, "build-2", log).await;
+    let v2 = scene.export(version).await;
+    assert_cosign_accepts(env, &v2, &envelope, "slsaprovenance");
     assert!(
-        reason.contains(&uri)
+        !cosign_verify(env, &v1, &envelope, "slsaprovenance")
+            .status
+            .success()
+    );
+}
+
+/// KMS down mid-burst: every run ends signed or failed naming the key; back up, runs sign
+/// again.
+#[tokio::test]
+async fn a_google_cloud_kms_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again() {
+    let mut scene = GcpScene::up("kms-gcp-outage", None).await;
+    let (env, admin, ns, uri) = (scene.env, &scene.admin, scene.work.name(), &scene.uri);
+    let log = || scene.signer.log_text();
+    let kms = &mut scene.kms;
+    burst_through_outage(admin, ns, uri, || kms.server.stop(), log).await;
+    kms.server.restart().await.unwrap();
+    let envelope = signed_envelope(admin, ns, "after-outage", log).await;
+    assert_cosign_accepts(env, &scene.export(1).await, &envelope, "slsaprovenance");
+}
+
+/// A token for another audience is refused by STS: failed, naming the key and STS.
+#[tokio::test]
+async fn a_google_token_for_another_audience_fails_naming_the_key_and_sts() {
+    let scene = GcpScene::up("kms-gcp-audience", Some("elsewhere")).await;
+    let (admin, ns) = (&scene.admin, scene.work.name());
+    completed_taskrun(admin, ns, "wrong-audience").await;
+    let reason = assert_fails(admin, ns, "wrong-audience", || scene.signer.log_text()).await;
+    assert!(
+        reason.contains(&scene.uri)
             && reason.contains("STS token exchange")
             && reason.contains("audience"),
         "{reason}"
     );
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&files);
+    assert!(!reason.contains(&scene.federated.token));
 }

@@ -1,3 +1,4 @@
+// Over 450 lines: one e2e binary per area, its scenarios each a test beside the set-up they share.
 //! Image signatures and attestations in real registries, end to end: what the signer pushes
 //! for the images a TaskRun built, checked by the real cosign and sigstore policy-controller.
 

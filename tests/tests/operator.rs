@@ -1,3 +1,4 @@
+// Over 450 lines: one e2e binary per area, its scenarios each a test beside the set-up they share.
 //! The operator end to end: the real binary, authenticated as its own ServiceAccount, against
 //! the real control plane. One SignetConfig may exist per cluster, so the scenarios take
 //! turns, each with its own rollout (`Rolled`); API-server validation uses dry-run creates

@@ -1,3 +1,4 @@
+// Over 450 lines: one e2e binary per area, its scenarios each a test beside the set-up they share.
 //! The signer end to end: the operator deploys the config and generates the key, the signer
 //! binary runs as the `signet-signer` ServiceAccount, TaskRuns complete as Tekton would write
 //! them, and the real cosign verifies what was stored.
@@ -520,41 +521,56 @@ async fn keys_made_by_cosign_of_every_type_sign_in_signet_and_cosign_verifies_th
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The documented failure states, each ending `failed` with a reason and an Event, never
-/// `signed=true` — and runs written by someone else while the signer signs (write
-/// conflicts) still end signed exactly once, with the other writer's changes kept.
-#[tokio::test]
-async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let signer_ns = format!("signet-e2e-faults-{}", std::process::id());
-    let mut stack = Stack::up(env, &admin, &signer_ns).await;
-    // The operator would repair what this test breaks (it regenerates a missing key and
-    // re-renders the ConfigMap): the signer alone faces the broken state.
-    stack.operator.kill();
-    let signer = stack.signer(&admin, env).await;
-    let log = || signer.log_text();
-    let work = TestNamespace::create(&admin, "fault-runs").await.unwrap();
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), &signer_ns);
-    let config_maps =
-        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), &signer_ns);
-    let good_secret = secrets.get("signing-secrets").await.unwrap();
-    let settle = || tokio::time::sleep(Duration::from_millis(1500));
+/// A Scene whose operator is stopped: it would repair what these tests break (it regenerates
+/// a missing key and re-renders the ConfigMap), so the signer alone faces the broken state.
+/// Also the signer's Secrets and ConfigMaps, and a pause for the signer to see a change.
+async fn signer_alone(
+    name: &str,
+) -> (
+    Scene,
+    Api<k8s_openapi::api::core::v1::Secret>,
+    Api<k8s_openapi::api::core::v1::ConfigMap>,
+) {
+    let mut scene = Scene::up(name).await;
+    scene.stack.operator.kill();
+    let ns = &scene.stack.signer_ns;
+    let secrets = Api::namespaced(scene.admin.clone(), ns);
+    let config_maps = Api::namespaced(scene.admin.clone(), ns);
+    (scene, secrets, config_maps)
+}
 
-    // 1. The Secret deleted.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+/// The signing Secret deleted: runs fail naming it.
+#[tokio::test]
+async fn a_deleted_signing_secret_fails_runs_naming_it() {
+    let (scene, secrets, _) = signer_alone("faults-secret").await;
+    let (admin, log) = (&scene.admin, || scene.log());
     secrets
         .delete("signing-secrets", &kube::api::DeleteParams::default())
         .await
         .unwrap();
     settle().await;
-    completed_taskrun(&admin, work.name(), "no-secret").await;
-    let reason = assert_fails(&admin, work.name(), "no-secret", log).await;
+    completed_taskrun(admin, scene.ns(), "no-secret").await;
+    let reason = assert_fails(admin, scene.ns(), "no-secret", log).await;
     assert!(reason.contains("signing-secrets"), "{reason}");
+}
 
-    // 2. The same key back, as a user's own (mutable) Secret with the wrong password.
+/// The same key back, as a user's own (mutable) Secret with the wrong password: runs fail
+/// naming the Secret and the wrong password.
+#[tokio::test]
+async fn a_signing_secret_with_the_wrong_password_fails_runs_naming_it() {
+    let (scene, secrets, _) = signer_alone("faults-password").await;
+    let (admin, log) = (&scene.admin, || scene.log());
+    let good_secret = secrets.get("signing-secrets").await.unwrap();
+    secrets
+        .delete("signing-secrets", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
     let mut data = good_secret.data.clone().unwrap();
-    let password = data.insert(
+    data.insert(
         "cosign.password".to_owned(),
         k8s_openapi::ByteString(b"not the password".to_vec()),
     );
@@ -571,23 +587,19 @@ async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
         .await
         .unwrap();
     settle().await;
-    completed_taskrun(&admin, work.name(), "wrong-password").await;
-    let reason = assert_fails(&admin, work.name(), "wrong-password", log).await;
+    completed_taskrun(admin, scene.ns(), "wrong-password").await;
+    let reason = assert_fails(admin, scene.ns(), "wrong-password", log).await;
     assert!(
         reason.contains("wrong password") && reason.contains("signing-secrets"),
         "{reason}"
     );
+}
 
-    // 3. An unknown format in the ConfigMap (the right password restored first).
-    let patch = json!({"data": {"cosign.password": password}});
-    secrets
-        .patch(
-            "signing-secrets",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+/// An unknown format in the ConfigMap: runs fail naming the key and the value.
+#[tokio::test]
+async fn an_unknown_format_in_the_configmap_fails_runs_naming_the_key() {
+    let (scene, _, config_maps) = signer_alone("faults-format").await;
+    let (admin, log) = (&scene.admin, || scene.log());
     let patch = json!({"data": {"artifacts.taskrun.format": "slsa/v9"}});
     config_maps
         .patch(
@@ -598,27 +610,21 @@ async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
         .await
         .unwrap();
     settle().await;
-    completed_taskrun(&admin, work.name(), "bad-format").await;
-    let reason = assert_fails(&admin, work.name(), "bad-format", log).await;
+    completed_taskrun(admin, scene.ns(), "bad-format").await;
+    let reason = assert_fails(admin, scene.ns(), "bad-format", log).await;
     assert!(
         reason.contains("artifacts.taskrun.format") && reason.contains("slsa/v9"),
         "{reason}"
     );
+}
 
-    // 4. Conflicts: with the format fixed, another client labels each run every few
-    //    milliseconds while it is signed. Every run still ends signed=true exactly once,
-    //    and the other writer's labels stay.
-    let patch = json!({"data": {"artifacts.taskrun.format": "in-toto"}});
-    config_maps
-        .patch(
-            "signet-signer-config",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
-    settle().await;
-    let runs = taskruns(&admin, work.name());
+/// Conflicts: another client labels each run every few milliseconds while it is signed. Every
+/// run still ends signed=true exactly once, and the other writer's labels stay.
+#[tokio::test]
+async fn runs_another_client_keeps_changing_are_still_signed_exactly_once() {
+    let scene = Scene::up("faults-conflicts").await;
+    let (admin, log) = (&scene.admin, || scene.log());
+    let runs = taskruns(admin, scene.ns());
     let names: Vec<String> = (0..10).map(|i| format!("contended-{i}")).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = tokio::spawn({
@@ -638,10 +644,10 @@ async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
         }
     });
     for name in &names {
-        completed_taskrun(&admin, work.name(), name).await;
+        completed_taskrun(admin, scene.ns(), name).await;
     }
     for name in &names {
-        wait_signed(&admin, work.name(), name, log).await;
+        wait_signed(admin, scene.ns(), name, log).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rounds = writer.await.unwrap();
@@ -658,12 +664,11 @@ async fn failures_end_failed_with_a_reason_and_conflicts_still_sign_once() {
     let signatures = signed_in_log(&log());
     for name in &names {
         assert_eq!(
-            signatures.get(&format!("{}/{name}", work.name())),
+            signatures.get(&format!("{}/{name}", scene.ns())),
             Some(&1),
             "{name} signed other than once"
         );
     }
     let conflicts = log().matches("changed meanwhile").count();
     println!("{rounds} label rounds, {conflicts} signing writes conflicted and were retried");
-    drop(signer);
 }

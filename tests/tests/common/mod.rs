@@ -1,3 +1,4 @@
+// Over 450 lines: every helper the e2e binaries share, in one module each of them includes.
 //! What the signer's end-to-end tests share: the operator + SignetConfig stack, TaskRuns
 //! completed as Tekton would write them, waiting for the signer's marks, and the real cosign.
 //! Each test binary uses part of it.
