@@ -28,7 +28,7 @@ use crate::storage::oci::registry::Clients;
 use crate::transparency::LogKeys;
 use mark::{hold_or_release, write};
 use queue::{Backlog, InFlight, Work};
-use retry::{API_RETRIES, Step, api_backoff};
+use retry::{AGAIN_LIMIT, API_RETRIES, Step, api_backoff};
 use sources::Sources;
 use status::WatchStatus;
 
@@ -48,8 +48,8 @@ pub struct Context {
     pub workers: usize,
     recorder: Recorder,
     in_flight: InFlight,
-    /// HTTP clients for registries (and Fulcio, Rekor).
-    http: Clients,
+    /// HTTP clients for registries, Fulcio and Rekor.
+    clients: Clients,
     /// The KMS key in force, if any.
     kms: KmsSigners,
     /// The transparency logs' public keys, read once.
@@ -79,7 +79,7 @@ impl Context {
             workers: workers.max(1),
             recorder,
             in_flight: InFlight::default(),
-            http: Clients::new()?,
+            clients: Clients::new()?,
             kms: KmsSigners::default(),
             log_keys: LogKeys::default(),
             own_account,
@@ -92,7 +92,7 @@ impl Context {
     fn registries(&self) -> Registries<'_> {
         Registries {
             client: &self.client,
-            clients: &self.http,
+            clients: &self.clients,
             own_account: &self.own_account,
         }
     }
@@ -362,7 +362,7 @@ async fn dispatch(
                 match worker::process(&ctx, run.kind, &run.namespace, &run.name, cached.take())
                     .await
                 {
-                    Step::Again if again < 10 => again += 1,
+                    Step::Again if again < AGAIN_LIMIT => again += 1,
                     Step::Done | Step::Again => break,
                     // The API server did not answer: the write (or read) is retried here,
                     // since a watch that relisted meanwhile would not bring the run back.

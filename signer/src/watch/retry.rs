@@ -8,6 +8,10 @@ use std::time::Duration;
 /// After this many failed attempts a run is marked `failed` (Chains' limit).
 pub const MAX_RETRIES: u32 = 3;
 
+/// Times a run is read again at once in one go (a write conflicted, or a retry is due),
+/// in case something keeps changing it.
+pub(crate) const AGAIN_LIMIT: u32 = 10;
+
 /// Wait before attempt `retries + 1` of a run whose earlier attempts failed: 0.5 s, 1 s, 2 s.
 pub fn attempt_delay(retries: u32) -> Duration {
     if retries == 0 {
@@ -17,7 +21,7 @@ pub fn attempt_delay(retries: u32) -> Duration {
     }
 }
 
-/// What [`process`] asks its caller to do next.
+/// What one attempt at a run (`worker::process`) asks its caller to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Nothing: signed, failed for good, or not ours to sign.

@@ -35,7 +35,7 @@ async fn sign(
     ]
     .contains(&SignerKind::X509);
     let keyless = if config.x509.fulcio_enabled && uses_x509 {
-        Some(keyless::certificate(ctx.http.http(), &config.x509).await)
+        Some(keyless::certificate(ctx.clients.http(), &config.x509).await)
     } else {
         None
     };
@@ -47,7 +47,7 @@ async fn sign(
         keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
     };
     let tlog = uploads(config, run)
-        .then(|| Rekor::new(ctx.http.http(), &config.transparency.url, &ctx.log_keys));
+        .then(|| Rekor::new(ctx.clients.http(), &config.transparency.url, &ctx.log_keys));
     sign_run(run, children, config, &keys, tlog.as_ref()).await
 }
 
@@ -77,7 +77,9 @@ pub(crate) async fn process(
         return Step::Done;
     }
     let retries = run.retries();
-    tokio::time::sleep(attempt_delay(retries)).await;
+    if retries > 0 {
+        tokio::time::sleep(attempt_delay(retries)).await;
+    }
     let outcome = match (ctx.sources.config(), children(&ctx.client, &run).await) {
         (Err(error), _) => Err(SignError::Other {
             run: run.id(),
