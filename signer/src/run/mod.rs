@@ -95,13 +95,14 @@ impl Run {
         matches!(self.annotation(SIGNED), Some("true" | "failed"))
     }
 
+    /// Failed attempts so far (`chains.tekton.dev/retries`), 0 when absent or unreadable.
     pub fn retries(&self) -> u32 {
         self.annotation(RETRIES)
             .and_then(|r| r.parse().ok())
             .unwrap_or(0)
     }
 
-    /// `status.results` (TaskRun) or `status.results` (PipelineRun) in order.
+    /// `status.results` in order (TaskRuns and PipelineRuns alike in `tekton.dev/v1`).
     pub fn results(&self) -> Vec<RunResult> {
         self.object["status"]["results"]
             .as_array()
