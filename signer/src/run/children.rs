@@ -13,12 +13,7 @@ pub async fn children(client: &Client, run: &Run) -> Result<Vec<Run>, SignError>
     }
     let api = crate::watch::runs(client, RunKind::TaskRun, Some(&run.namespace));
     let mut out = Vec::new();
-    let refs = run.object["status"]["childReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for child in refs.iter().filter(|c| c["kind"] == "TaskRun") {
-        let name = child["name"].as_str().unwrap_or_default();
+    for name in child_names(run)? {
         let obj = api.get(name).await.map_err(|e| SignError::Other {
             run: run.id(),
             message: format!("failed to read child TaskRun {}/{name}: {e}", run.namespace),
@@ -29,4 +24,59 @@ pub async fn children(client: &Client, run: &Run) -> Result<Vec<Run>, SignError>
         ));
     }
     Ok(out)
+}
+
+/// The names of a PipelineRun's child TaskRuns in `status.childReferences`. A TaskRun
+/// reference without a name is an error: leaving the child out would sign provenance that
+/// misses its steps.
+fn child_names(run: &Run) -> Result<Vec<&str>, SignError> {
+    run.object["status"]["childReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["kind"] == "TaskRun")
+        .map(|c| {
+            c["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| SignError::Other {
+                    run: run.id(),
+                    message: format!("status.childReferences has a TaskRun without a name: {c}"),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pipelinerun(refs: &serde_json::Value) -> Run {
+        Run::from_object(
+            RunKind::PipelineRun,
+            json!({"metadata": {"name": "p", "namespace": "n"}, "status": {"childReferences": refs}}),
+        )
+    }
+
+    #[test]
+    fn child_taskruns_are_named_or_the_attempt_fails() {
+        let run = pipelinerun(&json!([
+            {"kind": "TaskRun", "name": "build"},
+            {"kind": "CustomRun", "name": "approval"},
+            {"kind": "TaskRun", "name": "test"}
+        ]));
+        assert_eq!(child_names(&run).unwrap(), ["build", "test"]);
+        assert!(child_names(&pipelinerun(&json!(null))).unwrap().is_empty());
+        for unnamed in [
+            json!([{"kind": "TaskRun"}]),
+            json!([{"kind": "TaskRun", "name": ""}]),
+        ] {
+            let error = child_names(&pipelinerun(&unnamed)).unwrap_err().to_string();
+            assert!(
+                error.contains("without a name") && error.contains("n/p"),
+                "{error}"
+            );
+        }
+    }
 }
