@@ -16,9 +16,12 @@ build:
 
 # Signet end to end on this machine: control plane and registry, installed from the OLM
 # bundle, a TaskRun signed and verified with cosign. Leaves it running; `make env-down` stops it.
+# Builds only the peers the demo uses (tests/env/build demo), not the whole test environment.
+demo: export SIGNET_ENV_TIER = demo
 demo:
-	tests/env/build
-	@echo "Building signet-operator, signet-signer and the demo (first time: a few minutes)"
+	tests/env/debian-packages demo
+	tests/env/build demo
+	@echo "[make demo] building signet-operator, signet-signer and the demo (first time: minutes)"
 	$(CARGO) build --workspace --bins --examples --locked
 	$(CARGO_TARGET_DIR)/debug/examples/demo
 
@@ -38,7 +41,8 @@ unit-test:
 	PROPTEST_RNG_SEED=$(FUZZ_SEED) $(CARGO) test --workspace --exclude signet-e2e --locked
 
 env-build:
-	tests/env/build
+	tests/env/debian-packages all
+	tests/env/build all
 
 env-up:
 	tests/env/up

@@ -12,6 +12,7 @@
 //! `renewTime` against the local wall clock with a skew allowance, which is why it is not
 //! used here.)
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -44,11 +45,16 @@ pub struct LeaseError {
     source: kube::Error,
 }
 
+/// Annotations the holder writes on the Lease with each renewal (what it reports about
+/// itself, e.g. its counters), at no extra API request.
+pub type Annotator = std::sync::Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
+
 /// A Lease-based lock.
 pub struct LeaseLock {
     api: Api<Lease>,
     settings: LeaseSettings,
     observed: std::sync::Mutex<Observer>,
+    annotator: Option<Annotator>,
 }
 
 /// What identifies one renewal of a lease: holder, `renewTime`, `leaseDurationSeconds`.
@@ -91,7 +97,26 @@ impl LeaseLock {
             api: Api::namespaced(client, &settings.namespace),
             settings,
             observed: std::sync::Mutex::default(),
+            annotator: None,
         }
+    }
+
+    /// Writes `annotator`'s annotations on the Lease whenever this process takes or renews it.
+    #[must_use]
+    pub fn with_annotations(mut self, annotator: Annotator) -> Self {
+        self.annotator = Some(annotator);
+        self
+    }
+
+    /// `metadata` with the annotator's annotations merged in.
+    fn annotate(&self, mut metadata: ObjectMeta) -> ObjectMeta {
+        if let Some(annotator) = &self.annotator {
+            metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .extend(annotator());
+        }
+        metadata
     }
 
     /// How long a leader may go without renewing before it stops: two thirds of the lease,
@@ -159,10 +184,10 @@ impl LeaseLock {
             .map_err(|e| self.err("read", e))?
         else {
             let lease = Lease {
-                metadata: ObjectMeta {
+                metadata: self.annotate(ObjectMeta {
                     name: Some(name.clone()),
                     ..ObjectMeta::default()
-                },
+                }),
                 spec: Some(self.spec(None, now)),
             };
             return match self
@@ -186,6 +211,7 @@ impl LeaseLock {
             return Ok(false);
         }
         lease.spec = Some(self.spec(Some(&current), now));
+        lease.metadata = self.annotate(lease.metadata);
         match self
             .call(
                 "update",

@@ -102,7 +102,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             duration: args.lease_duration.into(),
             renew_every: args.lease_renew.into(),
         },
-    );
+    )
+    .with_annotations({
+        let (metrics, since) = (
+            metrics.clone(),
+            k8s_openapi::jiff::Timestamp::now().to_string(),
+        );
+        Arc::new(move || metrics.lease_annotations(&since))
+    });
     let sources = Sources::watch(
         &client,
         &health,

@@ -18,6 +18,10 @@ pub struct KindMetrics {
     pub sign_seconds: Arc<Histogram>,
 }
 
+/// The annotation on the signer's Lease where the leader reports its counters with every
+/// renewal (`kubectl signet status` reads it): JSON, see [`Metrics::lease_annotations`].
+pub const COUNTERS_ANNOTATION: &str = "signet.dev/counters";
+
 /// Chains' metric names, so existing dashboards keep working.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -31,6 +35,19 @@ impl Metrics {
             RunKind::TaskRun => &self.taskrun,
             RunKind::PipelineRun => &self.pipelinerun,
         }
+    }
+
+    /// The counters as the Lease annotation [`COUNTERS_ANNOTATION`]:
+    /// `{"since": <this process's start>, "taskrun": {"signed": n, "failed": n}, "pipelinerun": …}`
+    /// (`failed` counts failed attempts, retried ones included).
+    pub fn lease_annotations(&self, since: &str) -> std::collections::BTreeMap<String, String> {
+        let kind = |k: &KindMetrics| serde_json::json!({"signed": k.marked_signed.get(), "failed": k.signing_failures.get()});
+        let value = serde_json::json!({
+            "since": since,
+            "taskrun": kind(&self.taskrun),
+            "pipelinerun": kind(&self.pipelinerun),
+        });
+        std::collections::BTreeMap::from([(COUNTERS_ANNOTATION.to_owned(), value.to_string())])
     }
 
     /// Latency histograms, labelled by kind.

@@ -11,49 +11,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::Client;
 use serde_json::{Value, json};
 use signet_e2e::operator::OperatorProcess;
 use signet_e2e::registry::give_registry_login;
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
-
-/// A signer that stores attestations in the registry too, the run namespace's ServiceAccount
-/// holding the registry login (as a Kaniko task's would), and a scratch directory with
-/// Signet's public key in it.
-struct OciScene {
-    scene: Scene,
-    dir: std::path::PathBuf,
-    signet_pub: String,
-}
-
-impl OciScene {
-    async fn up(name: &str) -> Self {
-        let scene = Scene::up_with(
-            name,
-            json!({"artifacts": {"taskRun": {"storage": ["tekton", "oci"]}}}),
-        )
-        .await;
-        give_registry_login(&scene.admin, scene.env, scene.ns(), "default")
-            .await
-            .unwrap();
-        let dir = std::env::temp_dir().join(format!("signet-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let signet_pub = dir.join("signet.pub");
-        std::fs::write(&signet_pub, &scene.stack.public_key).unwrap();
-        let signet_pub = signet_pub.to_str().unwrap().to_owned();
-        Self {
-            scene,
-            dir,
-            signet_pub,
-        }
-    }
-}
-
-impl Drop for OciScene {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// An image its user signed first with cosign: Signet's run adds its signature and the
 /// provenance (signed=true only after the registry has both), cosign verifies both signatures
@@ -480,15 +441,6 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     .await;
     wait_signed(&admin, work.name(), "insecure", log).await;
     drop(untrusting);
-}
-
-/// Runs the real cosign against the test registry (its CA and login), with `extra` env.
-/// A completed TaskRun that built `image` (tagged `latest`) with `digest`. Runs of the same
-/// image have the same provenance unless their times differ: a rebuild gives its own time
-/// through [`build_run`].
-async fn taskrun_building(client: &Client, ns: &str, name: &str, image: &str, digest: &str) {
-    let url = format!("{image}:latest");
-    build_run(client, ns, name, &url, digest, None, FINISHED).await;
 }
 
 /// The layers under `tag` in `repository` of the test registry.

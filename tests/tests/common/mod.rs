@@ -15,6 +15,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use signet_crds::SignetConfig;
 use signet_e2e::operator::{ConfigCleanup, OperatorProcess, apply_config, start_operator};
+use signet_e2e::registry::give_registry_login;
 use signet_e2e::{ServiceAccountIdentity, TestEnv};
 
 pub const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
@@ -531,4 +532,50 @@ pub fn watch_signatures(
         }
     });
     (seen, task)
+}
+
+/// A signer that stores attestations in the registry too, the run namespace's ServiceAccount
+/// holding the registry login (as a Kaniko task's would), and a scratch directory with
+/// Signet's public key in it.
+pub struct OciScene {
+    pub scene: Scene,
+    pub dir: std::path::PathBuf,
+    pub signet_pub: String,
+}
+
+impl OciScene {
+    pub async fn up(name: &str) -> Self {
+        let scene = Scene::up_with(
+            name,
+            json!({"artifacts": {"taskRun": {"storage": ["tekton", "oci"]}}}),
+        )
+        .await;
+        give_registry_login(&scene.admin, scene.env, scene.ns(), "default")
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("signet-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let signet_pub = dir.join("signet.pub");
+        std::fs::write(&signet_pub, &scene.stack.public_key).unwrap();
+        let signet_pub = signet_pub.to_str().unwrap().to_owned();
+        Self {
+            scene,
+            dir,
+            signet_pub,
+        }
+    }
+}
+
+impl Drop for OciScene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A completed TaskRun that built `image` (tagged `latest`) with `digest`. Runs of the same
+/// image have the same provenance unless their times differ: a rebuild gives its own time
+/// through [`build_run`].
+pub async fn taskrun_building(client: &Client, ns: &str, name: &str, image: &str, digest: &str) {
+    let url = format!("{image}:latest");
+    build_run(client, ns, name, &url, digest, None, FINISHED).await;
 }

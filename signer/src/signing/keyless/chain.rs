@@ -64,6 +64,55 @@ fn read_bundle(bundle: &str) -> Vec<Certificate> {
         .collect()
 }
 
+/// The PEM blocks of certificates in `bundle`, in order (Chains' `chain` annotation holds the
+/// intermediates and root concatenated).
+pub fn certificate_blocks(bundle: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    bundle
+        .split_inclusive(END)
+        .filter_map(|block| {
+            let start = block.find("-----BEGIN CERTIFICATE-----")?;
+            block.ends_with(END).then(|| block[start..].to_owned())
+        })
+        .collect()
+}
+
+/// What a verifier reads from a leaf certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// Its public key (SPKI DER).
+    pub key: Vec<u8>,
+    /// The identities in its subject alternative names (URIs and e-mail addresses).
+    pub identities: Vec<String>,
+    /// The start of its validity period.
+    pub not_before: SystemTime,
+}
+
+/// Reads a leaf certificate (PEM): what a verifier checks against the expected identity.
+pub fn read_leaf(leaf_pem: &str) -> Result<Leaf, ChainError> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let leaf = parse(&[leaf_pem.to_owned()])?
+        .pop()
+        .ok_or(ChainError::Unreadable(0))?;
+    let identities = match leaf.tbs_certificate.get::<SubjectAltName>() {
+        Ok(Some((_, SubjectAltName(names)))) => names
+            .into_iter()
+            .filter_map(|name| match name {
+                GeneralName::UniformResourceIdentifier(uri) => Some(uri.to_string()),
+                GeneralName::Rfc822Name(mail) => Some(mail.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Leaf {
+        key: spki_der(&leaf),
+        identities,
+        not_before: leaf.tbs_certificate.validity.not_before.to_system_time(),
+    })
+}
+
 /// Whether `cert` is signed by the key of `issuer`.
 fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
     let Ok(tbs) = cert.tbs_certificate.to_der() else {

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-pub use chain::{ChainError, check_chain};
+pub use chain::{ChainError, Leaf, certificate_blocks, check_chain, read_leaf};
 use signet_config::keys::SigningKey;
 use signet_config::{FulcioProvider, X509Config};
 

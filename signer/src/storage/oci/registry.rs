@@ -330,6 +330,39 @@ impl Repository {
         }
     }
 
+    /// The blob `digest`, `None` if absent, at most `limit` bytes. Its content is checked
+    /// against the digest: a registry that answers with other bytes is an error.
+    pub async fn blob(&self, digest: &str, limit: usize) -> Result<Option<Vec<u8>>, RegistryError> {
+        let path = format!("/v2/{}/blobs/{digest}", self.repository);
+        let mut response = self
+            .send(Method::GET, &path, HeaderMap::new(), None)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if s.is_success() => {}
+            _ => {
+                return Err(self
+                    .failure(&format!("reading blob {digest}"), response)
+                    .await);
+            }
+        }
+        let mut data = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.error(format!("reading blob {digest}: {}", without_url(&e))))?
+        {
+            if data.len() + chunk.len() > limit {
+                return Err(self.error(format!("blob {digest} is larger than {limit} bytes")));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        if digest_of(&data) != digest {
+            return Err(self.error(format!("blob {digest}: the registry sent other content")));
+        }
+        Ok(Some(data))
+    }
+
     /// The descriptor of the manifest under `digest` (an image's own), `None` if absent.
     pub async fn head_manifest(&self, digest: &str) -> Result<Option<Descriptor>, RegistryError> {
         let mut headers = HeaderMap::new();

@@ -1,0 +1,653 @@
+//! `verify`: whether a run's supply-chain record is complete and genuine. Everything read
+//! here — the run's annotations, the registry's manifests and blobs, Rekor's answer — is
+//! untrusted until checked against the keys the user trusts: the SignetConfig's published
+//! public key (or `--key`), the Fulcio roots and expected identity for keyless signatures,
+//! and Rekor's public key.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use signet_config::keys::verify_signature;
+use signet_crds::{
+    OciEncoding, PipelineRunStorageBackend, SignetConfigSpec, StorageBackend, TransparencyMode,
+};
+use signet_signer::annotations::{ANNOTATION_PREFIX, FAILURE_REASON, SIGNED, TRANSPARENCY_UPLOAD};
+use signet_signer::run::{Run, RunKind};
+use signet_signer::signing::dsse::{Envelope, pae};
+use signet_signer::signing::keyless::{certificate_blocks, check_chain, read_leaf};
+use signet_signer::storage::oci::auth::{Login, credential_for};
+use signet_signer::storage::oci::layout::{
+    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Manifest, SIGNATURE_ANNOTATION,
+};
+use signet_signer::storage::oci::reference::ImageRef;
+use signet_signer::storage::oci::registry::{Clients, Repository};
+use signet_signer::transparency::verify::check_entry;
+
+use crate::report::{Check, Report};
+
+/// The largest signature payload or envelope read from a registry.
+const BLOB_LIMIT: usize = 4 << 20;
+/// At most this many subjects of one statement are looked up in registries.
+const MAX_IMAGES: usize = 64;
+
+/// What the user trusts.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// The public key (SPKI DER) of key-based and KMS signatures, and where it came from.
+    pub key: Option<(Vec<u8>, String)>,
+    /// Fulcio's root certificates (PEM bundle), for keyless signatures.
+    pub roots: Option<String>,
+    /// The identity a keyless certificate must carry.
+    pub identity: Option<String>,
+    /// Rekor's public key (SPKI DER); read from the log itself when unset.
+    pub rekor_key: Option<Vec<u8>>,
+}
+
+/// Reads a PEM public key (`PUBLIC KEY`) as SPKI DER.
+pub fn public_key_der(pem: &str) -> Result<Vec<u8>, String> {
+    let (label, der) =
+        pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
+    if label == "PUBLIC KEY" {
+        Ok(der)
+    } else {
+        Err(format!("a PEM {label}, not a PUBLIC KEY"))
+    }
+}
+
+/// Verifies runs against one cluster's configuration.
+pub struct Verifier {
+    pub trust: Trust,
+    /// The SignetConfig's spec, when Signet is installed (what is expected to be stored).
+    pub spec: Option<SignetConfigSpec>,
+    pub clients: Clients,
+    /// Registry logins from the user's docker config.
+    pub logins: Vec<Login>,
+}
+
+/// The attestation as stored on the run: its envelope and the payload annotation.
+struct Stored {
+    envelope: Vec<u8>,
+    payload: Vec<u8>,
+    certificate: Option<String>,
+    chain: Option<String>,
+}
+
+impl Verifier {
+    /// Every check on `run`; the report fails when any does.
+    pub async fn verify(&self, run: &Run) -> Report {
+        let mut checks = vec![signed_check(run)];
+        let stored = self.stored(run);
+        let log = self.transparency(run, stored.as_ref().ok()).await;
+        let signed_at = log.as_ref().ok().and_then(|t| *t);
+        let statement = match &stored {
+            Ok(Some(stored)) => {
+                let (check, statement) = self.attestation_check(stored, signed_at);
+                checks.push(check);
+                statement
+            }
+            Ok(None) => {
+                checks.push(Check::skip(
+                    "attestation",
+                    "not stored on the run (the tekton storage backend is off for this kind)",
+                ));
+                None
+            }
+            Err(missing) => {
+                checks.push(Check::fail("attestation", missing.clone()));
+                None
+            }
+        };
+        checks.push(match log {
+            Ok(Some(at)) => Check::pass(
+                "transparency",
+                format!(
+                    "entry {} verified (signed entry timestamp, inclusion proof, same payload and signature), integrated at {}",
+                    run.annotation(&format!("{ANNOTATION_PREFIX}transparency"))
+                        .unwrap_or_default(),
+                    humanish(at)
+                ),
+            ),
+            Ok(None) => Check::skip("transparency", "no entry recorded, and none is required"),
+            Err(why) => Check::fail("transparency", why),
+        });
+        // Each image's signatures are checked against the trusted key on their own: when the
+        // attestation failed, its (unverified) statement still names the images to check, and
+        // the verdict has failed already.
+        let statement = statement.or_else(|| match &stored {
+            Ok(Some(stored)) => serde_json::from_slice(&stored.payload).ok(),
+            _ => None,
+        });
+        match statement {
+            Some(statement) => checks.extend(self.image_checks(run.kind, &statement).await),
+            None => checks.push(Check::skip(
+                "images",
+                "no provenance on the run to read image names from",
+            )),
+        }
+        Report::new(
+            format!(
+                "{} {}/{} (uid {})",
+                run.kind.kind(),
+                run.namespace,
+                run.name,
+                run.uid
+            ),
+            checks,
+        )
+    }
+
+    /// The attestation annotations: `Ok(None)` when tekton storage is off and none is there,
+    /// an error when they are expected or half there.
+    fn stored(&self, run: &Run) -> Result<Option<Stored>, String> {
+        let key = format!("{}-{}", run.kind.key(), run.uid);
+        let get = |name: &str| run.annotation(&format!("{ANNOTATION_PREFIX}{name}-{key}"));
+        let (payload, signature) = (get("payload"), get("signature"));
+        let expected = self
+            .spec
+            .as_ref()
+            .is_none_or(|spec| stores_on_run(spec, run.kind));
+        let (Some(payload), Some(signature)) = (payload, signature) else {
+            return if payload.is_none() && signature.is_none() && !expected {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "no attestation on the run: {ANNOTATION_PREFIX}payload-{key} or signature-{key} is missing"
+                ))
+            };
+        };
+        let decode = |what: &str, value: &str| {
+            STANDARD
+                .decode(value)
+                .map_err(|_| format!("the {what} annotation is not base64"))
+        };
+        let text = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_owned);
+        Ok(Some(Stored {
+            envelope: decode("signature", signature)?,
+            payload: decode("payload", payload)?,
+            certificate: text(get("cert")),
+            chain: text(get("chain")),
+        }))
+    }
+
+    /// Checks the envelope's signature and that the payload annotation is what was signed;
+    /// returns the statement when both hold.
+    fn attestation_check(&self, stored: &Stored, signed_at: Option<i64>) -> (Check, Option<Value>) {
+        let verified = self
+            .verifying_key(stored.certificate.as_deref(), stored.chain.as_deref(), signed_at)
+            .and_then(|(key, by)| {
+                let payload = open_envelope(&stored.envelope, &key)?;
+                if payload != stored.payload {
+                    return Err(
+                        "the payload annotation differs from the payload the envelope signs: it was changed after signing"
+                            .to_owned(),
+                    );
+                }
+                let statement: Value = serde_json::from_slice(&payload)
+                    .map_err(|_| "the signed payload is not a JSON in-toto statement".to_owned())?;
+                Ok((by, statement))
+            });
+        match verified {
+            Ok((by, statement)) => {
+                let predicate = statement["predicateType"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned();
+                (
+                    Check::pass(
+                        "attestation",
+                        format!("DSSE signature verifies with {by}; predicate {predicate}"),
+                    ),
+                    Some(statement),
+                )
+            }
+            Err(why) => (Check::fail("attestation", why), None),
+        }
+    }
+
+    /// The key that must have made a signature: the certificate's, once its chain and
+    /// identity check out, or the trusted public key.
+    fn verifying_key(
+        &self,
+        certificate: Option<&str>,
+        chain: Option<&str>,
+        signed_at: Option<i64>,
+    ) -> Result<(Vec<u8>, String), String> {
+        let Some(certificate) = certificate else {
+            return self.trust.key.clone().ok_or_else(|| {
+                "no public key to verify with: the SignetConfig publishes none (status.publicKey); pass --key".to_owned()
+            });
+        };
+        let leaf = read_leaf(certificate).map_err(|e| format!("the certificate: {e}"))?;
+        let roots = self.trust.roots.as_deref().ok_or(
+            "the signature is keyless and no Fulcio root is given: pass --certificate-roots or set SIGSTORE_ROOT_FILE",
+        )?;
+        let mut pems = vec![certificate.to_owned()];
+        pems.extend(certificate_blocks(chain.unwrap_or_default()));
+        // Fulcio certificates live minutes: they are checked at the time the log recorded
+        // the signature, or (no log entry) at the certificate's own start.
+        let at = signed_at
+            .and_then(|t| u64::try_from(t).ok())
+            .map_or(leaf.not_before, |t| {
+                SystemTime::UNIX_EPOCH + Duration::from_secs(t)
+            });
+        check_chain(&pems, &leaf.key, Some(roots), at)
+            .map_err(|e| format!("the certificate: {e}"))?;
+        let expected = self.trust.identity.as_deref().ok_or(
+            "no expected identity: the SignetConfig's status.identity.certificateIdentity is empty; pass --certificate-identity",
+        )?;
+        if !leaf.identities.iter().any(|i| i == expected) {
+            return Err(format!(
+                "the certificate is for {:?}, not the expected identity {expected}",
+                leaf.identities
+            ));
+        }
+        Ok((leaf.key, format!("a Fulcio certificate for {expected}")))
+    }
+
+    /// The run's transparency entry, verified: `Ok(Some(integrated time))`, `Ok(None)` when
+    /// none is recorded and none is required.
+    async fn transparency(
+        &self,
+        run: &Run,
+        stored: Option<&Option<Stored>>,
+    ) -> Result<Option<i64>, String> {
+        let Some(address) = run.annotation(&format!("{ANNOTATION_PREFIX}transparency")) else {
+            let required = self
+                .spec
+                .as_ref()
+                .is_some_and(|spec| match spec.transparency.mode {
+                    TransparencyMode::Enabled => true,
+                    TransparencyMode::Manual => run.annotation(TRANSPARENCY_UPLOAD) == Some("true"),
+                    TransparencyMode::Disabled => false,
+                });
+            return if required && run.annotation(SIGNED) == Some("true") {
+                Err("transparency is on, and the run records no entry (chains.tekton.dev/transparency)".to_owned())
+            } else {
+                Ok(None)
+            };
+        };
+        let Some(Some(stored)) = stored else {
+            return Err(format!(
+                "entry {address}: no attestation on the run to compare it with"
+            ));
+        };
+        let base = address
+            .split_once("/api/v1/")
+            .map(|(base, _)| base)
+            .ok_or_else(|| format!("{address} is not a Rekor v1 entry address"))?;
+        let http = self.clients.http();
+        let answer: Value = get_json(http, address).await?;
+        let key = if let Some(key) = &self.trust.rekor_key {
+            key.clone()
+        } else {
+            let pem = http
+                .get(format!("{base}/api/v1/log/publicKey"))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| format!("reading the log's public key: {e}"))?
+                .text()
+                .await
+                .map_err(|e| format!("reading the log's public key: {e}"))?;
+            public_key_der(&pem).map_err(|e| format!("the log's public key: {e}"))?
+        };
+        let envelope: Envelope = serde_json::from_slice(&stored.envelope)
+            .map_err(|_| "the signature annotation is not a DSSE envelope".to_owned())?;
+        let payload_hash = hex::encode(Sha256::digest(&stored.payload));
+        let expected = |body: &Value| {
+            let spec = &body["spec"];
+            let ours = spec["signatures"].as_array().is_some_and(|all| {
+                all.iter().any(|s| {
+                    envelope
+                        .signatures
+                        .iter()
+                        .any(|e| s["signature"] == e.sig.as_str())
+                })
+            });
+            if body["kind"] != "dsse" {
+                Err(format!("the entry's kind is {}, not dsse", body["kind"]))
+            } else if spec["payloadHash"]["value"] != payload_hash.as_str() {
+                Err("the entry records another payload".to_owned())
+            } else if !ours {
+                Err("the entry records another signature".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        let entry =
+            check_entry(&answer, &key, &expected).map_err(|e| format!("entry {address}: {e}"))?;
+        Ok(Some(entry.integrated_time))
+    }
+
+    /// A signature and an attestation in the registry for every image the statement names.
+    async fn image_checks(&self, kind: RunKind, statement: &Value) -> Vec<Check> {
+        let subjects = statement["subject"].as_array().cloned().unwrap_or_default();
+        let images: Vec<ImageRef> = subjects
+            .iter()
+            .filter_map(|s| {
+                let digest = s["digest"]["sha256"].as_str()?;
+                ImageRef::new(s["name"].as_str()?, &format!("sha256:{digest}")).ok()
+            })
+            .take(MAX_IMAGES)
+            .collect();
+        if images.is_empty() {
+            return vec![Check::skip("images", "the provenance names no image")];
+        }
+        let Some(spec) = &self.spec else {
+            return vec![Check::skip(
+                "images",
+                "no SignetConfig: where images are signed is unknown",
+            )];
+        };
+        if spec.storage.oci.encoding == OciEncoding::SigstoreBundle {
+            return vec![Check::skip(
+                "images",
+                "storage.oci.encoding is sigstore-bundle: verify those with cosign verify",
+            )];
+        }
+        let signs = spec.artifacts.oci.storage.contains(&StorageBackend::Oci);
+        let attests = match kind {
+            RunKind::TaskRun => spec
+                .artifacts
+                .task_run
+                .storage
+                .contains(&StorageBackend::Oci),
+            RunKind::PipelineRun => spec
+                .artifacts
+                .pipeline_run
+                .storage
+                .contains(&PipelineRunStorageBackend::Oci),
+        };
+        let mut checks = Vec::new();
+        for image in images {
+            let stored = match &spec.storage.oci.repository {
+                Some(repository) => image
+                    .stored_in(repository)
+                    .unwrap_or_else(|_| image.clone()),
+                None => image.clone(),
+            };
+            let repository = Repository::new(
+                &self.clients,
+                &stored.registry,
+                &stored.repository,
+                credential_for(&self.logins, &stored).cloned(),
+                spec.storage.oci.insecure,
+            );
+            let short = format!("{}@{}", image.name(), &image.digest[..19]);
+            checks.push(if signs {
+                match self.image_signature(&repository, &stored, &image).await {
+                    Ok(by) => {
+                        Check::pass("image signature", format!("{short}: verifies with {by}"))
+                    }
+                    Err(why) => Check::fail("image signature", format!("{short}: {why}")),
+                }
+            } else {
+                Check::skip(
+                    "image signature",
+                    format!("{short}: artifacts.oci.storage does not include oci"),
+                )
+            });
+            checks.push(if attests {
+                match self.image_attestation(&repository, &stored, &image).await {
+                    Ok(by) => {
+                        Check::pass("image attestation", format!("{short}: verifies with {by}"))
+                    }
+                    Err(why) => Check::fail("image attestation", format!("{short}: {why}")),
+                }
+            } else {
+                Check::skip(
+                    "image attestation",
+                    format!(
+                        "{short}: artifacts.{}.storage does not include oci",
+                        match kind {
+                            RunKind::TaskRun => "taskRun",
+                            RunKind::PipelineRun => "pipelineRun",
+                        }
+                    ),
+                )
+            });
+        }
+        checks
+    }
+
+    /// The layers under `tag`, or why there are none.
+    async fn layers(&self, repository: &Repository, tag: &str) -> Result<Manifest, String> {
+        let manifest = repository
+            .manifest(tag)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("nothing under tag {tag}"))?;
+        serde_json::from_slice(&manifest)
+            .map_err(|_| format!("the manifest under {tag} is not an OCI image manifest"))
+    }
+
+    /// One layer of the `.sig` manifest verifies: a simple-signing payload for this digest
+    /// signed by the trusted key (or a certificate for the expected identity).
+    async fn image_signature(
+        &self,
+        repository: &Repository,
+        stored: &ImageRef,
+        image: &ImageRef,
+    ) -> Result<String, String> {
+        let manifest = self.layers(repository, &stored.signature_tag()).await?;
+        let mut last = format!("no layer of {} carries a signature", stored.signature_tag());
+        for layer in &manifest.layers {
+            let annotations = layer.annotations.clone().unwrap_or_default();
+            let Some(signature) = annotations.get(SIGNATURE_ANNOTATION) else {
+                continue;
+            };
+            let attempt = async {
+                let (key, by) = self.verifying_key(
+                    annotations
+                        .get(CERTIFICATE_ANNOTATION)
+                        .map(String::as_str)
+                        .filter(|c| !c.is_empty()),
+                    annotations.get(CHAIN_ANNOTATION).map(String::as_str),
+                    None,
+                )?;
+                let payload = repository
+                    .blob(&layer.digest, BLOB_LIMIT)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("a signature layer's blob is missing")?;
+                let signature = STANDARD
+                    .decode(signature)
+                    .map_err(|_| "a signature is not base64")?;
+                verify_signature(&key, &payload, &signature).map_err(|e| e.to_string())?;
+                let signed: Value =
+                    serde_json::from_slice(&payload).map_err(|_| "a signed payload is not JSON")?;
+                if signed["critical"]["image"]["docker-manifest-digest"] != image.digest.as_str() {
+                    return Err("a signature is for another digest".to_owned());
+                }
+                Ok::<_, String>(by)
+            };
+            match attempt.await {
+                Ok(by) => return Ok(by),
+                Err(why) => last = why,
+            }
+        }
+        Err(last)
+    }
+
+    /// One layer of the `.att` manifest is an envelope the trusted key signed, about this
+    /// digest.
+    async fn image_attestation(
+        &self,
+        repository: &Repository,
+        stored: &ImageRef,
+        image: &ImageRef,
+    ) -> Result<String, String> {
+        let manifest = self.layers(repository, &stored.attestation_tag()).await?;
+        let hex = image.digest.trim_start_matches("sha256:");
+        let mut last = format!(
+            "no layer of {} is a DSSE envelope",
+            stored.attestation_tag()
+        );
+        for layer in manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == DSSE_ENVELOPE)
+        {
+            let annotations = layer.annotations.clone().unwrap_or_default();
+            let attempt = async {
+                let (key, by) = self.verifying_key(
+                    annotations
+                        .get(CERTIFICATE_ANNOTATION)
+                        .map(String::as_str)
+                        .filter(|c| !c.is_empty()),
+                    annotations.get(CHAIN_ANNOTATION).map(String::as_str),
+                    None,
+                )?;
+                let envelope = repository
+                    .blob(&layer.digest, BLOB_LIMIT)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("an attestation layer's blob is missing")?;
+                let payload = open_envelope(&envelope, &key)?;
+                let statement: Value =
+                    serde_json::from_slice(&payload).map_err(|_| "an attestation is not JSON")?;
+                let about = statement["subject"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
+                if about {
+                    Ok::<_, String>(by)
+                } else {
+                    Err("an attestation is about other digests".to_owned())
+                }
+            };
+            match attempt.await {
+                Ok(by) => return Ok(by),
+                Err(why) => last = why,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// `signed=true`, or what it says instead.
+fn signed_check(run: &Run) -> Check {
+    match run.annotation(SIGNED) {
+        Some("true") => Check::pass("signed", format!("{SIGNED}=true")),
+        Some("failed") => Check::fail(
+            "signed",
+            format!(
+                "signing failed: {}",
+                run.annotation(FAILURE_REASON)
+                    .unwrap_or("no reason recorded")
+            ),
+        ),
+        _ => Check::fail(
+            "signed",
+            "not signed yet: `kubectl signet explain` says why",
+        ),
+    }
+}
+
+/// Whether the configuration stores this kind's attestation on the run (`tekton` storage).
+fn stores_on_run(spec: &SignetConfigSpec, kind: RunKind) -> bool {
+    match kind {
+        RunKind::TaskRun => spec
+            .artifacts
+            .task_run
+            .storage
+            .contains(&StorageBackend::Tekton),
+        RunKind::PipelineRun => spec
+            .artifacts
+            .pipeline_run
+            .storage
+            .contains(&PipelineRunStorageBackend::Tekton),
+    }
+}
+
+/// The payload of a DSSE envelope, once one of its signatures verifies with `key`.
+fn open_envelope(envelope: &[u8], key: &[u8]) -> Result<Vec<u8>, String> {
+    let envelope: Envelope =
+        serde_json::from_slice(envelope).map_err(|_| "not a DSSE envelope".to_owned())?;
+    let payload = STANDARD
+        .decode(&envelope.payload)
+        .map_err(|_| "the envelope's payload is not base64".to_owned())?;
+    let message = pae(&envelope.payload_type, &payload);
+    let verifies = envelope.signatures.iter().any(|s| {
+        STANDARD
+            .decode(&s.sig)
+            .is_ok_and(|sig| verify_signature(key, &message, &sig).is_ok())
+    });
+    if envelope.signatures.is_empty() {
+        Err("the envelope carries no signature".to_owned())
+    } else if verifies {
+        Ok(payload)
+    } else {
+        Err("the envelope's signature does not verify with the key: wrong key, or a changed payload".to_owned())
+    }
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("reading {url}: {}", response.status()));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| format!("reading {url}: not JSON: {e}"))
+}
+
+/// Seconds since the epoch as RFC 3339.
+fn humanish(seconds: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_second(seconds)
+        .map_or_else(|_| seconds.to_string(), |t| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_opens_only_with_its_key_and_unchanged() {
+        let key = signet_config::keys::SigningKey::from_private_pem(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/testdata/keys/p256.pem"
+            ))
+            .unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let payload = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#;
+        let signature = key
+            .sign(&pae("application/vnd.in-toto+json", payload))
+            .unwrap_or_default();
+        let envelope =
+            Envelope::with_signature("application/vnd.in-toto+json", payload, "", &signature);
+        let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
+        assert_eq!(
+            open_envelope(&bytes, key.public_der()).as_deref(),
+            Ok(&payload[..])
+        );
+        let mut changed = envelope.clone();
+        changed.payload = STANDARD.encode(br#"{"_type":"other"}"#);
+        let err = open_envelope(
+            &serde_json::to_vec(&changed).unwrap_or_default(),
+            key.public_der(),
+        );
+        assert!(err.is_err_and(|e| e.contains("does not verify")));
+        let other = signet_config::keys::SigningKey::from_private_pem(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../config/testdata/keys/p384.pem"
+            ))
+            .unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(open_envelope(&bytes, other.public_der()).is_err());
+        assert!(
+            open_envelope(b"not json", key.public_der()).is_err_and(|e| e.contains("not a DSSE"))
+        );
+    }
+}
