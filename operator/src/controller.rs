@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -20,6 +21,7 @@ use tokio::sync::OnceCell;
 use crate::apply::{self, ApplyReport};
 use crate::build::{self, BuildInputs, keys};
 use crate::dereference;
+use crate::events::Announcer;
 use crate::names::{self, FINALIZER, SINGLETON};
 use crate::release;
 use crate::status::{self, Facts, Problem};
@@ -31,6 +33,8 @@ pub struct Context {
     /// Image used when the spec names none (the operator's own version of the signer).
     pub default_signer_image: String,
     pub metrics: Metrics,
+    /// Events on the SignetConfig.
+    pub announcer: Announcer,
     issuer: OnceCell<String>,
 }
 
@@ -69,6 +73,7 @@ impl Metrics {
 impl Context {
     pub fn new(client: Client, default_signer_image: String, metrics: Metrics) -> Self {
         Self {
+            announcer: Announcer::new(client.clone()),
             client,
             default_signer_image,
             metrics,
@@ -194,6 +199,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
             });
             facts.public_key = previous.and_then(|p| p.public_key.clone());
             let new = status::compute(previous, &facts);
+            ctx.announcer.transition(config, previous, &new).await;
             status::write(client, config, new)
                 .await
                 .map_err(ReconcileError::Status)?;
@@ -207,8 +213,13 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     let desired = build::build(&validated, &inputs);
     let mut report = apply::apply(client, &desired).await?;
     let moved_from = Some(running_namespace(config)).filter(|ns| *ns != spec.target_namespace);
-    let (public_key, problem) =
+    let (public_key, problem, made) =
         ensure_signing_key(client, spec, moved_from.as_deref(), &inputs, &mut report).await?;
+    if let Some((reason, note)) = made {
+        ctx.announcer
+            .publish(config, EventType::Normal, reason, note)
+            .await;
+    }
     apply::prune(client, &desired, &mut report).await?;
     ctx.metrics
         .writes
@@ -217,11 +228,25 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         tracing::debug!("everything as desired; nothing written");
     } else {
         tracing::info!(written = ?report.written, pruned = ?report.pruned, "applied SignetConfig config");
+        let mut note = String::new();
+        if !report.written.is_empty() {
+            note = format!("created or changed {}", report.written.join(", "));
+        }
+        if !report.pruned.is_empty() {
+            let sep = if note.is_empty() { "" } else { "; " };
+            note = format!("{note}{sep}removed {}", report.pruned.join(", "));
+        }
+        ctx.announcer
+            .publish(config, EventType::Normal, "Applied", note)
+            .await;
     }
     facts.deployment = report.deployment.as_ref();
     facts.problem = problem;
     facts.public_key = public_key;
     let new = status::compute(config.status.as_ref(), &facts);
+    ctx.announcer
+        .transition(config, config.status.as_ref(), &new)
+        .await;
     let settled = new
         .conditions
         .iter()
@@ -249,8 +274,8 @@ fn running_namespace(config: &SignetConfig) -> String {
         .unwrap_or_else(|| config.spec.target_namespace.clone())
 }
 
-/// Generates the key pair when asked and absent; publishes the public key. Returns it and
-/// any problem that keeps the signer from signing. After a `targetNamespace` change
+/// Generates the key pair when asked and absent; publishes the public key. Returns it, any
+/// problem that keeps the signer from signing, and the Event (reason, note) for a key made. After a `targetNamespace` change
 /// (`moved_from`), a key the operator generated there is copied, not generated anew, so
 /// verifiers holding the published public key keep working.
 async fn ensure_signing_key(
@@ -259,13 +284,21 @@ async fn ensure_signing_key(
     moved_from: Option<&str>,
     inputs: &BuildInputs,
     report: &mut ApplyReport,
-) -> Result<(Option<String>, Option<Problem>), ReconcileError> {
+) -> Result<
+    (
+        Option<String>,
+        Option<Problem>,
+        Option<(&'static str, String)>,
+    ),
+    ReconcileError,
+> {
     let ns = &spec.target_namespace;
     let secret_name = &spec.signing.keys.secret_name;
     let observed = dereference::dereference(client, ns, secret_name)
         .await
         .map_err(ReconcileError::Read)?;
     let mut secret = observed.signing_secret;
+    let mut made = None;
     if secret.is_none() && spec.signing.keys.generate && uses_secret_key(spec) {
         let carried = match moved_from {
             Some(old) => Api::<Secret>::namespaced(client.clone(), old)
@@ -275,6 +308,7 @@ async fn ensure_signing_key(
                 .filter(|s| s.labels().contains_key(names::CREATED_BY_OPERATOR_LABEL)),
             None => None,
         };
+        let copied = carried.is_some();
         let generated = if let Some(old) = carried {
             tracing::info!(from = %moved_from.unwrap_or_default(), to = %ns, secret = %secret_name, "targetNamespace changed: copying the generated signing key");
             keys::render_carried_secret(ns, secret_name, &old, inputs)
@@ -291,6 +325,21 @@ async fn ensure_signing_key(
         if created {
             tracing::info!(secret = %format!("{ns}/{secret_name}"), "generated an ECDSA P-256 cosign key pair");
             report.written.push(format!("Secret/{secret_name}"));
+            made = Some(if copied {
+                (
+                    "KeyCopied",
+                    format!(
+                        "copied the generated signing key to Secret {ns}/{secret_name} (targetNamespace changed); the public key is unchanged"
+                    ),
+                )
+            } else {
+                (
+                    "KeyGenerated",
+                    format!(
+                        "generated an ECDSA P-256 cosign key pair in Secret {ns}/{secret_name}; its public key is in status.publicKey"
+                    ),
+                )
+            });
         }
         secret = Some(existing);
     }
@@ -320,7 +369,7 @@ async fn ensure_signing_key(
             "Secret {ns}/{secret_name} does not exist and signing.keys.generate is false: create it with cosign.key and cosign.password, or x509.pem"
         ),
     });
-    Ok((public_key, problem))
+    Ok((public_key, problem, made))
 }
 
 async fn cleanup(config: &SignetConfig, ctx: &Context) -> Result<Action, ReconcileError> {

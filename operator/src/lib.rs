@@ -7,6 +7,7 @@ pub mod apply;
 pub mod build;
 pub mod controller;
 pub mod dereference;
+pub mod events;
 pub mod install;
 pub mod migrate;
 pub mod names;

@@ -46,6 +46,40 @@ where
     }
 }
 
+/// `(type, reason)` of every Event on the SignetConfig `config` (by uid), eventually holding
+/// all of `wanted`.
+async fn config_events(
+    admin: &Client,
+    config: &SignetConfig,
+    wanted: &[(&str, &str)],
+    log: impl Fn() -> String,
+) -> Vec<(String, String, String)> {
+    let uid = config.metadata.uid.clone().unwrap();
+    // Events about cluster-scoped objects live in `default`.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(admin.clone(), "default");
+    eventually("the SignetConfig's Events", log, || async {
+        let seen: Vec<(String, String, String)> = events
+            .list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
+            .collect();
+        wanted
+            .iter()
+            .all(|(t, r)| seen.iter().any(|(st, sr, _)| st == t && sr == r))
+            .then_some(seen)
+    })
+    .await
+}
+
 fn condition(config: &SignetConfig, type_: &str) -> Option<(String, String, String)> {
     let c = config
         .status
@@ -281,6 +315,28 @@ async fn a_fresh_signetconfig_rolls_out_a_ready_signer_with_a_generated_key() {
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns1);
     let deployment = deployments.get("signet-signer").await.unwrap();
     assert_eq!(deployment.status.unwrap().ready_replicas, Some(1));
+    // What the operator did is on the SignetConfig as Events, under the conditions' reasons.
+    let events = config_events(
+        admin,
+        config,
+        &[
+            ("Normal", "Applied"),
+            ("Normal", "KeyGenerated"),
+            ("Normal", "RollingOut"),
+            ("Normal", "SignerReady"),
+        ],
+        || r.log(),
+    )
+    .await;
+    let applied = events.iter().find(|e| e.1 == "Applied").unwrap();
+    assert!(
+        applied.2.contains("Deployment/signet-signer"),
+        "{applied:?}"
+    );
+    assert!(
+        events.iter().all(|e| !e.2.contains("PRIVATE KEY")),
+        "key material in an Event: {events:?}"
+    );
 }
 
 /// The signer's RBAC is what it needs and nothing more; limiting the signed namespaces limits
@@ -538,6 +594,12 @@ async fn a_spec_the_operator_cannot_act_on_degrades_and_leaves_the_signer_alone(
         degraded.2.contains("spec.artifacts.taskRun.storage"),
         "{}",
         degraded.2
+    );
+    let events = config_events(admin, &r.config, &[("Warning", "InvalidSpec")], log).await;
+    let invalid = events.iter().find(|e| e.1 == "InvalidSpec").unwrap();
+    assert_eq!(
+        invalid.2, degraded.2,
+        "the Event says what the condition says"
     );
     assert_eq!(
         deployments
