@@ -90,6 +90,42 @@ pub struct HistogramFamily {
     pub series: Vec<(&'static str, Arc<Histogram>)>,
 }
 
+/// A metric family read when `/metrics` is scraped: a gauge of state kept elsewhere, or
+/// counters with labels.
+#[derive(Clone)]
+pub struct Sampled {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// `gauge` or `counter`.
+    pub type_: &'static str,
+    /// The samples: `(labels such as kind="taskrun", or empty, value)`.
+    pub read: Arc<dyn Fn() -> Vec<(String, f64)> + Send + Sync>,
+}
+
+impl Sampled {
+    /// One gauge without labels.
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            type_: "gauge",
+            read: Arc::new(move || vec![(String::new(), read())]),
+        }
+    }
+}
+
+impl std::fmt::Debug for Sampled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampled")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// State behind the endpoints: readiness, leadership, and named counters.
 #[derive(Debug)]
 pub struct Health {
@@ -100,6 +136,8 @@ pub struct Health {
     /// `(metric name, help, counter)`, rendered in this order.
     counters: Vec<(&'static str, &'static str, Arc<Counter>)>,
     histograms: Vec<HistogramFamily>,
+    /// Families added once the state they read exists ([`Health::add_sampled`]).
+    sampled: std::sync::Mutex<Vec<Sampled>>,
     /// What keeps the process from being ready, by who reports it (`watch TaskRuns`): a
     /// watch that has not listed yet or is backing off after errors.
     problems: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -125,8 +163,17 @@ impl Health {
             leader_metric,
             counters,
             histograms,
+            sampled: std::sync::Mutex::default(),
             problems: std::sync::Mutex::default(),
         })
+    }
+
+    /// Exports `family` from now on.
+    pub fn add_sampled(&self, family: Sampled) {
+        match self.sampled.lock() {
+            Ok(mut all) => all.push(family),
+            Err(poisoned) => poisoned.into_inner().push(family),
+        }
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -181,6 +228,21 @@ impl Health {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
             for (labels, histogram) in &family.series {
                 histogram.render(&mut out, name, labels);
+            }
+        }
+        let sampled = match self.sampled.lock() {
+            Ok(all) => all.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for family in sampled {
+            let (name, help, type_) = (family.name, family.help, family.type_);
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {type_}\n");
+            for (labels, value) in (family.read)() {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
             }
         }
         let leader = u8::from(self.leader.load(Ordering::Relaxed));
@@ -273,6 +335,28 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("signet_operator_leader 0\n"), "{text}");
+        health.add_sampled(Sampled::gauge(
+            "signet_signer_runs_in_flight",
+            "Runs in flight.",
+            || 7.0,
+        ));
+        health.add_sampled(Sampled {
+            name: "signet_signer_failures_total",
+            help: "Failures.",
+            type_: "counter",
+            read: Arc::new(|| vec![("reason=\"storage\"".to_owned(), 2.0)]),
+        });
+        let text = health.render_metrics();
+        assert!(
+            text.contains(
+                "# TYPE signet_signer_runs_in_flight gauge\nsignet_signer_runs_in_flight 7\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("signet_signer_failures_total{reason=\"storage\"} 2\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -124,6 +124,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.workers,
         own_account,
     )?);
+    for family in ctx.gauges() {
+        health.add_sampled(family);
+    }
     let namespaces: Vec<String> = args
         .namespaces
         .into_iter()

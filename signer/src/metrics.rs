@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::run::RunKind;
-use signet_runtime::health::{Counter, Histogram, HistogramFamily};
+use signet_runtime::health::{Counter, Histogram, HistogramFamily, Sampled};
 
 /// Counters of one kind of run, under Chains' metric names.
 #[derive(Clone, Debug, Default)]
@@ -16,6 +16,24 @@ pub struct KindMetrics {
     pub queue_seconds: Arc<Histogram>,
     /// From a worker taking the run to its outcome being written.
     pub sign_seconds: Arc<Histogram>,
+    /// Failed attempts by [`SignError::error_type`](crate::signing::SignError::error_type),
+    /// in the order of [`FAILURE_REASONS`].
+    pub failures: [Arc<Counter>; 4],
+}
+
+/// The reasons a signing attempt fails, as `SignError::error_type` names them.
+pub const FAILURE_REASONS: [&str; 4] = ["signer", "storage", "transparency", "other"];
+
+impl KindMetrics {
+    /// Counts one failed attempt of `reason` (one of [`FAILURE_REASONS`]).
+    pub fn failed(&self, reason: &str) {
+        self.signing_failures.inc();
+        if let Some(i) = FAILURE_REASONS.iter().position(|r| *r == reason)
+            && let Some(counter) = self.failures.get(i)
+        {
+            counter.inc();
+        }
+    }
 }
 
 /// The annotation on the signer's Lease where the leader reports its counters with every
@@ -48,6 +66,32 @@ impl Metrics {
             "pipelinerun": kind(&self.pipelinerun),
         });
         std::collections::BTreeMap::from([(COUNTERS_ANNOTATION.to_owned(), value.to_string())])
+    }
+
+    /// `signet_signer_failures_total{kind, reason}`: failed attempts by kind and reason.
+    pub fn failures_by_reason(&self) -> Sampled {
+        let kinds = [
+            ("taskrun", self.taskrun.failures.clone()),
+            ("pipelinerun", self.pipelinerun.failures.clone()),
+        ];
+        Sampled {
+            name: "signet_signer_failures_total",
+            help: "Failed signing attempts, by kind of run and reason (signer, storage, transparency, other).",
+            type_: "counter",
+            read: Arc::new(move || {
+                let mut samples = Vec::new();
+                for (kind, counters) in &kinds {
+                    for (reason, counter) in FAILURE_REASONS.iter().zip(counters) {
+                        #[allow(clippy::cast_precision_loss)] // counts stay far below 2^53
+                        samples.push((
+                            format!("kind=\"{kind}\",reason=\"{reason}\""),
+                            counter.get() as f64,
+                        ));
+                    }
+                }
+                samples
+            }),
+        }
     }
 
     /// Latency histograms, labelled by kind.

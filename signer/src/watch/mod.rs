@@ -17,7 +17,7 @@ use kube::core::GroupVersionKind;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use signet_runtime::health::Health;
+use signet_runtime::health::{Health, Sampled};
 use tokio::sync::Semaphore;
 
 pub use crate::metrics::Metrics;
@@ -88,6 +88,48 @@ impl Context {
 }
 
 impl Context {
+    /// The signer's gauges, read at each scrape: runs in flight (queued, being signed or
+    /// waiting for a retry), how long the longest-waiting of them has waited since the signer
+    /// saw it done, and whether the signing Secret's key is loaded where the configuration
+    /// needs one. The alerts the operator renders read these.
+    pub fn gauges(self: &Arc<Self>) -> Vec<Sampled> {
+        let (count, oldest, key) = (self.clone(), self.clone(), self.clone());
+        vec![
+            Sampled::gauge(
+                "signet_signer_runs_in_flight",
+                "Completed runs queued, being signed or waiting for a retry.",
+                // Counts of runs fit f64 exactly.
+                #[allow(clippy::cast_precision_loss)]
+                move || count.in_flight.waiting().0 as f64,
+            ),
+            Sampled::gauge(
+                "signet_signer_oldest_in_flight_seconds",
+                "How long the run in flight the longest has waited since the signer saw it done (0 when none).",
+                move || oldest.in_flight.waiting().1.as_secs_f64(),
+            ),
+            Sampled::gauge(
+                "signet_signer_signing_key_loaded",
+                "1 when the signing Secret's key is loaded or the configuration needs none (keyless, KMS); 0 when it cannot be loaded or the configuration is unreadable.",
+                move || f64::from(u8::from(key.signing_key_ready())),
+            ),
+            self.metrics.failures_by_reason(),
+        ]
+    }
+
+    fn signing_key_ready(&self) -> bool {
+        let Ok(config) = self.sources.config() else {
+            return false;
+        };
+        let needs_key = !config.x509.fulcio_enabled
+            && [
+                config.taskrun.signer,
+                config.pipelinerun.signer,
+                config.oci.signer,
+            ]
+            .contains(&signet_config::SignerKind::X509);
+        !needs_key || self.sources.key().is_ok()
+    }
+
     /// Where runs' registry credentials come from and go through.
     fn registries(&self) -> Registries<'_> {
         Registries {

@@ -16,11 +16,11 @@ pub struct Work {
     pub queued: std::time::Instant,
 }
 
-/// The runs queued or being signed, by uid: a run is queued once however many watch events
-/// it gets. A [`Claim`] takes it out again when dropped, also when signing panicked, so that
-/// no input can strand a run until a restart.
+/// The runs queued or being signed (retries included), by uid, with when each was queued: a
+/// run is queued once however many watch events it gets. A [`Claim`] takes it out again when
+/// dropped, also when signing panicked, so that no input can strand a run until a restart.
 #[derive(Clone, Default)]
-pub struct InFlight(std::sync::Arc<Mutex<std::collections::HashSet<String>>>);
+pub struct InFlight(std::sync::Arc<Mutex<std::collections::HashMap<String, std::time::Instant>>>);
 
 /// A run held in [`InFlight`] until this is dropped.
 pub struct Claim {
@@ -29,7 +29,10 @@ pub struct Claim {
 }
 
 impl InFlight {
-    fn with<T>(&self, f: impl FnOnce(&mut std::collections::HashSet<String>) -> T) -> T {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::HashMap<String, std::time::Instant>) -> T,
+    ) -> T {
         match self.0.lock() {
             Ok(mut set) => f(&mut set),
             Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -38,11 +41,25 @@ impl InFlight {
 
     /// Adds `uid`; returns how many are in flight, or `None` if it already was.
     pub fn insert(&self, uid: &str) -> Option<usize> {
-        self.with(|set| set.insert(uid.to_owned()).then_some(set.len()))
+        self.with(|set| match set.entry(uid.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => None,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(std::time::Instant::now());
+                Some(set.len())
+            }
+        })
     }
 
     pub fn contains(&self, uid: &str) -> bool {
-        self.with(|set| set.contains(uid))
+        self.with(|set| set.contains_key(uid))
+    }
+
+    /// How many runs are in flight, and how long the one queued longest has waited.
+    pub fn waiting(&self) -> (usize, std::time::Duration) {
+        self.with(|set| {
+            let oldest = set.values().min().map(std::time::Instant::elapsed);
+            (set.len(), oldest.unwrap_or_default())
+        })
     }
 
     /// Holds `uid` (already inserted) until the returned claim is dropped.

@@ -134,7 +134,7 @@ pub(crate) async fn process(
             }
             {
                 // Counted once recorded: a conflict is retried, not a second failure.
-                metrics.signing_failures.inc();
+                metrics.failed(error.error_type());
                 let event = Event {
                     type_: EventType::Warning,
                     reason: note.to_owned(),
