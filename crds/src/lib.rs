@@ -4,12 +4,14 @@
 //! I/O. The operator reads these; the CRD YAML and the reference doc are generated from them.
 
 mod identity;
+mod monitoring;
 mod reference;
 mod signer;
 mod signing;
 mod status;
 
 pub use identity::{AwsIdentity, AzureIdentity, GcpIdentity, IdentitySpec, SpiffeMode, SpiffeSpec};
+pub use monitoring::MonitoringSpec;
 pub use reference::reference_markdown;
 pub use signer::SignerSpec;
 pub use signing::{
@@ -81,6 +83,8 @@ pub struct SignetConfigSpec {
     pub identity: IdentitySpec,
     /// SPIFFE Workload API socket for JWT-SVIDs (keyless and Vault auth).
     pub spiffe: SpiffeSpec,
+    /// ServiceMonitor, PrometheusRule and Grafana dashboard for the signer.
+    pub monitoring: MonitoringSpec,
 }
 
 impl Default for SignetConfigSpec {
@@ -96,6 +100,7 @@ impl Default for SignetConfigSpec {
             filter: FilterSpec::default(),
             identity: IdentitySpec::default(),
             spiffe: SpiffeSpec::default(),
+            monitoring: MonitoringSpec::default(),
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct SignetConfigStatus {
     /// The OIDC issuer and subject a cloud must trust for workload identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityStatus>,
+    /// What `spec.monitoring` set up, or why part of it is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<String>,
 }
 
 /// The signer Deployment's rollout.

@@ -63,8 +63,21 @@ where
     K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
+    ensure_with(api, obj, &K::DynamicType::default(), report).await
+}
+
+/// [`ensure`] for any kind, `DynamicObject`s included (`dt` names the kind).
+pub async fn ensure_with<K>(
+    api: &Api<K>,
+    obj: &K,
+    dt: &K::DynamicType,
+    report: &mut ApplyReport,
+) -> Result<K, ApplyError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
     let name = obj.name_any();
-    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let kind = K::kind(dt).to_string();
     let err = |action, source| ApplyError {
         action,
         kind: kind.clone(),

@@ -22,6 +22,7 @@ use crate::apply::{self, ApplyReport};
 use crate::build::{self, BuildInputs, keys};
 use crate::dereference;
 use crate::events::Announcer;
+use crate::monitoring;
 use crate::names::{self, FINALIZER, SINGLETON};
 use crate::release;
 use crate::status::{self, Facts, Problem};
@@ -220,6 +221,8 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
             .publish(config, EventType::Normal, reason, note)
             .await;
     }
+    let monitoring =
+        monitoring::reconcile(client, spec, moved_from.as_deref(), &inputs, &mut report).await?;
     apply::prune(client, &desired, &mut report).await?;
     ctx.metrics
         .writes
@@ -228,22 +231,16 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         tracing::debug!("everything as desired; nothing written");
     } else {
         tracing::info!(written = ?report.written, pruned = ?report.pruned, "applied SignetConfig config");
-        let mut note = String::new();
-        if !report.written.is_empty() {
-            note = format!("created or changed {}", report.written.join(", "));
-        }
-        if !report.pruned.is_empty() {
-            let sep = if note.is_empty() { "" } else { "; " };
-            note = format!("{note}{sep}removed {}", report.pruned.join(", "));
-        }
-        ctx.announcer
-            .publish(config, EventType::Normal, "Applied", note)
-            .await;
+        ctx.announcer.applied(config, &report).await;
     }
     facts.deployment = report.deployment.as_ref();
     facts.problem = problem;
     facts.public_key = public_key;
+    facts.monitoring = monitoring.status(&spec.target_namespace);
     let new = status::compute(config.status.as_ref(), &facts);
+    if monitoring == monitoring::Outcome::NoPrometheusOperator {
+        ctx.announcer.monitoring_unavailable(config, &new).await;
+    }
     ctx.announcer
         .transition(config, config.status.as_ref(), &new)
         .await;

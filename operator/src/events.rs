@@ -8,6 +8,8 @@ use kube::Resource as _;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use signet_crds::{ConditionStatus, SignetConfig, SignetConfigStatus};
 
+use crate::apply::ApplyReport;
+
 /// The longest note an Event carries (the API server refuses more than 1 kB).
 const NOTE_LIMIT: usize = 1000;
 
@@ -54,6 +56,31 @@ impl Announcer {
         };
         if let Err(error) = self.recorder.publish(&event, &config.object_ref(&())).await {
             tracing::debug!(%error, reason, "failed to record an Event on the SignetConfig");
+        }
+    }
+
+    /// Records what an apply pass wrote and removed (`Applied`).
+    pub async fn applied(&self, config: &SignetConfig, report: &ApplyReport) {
+        let mut note = String::new();
+        if !report.written.is_empty() {
+            note = format!("created or changed {}", report.written.join(", "));
+        }
+        if !report.pruned.is_empty() {
+            let sep = if note.is_empty() { "" } else { "; " };
+            note = format!("{note}{sep}removed {}", report.pruned.join(", "));
+        }
+        self.publish(config, EventType::Normal, "Applied", note)
+            .await;
+    }
+
+    /// Records that `spec.monitoring` could set up only the dashboard (no Prometheus operator
+    /// here), once: when `new.monitoring` says so for the first time.
+    pub async fn monitoring_unavailable(&self, config: &SignetConfig, new: &SignetConfigStatus) {
+        let was = config.status.as_ref().and_then(|s| s.monitoring.as_ref());
+        if was != new.monitoring.as_ref() {
+            let note = new.monitoring.clone().unwrap_or_default();
+            self.publish(config, EventType::Warning, "MonitoringUnavailable", note)
+                .await;
         }
     }
 

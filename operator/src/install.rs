@@ -305,6 +305,14 @@ pub fn generated_files() -> Result<Vec<(String, String)>, InstallError> {
             "operator/manifests/signet-operator.yaml".to_owned(),
             plain_manifests(VERSION)?,
         ),
+        (
+            "docs/monitoring/signet-dashboard.json".to_owned(),
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&crate::build::monitoring::dashboard())
+                    .unwrap_or_default()
+            ),
+        ),
     ])
 }
 

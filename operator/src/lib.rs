@@ -10,6 +10,7 @@ pub mod dereference;
 pub mod events;
 pub mod install;
 pub mod migrate;
+pub mod monitoring;
 pub mod names;
 pub mod release;
 pub mod status;

@@ -30,6 +30,8 @@ pub struct Facts<'a> {
     pub keyless_token: bool,
     /// RFC 3339 time used for conditions that change now.
     pub now: String,
+    /// What `spec.monitoring` set up (`None`: monitoring is off).
+    pub monitoring: Option<String>,
 }
 
 fn rolled_out(d: &Deployment) -> bool {
@@ -142,6 +144,7 @@ pub fn compute(previous: Option<&SignetConfigStatus>, facts: &Facts) -> SignetCo
         version: Some(VERSION.to_owned()),
         signer: signer.or_else(|| previous.and_then(|p| p.signer.clone())),
         public_key: facts.public_key.clone(),
+        monitoring: facts.monitoring.clone(),
         identity: facts.issuer.as_ref().map(|issuer| IdentityStatus {
             issuer: issuer.clone(),
             subject: format!("system:serviceaccount:{}:{SIGNER}", facts.target_namespace),

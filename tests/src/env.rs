@@ -95,6 +95,9 @@ pub struct TestEnv {
     pub moto_server: PathBuf,
     /// A Python with `cryptography` (moto's venv), for the cloud KMS test doubles.
     pub peer_python: PathBuf,
+    /// The Prometheus operator's ServiceMonitor and PrometheusRule CRDs (YAML files), which
+    /// the monitoring tests install and remove.
+    pub prometheus_crds: PathBuf,
     admin: Config,
 }
 
@@ -195,6 +198,7 @@ impl TestEnv {
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),
             moto_server: PathBuf::from(get("SIGNET_MOTO_SERVER")?),
             peer_python: PathBuf::from(get("SIGNET_PEER_PYTHON")?),
+            prometheus_crds: PathBuf::from(get("SIGNET_PROMETHEUS_CRDS")?),
             kubeconfig,
             admin,
         })

@@ -304,6 +304,27 @@ async fn verify_says_yes_for_a_signed_run_and_names_what_is_wrong_otherwise() {
     assert_eq!(out.status.code(), Some(1), "{}", described(&out));
     assert!(stdout(&out).contains("FAIL signed"), "{}", described(&out));
 
+    // 10. Every metric the shipped Grafana dashboard and the PrometheusRule's alerts query is
+    //     one this signer exports (histograms as their _bucket series).
+    let (_, metrics) = scene.signer.get("/metrics").await.unwrap();
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let spec = signet_crds::MonitoringSpec::default();
+    let mut queried = std::collections::BTreeSet::new();
+    for expr in signet_operator::build::monitoring::expressions(&spec) {
+        for name in signet_operator::build::monitoring::metric_names(&expr) {
+            assert!(
+                exported.contains(name.as_str()),
+                "{name} (in {expr}) is not on /metrics:\n{metrics}"
+            );
+            queried.insert(name);
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+
     // 9. A run that does not exist: exit status 2 and a message saying so.
     let out = signet(env, &["verify", "taskrun", "no-such-run", "-n", ns]);
     assert_eq!(out.status.code(), Some(2), "{}", described(&out));

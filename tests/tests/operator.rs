@@ -884,3 +884,203 @@ async fn only_one_operator_acts_and_a_standby_takes_over() {
         second.log_text()
     );
 }
+
+/// The Prometheus operator's CRDs, installed for one test and removed when it ends.
+struct PrometheusCrds(&'static TestEnv);
+
+impl PrometheusCrds {
+    fn kubectl(env: &TestEnv, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(&env.kubectl)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn files(env: &TestEnv) -> Vec<String> {
+        ["servicemonitors", "prometheusrules"]
+            .iter()
+            .map(|k| {
+                env.prometheus_crds
+                    .join(format!("monitoring.coreos.com_{k}.yaml"))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    /// Removes them (a run before this one may have left them), waiting until gone.
+    fn remove(env: &TestEnv) {
+        for file in Self::files(env) {
+            let _ = Self::kubectl(
+                env,
+                &["delete", "--ignore-not-found", "--wait", "-f", &file],
+            );
+        }
+    }
+
+    fn install(env: &'static TestEnv) -> Self {
+        for file in Self::files(env) {
+            let out = Self::kubectl(env, &["apply", "--server-side", "-f", &file]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for crd in ["servicemonitors", "prometheusrules"] {
+            let out = Self::kubectl(
+                env,
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    &format!("crd/{crd}.monitoring.coreos.com"),
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Self(env)
+    }
+}
+
+impl Drop for PrometheusCrds {
+    fn drop(&mut self) {
+        Self::remove(self.0);
+    }
+}
+
+/// `spec.monitoring` without the Prometheus operator: only the dashboard, a Warning Event and
+/// `status.monitoring` saying why, Ready unaffected. With its CRDs installed: a ServiceMonitor
+/// and a PrometheusRule the real CRD schemas accept, with the user's labels and alert
+/// threshold. Switched off: all three removed.
+#[tokio::test]
+async fn monitoring_is_set_up_with_or_without_the_prometheus_operator() {
+    let r = Rolled::up("monitoring", &[]).await;
+    let (env, admin, configs, ns) = (r.env, &r.admin, &r.configs, r.ns.clone());
+    let log = || r.log();
+    PrometheusCrds::remove(env);
+    let spec = |enabled: bool, minutes: u32| {
+        json!({"targetNamespace": ns, "monitoring": {
+            "enabled": enabled, "labels": {"release": "prometheus"}, "waitingMinutes": minutes
+        }})
+    };
+    apply_config(admin, spec(true, 10)).await;
+    let config = eventually(
+        "status.monitoring without the Prometheus operator",
+        log,
+        || async {
+            let c = configs.get("config").await.ok()?;
+            let said = c.status.as_ref()?.monitoring.clone()?;
+            said.contains("dashboard) only").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&config, "Ready").unwrap().0,
+        "True",
+        "monitoring never blocks Ready"
+    );
+    let dashboards = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
+    let dashboard = dashboards.get("signet-dashboard").await.unwrap();
+    let labels = dashboard.labels();
+    assert_eq!(
+        labels.get("grafana_dashboard").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        labels.get("release").map(String::as_str),
+        Some("prometheus")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&dashboard.data.unwrap()["signet-signer.json"]).unwrap();
+    assert_eq!(json["uid"], "signet-signer");
+    config_events(admin, &config, &[("Warning", "MonitoringUnavailable")], log).await;
+
+    // The Prometheus operator's CRDs appear; a spec change (or the 5-minute look) adds both.
+    let _crds = PrometheusCrds::install(env);
+    apply_config(admin, spec(true, 15)).await;
+    let monitors = Api::<kube::core::DynamicObject>::namespaced_with(
+        admin.clone(),
+        &ns,
+        &signet_operator::build::monitoring::service_monitor_resource(),
+    );
+    let rules = Api::<kube::core::DynamicObject>::namespaced_with(
+        admin.clone(),
+        &ns,
+        &signet_operator::build::monitoring::prometheus_rule_resource(),
+    );
+    let rule = eventually("the PrometheusRule", log, || async {
+        rules.get_opt("signet-signer").await.ok()?
+    })
+    .await;
+    let monitor = monitors.get("signet-signer").await.unwrap();
+    assert_eq!(
+        monitor.labels().get("release").map(String::as_str),
+        Some("prometheus")
+    );
+    assert_eq!(monitor.data["spec"]["endpoints"][0]["port"], "metrics");
+    let alerts: Vec<&serde_json::Value> = rule.data["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    let names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "SignetSigningFailures",
+            "SignetRunsWaiting",
+            "SignetNoLeader",
+            "SignetSigningKeyNotLoadable"
+        ]
+    );
+    let waiting = alerts
+        .iter()
+        .find(|a| a["alert"] == "SignetRunsWaiting")
+        .unwrap();
+    assert!(
+        waiting["expr"].as_str().unwrap().ends_with("> 900"),
+        "{waiting}"
+    );
+    let config = eventually(
+        "status.monitoring with the Prometheus operator",
+        log,
+        || async {
+            let c = configs.get("config").await.ok()?;
+            c.status
+                .as_ref()?
+                .monitoring
+                .as_ref()?
+                .starts_with("ServiceMonitor")
+                .then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(condition(&config, "Ready").unwrap().0, "True");
+
+    // Switched off: everything monitoring made is removed.
+    apply_config(admin, spec(false, 15)).await;
+    eventually("monitoring removed", log, || async {
+        let gone = rules.get_opt("signet-signer").await.ok()?.is_none()
+            && monitors.get_opt("signet-signer").await.ok()?.is_none()
+            && dashboards.get_opt("signet-dashboard").await.ok()?.is_none();
+        let status_clear = configs
+            .get("config")
+            .await
+            .ok()?
+            .status?
+            .monitoring
+            .is_none();
+        (gone && status_clear).then_some(())
+    })
+    .await;
+}

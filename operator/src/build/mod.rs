@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod keys;
+pub mod monitoring;
 pub mod namespace;
 pub mod rbac;
 

@@ -74,6 +74,7 @@ const OPERATOR_MANAGED: &[&str] = &[
     names::SIGNER_CONFIG_MAP,
     names::PUBLIC_KEY_CONFIG_MAP,
     names::METRICS_SERVICE,
+    super::monitoring::DASHBOARD_CONFIG_MAP,
 ];
 
 /// The operator's own cluster-wide rights (the bundle's CSV uses exactly these). It holds
@@ -176,6 +177,19 @@ pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
         &["events"],
         &["create", "patch"],
         ANY,
+    ),
+    // `spec.monitoring`: the signer's ServiceMonitor and PrometheusRule.
+    (
+        &["monitoring.coreos.com"],
+        &["servicemonitors", "prometheusrules"],
+        &["create"],
+        ANY,
+    ),
+    (
+        &["monitoring.coreos.com"],
+        &["servicemonitors", "prometheusrules"],
+        &["get", "patch", "update", "delete"],
+        &[SIGNER],
     ),
 ];
 
