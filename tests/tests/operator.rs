@@ -958,8 +958,9 @@ impl Drop for PrometheusCrds {
 /// `spec.monitoring` without the Prometheus operator: only the dashboard, a Warning Event and
 /// `status.monitoring` saying why, Ready unaffected. With its CRDs installed: a ServiceMonitor
 /// and a PrometheusRule the real CRD schemas accept, with the user's labels and alert
-/// threshold. Switched off: all three removed.
+/// threshold. Switched off: all three removed. One ordered story.
 #[tokio::test]
+#[allow(clippy::too_many_lines)]
 async fn monitoring_is_set_up_with_or_without_the_prometheus_operator() {
     let r = Rolled::up("monitoring", &[]).await;
     let (env, admin, configs, ns) = (r.env, &r.admin, &r.configs, r.ns.clone());
