@@ -7,7 +7,7 @@ export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
 export GOCACHE ?= $(SIGNET_CACHE)/go/build
 CARGO ?= cargo
 
-.PHONY: all bench build demo fuzz generate lint unit-test e2e-test test env-up env-down env-build tidy
+.PHONY: all bench build dashboard-picture demo fuzz generate lint unit-test e2e-test test env-up env-down env-build tidy
 
 all: build
 
@@ -18,11 +18,16 @@ build:
 # bundle, a TaskRun signed and verified with cosign. Leaves it running; `make env-down` stops it.
 # Builds only the peers the demo uses (tests/env/build demo), not the whole test environment.
 demo: export SIGNET_ENV_TIER = demo
+# Signet builds in the background while the peers do: on two cores the Go builds leave one idle
+# while they link, and the Rust build fills it.
 demo:
 	tests/env/debian-packages demo
-	tests/env/build demo
-	@echo "[make demo] building signet-operator, signet-signer and the demo (first time: minutes)"
-	$(CARGO) build --workspace --bins --examples --locked
+	@mkdir -p "$(SIGNET_CACHE)"
+	@echo "[make demo] building Signet in the background (log: $(SIGNET_CACHE)/demo-build.log) while the peers build"
+	@$(CARGO) build --workspace --bins --examples --locked >"$(SIGNET_CACHE)/demo-build.log" 2>&1 & cargo=$$!; \
+	  tests/env/build demo || { status=$$?; kill $$cargo 2>/dev/null; exit $$status; }; \
+	  echo "[make demo] peers ready; waiting for the Signet build"; \
+	  wait $$cargo || { status=$$?; tail -n 40 "$(SIGNET_CACHE)/demo-build.log"; exit $$status; }
 	$(CARGO_TARGET_DIR)/debug/examples/demo
 
 # Regenerates every generated file; `make unit-test` fails when they drift.
@@ -69,6 +74,12 @@ bench:
 	$(CARGO) bench -p signet-e2e --bench operator --locked
 	$(CARGO) bench -p signet-e2e --bench signer --locked
 	$(CARGO) bench -p signet-e2e --bench kms --locked
+
+# docs/monitoring/dashboard.svg: the dashboard's panels plotted from a real (release) signer's
+# /metrics, scraped every second while it signs a steady load, a spell of failures and a burst.
+dashboard-picture:
+	$(CARGO) build --release --workspace --bins --locked
+	$(CARGO) run --release -p signet-e2e --example dashboard_picture --locked
 
 # The fuzz targets (signer/tests/fuzz.rs) for longer than `make test` runs them: every parser
 # that reads a run, a pull secret, a key, the configuration or a peer's answer.

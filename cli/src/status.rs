@@ -110,7 +110,7 @@ impl Status {
         if let Some(counters) = &self.counters {
             let _ = writeln!(
                 out,
-                "since {}: TaskRuns {} signed, {} failed attempts; PipelineRuns {} signed, {} failed attempts",
+                "counters at the leader's last renewal, since it started at {}: TaskRuns {} signed, {} failed attempts; PipelineRuns {} signed, {} failed attempts",
                 counters["since"].as_str().unwrap_or("?"),
                 counters["taskrun"]["signed"],
                 counters["taskrun"]["failed"],

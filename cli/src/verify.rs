@@ -20,7 +20,8 @@ use signet_signer::signing::dsse::{Envelope, pae};
 use signet_signer::signing::keyless::{certificate_blocks, check_chain, read_leaf};
 use signet_signer::storage::oci::auth::{Login, credential_for};
 use signet_signer::storage::oci::layout::{
-    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Manifest, SIGNATURE_ANNOTATION,
+    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Descriptor, Manifest,
+    SIGNATURE_ANNOTATION,
 };
 use signet_signer::storage::oci::reference::ImageRef;
 use signet_signer::storage::oci::registry::{Clients, Repository};
@@ -424,6 +425,53 @@ impl Verifier {
             .map_err(|_| format!("the manifest under {tag} is not an OCI image manifest"))
     }
 
+    /// The key a layer must be signed with (its certificate's, or the trusted key) and the
+    /// layer's blob.
+    async fn layer_key_and_blob(
+        &self,
+        repository: &Repository,
+        layer: &Descriptor,
+    ) -> Result<(Vec<u8>, String, Vec<u8>), String> {
+        let annotations = layer.annotations.clone().unwrap_or_default();
+        let certificate = annotations
+            .get(CERTIFICATE_ANNOTATION)
+            .map(String::as_str)
+            .filter(|c| !c.is_empty());
+        let chain = annotations.get(CHAIN_ANNOTATION).map(String::as_str);
+        let (key, by) = self.verifying_key(certificate, chain, None)?;
+        let blob = repository
+            .blob(&layer.digest, BLOB_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the blob of layer {} is missing", layer.digest))?;
+        Ok((key, by, blob))
+    }
+
+    /// The first layer under `tag` that `check` accepts (given its key and blob), or why
+    /// none did (`none`: there was no layer to try).
+    async fn any_layer(
+        &self,
+        repository: &Repository,
+        tag: &str,
+        wanted: impl Fn(&Descriptor) -> bool,
+        check: impl Fn(&Descriptor, &[u8], &[u8]) -> Result<(), String>,
+        none: String,
+    ) -> Result<String, String> {
+        let manifest = self.layers(repository, tag).await?;
+        let mut last = none;
+        for layer in manifest.layers.iter().filter(|l| wanted(l)) {
+            let attempt = self
+                .layer_key_and_blob(repository, layer)
+                .await
+                .and_then(|(key, by, blob)| check(layer, &key, &blob).map(|()| by));
+            match attempt {
+                Ok(by) => return Ok(by),
+                Err(why) => last = why,
+            }
+        }
+        Err(last)
+    }
+
     /// One layer of the `.sig` manifest verifies: a simple-signing payload for this digest
     /// signed by the trusted key (or a certificate for the expected identity).
     async fn image_signature(
@@ -432,44 +480,30 @@ impl Verifier {
         stored: &ImageRef,
         image: &ImageRef,
     ) -> Result<String, String> {
-        let manifest = self.layers(repository, &stored.signature_tag()).await?;
-        let mut last = format!("no layer of {} carries a signature", stored.signature_tag());
-        for layer in &manifest.layers {
-            let annotations = layer.annotations.clone().unwrap_or_default();
-            let Some(signature) = annotations.get(SIGNATURE_ANNOTATION) else {
-                continue;
-            };
-            let attempt = async {
-                let (key, by) = self.verifying_key(
-                    annotations
-                        .get(CERTIFICATE_ANNOTATION)
-                        .map(String::as_str)
-                        .filter(|c| !c.is_empty()),
-                    annotations.get(CHAIN_ANNOTATION).map(String::as_str),
-                    None,
-                )?;
-                let payload = repository
-                    .blob(&layer.digest, BLOB_LIMIT)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or("a signature layer's blob is missing")?;
-                let signature = STANDARD
-                    .decode(signature)
-                    .map_err(|_| "a signature is not base64")?;
-                verify_signature(&key, &payload, &signature).map_err(|e| e.to_string())?;
-                let signed: Value =
-                    serde_json::from_slice(&payload).map_err(|_| "a signed payload is not JSON")?;
-                if signed["critical"]["image"]["docker-manifest-digest"] != image.digest.as_str() {
-                    return Err("a signature is for another digest".to_owned());
-                }
-                Ok::<_, String>(by)
-            };
-            match attempt.await {
-                Ok(by) => return Ok(by),
-                Err(why) => last = why,
+        let signature_of = |layer: &Descriptor| {
+            layer
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+                .cloned()
+        };
+        let check = |layer: &Descriptor, key: &[u8], payload: &[u8]| {
+            let signature = STANDARD
+                .decode(signature_of(layer).unwrap_or_default())
+                .map_err(|_| "a signature is not base64".to_owned())?;
+            verify_signature(key, payload, &signature).map_err(|e| e.to_string())?;
+            let signed: Value = serde_json::from_slice(payload)
+                .map_err(|_| "a signed payload is not JSON".to_owned())?;
+            if signed["critical"]["image"]["docker-manifest-digest"] == image.digest.as_str() {
+                Ok(())
+            } else {
+                Err("a signature is for another digest".to_owned())
             }
-        }
-        Err(last)
+        };
+        let tag = stored.signature_tag();
+        let none = format!("no layer of {tag} carries a signature");
+        self.any_layer(repository, &tag, |l| signature_of(l).is_some(), check, none)
+            .await
     }
 
     /// One layer of the `.att` manifest is an envelope the trusted key signed, about this
@@ -480,50 +514,30 @@ impl Verifier {
         stored: &ImageRef,
         image: &ImageRef,
     ) -> Result<String, String> {
-        let manifest = self.layers(repository, &stored.attestation_tag()).await?;
         let hex = image.digest.trim_start_matches("sha256:");
-        let mut last = format!(
-            "no layer of {} is a DSSE envelope",
-            stored.attestation_tag()
-        );
-        for layer in manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type == DSSE_ENVELOPE)
-        {
-            let annotations = layer.annotations.clone().unwrap_or_default();
-            let attempt = async {
-                let (key, by) = self.verifying_key(
-                    annotations
-                        .get(CERTIFICATE_ANNOTATION)
-                        .map(String::as_str)
-                        .filter(|c| !c.is_empty()),
-                    annotations.get(CHAIN_ANNOTATION).map(String::as_str),
-                    None,
-                )?;
-                let envelope = repository
-                    .blob(&layer.digest, BLOB_LIMIT)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or("an attestation layer's blob is missing")?;
-                let payload = open_envelope(&envelope, &key)?;
-                let statement: Value =
-                    serde_json::from_slice(&payload).map_err(|_| "an attestation is not JSON")?;
-                let about = statement["subject"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
-                if about {
-                    Ok::<_, String>(by)
-                } else {
-                    Err("an attestation is about other digests".to_owned())
-                }
-            };
-            match attempt.await {
-                Ok(by) => return Ok(by),
-                Err(why) => last = why,
+        let check = |_: &Descriptor, key: &[u8], envelope: &[u8]| {
+            let payload = open_envelope(envelope, key)?;
+            let statement: Value = serde_json::from_slice(&payload)
+                .map_err(|_| "an attestation is not JSON".to_owned())?;
+            let about = statement["subject"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
+            if about {
+                Ok(())
+            } else {
+                Err("an attestation is about other digests".to_owned())
             }
-        }
-        Err(last)
+        };
+        let tag = stored.attestation_tag();
+        let none = format!("no layer of {tag} is a DSSE envelope");
+        self.any_layer(
+            repository,
+            &tag,
+            |l| l.media_type == DSSE_ENVELOPE,
+            check,
+            none,
+        )
+        .await
     }
 }
 

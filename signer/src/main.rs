@@ -104,10 +104,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     )
     .with_annotations({
-        let (metrics, since) = (
-            metrics.clone(),
-            k8s_openapi::jiff::Timestamp::now().to_string(),
-        );
+        let started = k8s_openapi::jiff::Timestamp::now();
+        let since = started
+            .round(k8s_openapi::jiff::Unit::Second)
+            .unwrap_or(started)
+            .to_string();
+        let metrics = metrics.clone();
         Arc::new(move || metrics.lease_annotations(&since))
     });
     let sources = Sources::watch(

@@ -28,7 +28,7 @@ use signet_e2e::registry::{give_registry_login, push_random_image};
 use signet_e2e::{ServiceAccountIdentity, TestEnv};
 
 const DEMO_NAMESPACE: &str = "signet-demo";
-const STEPS: usize = 7;
+const STEPS: usize = 8;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -76,7 +76,7 @@ fn record(dir: &Path, name: &str, (pid, process_dir): (u32, &Path)) -> Result<()
 async fn demo() -> Result<()> {
     step(
         1,
-        "Starting the control plane and registry on 127.0.0.1 (tests/env/up; the first run builds the peers and takes ~30 minutes)",
+        "Starting the control plane and registry on 127.0.0.1 (tests/env/up; the first run builds them: about 10 minutes on two cores)",
     );
     let env = tokio::task::spawn_blocking(TestEnv::get).await?;
     let admin = env.admin_client()?;
@@ -207,7 +207,18 @@ async fn demo() -> Result<()> {
         ],
     )?;
 
+    step(
+        8,
+        "Checking the run's whole record with kubectl signet (the CLI in this repository)",
+    );
+    signet_cli(env, &["verify", "taskrun", &run_name, "-n", DEMO_NAMESPACE])?;
+    signet_cli(env, &["status"])?;
+
     let kubectl = env.kubectl.display();
+    let plugin_dir = signet_e2e::operator::binary("kubectl-signet");
+    let plugin_dir = plugin_dir
+        .parent()
+        .map_or_else(|| ".".into(), |p| p.display().to_string());
     println!(
         "\nDone: the TaskRun is signed, and cosign verifies the image's signature and its SLSA provenance.\n\
          \nLook around:\n\
@@ -215,6 +226,8 @@ async fn demo() -> Result<()> {
          \x20 {kubectl} get signetconfig config                    # READY True\n\
          \x20 {kubectl} get taskrun -n {DEMO_NAMESPACE} {run_name} -o yaml   # the chains.tekton.dev/* annotations\n\
          \x20 {kubectl} get deploy,sa,cm,secret -n {signer_ns}        # what the operator manages\n\
+         \x20 export PATH={plugin_dir}:$PATH                         # kubectl-signet as a kubectl plugin\n\
+         \x20 {kubectl} signet explain taskrun {run_name} -n {DEMO_NAMESPACE}\n\
          \x20 operator log: {operator_log}\n\
          \x20 signer log:   {signer_log}\n\
          \x20 public key:   {key}\n\
@@ -341,6 +354,28 @@ fn summarise(statement: &Value) {
         "        finished     {}",
         text(&predicate["runDetails"]["metadata"]["finishedOn"])
     );
+}
+
+/// Runs `kubectl-signet ARGS` as a user would, printing its output indented.
+fn signet_cli(env: &TestEnv, args: &[&str]) -> Result<()> {
+    println!("      $ kubectl signet {}", args.join(" "));
+    let out = Command::new(signet_e2e::operator::binary("kubectl-signet"))
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        println!("        {line}");
+    }
+    if !out.status.success() {
+        return Err(format!("kubectl signet {} failed", args[0]).into());
+    }
+    Ok(())
 }
 
 fn cosign(env: &TestEnv, args: &[&str]) -> Result<()> {
