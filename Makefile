@@ -18,16 +18,11 @@ build:
 # bundle, a TaskRun signed and verified with cosign. Leaves it running; `make env-down` stops it.
 # Builds only the peers the demo uses (tests/env/build demo), not the whole test environment.
 demo: export SIGNET_ENV_TIER = demo
-# Signet builds in the background while the peers do: on two cores the Go builds leave one idle
-# while they link, and the Rust build fills it.
 demo:
 	tests/env/debian-packages demo
-	@mkdir -p "$(SIGNET_CACHE)"
-	@echo "[make demo] building Signet in the background (log: $(SIGNET_CACHE)/demo-build.log) while the peers build"
-	@$(CARGO) build --workspace --bins --examples --locked >"$(SIGNET_CACHE)/demo-build.log" 2>&1 & cargo=$$!; \
-	  tests/env/build demo || { status=$$?; kill $$cargo 2>/dev/null; exit $$status; }; \
-	  echo "[make demo] peers ready; waiting for the Signet build"; \
-	  wait $$cargo || { status=$$?; tail -n 40 "$(SIGNET_CACHE)/demo-build.log"; exit $$status; }
+	tests/env/build demo
+	@echo "[make demo] building signet-operator, signet-signer, kubectl-signet and the demo (first time: about 2 minutes)"
+	$(CARGO) build --workspace --bins --examples --locked
 	$(CARGO_TARGET_DIR)/debug/examples/demo
 
 # Regenerates every generated file; `make unit-test` fails when they drift.

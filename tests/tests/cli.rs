@@ -18,17 +18,8 @@ use kube::core::DynamicObject;
 use serde_json::{Value, json};
 use signet_e2e::TestEnv;
 
-/// `kubectl-signet ARGS` as a user runs it: the admin kubeconfig, the registry login and CA.
 fn signet(env: &TestEnv, args: &[&str]) -> Output {
-    std::process::Command::new(signet_e2e::operator::binary("kubectl-signet"))
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("DOCKER_CONFIG", &env.docker_config)
-        .env("SSL_CERT_FILE", &env.ca_file)
-        .env_remove("SIGSTORE_ROOT_FILE")
-        .env_remove("SIGSTORE_REKOR_PUBLIC_KEY")
-        .output()
-        .unwrap()
+    kubectl_signet(env, args)
 }
 
 fn stdout(out: &Output) -> String {

@@ -348,6 +348,64 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     );
     let found = scene.rekor.search(&scene.digest).await.unwrap();
     assert!(!found.is_empty(), "the image digest finds no entry");
+    // kubectl signet verifies the same record: the certificate chains to this Fulcio's root
+    // and names the identity the SignetConfig publishes, the Rekor entry verifies with the
+    // log's pinned key, and the image's keyless signature and attestation verify.
+    let roots = scene.files.join("fulcio.pem");
+    let rekor_key = scene.files.join("rekor.pub");
+    let signet = |extra: &[&str]| {
+        let mut args = vec!["verify", "taskrun", "build", "-n", ns, "-o", "json"];
+        args.extend_from_slice(extra);
+        let out = common::kubectl_signet(env, &args);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let pinned_trust = [
+        "--certificate-roots",
+        roots.to_str().unwrap(),
+        "--rekor-public-key",
+        rekor_key.to_str().unwrap(),
+    ];
+    let (code, report) = signet(&pinned_trust);
+    assert_eq!(code, Some(0), "{report:#}");
+    let outcome = |report: &Value, name: &str| {
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_default();
+        (
+            check["outcome"].clone(),
+            check["detail"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (result, detail) = outcome(&report, "attestation");
+    assert_eq!(result, "pass");
+    assert!(detail.contains(&identity), "{detail}");
+    assert_eq!(outcome(&report, "transparency").0, "pass", "{report:#}");
+    assert_eq!(outcome(&report, "image signature").0, "pass", "{report:#}");
+    let mut wrong = pinned_trust.to_vec();
+    wrong.extend(["--certificate-identity", other.as_str()]);
+    let (code, report) = signet(&wrong);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(
+        outcome(&report, "attestation")
+            .1
+            .contains("not the expected identity"),
+        "{report:#}"
+    );
+    let (code, report) = signet(&[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "without a Fulcio root nothing is trusted: {report:#}"
+    );
+    assert!(
+        outcome(&report, "attestation").1.contains("no Fulcio root"),
+        "{report:#}"
+    );
     // Every run gets a key and certificate of its own.
     let uid2 = scene.rebuild("second", "2026-11-26T10:02:00Z").await;
     let second = wait_signed(admin, ns, "second", log).await;

@@ -463,6 +463,20 @@ pub fn cosign_registry(
         .unwrap()
 }
 
+/// `kubectl-signet ARGS` as a user runs it: the admin kubeconfig, the registry login and CA,
+/// and no Sigstore trust from the environment.
+pub fn kubectl_signet(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(signet_e2e::operator::binary("kubectl-signet"))
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .env_remove("SIGSTORE_ROOT_FILE")
+        .env_remove("SIGSTORE_REKOR_PUBLIC_KEY")
+        .output()
+        .unwrap()
+}
+
 pub fn assert_ok(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),

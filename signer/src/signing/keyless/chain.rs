@@ -201,6 +201,26 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_reads_as_its_key_and_a_bundle_splits_into_its_certificates() {
+        let leaf = read_leaf(&fixture("leaf.pem")).unwrap();
+        assert_eq!(leaf.key, leaf_key());
+        assert!(leaf.identities.is_empty(), "the fixture has no SAN");
+        assert!(leaf.not_before < SystemTime::now());
+        let bundle = format!("{}\n{}", fixture("root.pem"), fixture("other-root.pem"));
+        let blocks = certificate_blocks(&bundle);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(
+            read_leaf(&blocks[1]).unwrap().key,
+            read_leaf(&fixture("other-root.pem")).unwrap().key
+        );
+        assert_eq!(
+            certificate_blocks("no certificate here"),
+            Vec::<String>::new()
+        );
+        assert_eq!(read_leaf("garbage"), Err(ChainError::Unreadable(0)));
+    }
+
+    #[test]
     fn a_chain_for_the_sent_key_ending_at_a_trusted_root_is_accepted() {
         let chain = [fixture("leaf.pem"), fixture("root.pem")];
         let now = SystemTime::now();
