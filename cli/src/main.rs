@@ -19,6 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand, ValueEnum};
 use signet_signer::annotations::ANNOTATION_PREFIX;
+use signet_signer::metrics::LEASE_NAME as SIGNER_LEASE;
 use signet_signer::run::RunKind;
 use signet_signer::storage::oci::auth::logins_of;
 use signet_signer::storage::oci::registry::Clients;
@@ -190,9 +191,6 @@ async fn run(args: Args) -> Result<bool, Failure> {
         }
     }
 }
-
-/// The Lease the signers elect their leader with.
-const SIGNER_LEASE: &str = "signet-signer";
 
 async fn explain(cluster: &Cluster, args: &RunArgs, output: Output) -> Result<bool, Failure> {
     let run = read_run(cluster, args).await?;

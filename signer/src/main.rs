@@ -97,7 +97,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client.clone(),
         LeaseSettings {
             namespace: args.namespace.clone(),
-            name: "signet-signer".to_owned(),
+            name: signet_signer::metrics::LEASE_NAME.to_owned(),
             identity: lease::process_identity(),
             duration: args.lease_duration.into(),
             renew_every: args.lease_renew.into(),

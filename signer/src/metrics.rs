@@ -36,6 +36,9 @@ impl KindMetrics {
     }
 }
 
+/// The Lease the signers elect their leader with, in the signer's namespace.
+pub const LEASE_NAME: &str = "signet-signer";
+
 /// The annotation on the signer's Lease where the leader reports its counters with every
 /// renewal (`kubectl signet status` reads it): JSON, see [`Metrics::lease_annotations`].
 pub const COUNTERS_ANNOTATION: &str = "signet.dev/counters";
