@@ -84,6 +84,8 @@ pub struct ArtifactsSpec {
 /// `storage: []` over a non-empty list left the default in place (the API server drops the
 /// emptied list and defaulting refills it), so storage could not be switched off with SSA.
 /// Without one an omitted list still means the default: serde fills it in from `Default`.
+/// The lists are `atomic`: with `set`, server-side applying `[]` over a list the same manager
+/// had applied (`[oci]`) removed the field, which then read as omitted — the default again.
 fn no_default(schema: &mut schemars::Schema) {
     schema.remove("default");
 }
@@ -94,7 +96,14 @@ fn no_default(schema: &mut schemars::Schema) {
 pub struct TaskRunArtifactSpec {
     pub format: ArtifactFormat,
     /// Where to store; empty stores nowhere. Omitted: `[tekton]`.
-    #[schemars(extend("x-kubernetes-list-type" = "set"), transform = no_default)]
+    #[schemars(
+        extend(
+            "x-kubernetes-list-type" = "atomic",
+            "maxItems" = 7,
+            "x-kubernetes-validations" = [{"rule": "self.all(x, self.filter(y, y == x).size() == 1)", "message": "each storage backend at most once"}]
+        ),
+        transform = no_default
+    )]
     pub storage: Vec<StorageBackend>,
     pub signer: SignerKind,
 }
@@ -115,7 +124,14 @@ impl Default for TaskRunArtifactSpec {
 pub struct PipelineRunArtifactSpec {
     pub format: ArtifactFormat,
     /// Where to store; empty stores nowhere. Omitted: `[tekton]`.
-    #[schemars(extend("x-kubernetes-list-type" = "set"), transform = no_default)]
+    #[schemars(
+        extend(
+            "x-kubernetes-list-type" = "atomic",
+            "maxItems" = 7,
+            "x-kubernetes-validations" = [{"rule": "self.all(x, self.filter(y, y == x).size() == 1)", "message": "each storage backend at most once"}]
+        ),
+        transform = no_default
+    )]
     pub storage: Vec<PipelineRunStorageBackend>,
     pub signer: SignerKind,
     /// Also describe each child TaskRun's steps and results.
@@ -139,7 +155,14 @@ impl Default for PipelineRunArtifactSpec {
 pub struct OciArtifactSpec {
     pub format: OciFormat,
     /// Where to store image signatures; empty signs no images. Omitted: `[oci]`.
-    #[schemars(extend("x-kubernetes-list-type" = "set"), transform = no_default)]
+    #[schemars(
+        extend(
+            "x-kubernetes-list-type" = "atomic",
+            "maxItems" = 7,
+            "x-kubernetes-validations" = [{"rule": "self.all(x, self.filter(y, y == x).size() == 1)", "message": "each storage backend at most once"}]
+        ),
+        transform = no_default
+    )]
     pub storage: Vec<StorageBackend>,
     pub signer: SignerKind,
 }

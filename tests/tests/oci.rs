@@ -295,22 +295,31 @@ async fn a_run_without_registry_credentials_fails_until_the_signers_own_login_co
     wait_signed(admin, bare.name(), "build-fallback", log).await;
 }
 
-/// Image signatures switched off again with server-side apply (`storage: []` over the
-/// default): the operator renders an empty storage, so the list default must not come back.
+/// Image signatures switched off with server-side apply (`storage: []`), over the default and
+/// over a list the same manager applied (`[oci]`): the operator renders an empty storage both
+/// times, so the default must not come back.
 #[tokio::test]
 async fn image_signatures_switched_off_with_server_side_apply_stay_off() {
     let oci = OciScene::up("oci-off").await;
     let scene = &oci.scene;
     let admin = &scene.admin;
     let signer_ns = scene.stack.signer_ns.clone();
-    // 8. Image signatures switched off again with server-side apply (`storage: []` over the
-    //    default): the operator renders an empty storage, so the list default must not
-    //    come back.
-    scene
-        .stack
-        .apply(json!({"targetNamespace": signer_ns, "artifacts": {"oci": {"storage": []}}}))
-        .await;
+    let storage = |list: Value| json!({"targetNamespace": signer_ns, "artifacts": {"oci": {"storage": list}}});
+    // 8. Over the default.
+    scene.stack.apply(storage(json!([]))).await;
     wait_rendered(admin, &signer_ns, "artifacts.oci.storage", "").await;
+    // 9. On again, then off again over the manager's own `[oci]` (with an `x-kubernetes-list-type:
+    //    set` the API server dropped the emptied list, which then read as omitted: `[oci]`).
+    scene.stack.apply(storage(json!(["oci"]))).await;
+    wait_rendered(admin, &signer_ns, "artifacts.oci.storage", "oci").await;
+    scene.stack.apply(storage(json!([]))).await;
+    wait_rendered(admin, &signer_ns, "artifacts.oci.storage", "").await;
+    let spec = scene.stack.configs.get("config").await.unwrap().spec;
+    assert!(
+        spec.artifacts.oci.storage.is_empty(),
+        "{:?}",
+        spec.artifacts.oci.storage
+    );
 }
 
 /// `storage.oci.encoding-format: sigstore-bundle`: attestations (here SLSA v1.0) become

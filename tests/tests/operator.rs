@@ -199,6 +199,10 @@ async fn api_server_rejects_invalid_signetconfigs_naming_the_rule() {
             json!({"metadata": {"name": "config"}, "spec": {"artifacts": {"pipelineRun": {"storage": ["kafka"]}}}}),
             "spec.artifacts.pipelineRun.storage",
         ),
+        (
+            json!({"metadata": {"name": "config"}, "spec": {"artifacts": {"taskRun": {"storage": ["oci", "tekton", "oci"]}}}}),
+            "each storage backend at most once",
+        ),
     ];
     for (object, expected) in cases {
         let mut object = object;
