@@ -219,6 +219,7 @@ fn format_value(v: f64, unit: &str) -> String {
     match unit {
         "s" if v < 1.0 && v > 0.0 => format!("{:.0} ms", v * 1e3),
         "s" => format!("{v:.1} s"),
+        "/s" if v.fract() != 0.0 => format!("{v:.1}/s"),
         "/s" => format!("{v:.0}/s"),
         _ => format!("{v:.0}"),
     }
@@ -291,9 +292,9 @@ async fn main() {
         None,
     )
     .await;
-    println!(
-        "[dashboard-picture] 20 s with image storage on for images in no registry: storage failures"
-    );
+    // Failing storage: image signing on, for runs that report an image on a registry port
+    // nothing listens on (each attempt is refused at once; 3 retries, then `failed`).
+    println!("[dashboard-picture] 12 s of runs whose image registry refuses connections");
     apply_config(
         &admin,
         json!({"targetNamespace": signer_ns, "artifacts": {"oci": {"storage": ["oci"]}}}),
@@ -301,21 +302,25 @@ async fn main() {
     .await
     .expect("SignetConfig");
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = Arc::new(vec![(
+        "127.0.0.1:9/team/app:latest".to_owned(),
+        format!("sha256:{}", "4".repeat(64)),
+    )]);
     burst(
         &admin,
         work.name(),
         "failing",
-        60,
-        Some(Duration::from_millis(250)),
-        None,
+        12,
+        Some(Duration::from_secs(1)),
+        Some(refused),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     apply_config(&admin, quiet).await.expect("SignetConfig");
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("[dashboard-picture] a burst of 1,000");
     burst(&admin, work.name(), "burst", 1000, None, None).await;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     scraping.abort();
     let scrapes = scrapes.lock().expect("scrapes").clone();
     let duration = scrapes.last().map_or(1.0, |s| s.0);
@@ -428,6 +433,26 @@ async fn main() {
         scrapes.len(),
         path.display()
     );
+    // Why attempts failed, from the signer's log: what the picture's failure panel shows.
+    let mut why: BTreeMap<String, usize> = BTreeMap::new();
+    for line in signer
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("\"signing failed\""))
+    {
+        let error = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v["error"]
+                    .as_str()
+                    .map(|e| e.chars().take(120).collect::<String>())
+            })
+            .unwrap_or_default();
+        *why.entry(error).or_default() += 1;
+    }
+    for (error, count) in &why {
+        println!("[dashboard-picture] {count} failed attempts: {error}");
+    }
     drop(signer);
     drop(operator);
 }
