@@ -135,7 +135,7 @@ pub fn crd() -> CustomResourceDefinition {
 }
 
 /// Removes the storage lists (`artifacts.*.storage`) from every object default in the schema,
-/// as `signing::no_default` does from the lists' own schemas: a defaulted list is owned by no
+/// as `signing::storage_list` does from the lists' own schemas: a defaulted list is owned by no
 /// apply manager, so server-side applying `storage: []` would leave it in place. Omitted lists
 /// are defaulted by serde in the operator instead.
 fn strip_storage_list_defaults(schema: &mut serde_json::Value) {

@@ -80,14 +80,24 @@ pub struct ArtifactsSpec {
     pub oci: OciArtifactSpec,
 }
 
-/// Drops the schema default of a storage list. With a default, server-side applying
-/// `storage: []` over a non-empty list left the default in place (the API server drops the
-/// emptied list and defaulting refills it), so storage could not be switched off with SSA.
-/// Without one an omitted list still means the default: serde fills it in from `Default`.
-/// The lists are `atomic`: with `set`, server-side applying `[]` over a list the same manager
-/// had applied (`[oci]`) removed the field, which then read as omitted — the default again.
-fn no_default(schema: &mut schemars::Schema) {
+/// A storage list's schema: no default, `atomic`, each backend at most once.
+///
+/// With a schema default, server-side applying `storage: []` over a non-empty list left the
+/// default in place (the API server drops the emptied list and defaulting refills it); without
+/// one an omitted list still means the default: serde fills it in from `Default`. With a `set`
+/// list, server-side applying `[]` over a list the same manager had applied (`[oci]`) removed
+/// the field, which then read as omitted — the default again. Atomic, `[]` stays `[]`.
+fn storage_list(schema: &mut schemars::Schema) {
     schema.remove("default");
+    schema.insert("x-kubernetes-list-type".to_owned(), "atomic".into());
+    schema.insert("maxItems".to_owned(), 7.into());
+    schema.insert(
+        "x-kubernetes-validations".to_owned(),
+        serde_json::json!([{
+            "rule": "self.all(x, self.filter(y, y == x).size() == 1)",
+            "message": "each storage backend at most once"
+        }]),
+    );
 }
 
 /// TaskRun provenance (Chains' `artifacts.taskrun.*`).
@@ -96,14 +106,7 @@ fn no_default(schema: &mut schemars::Schema) {
 pub struct TaskRunArtifactSpec {
     pub format: ArtifactFormat,
     /// Where to store; empty stores nowhere. Omitted: `[tekton]`.
-    #[schemars(
-        extend(
-            "x-kubernetes-list-type" = "atomic",
-            "maxItems" = 7,
-            "x-kubernetes-validations" = [{"rule": "self.all(x, self.filter(y, y == x).size() == 1)", "message": "each storage backend at most once"}]
-        ),
-        transform = no_default
-    )]
+    #[schemars(transform = storage_list)]
     pub storage: Vec<StorageBackend>,
     pub signer: SignerKind,
 }
@@ -124,14 +127,7 @@ impl Default for TaskRunArtifactSpec {
 pub struct PipelineRunArtifactSpec {
     pub format: ArtifactFormat,
     /// Where to store; empty stores nowhere. Omitted: `[tekton]`.
-    #[schemars(
-        extend(
-            "x-kubernetes-list-type" = "atomic",
-            "maxItems" = 7,
-            "x-kubernetes-validations" = [{"rule": "self.all(x, self.filter(y, y == x).size() == 1)", "message": "each storage backend at most once"}]
-        ),
-        transform = no_default
-    )]
+    #[schemars(transform = storage_list)]
     pub storage: Vec<PipelineRunStorageBackend>,
     pub signer: SignerKind,
     /// Also describe each child TaskRun's steps and results.
@@ -155,14 +151,7 @@ impl Default for PipelineRunArtifactSpec {
 pub struct OciArtifactSpec {
     pub format: OciFormat,
     /// Where to store image signatures; empty signs no images. Omitted: `[oci]`.
-    #[schemars(
-        extend(
-            "x-kubernetes-list-type" = "atomic",
-            "maxItems" = 7,
-            "x-kubernetes-validations" = [{"rule": "self.all(x, self.filter(y, y == x).size() == 1)", "message": "each storage backend at most once"}]
-        ),
-        transform = no_default
-    )]
+    #[schemars(transform = storage_list)]
     pub storage: Vec<StorageBackend>,
     pub signer: SignerKind,
 }
