@@ -279,6 +279,18 @@ impl Verifier {
             .split_once("/api/v1/")
             .map(|(base, _)| base)
             .ok_or_else(|| format!("{address} is not a Rekor v1 entry address"))?;
+        // The address comes from the run's annotations: without a pinned key, only the log the
+        // SignetConfig names is trusted to vouch for itself.
+        let configured = self
+            .spec
+            .as_ref()
+            .map(|spec| spec.transparency.url.trim_end_matches('/').to_owned());
+        if self.trust.rekor_key.is_none() && configured.as_deref() != Some(base) {
+            return Err(format!(
+                "entry {address} is in a log the SignetConfig does not name ({}); pass --rekor-public-key to trust that log",
+                configured.unwrap_or_default()
+            ));
+        }
         let http = self.clients.http();
         let answer: Value = get_json(http, address).await?;
         let key = if let Some(key) = &self.trust.rekor_key {
