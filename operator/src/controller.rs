@@ -12,6 +12,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use signet_crds::{SignerKind, SignetConfig, SignetConfigSpec};
@@ -113,12 +114,28 @@ pub async fn run(
         Api::<SignetConfig>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
-    .owns(Api::<ServiceAccount>::all(client.clone()), managed.clone())
-    .owns(Api::<Service>::all(client.clone()), managed.clone())
-    .owns(Api::<Role>::all(client.clone()), managed.clone())
-    .owns(Api::<RoleBinding>::all(client.clone()), managed)
+    .watches(
+        Api::<Deployment>::all(client.clone()),
+        managed.clone(),
+        owner_of,
+    )
+    .watches(
+        Api::<ConfigMap>::all(client.clone()),
+        managed.clone(),
+        owner_of,
+    )
+    .watches(
+        Api::<ServiceAccount>::all(client.clone()),
+        managed.clone(),
+        owner_of,
+    )
+    .watches(
+        Api::<Service>::all(client.clone()),
+        managed.clone(),
+        owner_of,
+    )
+    .watches(Api::<Role>::all(client.clone()), managed.clone(), owner_of)
+    .watches(Api::<RoleBinding>::all(client.clone()), managed, owner_of)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
@@ -127,6 +144,22 @@ pub async fn run(
         }
     })
     .await;
+}
+
+/// The SignetConfig that owns `child`, as the cluster-scoped object it is. (kube-runtime's
+/// `owns` gives the owner the child's namespace, which for a cluster-scoped owner names a
+/// second object: the controller then ran two reconciles of the one SignetConfig at once,
+/// each writing part of what the other wrote.)
+// The signature is kube-runtime's mapper: the object by value.
+#[allow(clippy::needless_pass_by_value)]
+fn owner_of<K: Resource>(child: K) -> Option<ObjectRef<SignetConfig>> {
+    child
+        .owner_references()
+        .iter()
+        .find(|o| {
+            o.kind == SignetConfig::kind(&()) && o.api_version == SignetConfig::api_version(&())
+        })
+        .map(|o| ObjectRef::new(&o.name))
 }
 
 // The signature is kube-runtime's; the Arc is handed over by value.
@@ -417,4 +450,32 @@ fn jiff_now() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .round(k8s_openapi::jiff::Unit::Second)
         .map_or_else(|_| String::new(), |t| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn owned_by(kind: &str, api_version: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some("signet".into());
+        cm.metadata.owner_references = Some(vec![OwnerReference {
+            kind: kind.into(),
+            api_version: api_version.into(),
+            name: "config".into(),
+            uid: "u".into(),
+            ..OwnerReference::default()
+        }]);
+        cm
+    }
+
+    #[test]
+    fn a_child_maps_to_the_cluster_scoped_signetconfig_not_one_in_its_namespace() {
+        let owner = owner_of(owned_by("SignetConfig", "signet.dev/v1alpha1")).unwrap();
+        assert_eq!(owner, ObjectRef::<SignetConfig>::new("config"));
+        assert_eq!(owner.namespace, None);
+        assert_eq!(owner_of(owned_by("Deployment", "apps/v1")), None);
+        assert_eq!(owner_of(ConfigMap::default()), None);
+    }
 }

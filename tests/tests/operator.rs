@@ -335,7 +335,8 @@ async fn a_fresh_signetconfig_rolls_out_a_ready_signer_with_a_generated_key() {
     let applied = events.iter().find(|e| e.1 == "Applied").unwrap();
     assert!(
         applied.2.contains("Deployment/signet-signer"),
-        "{applied:?}"
+        "{applied:?} in {events:?}\n{}",
+        r.log()
     );
     assert!(
         events.iter().all(|e| !e.2.contains("PRIVATE KEY")),
