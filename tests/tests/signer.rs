@@ -244,7 +244,7 @@ async fn a_format_changed_in_the_signetconfig_applies_to_the_next_run() {
     let statement = statement_of(&envelope);
     assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
     assert_eq!(
-        statement["predicate"]["runDetails"]["metadata"]["invocationID"],
+        statement["predicate"]["runDetails"]["metadata"]["invocationId"],
         uid.as_str()
     );
     assert_cosign_accepts(env, public_key, &envelope, "slsaprovenance1");

@@ -38,3 +38,29 @@ pub fn statement(
         }
     }
 }
+
+/// The key Chains files the Tekton feature flags a run saw under.
+const FEATURE_FLAGS: &str = "tekton-pipelines-feature-flags";
+
+/// The feature flags Tekton recorded in the run's `status.provenance`, if any.
+fn feature_flags(run: &Run) -> Option<Value> {
+    let flags = &run.object["status"]["provenance"]["featureFlags"];
+    flags.is_object().then(|| flags.clone())
+}
+
+/// Where the run's Task or Pipeline came from (`status.provenance.refSource`) as SLSA v0.2's
+/// `configSource`: `{uri, digest, entryPoint}`, each only when recorded.
+fn config_source(run: &Run) -> Value {
+    let source = &run.object["status"]["provenance"]["refSource"];
+    let mut out = serde_json::Map::new();
+    for key in ["uri", "digest", "entryPoint"] {
+        let v = &source[key];
+        let empty = v.is_null()
+            || v.as_str() == Some("")
+            || v.as_object().is_some_and(serde_json::Map::is_empty);
+        if !empty {
+            out.insert(key.to_owned(), v.clone());
+        }
+    }
+    Value::Object(out)
+}

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::{FEATURE_FLAGS, config_source, feature_flags};
+
 use crate::run::Run;
 use crate::run::extract::{RunArtifacts, descriptors};
 
@@ -97,18 +99,21 @@ pub fn slsa_v02_statement(
         }
     };
     let reproducible = run.label(crate::annotations::REPRODUCIBLE) == Some("true");
+    let mut invocation = json!({
+        "configSource": config_source(run),
+        "parameters": parameters,
+    });
+    if let Some(flags) = feature_flags(run) {
+        invocation["environment"] = json!({ FEATURE_FLAGS: flags });
+    }
     json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": "https://slsa.dev/provenance/v0.2",
-        "subject": descriptors(&artifacts.subjects(false, deep), "name"),
+        "subject": descriptors(&artifacts.subjects(false, deep), "name", false),
         "predicate": {
             "builder": {"id": builder_id},
             "buildType": format!("tekton.dev/v1/{}", run.kind.kind()),
-            "invocation": {
-                "configSource": {},
-                "parameters": parameters,
-                "environment": {"labels": run.object["metadata"]["labels"].clone()}
-            },
+            "invocation": invocation,
             "buildConfig": build_config,
             "metadata": {
                 "buildStartedOn": status["startTime"].clone(),
@@ -116,7 +121,7 @@ pub fn slsa_v02_statement(
                 "completeness": {"parameters": false, "environment": false, "materials": false},
                 "reproducible": reproducible
             },
-            "materials": descriptors(&artifacts.materials(), "uri")
+            "materials": descriptors(&artifacts.materials(), "uri", false)
         }
     })
 }

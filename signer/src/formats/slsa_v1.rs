@@ -5,7 +5,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+use super::{FEATURE_FLAGS, config_source, feature_flags};
 
 use crate::run::Run;
 use crate::run::RunKind;
@@ -17,9 +19,96 @@ fn byproduct(name: &str, value: &Value) -> Value {
     json!({"name": name, "mediaType": "application/json", "content": STANDARD.encode(content)})
 }
 
+/// Results that name images or build artifacts: subjects, so `v2alpha4` leaves them out of
+/// the byproducts (as Chains does).
+/// The label Tekton puts on a PipelineRun's TaskRuns: the pipeline task's name.
+const PIPELINE_TASK_LABEL: &str = "tekton.dev/pipelineTask";
+
+fn is_subject_result(name: &str, value: &Value) -> bool {
+    let build =
+        value["isBuildArtifact"].as_str() == Some("true") || value["isBuildArtifact"] == true;
+    (name.ends_with("ARTIFACT_OUTPUTS") && build)
+        || name.ends_with("IMAGE_URL")
+        || name.ends_with("IMAGE_DIGEST")
+        || name == "IMAGES"
+}
+
+/// The run's byproducts: its results (`v2alpha4`: without images and build artifacts, plus
+/// its steps' results that are not build artifacts). `v2alpha4` names a TaskRun's by its
+/// task: the `tekton.dev/pipelineTask` label, else the run's name
+/// (`taskRunResults/<task>/<result>`, `stepResults/<task>/<step>/<result>`).
+fn byproducts(run: &Run, v2alpha4: bool) -> Vec<Value> {
+    let prefix = match (run.kind, v2alpha4) {
+        (RunKind::PipelineRun, _) => "pipelineRunResults".to_owned(),
+        (RunKind::TaskRun, false) => "taskRunResults".to_owned(),
+        (RunKind::TaskRun, true) => format!(
+            "taskRunResults/{}",
+            run.label(PIPELINE_TASK_LABEL).unwrap_or(&run.name)
+        ),
+    };
+    let mut out: Vec<Value> = run
+        .results()
+        .iter()
+        .filter(|r| !(v2alpha4 && is_subject_result(&r.name, &r.value)))
+        .map(|r| byproduct(&format!("{prefix}/{}", r.name), &r.value))
+        .collect();
+    let steps_prefix = prefix.replacen("taskRunResults", "stepResults", 1);
+    if v2alpha4 {
+        for step in run.object["status"]["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let step_name = step["name"].as_str().unwrap_or_default();
+            for r in step["results"].as_array().into_iter().flatten() {
+                let name = r["name"].as_str().unwrap_or_default();
+                let build = name.ends_with("ARTIFACT_OUTPUTS")
+                    && (r["value"]["isBuildArtifact"].as_str() == Some("true")
+                        || r["value"]["isBuildArtifact"] == true);
+                if !build {
+                    let name = format!("{steps_prefix}/{step_name}/{name}");
+                    out.push(byproduct(&name, &r["value"]));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The run's spec as Chains' typed round trip writes it: a TaskRun always has
+/// `serviceAccountName` (no `omitempty` in Tekton's Go type), a PipelineRun always has
+/// `taskRunTemplate` (a struct, which `omitempty` never drops).
+fn run_spec(run: &Run) -> Value {
+    let mut spec = match &run.object["spec"] {
+        Value::Object(o) => o.clone(),
+        _ => Map::new(),
+    };
+    let (key, empty) = match run.kind {
+        RunKind::TaskRun => ("serviceAccountName", json!("")),
+        RunKind::PipelineRun => ("taskRunTemplate", json!({})),
+    };
+    spec.entry(key).or_insert(empty);
+    Value::Object(spec)
+}
+
+/// `value` unless it is empty: protobuf's JSON leaves out empty lists and strings, and the
+/// in-toto statement Chains writes is protobuf's JSON.
+fn unless_empty(out: &mut Map<String, Value>, key: &str, value: Value) {
+    let empty = match &value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    if !empty {
+        out.insert(key.to_owned(), value);
+    }
+}
+
 /// The statement for `run`, with what it (and a PipelineRun's child TaskRuns) built and used:
-/// `artifacts`. `v2alpha4`
-/// selects the stricter subject rule and step results; `deep` takes the children's subjects.
+/// `artifacts`. `v2alpha4` selects the stricter subject rule and step results; `deep` takes
+/// the children's subjects. Field names and omissions are protobuf JSON's, as Chains writes
+/// them (`invocationId`, no empty lists).
 pub fn slsa_v1_statement(
     run: &Run,
     artifacts: &RunArtifacts,
@@ -28,61 +117,120 @@ pub fn slsa_v1_statement(
     v2alpha4: bool,
     deep: bool,
 ) -> Value {
-    let results_prefix = match run.kind {
-        RunKind::TaskRun => "taskRunResults",
-        RunKind::PipelineRun => "pipelineRunResults",
-    };
     let status = &run.object["status"];
-    let mut byproducts: Vec<Value> = run
-        .results()
-        .iter()
-        .map(|r| byproduct(&format!("{results_prefix}/{}", r.name), &r.value))
-        .collect();
-    if v2alpha4 {
-        for step in status["steps"].as_array().into_iter().flatten() {
-            let step_name = step["name"].as_str().unwrap_or_default();
-            for r in step["results"].as_array().into_iter().flatten() {
-                let name = r["name"].as_str().unwrap_or_default();
-                byproducts.push(byproduct(
-                    &format!("stepResults/{step_name}/{name}"),
-                    &r["value"],
-                ));
-            }
-        }
+    let mut internal = Map::new();
+    if let Some(flags) = feature_flags(run) {
+        internal.insert(FEATURE_FLAGS.to_owned(), flags);
     }
-    let internal = match build_type {
-        BuildType::Slsa => json!({}),
+    if build_type == BuildType::SlsaTekton {
         // The Tekton-specific build type also records how the run was scheduled.
-        BuildType::SlsaTekton => json!({"labels": run.object["metadata"]["labels"].clone(),
-                                        "annotations": run.object["metadata"]["annotations"].clone()}),
-    };
-    json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": descriptors(&artifacts.subjects(v2alpha4, deep), "name"),
-        "predicateType": "https://slsa.dev/provenance/v1",
-        "predicate": {
-            "buildDefinition": {
-                "buildType": build_type.as_str(),
-                "externalParameters": {"runSpec": run.object["spec"].clone()},
-                "internalParameters": internal,
-                "resolvedDependencies": descriptors(&artifacts.materials(), "uri")
-            },
-            "runDetails": {
-                "builder": {"id": builder_id},
-                "metadata": {
-                    "invocationID": run.uid,
-                    "startedOn": status["startTime"].clone(),
-                    "finishedOn": status["completionTime"].clone()
-                },
-                "byproducts": byproducts
-            }
+        internal.insert("labels".into(), run.object["metadata"]["labels"].clone());
+        internal.insert(
+            "annotations".into(),
+            run.object["metadata"]["annotations"].clone(),
+        );
+    }
+    let source = config_source(run);
+    let mut dependencies = Vec::new();
+    if source.get("uri").is_some() {
+        let mut d = source.clone();
+        if let Some(d) = d.as_object_mut() {
+            d.remove("entryPoint");
         }
-    })
+        d["name"] = match run.kind {
+            RunKind::TaskRun => "task",
+            RunKind::PipelineRun => "pipeline",
+        }
+        .into();
+        dependencies.push(d);
+    }
+    if let Value::Array(materials) = descriptors(&artifacts.materials(), "uri", true) {
+        dependencies.extend(materials);
+    }
+    let mut definition = Map::new();
+    definition.insert("buildType".into(), build_type.as_str().into());
+    definition.insert(
+        "externalParameters".into(),
+        json!({"runSpec": run_spec(run)}),
+    );
+    definition.insert("internalParameters".into(), Value::Object(internal));
+    unless_empty(
+        &mut definition,
+        "resolvedDependencies",
+        Value::Array(dependencies),
+    );
+    let mut metadata = Map::new();
+    unless_empty(&mut metadata, "invocationId", run.uid.clone().into());
+    unless_empty(&mut metadata, "startedOn", status["startTime"].clone());
+    unless_empty(
+        &mut metadata,
+        "finishedOn",
+        status["completionTime"].clone(),
+    );
+    let mut details = Map::new();
+    details.insert("builder".into(), json!({"id": builder_id}));
+    details.insert("metadata".into(), Value::Object(metadata));
+    unless_empty(
+        &mut details,
+        "byproducts",
+        Value::Array(byproducts(run, v2alpha4)),
+    );
+    let mut statement = Map::new();
+    statement.insert("_type".into(), "https://in-toto.io/Statement/v1".into());
+    unless_empty(
+        &mut statement,
+        "subject",
+        descriptors(&artifacts.subjects(v2alpha4, deep), "name", false),
+    );
+    statement.insert(
+        "predicateType".into(),
+        "https://slsa.dev/provenance/v1".into(),
+    );
+    statement.insert(
+        "predicate".into(),
+        json!({"buildDefinition": definition, "runDetails": details}),
+    );
+    Value::Object(statement)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `subject` in name order: Chains lists subjects as it finds them (steps first), Signet
+    /// sorts them; the only difference the Chains oracle below allows (docs/signer.md).
+    fn subjects_sorted(mut statement: Value) -> Value {
+        if let Some(list) = statement["subject"].as_array_mut() {
+            list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        }
+        statement
+    }
+
+    /// Chains' own `slsa/v2alpha4` test inputs and the statements its tests expect for them
+    /// (testdata/chains/README.md says where each comes from): an oracle, not our output.
+    #[test]
+    fn v2alpha4_statements_match_what_chains_writes_for_its_own_test_runs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/chains");
+        let read = |f: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
+        };
+        for (input, builder) in [
+            ("taskrun1", "test_builder-1"),
+            ("taskrun2", "test_builder-2"),
+        ] {
+            let run = Run::from_object(RunKind::TaskRun, read(&format!("{input}.json")));
+            let artifacts = RunArtifacts::of(&run, &[]);
+            assert_eq!(artifacts.rejected().count(), 0, "{input}");
+            let ours = slsa_v1_statement(&run, &artifacts, builder, BuildType::Slsa, true, false);
+            let chains = read(&format!("{input}.slsa-v2alpha4.json"));
+            assert_eq!(
+                subjects_sorted(ours.clone()),
+                subjects_sorted(chains),
+                "{input}: ours is\n{}",
+                serde_json::to_string_pretty(&ours).unwrap()
+            );
+        }
+    }
     #[test]
     fn taskrun_v1_statements_match_the_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");

@@ -9,12 +9,17 @@ use serde_json::Value;
 
 use crate::run::Run;
 
-/// An in-toto resource descriptor: `{name|uri, digest: {alg: hex}}`.
+/// An in-toto resource descriptor: `{name|uri, digest: {alg: hex}}`, with the role Chains
+/// names a resolved dependency by (`inputs/result` for type-hinted inputs).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Artifact {
     pub uri: String,
     pub digest: BTreeMap<String, String>,
+    pub role: Option<&'static str>,
 }
+
+/// Chains' name for a resolved dependency that came from a type-hinted parameter or result.
+pub const INPUT_RESULT: &str = "inputs/result";
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len
@@ -22,11 +27,18 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// Artifacts as in-toto descriptors, `key` being `name` (subjects) or `uri` (materials).
-pub fn descriptors(list: &[Artifact], key: &str) -> Value {
+/// Artifacts as in-toto descriptors, `key` being `name` (subjects) or `uri` (materials; with
+/// `named`, a material's role goes in `name` as in SLSA v1.0's resolved dependencies).
+pub fn descriptors(list: &[Artifact], key: &str, named: bool) -> Value {
     Value::Array(
         list.iter()
-            .map(|a| serde_json::json!({key: a.uri, "digest": a.digest}))
+            .map(|a| {
+                let mut d = serde_json::json!({key: a.uri, "digest": a.digest});
+                if let (true, Some(role)) = (named, a.role) {
+                    d["name"] = role.into();
+                }
+                d
+            })
             .collect(),
     )
 }
@@ -48,18 +60,29 @@ impl RunArtifacts {
     }
 
     /// The run's subjects, with `deep` its children's too; `only_build` leaves out
-    /// `*ARTIFACT_OUTPUTS` not marked `isBuildArtifact` (SLSA v1.0 `v2alpha4`).
+    /// `*ARTIFACT_OUTPUTS` not marked `isBuildArtifact` and adds steps' build artifacts
+    /// (SLSA v1.0 `v2alpha4`).
     pub fn subjects(&self, only_build: bool, deep: bool) -> Vec<Artifact> {
         let runs = self.with_children(deep);
         sorted(runs.flat_map(|e| {
-            let others = (!only_build).then_some(&e.other_outputs);
-            e.subjects.iter().chain(others.into_iter().flatten())
+            let (others, steps) = if only_build {
+                (&[][..], &e.step_subjects[..])
+            } else {
+                (&e.other_outputs[..], &[][..])
+            };
+            e.subjects.iter().chain(others).chain(steps)
         }))
     }
 
-    /// Every material of the run and its children.
+    /// Every material of the run and its children, in the order Chains lists them (step and
+    /// sidecar images, then inputs), each `uri` + `digest` once.
     pub fn materials(&self) -> Vec<Artifact> {
-        sorted(self.with_children(true).flat_map(|e| &e.materials))
+        let mut seen = std::collections::BTreeSet::new();
+        self.with_children(true)
+            .flat_map(|e| &e.materials)
+            .filter(|a| seen.insert((&a.uri, &a.digest)))
+            .cloned()
+            .collect()
     }
 
     /// The images the run built, with `deep` its children's too.
@@ -103,6 +126,7 @@ fn artifact(uri: &str, digest: &str) -> Option<Artifact> {
     Some(Artifact {
         uri: uri.trim().to_owned(),
         digest: BTreeMap::from([(alg, hex)]),
+        role: None,
     })
 }
 
@@ -120,6 +144,8 @@ struct Extracted {
     subjects: Vec<Artifact>,
     /// `*ARTIFACT_OUTPUTS` not marked `isBuildArtifact`.
     other_outputs: Vec<Artifact>,
+    /// Steps' `*ARTIFACT_OUTPUTS` marked `isBuildArtifact` (subjects in `v2alpha4`).
+    step_subjects: Vec<Artifact>,
     materials: Vec<Artifact>,
     images: Vec<Artifact>,
     /// Results that were ignored, with why.
@@ -138,6 +164,7 @@ fn extract(run: &Run) -> Extracted {
         .map(|r| (r.name.as_str(), &r.value))
         .collect();
     let mut out = Extracted::default();
+    let mut inputs = Vec::new();
     for (name, value) in &by_name {
         if let Some(prefix) = name.strip_suffix("IMAGE_URL") {
             let digest = by_name
@@ -179,51 +206,113 @@ fn extract(run: &Run) -> Extracted {
                 )),
             }
         } else if name.ends_with("ARTIFACT_OUTPUTS") {
-            let build = value["isBuildArtifact"].as_str() == Some("true")
-                || value["isBuildArtifact"] == true;
-            match (value["uri"].as_str(), value["digest"].as_str()) {
-                (Some(u), Some(d)) => match artifact(u, d) {
-                    Some(a) if build => out.subjects.push(a),
-                    Some(a) => out.other_outputs.push(a),
-                    None => out.rejected.push(format!("{name}: invalid digest {d:?}")),
-                },
-                _ => out.rejected.push(format!("{name}: needs uri and digest")),
+            match typed_object(value) {
+                Ok(a) if is_build_artifact(value) => out.subjects.push(a),
+                Ok(a) => out.other_outputs.push(a),
+                Err(why) => out.rejected.push(format!("{name}: {why}")),
             }
         } else if name.ends_with("ARTIFACT_INPUTS") {
-            match (value["uri"].as_str(), value["digest"].as_str()) {
-                (Some(u), Some(d)) => match artifact(u, d) {
-                    Some(a) => out.materials.push(a),
-                    None => out.rejected.push(format!("{name}: invalid digest {d:?}")),
-                },
-                _ => out.rejected.push(format!("{name}: needs uri and digest")),
+            match typed_object(value) {
+                Ok(a) => inputs.push(a),
+                Err(why) => out.rejected.push(format!("{name}: {why}")),
             }
         }
     }
-    if let (Some(url), Some(commit)) = (
-        by_name.get("CHAINS-GIT_URL").and_then(|v| string_of(v)),
-        by_name.get("CHAINS-GIT_COMMIT").and_then(|v| string_of(v)),
-    ) {
-        let uri = format!(
-            "git+{}",
-            if std::path::Path::new(url)
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("git"))
-            {
-                url.to_owned()
+    let mut materials = step_images(run);
+    for step in run.object["status"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let step_name = step["name"].as_str().unwrap_or_default();
+        for r in step["results"].as_array().into_iter().flatten() {
+            let (name, value) = (r["name"].as_str().unwrap_or_default(), &r["value"]);
+            let found = if name.ends_with("ARTIFACT_INPUTS") {
+                typed_object(value).map(|a| materials.push(input(a)))
+            } else if name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(value) {
+                typed_object(value).map(|a| out.step_subjects.push(a))
             } else {
-                format!("{url}.git")
+                Ok(())
+            };
+            if let Err(why) = found {
+                out.rejected
+                    .push(format!("step {step_name} result {name}: {why}"));
             }
-        );
-        out.materials.push(Artifact {
-            uri,
-            digest: BTreeMap::from([("sha1".to_owned(), commit.to_owned())]),
-        });
+        }
     }
-    for image in step_images(run) {
-        out.materials.push(image);
-    }
+    materials.extend(inputs.into_iter().map(input));
+    materials.extend(git_source(run, &by_name));
+    out.materials = materials;
     out.subjects.extend(out.images.iter().cloned());
     out
+}
+
+fn input(a: Artifact) -> Artifact {
+    Artifact {
+        role: Some(INPUT_RESULT),
+        ..a
+    }
+}
+
+/// An `*ARTIFACT_OUTPUTS` / `*ARTIFACT_INPUTS` value: `{uri, digest}`.
+fn typed_object(value: &Value) -> Result<Artifact, String> {
+    match (value["uri"].as_str(), value["digest"].as_str()) {
+        (Some(u), Some(d)) => artifact(u, d).ok_or_else(|| format!("invalid digest {d:?}")),
+        _ => Err("needs uri and digest".to_owned()),
+    }
+}
+
+fn is_build_artifact(value: &Value) -> bool {
+    value["isBuildArtifact"].as_str() == Some("true") || value["isBuildArtifact"] == true
+}
+
+/// The source repository from `CHAINS-GIT_URL` / `CHAINS-GIT_COMMIT`, as Chains reads them:
+/// the Task's (or Pipeline's) parameter defaults, overridden by the run's parameters,
+/// overridden by its results. The commit is taken as written (Chains does not check it).
+fn git_source<'a>(run: &'a Run, results: &BTreeMap<&str, &'a Value>) -> Option<Artifact> {
+    let status = &run.object["status"];
+    let spec_key = match run.kind {
+        crate::run::RunKind::TaskRun => "taskSpec",
+        crate::run::RunKind::PipelineRun => "pipelineSpec",
+    };
+    let mut found: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut take = |name: &str, value: &'a Value| {
+        for key in ["CHAINS-GIT_URL", "CHAINS-GIT_COMMIT"] {
+            if let (true, Some(v)) = (name == key, value.as_str()) {
+                found.insert(key, v);
+            }
+        }
+    };
+    for p in status[spec_key]["params"].as_array().into_iter().flatten() {
+        take(p["name"].as_str().unwrap_or_default(), &p["default"]);
+    }
+    for p in run.object["spec"]["params"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        take(p["name"].as_str().unwrap_or_default(), &p["value"]);
+    }
+    for (name, value) in results {
+        take(name, value);
+    }
+    let (url, commit) = (
+        found.get("CHAINS-GIT_URL")?,
+        found.get("CHAINS-GIT_COMMIT")?,
+    );
+    let uri = if std::path::Path::new(url)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("git"))
+    {
+        format!("git+{url}")
+    } else {
+        format!("git+{url}.git")
+    };
+    Some(Artifact {
+        uri,
+        digest: BTreeMap::from([("sha1".to_owned(), (*commit).to_owned())]),
+        role: Some(INPUT_RESULT),
+    })
 }
 
 /// Step and sidecar images as materials (`oci://<repo>` with the image id's digest).
@@ -238,7 +327,7 @@ fn step_images(run: &Run) -> Vec<Artifact> {
             let a = image_ref(id)?;
             Some(Artifact {
                 uri: format!("oci://{}", a.uri),
-                digest: a.digest,
+                ..a
             })
         })
         .collect()
