@@ -267,16 +267,32 @@ impl OperatorProcess {
         (pid, dir)
     }
 
-    /// Sends SIGKILL and waits.
+    /// Sends SIGKILL and waits: a crash (its lease stays held until it expires).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops it as Kubernetes would: SIGTERM, so that it releases its lease and the next
+    /// process leads at once, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if !self.running() {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill();
     }
 }
 
 impl Drop for OperatorProcess {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
     }
 }
 

@@ -322,10 +322,11 @@ async fn image_signatures_switched_off_with_server_side_apply_stay_off() {
     );
 }
 
-/// `storage.oci.encoding-format: sigstore-bundle`: attestations (here SLSA v1.0) become
-/// Sigstore bundles pushed as OCI 1.1 referrers of the image — through the referrers API where
-/// the registry has one, through the fallback tag where it does not — and cosign verifies them
-/// with `--new-bundle-format`; image signatures stay in `.sig`.
+/// `storage.oci.encoding-format: sigstore-bundle`: attestations (here SLSA v1.0) and image
+/// signatures (cosign v3's `cosign/sign/v1` statements) become Sigstore bundles pushed as OCI
+/// 1.1 referrers of the image — through the referrers API where the registry has one, through
+/// the fallback tag where it does not — and cosign v3 verifies both with its defaults (it finds
+/// the bundles itself); nothing goes to `.sig` or `.att`.
 #[tokio::test]
 async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     let _turn = STACK.lock().await;
@@ -349,6 +350,14 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     let key = std::env::temp_dir().join(format!("signet-bundle-{pid}.pub"));
     std::fs::write(&key, &stack.public_key).unwrap();
     let key = key.to_str().unwrap();
+    // Another key: cosign must refuse the bundles with it.
+    let dir = std::env::temp_dir().join(format!("signet-bundle-other-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, other_public) = cosign_key_pair(env, &dir, "other", &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let other_key = std::env::temp_dir().join(format!("signet-bundle-other-{pid}.pub"));
+    std::fs::write(&other_key, other_public).unwrap();
+    let other_key = other_key.to_str().unwrap().to_owned();
     // Credentials for the tag-schema registry (the referrers one takes none), on the run's
     // own ServiceAccount.
     give_registry_login(&admin, env, work.name(), "builder")
@@ -384,20 +393,37 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
                 "--key",
                 key,
                 "--insecure-ignore-tlog=true",
-                "--new-bundle-format",
                 "--type",
                 "slsaprovenance1",
                 &pinned,
             ],
             &[],
         );
-        assert_ok(
-            &out,
-            &format!("cosign verify-attestation --new-bundle-format ({name})"),
-        );
-        // The image signature stays in cosign's .sig tag in this encoding.
+        assert_ok(&out, &format!("cosign verify-attestation ({name})"));
+        // cosign verify takes any bundle it can verify as a signature and prints each one's
+        // predicate type: the image signature must be among them.
         let out = verify_pinned(env, key, &pinned, &[]);
         assert_ok(&out, &format!("cosign verify ({name})"));
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed.contains(r#""type":"https://sigstore.dev/cosign/sign/v1""#),
+            "cosign verify ({name}) found no image signature bundle:\n{printed}"
+        );
+        let other = verify_pinned(env, &other_key, &pinned, &[]);
+        assert!(
+            !other.status.success(),
+            "cosign verify ({name}) accepted another key"
+        );
+        // Nothing in cosign's tag schema.
+        let repository = signet_e2e::registry::repository_at(env, registry, &repo);
+        for suffix in ["sig", "att"] {
+            let tag = format!("{}.{suffix}", digest.replacen(':', "-", 1));
+            assert_eq!(
+                repository.manifest(&tag).await.unwrap(),
+                None,
+                "{name}: {tag} exists"
+            );
+        }
     }
 
     // TLS is verified unless the user turns it off: a signer that does not trust the
@@ -450,6 +476,146 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     .await;
     wait_signed(&admin, work.name(), "insecure", log).await;
     drop(untrusting);
+}
+
+/// Key-based signing with the transparency log and bundles: each bundle (attestation and image
+/// signature) carries its Rekor entry — the signed entry timestamp, the inclusion proof and the
+/// log's checkpoint — so cosign v3 verifies it offline with its defaults, given only a trusted
+/// root naming this Rekor; a trusted root naming another log's key refuses it.
+#[tokio::test]
+async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trusted_root() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let pid = std::process::id();
+    let rekor = signet_e2e::sigstore::Rekor::start(env).await.unwrap();
+    let signer_ns = format!("signet-e2e-bundle-tlog-{pid}");
+    let stack = Stack::up_with(
+        env,
+        &admin,
+        &signer_ns,
+        json!({
+            "artifacts": {"taskRun": {"storage": ["oci"], "format": "slsa/v2alpha4"},
+                          "oci": {"storage": ["oci"]}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}},
+            "transparency": {"mode": "enabled", "url": rekor.url}
+        }),
+    )
+    .await;
+    let signer = stack.signer(&admin, env).await;
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "bundle-tlog-runs")
+        .await
+        .unwrap();
+    let files = std::env::temp_dir().join(format!("signet-bundle-tlog-{pid}"));
+    std::fs::create_dir_all(&files).unwrap();
+    let key = files.join("signet.pub");
+    std::fs::write(&key, &stack.public_key).unwrap();
+    let key = key.to_str().unwrap();
+    let repo = format!("team/logged-{pid}");
+    let registry = env.referrers_registry.as_str();
+    let digest = signet_e2e::registry::push_random_image_to(env, registry, &repo, "latest")
+        .await
+        .unwrap();
+    let image = format!("{registry}/{repo}");
+    build_run(
+        &admin,
+        work.name(),
+        "logged",
+        &image,
+        &digest,
+        None,
+        FINISHED,
+    )
+    .await;
+    let run = wait_signed(&admin, work.name(), "logged", log).await;
+    let annotations = &run["metadata"]["annotations"];
+    let short = &digest["sha256:".len().."sha256:".len() + 12];
+    for name in ["transparency".to_owned(), format!("transparency-{short}")] {
+        let address = annotations[format!("chains.tekton.dev/{name}")]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} annotation: {annotations:#}"));
+        assert!(address.starts_with(&rekor.url), "{name}: {address}");
+    }
+
+    // A trusted root with this Rekor (no Fulcio: the key is given), and one with another log.
+    let trusted_root = |name: &str, rekor_pem: &str| {
+        let pem = files.join(format!("{name}.pub"));
+        std::fs::write(&pem, rekor_pem).unwrap();
+        let path = files.join(format!("{name}.json"));
+        let out = cosign_registry(
+            env,
+            &[
+                "trusted-root",
+                "create",
+                "--rekor",
+                &format!(
+                    "url={},public-key={},start-time=2020-01-01T00:00:00Z",
+                    rekor.url,
+                    pem.display()
+                ),
+                "--out",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_ok(&out, "cosign trusted-root create");
+        path.to_str().unwrap().to_owned()
+    };
+    let ours = trusted_root("rekor", &rekor.public_key().await.unwrap());
+    let other_key = files.join("other-log.key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    assert_ok(&made, "openssl genpkey");
+    let other_pub = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    assert_ok(&other_pub, "openssl pkey -pubout");
+    let theirs = trusted_root("other-log", &String::from_utf8_lossy(&other_pub.stdout));
+    let pinned = format!("{image}@{digest}");
+    let cosign = |trusted: &str, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--key", key, "--trusted-root", trusted, pinned.as_str()]);
+        cosign_registry(env, &all, &[])
+    };
+    let signature = cosign(&ours, &["verify"]);
+    assert_ok(
+        &signature,
+        "cosign verify --trusted-root (no insecure flag)",
+    );
+    assert!(
+        String::from_utf8_lossy(&signature.stdout)
+            .contains(r#""type":"https://sigstore.dev/cosign/sign/v1""#),
+        "{}",
+        String::from_utf8_lossy(&signature.stdout)
+    );
+    let attestation = cosign(&ours, &["verify-attestation", "--type", "slsaprovenance1"]);
+    assert_ok(&attestation, "cosign verify-attestation --trusted-root");
+    for args in [
+        &["verify"][..],
+        &["verify-attestation", "--type", "slsaprovenance1"],
+    ] {
+        let out = cosign(&theirs, args);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("failed to verify log inclusion"),
+            "cosign {args:?} did not refuse entries under another log's key: {said}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&files);
+    drop(signer);
 }
 
 /// The layers under `tag` in `repository` of the test registry.

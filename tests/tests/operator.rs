@@ -22,7 +22,9 @@ use signet_crds::SignetConfig;
 use signet_e2e::TestEnv;
 use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a rollout may take: the controller-manager and kwok make the signer's pod ready,
+/// which on a loaded 2-core machine has taken more than 30 s.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Tests that run operator processes share one Lease and one SignetConfig: one at a time.
 static OPERATORS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

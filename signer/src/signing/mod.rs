@@ -141,6 +141,25 @@ async fn record_attestation(
         })
 }
 
+/// cosign v3's image signature statement: the image's digest as the only subject, predicate
+/// type `https://sigstore.dev/cosign/sign/v1`, an empty predicate.
+pub fn cosign_sign_statement(image: &ImageRef) -> Vec<u8> {
+    let hex = image
+        .digest
+        .strip_prefix("sha256:")
+        .unwrap_or(&image.digest);
+    serde_json::to_vec(&serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"digest": {"sha256": hex}}],
+        "predicateType": COSIGN_SIGN_PREDICATE_TYPE,
+        "predicate": {}
+    }))
+    .unwrap_or_default()
+}
+
+/// The predicate type of cosign v3's image signatures.
+pub const COSIGN_SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
+
 /// Image signatures (`artifacts.oci`): cosign's simple-signing payload for each image,
 /// signed unwrapped, recorded in the transparency log when one is in use, and handed to
 /// each configured backend.
@@ -157,12 +176,32 @@ async fn sign_images(
         .iter()
         .map(|kind| backend(run, *kind))
         .collect::<Result<Vec<_>, _>>()?;
+    // With bundles, the image signature is what cosign v3 signs: an in-toto statement about
+    // the image's digest (predicate type `cosign/sign/v1`) in a DSSE envelope.
+    let bundles = config.storage.oci_encoding == OciEncoding::SigstoreBundle
+        && config.oci.storage.contains(&StorageBackend::Oci);
+    let public_der = if bundles {
+        key.public_der(run).await?
+    } else {
+        Vec::new()
+    };
     for image in images {
+        let bundle_envelope = if bundles {
+            let statement = cosign_sign_statement(image);
+            Some(signed_envelope(run, Some(key), &statement).await?)
+        } else {
+            None
+        };
         let payload = simple_signing_payload(image);
         let raw_signature = key.sign(run, &payload).await?;
-        // Recorded per image, so that a run's entries do not overwrite each other.
-        let entry = match tlog {
-            Some(tlog) => {
+        // Recorded per image, so that a run's entries do not overwrite each other: the
+        // bundle's envelope as a `dsse` entry, or the simple-signing signature as a
+        // `hashedrekord` one.
+        let entry = match (tlog, &bundle_envelope) {
+            (Some(_), Some(envelope)) => {
+                record_attestation(run, tlog, Some(key), certificate, envelope).await?
+            }
+            (Some(tlog), None) => {
                 let verifier = key.verifier_pem(run, certificate).await?;
                 let entry = tlog
                     .hashedrekord(&payload, &raw_signature, &verifier)
@@ -171,20 +210,24 @@ async fn sign_images(
                         run: run.id(),
                         source,
                     })?;
-                out.annotations.insert(
-                    format!("{ANNOTATION_PREFIX}transparency-{}", image.short_digest()),
-                    entry.address(&tlog.url),
-                );
                 Some(entry)
             }
-            None => None,
+            (None, _) => None,
         };
+        if let (Some(entry), Some(tlog)) = (&entry, tlog) {
+            out.annotations.insert(
+                format!("{ANNOTATION_PREFIX}transparency-{}", image.short_digest()),
+                entry.address(&tlog.url),
+            );
+        }
         let signature = ImageSignature {
             image,
             payload: &payload,
             signature: &STANDARD.encode(&raw_signature),
             certificate,
             entry: entry.as_ref(),
+            envelope: bundle_envelope.as_deref(),
+            public_der: &public_der,
         };
         for backend in &backends {
             backend.image_signature(run, config, &signature, out)?;

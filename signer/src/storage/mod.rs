@@ -67,6 +67,10 @@ pub struct ImageSignature<'a> {
     pub signature: &'a str,
     pub certificate: Option<&'a Certificate<'a>>,
     pub entry: Option<&'a Entry>,
+    /// With `storage.oci.encoding: sigstore-bundle`: the DSSE envelope of cosign v3's image
+    /// signature statement, and the public key (SPKI DER) it verifies with.
+    pub envelope: Option<&'a [u8]>,
+    pub public_der: &'a [u8],
 }
 
 /// A storage backend: plans what it stores for a run into [`Signed`].

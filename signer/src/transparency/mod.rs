@@ -40,6 +40,22 @@ pub struct Entry {
     pub body: String,
     /// Base64 of the signed entry timestamp.
     pub signed_entry_timestamp: String,
+    /// The body's `kind` and `apiVersion` (e.g. `dsse`, `0.0.1`), once checked.
+    pub kind: String,
+    pub kind_version: String,
+    /// The inclusion proof and checkpoint the log answered with, once checked.
+    pub proof: Option<InclusionProof>,
+}
+
+/// A verified inclusion proof: the entry's leaf leads through `hashes` to `root_hash`, which
+/// the log signed in `checkpoint` for a tree of `tree_size`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub log_index: u64,
+    pub tree_size: u64,
+    pub root_hash: [u8; 32],
+    pub hashes: Vec<[u8; 32]>,
+    pub checkpoint: String,
 }
 
 impl Entry {
@@ -55,6 +71,30 @@ impl Entry {
             }
         })
         .to_string()
+    }
+
+    /// The entry as a Sigstore bundle's `TransparencyLogEntry` (protobuf JSON: 64-bit numbers
+    /// as strings, bytes as base64), with the signed entry timestamp as its inclusion promise
+    /// and, when the log gave one, its inclusion proof and checkpoint.
+    pub fn tlog_entry(&self) -> Value {
+        let mut entry = json!({
+            "logIndex": self.log_index.to_string(),
+            "logId": {"keyId": STANDARD.encode(hex::decode(&self.log_id).unwrap_or_default())},
+            "kindVersion": {"kind": self.kind, "version": self.kind_version},
+            "integratedTime": self.integrated_time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": self.signed_entry_timestamp},
+            "canonicalizedBody": self.body,
+        });
+        if let Some(p) = &self.proof {
+            entry["inclusionProof"] = json!({
+                "logIndex": p.log_index.to_string(),
+                "rootHash": STANDARD.encode(p.root_hash),
+                "treeSize": p.tree_size.to_string(),
+                "hashes": p.hashes.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
+                "checkpoint": {"envelope": p.checkpoint},
+            });
+        }
+        entry
     }
 
     /// Where the entry can be read (Chains' `transparency` annotation).
@@ -105,6 +145,9 @@ pub fn parse_entry(answer: &Value) -> Result<Entry, String> {
             .as_str()
             .map(str::to_owned)
             .ok_or("the entry has no signedEntryTimestamp")?,
+        kind: String::new(),
+        kind_version: String::new(),
+        proof: None,
     })
 }
 

@@ -106,7 +106,7 @@ pub fn check_entry(
     log_key: &[u8],
     expected: &(dyn Fn(&Value) -> Result<(), String> + Sync),
 ) -> Result<Entry, String> {
-    let entry = parse_entry(answer)?;
+    let mut entry = parse_entry(answer)?;
     if entry.log_id != hex::encode(Sha256::digest(log_key)) {
         return Err("the entry is from another log (its logID is not this log's key)".to_owned());
     }
@@ -152,6 +152,21 @@ pub fn check_entry(
     let body: Value =
         serde_json::from_slice(&body).map_err(|_| "the entry body is not JSON".to_owned())?;
     expected(&body).map_err(|e| format!("the entry is not what was sent: {e}"))?;
+    body["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .clone_into(&mut entry.kind);
+    body["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .clone_into(&mut entry.kind_version);
+    entry.proof = Some(super::InclusionProof {
+        log_index: index,
+        tree_size: size,
+        root_hash: root,
+        hashes,
+        checkpoint: checkpoint.to_owned(),
+    });
     Ok(entry)
 }
 
@@ -240,6 +255,9 @@ mod tests {
             log_id: log_id.clone(),
             body: body.clone(),
             signed_entry_timestamp: String::new(),
+            kind: String::new(),
+            kind_version: String::new(),
+            proof: None,
         };
         entry.signed_entry_timestamp =
             STANDARD.encode(key.sign(set_payload(&entry).as_bytes()).unwrap());
@@ -271,7 +289,29 @@ mod tests {
         };
         let good = answer(&key, &sent);
         let log_key = key.public_der();
-        assert_eq!(check_entry(&good, log_key, &same).unwrap().log_index, 1);
+        let checked = check_entry(&good, log_key, &same).unwrap();
+        assert_eq!(checked.log_index, 1);
+        // What a Sigstore bundle carries of it: protobuf JSON, the proof in base64.
+        let tlog = checked.tlog_entry();
+        assert_eq!(tlog["logIndex"], "1");
+        assert_eq!(tlog["kindVersion"]["kind"], "hashedrekord");
+        assert_eq!(
+            STANDARD
+                .decode(tlog["logId"]["keyId"].as_str().unwrap())
+                .unwrap(),
+            Sha256::digest(log_key).to_vec()
+        );
+        let proof = &good["u"]["verification"]["inclusionProof"];
+        assert_eq!(tlog["inclusionProof"]["treeSize"], "3");
+        assert_eq!(
+            tlog["inclusionProof"]["rootHash"],
+            STANDARD.encode(hex::decode(proof["rootHash"].as_str().unwrap()).unwrap())
+        );
+        assert_eq!(
+            tlog["inclusionProof"]["checkpoint"]["envelope"],
+            proof["checkpoint"]
+        );
+        assert_eq!(tlog["canonicalizedBody"], good["u"]["body"]);
         let mut tampered: Vec<(&str, Value)> = Vec::new();
         let mut with = |what, change: &dyn Fn(&mut Value)| {
             let mut a = good.clone();
@@ -327,6 +367,9 @@ mod tests {
             log_id: "ab".into(),
             body: "eyJ9".into(),
             signed_entry_timestamp: String::new(),
+            kind: String::new(),
+            kind_version: String::new(),
+            proof: None,
         };
         assert_eq!(
             set_payload(&entry),

@@ -1,6 +1,7 @@
 //! The `oci` backend: which layers a run's attestation and its images' signatures become
 //! (cosign's `.sig`/`.att` tags, or Sigstore bundles as referrers with
-//! `storage.oci.encoding-format: sigstore-bundle`) and which repository they go to.
+//! `storage.oci.encoding-format: sigstore-bundle`, image signatures then being cosign v3's
+//! `cosign/sign/v1` statements) and which repository they go to.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,8 @@ use super::layout::{
 use super::reference::ImageRef;
 use super::{Attachment, Push};
 use crate::run::Run;
-use crate::signing::SignError;
 use crate::signing::key::Certificate;
+use crate::signing::{COSIGN_SIGN_PREDICATE_TYPE, SignError};
 use crate::storage::{Attestation, Backend, ImageSignature, Signed};
 use crate::transparency::Entry;
 
@@ -54,6 +55,24 @@ impl Backend for Oci {
         signature: &ImageSignature<'_>,
         out: &mut Signed,
     ) -> Result<(), SignError> {
+        // With bundles: cosign v3's image signature, a DSSE bundle as a referrer.
+        if let (OciEncoding::SigstoreBundle, Some(envelope)) =
+            (config.storage.oci_encoding, signature.envelope)
+        {
+            out.pushes.push(Push {
+                image: signature.image.clone(),
+                target: stored_at(run, config, signature.image)?,
+                kind: Attachment::Referrer,
+                layer: bundle_layer(
+                    run,
+                    envelope,
+                    signature.public_der,
+                    COSIGN_SIGN_PREDICATE_TYPE,
+                    (signature.certificate, signature.entry),
+                )?,
+            });
+            return Ok(());
+        }
         let annotations = BTreeMap::from([(
             SIGNATURE_ANNOTATION.to_owned(),
             signature.signature.to_owned(),
@@ -99,18 +118,36 @@ fn attestation_layer(
             ),
         });
     }
-    if attestation.certificate.is_some() || attestation.entry.is_some() {
+    bundle_layer(
+        run,
+        attestation.envelope,
+        attestation.public_der,
+        attestation.predicate_type,
+        (attestation.certificate, attestation.entry),
+    )
+}
+
+/// A Sigstore bundle (v0.3) around a DSSE envelope, as the layer of an OCI 1.1 referrer with
+/// the annotations cosign v3 selects bundles by.
+fn bundle_layer(
+    run: &Run,
+    envelope: &[u8],
+    public_der: &[u8],
+    predicate_type: &str,
+    (certificate, entry): (Option<&Certificate<'_>>, Option<&Entry>),
+) -> Result<Layer, SignError> {
+    if certificate.is_some() {
         return Err(SignError::SignerNotImplemented {
             run: run.id(),
-            signer: "keyless or transparency with storage.oci.encoding sigstore-bundle",
+            signer: "keyless with storage.oci.encoding sigstore-bundle",
         });
     }
-    let bundle = dsse_bundle(attestation.envelope, attestation.public_der).map_err(|message| {
-        SignError::Other {
+    let tlog_entry = entry.map(Entry::tlog_entry);
+    let bundle =
+        dsse_bundle(envelope, public_der, tlog_entry).map_err(|message| SignError::Other {
             run: run.id(),
             message,
-        }
-    })?;
+        })?;
     Ok(Layer {
         media_type: SIGSTORE_BUNDLE_V03,
         data: bundle,
@@ -121,7 +158,7 @@ fn attestation_layer(
             ),
             (
                 BUNDLE_PREDICATE_TYPE_ANNOTATION.to_owned(),
-                attestation.predicate_type.to_owned(),
+                predicate_type.to_owned(),
             ),
         ]),
     })

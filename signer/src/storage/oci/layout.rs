@@ -141,15 +141,24 @@ pub fn append(existing: Option<&[u8]>, layer: &Layer) -> Result<Option<Appended>
 }
 
 /// A Sigstore bundle (v0.3) around a DSSE envelope signed with a key: the verifier is told
-/// which key by `hint` (base64 SHA-256 of the public key's DER).
-pub fn dsse_bundle(envelope_json: &[u8], public_key_der: &[u8]) -> Result<Vec<u8>, String> {
+/// which key by `hint` (base64 SHA-256 of the public key's DER); `tlog_entry` is the envelope's
+/// transparency-log entry (`TransparencyLogEntry` JSON), when it was recorded.
+pub fn dsse_bundle(
+    envelope_json: &[u8],
+    public_key_der: &[u8],
+    tlog_entry: Option<serde_json::Value>,
+) -> Result<Vec<u8>, String> {
     use base64::Engine;
     let envelope: serde_json::Value =
         serde_json::from_slice(envelope_json).map_err(|e| e.to_string())?;
     let hint = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(public_key_der));
+    let mut material = serde_json::json!({"publicKey": {"hint": hint}});
+    if let Some(entry) = tlog_entry {
+        material["tlogEntries"] = serde_json::json!([entry]);
+    }
     serde_json::to_vec(&serde_json::json!({
         "mediaType": SIGSTORE_BUNDLE_V03,
-        "verificationMaterial": {"publicKey": {"hint": hint}},
+        "verificationMaterial": material,
         "dsseEnvelope": envelope,
     }))
     .map_err(|e| e.to_string())
@@ -254,6 +263,7 @@ mod tests {
         let bundle = dsse_bundle(
             br#"{"payload":"e30=","payloadType":"x","signatures":[]}"#,
             b"der",
+            None,
         )
         .unwrap();
         let layer = Layer {
