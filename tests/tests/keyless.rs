@@ -186,6 +186,68 @@ impl KeylessScene {
         }
     }
 
+    /// A trusted root naming this Fulcio and this Rekor (`cosign trusted-root create`), with
+    /// their trust material beside it (`fulcio.pem`, `rekor.pub`).
+    async fn trusted_root(&self) -> String {
+        let bundle = self.fulcio.trust_bundle().await.unwrap();
+        std::fs::write(self.files.join("fulcio.pem"), &bundle).unwrap();
+        std::fs::write(
+            self.files.join("rekor.pub"),
+            self.rekor.public_key().await.unwrap(),
+        )
+        .unwrap();
+        let trusted_root = self.files.join("trusted_root.json");
+        let out = cosign_registry(
+            self.env,
+            &[
+                "trusted-root",
+                "create",
+                "--fulcio",
+                &format!(
+                    "url={},certificate-chain={}",
+                    self.fulcio.url,
+                    self.files.join("fulcio.pem").display()
+                ),
+                "--rekor",
+                &format!(
+                    "url={},public-key={},start-time=2020-01-01T00:00:00Z",
+                    self.rekor.url,
+                    self.files.join("rekor.pub").display()
+                ),
+                "--out",
+                trusted_root.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_ok(&out, "cosign trusted-root create");
+        trusted_root.to_str().unwrap().to_owned()
+    }
+
+    /// `cosign <command>` of `pinned` against `trusted_root` for `identity` from the test
+    /// issuer. There is no CT log here, so the SCT check is skipped.
+    fn cosign_verify(
+        &self,
+        trusted_root: &str,
+        command: &str,
+        identity: &str,
+        extra: &[&str],
+        pinned: &str,
+    ) -> std::process::Output {
+        let mut args = vec![
+            command,
+            "--trusted-root",
+            trusted_root,
+            "--certificate-identity",
+            identity,
+            "--certificate-oidc-issuer",
+            self.env.oidc_issuer.as_str(),
+            "--insecure-ignore-sct",
+        ];
+        args.extend_from_slice(extra);
+        args.push(pinned);
+        cosign_registry(self.env, &args, &[])
+    }
+
     /// A finished TaskRun `name` that rebuilt the image at `at` (each run its own provenance).
     async fn rebuild(&self, name: &str, at: &str) -> String {
         let url = format!("{}:v1", self.image);
@@ -254,52 +316,10 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     // 4. cosign verifies image and provenance against that identity and issuer, trusting only
     //    this Fulcio and this Rekor (checking the log entries offline from the bundles stored
     //    with the signatures); there is no CT log here, so the SCT check is skipped.
-    let bundle = scene.fulcio.trust_bundle().await.unwrap();
-    std::fs::write(scene.files.join("fulcio.pem"), &bundle).unwrap();
-    std::fs::write(
-        scene.files.join("rekor.pub"),
-        scene.rekor.public_key().await.unwrap(),
-    )
-    .unwrap();
-    let trusted_root = scene.files.join("trusted_root.json");
-    let out = cosign_registry(
-        env,
-        &[
-            "trusted-root",
-            "create",
-            "--fulcio",
-            &format!(
-                "url={},certificate-chain={}",
-                scene.fulcio.url,
-                scene.files.join("fulcio.pem").display()
-            ),
-            "--rekor",
-            &format!(
-                "url={},public-key={},start-time=2020-01-01T00:00:00Z",
-                scene.rekor.url,
-                scene.files.join("rekor.pub").display()
-            ),
-            "--out",
-            trusted_root.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_ok(&out, "cosign trusted-root create");
     let pinned = format!("{}@{}", scene.image, scene.digest);
+    let trusted_root = scene.trusted_root().await;
     let verify = |command: &str, identity: &str, extra: &[&str]| {
-        let mut args = vec![
-            command,
-            "--trusted-root",
-            trusted_root.to_str().unwrap(),
-            "--certificate-identity",
-            identity,
-            "--certificate-oidc-issuer",
-            env.oidc_issuer.as_str(),
-            "--insecure-ignore-sct",
-        ];
-        args.extend_from_slice(extra);
-        args.push(pinned.as_str());
-        cosign_registry(env, &args, &[])
+        scene.cosign_verify(&trusted_root, command, identity, extra, &pinned)
     };
     assert_ok(&verify("verify", &identity, &[]), "cosign verify (keyless)");
     assert_ok(
@@ -422,6 +442,66 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
 /// A token for another audience, or expired (signed with the cluster's own key, `exp` an hour
 /// ago): Fulcio refuses it and the run ends failed naming Fulcio, never the token; the same
 /// token re-signed to expire later is accepted, so expiry is the reason.
+/// Keyless with `storage.oci.encoding: sigstore-bundle`: the bundles carry the Fulcio
+/// certificate and the Rekor entry, and cosign v3 verifies image signature and attestation
+/// against the trusted root and the signer's identity — and not another identity.
+#[tokio::test]
+async fn keyless_bundles_verify_with_the_certificate_identity_and_a_trusted_root() {
+    let scene = KeylessScene::up("keyless-bundle").await;
+    let (admin, log) = (&scene.admin, || scene.signer.log_text());
+    scene
+        .stack
+        .apply(json!({
+            "targetNamespace": scene.signer_ns,
+            "signing": {"keyless": {"tokenPath": scene.token_file.to_str().unwrap()}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}}
+        }))
+        .await;
+    common::wait_rendered(
+        admin,
+        &scene.signer_ns,
+        "storage.oci.encoding-format",
+        "sigstore-bundle",
+    )
+    .await;
+    scene.rebuild("bundled", FINISHED).await;
+    wait_signed(admin, scene.work.name(), "bundled", log).await;
+    let pinned = format!("{}@{}", scene.image, scene.digest);
+    let trusted_root = scene.trusted_root().await;
+    let identity = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/signet-signer",
+        scene.signer_ns
+    );
+    let signature = scene.cosign_verify(&trusted_root, "verify", &identity, &[], &pinned);
+    assert_ok(&signature, "cosign verify (keyless bundle)");
+    assert!(
+        String::from_utf8_lossy(&signature.stdout)
+            .contains(r#""type":"https://sigstore.dev/cosign/sign/v1""#),
+        "no image signature bundle: {}",
+        String::from_utf8_lossy(&signature.stdout)
+    );
+    let attestation = ["--type", "slsaprovenance1"];
+    let out = scene.cosign_verify(
+        &trusted_root,
+        "verify-attestation",
+        &identity,
+        &attestation,
+        &pinned,
+    );
+    assert_ok(&out, "cosign verify-attestation (keyless bundle)");
+    let other = identity.replace("signet-signer", "someone-else");
+    for (command, extra) in [
+        ("verify", &[][..]),
+        ("verify-attestation", &attestation[..]),
+    ] {
+        let out = scene.cosign_verify(&trusted_root, command, &other, extra, &pinned);
+        assert!(
+            !out.status.success(),
+            "cosign {command} accepted another identity"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_token_fulcio_refuses_fails_the_run_naming_fulcio() {
     let scene = KeylessScene::up("keyless-token").await;

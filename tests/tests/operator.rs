@@ -1023,8 +1023,10 @@ async fn monitoring_is_set_up_with_or_without_the_prometheus_operator() {
         &ns,
         &signet_operator::build::monitoring::prometheus_rule_resource(),
     );
-    let rule = eventually("the PrometheusRule", log, || async {
-        rules.get_opt("signet-signer").await.ok()?
+    // A reconcile that began before the change may create the rule from the old spec first.
+    let rule = eventually("the PrometheusRule for 15 minutes", log, || async {
+        let rule = rules.get_opt("signet-signer").await.ok()??;
+        rule.data.to_string().contains("> 900").then_some(rule)
     })
     .await;
     let monitor = monitors.get("signet-signer").await.unwrap();

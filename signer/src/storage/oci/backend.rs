@@ -10,7 +10,7 @@ use signet_config::{OciEncoding, SignerConfig};
 use super::layout::{
     BUNDLE_ANNOTATION, BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_TYPE_ANNOTATION,
     CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Layer, PREDICATE_TYPE_ANNOTATION,
-    SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING, dsse_bundle,
+    SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03, SIMPLE_SIGNING, Verifier, dsse_bundle,
 };
 use super::reference::ImageRef;
 use super::{Attachment, Push};
@@ -136,15 +136,23 @@ fn bundle_layer(
     predicate_type: &str,
     (certificate, entry): (Option<&Certificate<'_>>, Option<&Entry>),
 ) -> Result<Layer, SignError> {
-    if certificate.is_some() {
-        return Err(SignError::SignerNotImplemented {
-            run: run.id(),
-            signer: "keyless with storage.oci.encoding sigstore-bundle",
-        });
-    }
+    let leaf = certificate
+        .map(|c| {
+            pem_rfc7468::decode_vec(c.leaf.as_bytes())
+                .map(|(_, der)| der)
+                .map_err(|e| SignError::Other {
+                    run: run.id(),
+                    message: format!("the signing certificate is not PEM: {e}"),
+                })
+        })
+        .transpose()?;
+    let verifier = match &leaf {
+        Some(der) => Verifier::Certificate(der),
+        None => Verifier::PublicKey(public_der),
+    };
     let tlog_entry = entry.map(Entry::tlog_entry);
     let bundle =
-        dsse_bundle(envelope, public_der, tlog_entry).map_err(|message| SignError::Other {
+        dsse_bundle(envelope, &verifier, tlog_entry).map_err(|message| SignError::Other {
             run: run.id(),
             message,
         })?;

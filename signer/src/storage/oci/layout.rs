@@ -140,19 +140,33 @@ pub fn append(existing: Option<&[u8]>, layer: &Layer) -> Result<Option<Appended>
     Ok(Some(Appended { config, manifest }))
 }
 
-/// A Sigstore bundle (v0.3) around a DSSE envelope signed with a key: the verifier is told
-/// which key by `hint` (base64 SHA-256 of the public key's DER); `tlog_entry` is the envelope's
-/// transparency-log entry (`TransparencyLogEntry` JSON), when it was recorded.
+/// What verifies a bundle's signature.
+pub enum Verifier<'a> {
+    /// A key the verifier already holds, named by `hint` (base64 SHA-256 of its SPKI DER).
+    PublicKey(&'a [u8]),
+    /// A Fulcio leaf certificate (DER), carried in the bundle.
+    Certificate(&'a [u8]),
+}
+
+/// A Sigstore bundle (v0.3) around a DSSE envelope, with what verifies it and, when it was
+/// recorded, the envelope's transparency-log entry (`TransparencyLogEntry` JSON).
 pub fn dsse_bundle(
     envelope_json: &[u8],
-    public_key_der: &[u8],
+    verifier: &Verifier<'_>,
     tlog_entry: Option<serde_json::Value>,
 ) -> Result<Vec<u8>, String> {
     use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     let envelope: serde_json::Value =
         serde_json::from_slice(envelope_json).map_err(|e| e.to_string())?;
-    let hint = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(public_key_der));
-    let mut material = serde_json::json!({"publicKey": {"hint": hint}});
+    let mut material = match verifier {
+        Verifier::PublicKey(der) => {
+            serde_json::json!({"publicKey": {"hint": STANDARD.encode(Sha256::digest(der))}})
+        }
+        Verifier::Certificate(der) => {
+            serde_json::json!({"certificate": {"rawBytes": STANDARD.encode(der)}})
+        }
+    };
     if let Some(entry) = tlog_entry {
         material["tlogEntries"] = serde_json::json!([entry]);
     }
@@ -262,7 +276,7 @@ mod tests {
         };
         let bundle = dsse_bundle(
             br#"{"payload":"e30=","payloadType":"x","signatures":[]}"#,
-            b"der",
+            &Verifier::PublicKey(b"der"),
             None,
         )
         .unwrap();
