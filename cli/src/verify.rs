@@ -16,12 +16,13 @@ use signet_crds::{
 };
 use signet_signer::annotations::{ANNOTATION_PREFIX, FAILURE_REASON, SIGNED, TRANSPARENCY_UPLOAD};
 use signet_signer::run::{Run, RunKind};
+use signet_signer::signing::COSIGN_SIGN_PREDICATE_TYPE;
 use signet_signer::signing::dsse::{Envelope, pae};
 use signet_signer::signing::keyless::{certificate_blocks, check_chain, read_leaf};
 use signet_signer::storage::oci::auth::{Login, credential_for};
 use signet_signer::storage::oci::layout::{
-    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Descriptor, Manifest,
-    SIGNATURE_ANNOTATION,
+    BUNDLE_PREDICATE_TYPE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE,
+    Descriptor, Manifest, SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE_V03,
 };
 use signet_signer::storage::oci::reference::ImageRef;
 use signet_signer::storage::oci::registry::{Clients, Repository};
@@ -33,6 +34,8 @@ use crate::report::{Check, Report};
 const BLOB_LIMIT: usize = 4 << 20;
 /// At most this many subjects of one statement are looked up in registries.
 const MAX_IMAGES: usize = 64;
+/// The most referrers of one image looked at.
+const MAX_REFERRERS: usize = 64;
 
 /// What the user trusts.
 #[derive(Clone, Debug, Default)]
@@ -355,12 +358,7 @@ impl Verifier {
                 "no SignetConfig: where images are signed is unknown",
             )];
         };
-        if spec.storage.oci.encoding == OciEncoding::SigstoreBundle {
-            return vec![Check::skip(
-                "images",
-                "storage.oci.encoding is sigstore-bundle: verify those with cosign verify",
-            )];
-        }
+        let bundles = spec.storage.oci.encoding == OciEncoding::SigstoreBundle;
         let signs = spec.artifacts.oci.storage.contains(&StorageBackend::Oci);
         let attests = match kind {
             RunKind::TaskRun => spec
@@ -391,7 +389,12 @@ impl Verifier {
             );
             let short = format!("{}@{}", image.name(), &image.digest[..19]);
             checks.push(if signs {
-                match self.image_signature(&repository, &stored, &image).await {
+                let found = if bundles {
+                    self.bundle(&repository, &stored, &image, true).await
+                } else {
+                    self.image_signature(&repository, &stored, &image).await
+                };
+                match found {
                     Ok(by) => {
                         Check::pass("image signature", format!("{short}: verifies with {by}"))
                     }
@@ -404,7 +407,12 @@ impl Verifier {
                 )
             });
             checks.push(if attests {
-                match self.image_attestation(&repository, &stored, &image).await {
+                let found = if bundles {
+                    self.bundle(&repository, &stored, &image, false).await
+                } else {
+                    self.image_attestation(&repository, &stored, &image).await
+                };
+                match found {
                     Ok(by) => {
                         Check::pass("image attestation", format!("{short}: verifies with {by}"))
                     }
@@ -551,6 +559,118 @@ impl Verifier {
         )
         .await
     }
+}
+
+impl Verifier {
+    /// A Sigstore bundle among the image's referrers (`storage.oci.encoding:
+    /// sigstore-bundle`) verifies and is about this digest: cosign v3's image signature
+    /// (predicate type `cosign/sign/v1`) when `signature`, else an attestation.
+    async fn bundle(
+        &self,
+        repository: &Repository,
+        stored: &ImageRef,
+        image: &ImageRef,
+        signature: bool,
+    ) -> Result<String, String> {
+        let index = repository
+            .referrers(&stored.digest, &stored.referrers_tag())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no referrers of {}", stored.digest))?;
+        let index: Value = serde_json::from_slice(&index)
+            .map_err(|_| "the referrers index is not JSON".to_owned())?;
+        let hex = image.digest.trim_start_matches("sha256:");
+        let mut last = format!(
+            "no Sigstore bundle among its referrers is {}",
+            if signature {
+                "an image signature (cosign/sign/v1)"
+            } else {
+                "an attestation"
+            }
+        );
+        let manifests = index["manifests"].as_array().into_iter().flatten();
+        for referrer in manifests.take(MAX_REFERRERS) {
+            let predicate = referrer["annotations"][BUNDLE_PREDICATE_TYPE_ANNOTATION]
+                .as_str()
+                .unwrap_or_default();
+            let digest = referrer["digest"].as_str().unwrap_or_default();
+            if referrer["artifactType"] != SIGSTORE_BUNDLE_V03
+                || (predicate == COSIGN_SIGN_PREDICATE_TYPE) != signature
+            {
+                continue;
+            }
+            let opened = self
+                .open_bundle(repository, digest)
+                .await
+                .and_then(|(statement, by)| {
+                    let about = statement["subject"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
+                    about
+                        .then_some(by)
+                        .ok_or_else(|| "a bundle is about other digests".to_owned())
+                });
+            match opened {
+                Ok(by) => return Ok(by),
+                Err(why) => last = why,
+            }
+        }
+        Err(last)
+    }
+
+    /// The statement in the bundle that referrer `digest` holds, once its envelope verifies
+    /// with the trusted key or the certificate it carries (for the expected identity).
+    async fn open_bundle(
+        &self,
+        repository: &Repository,
+        digest: &str,
+    ) -> Result<(Value, String), String> {
+        let manifest = repository
+            .manifest(digest)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the referrer {digest} is missing"))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest)
+            .map_err(|_| format!("the referrer {digest} is not an image manifest"))?;
+        let layer = manifest
+            .layers
+            .first()
+            .ok_or_else(|| format!("the referrer {digest} has no layer"))?;
+        let blob = repository
+            .blob(&layer.digest, BLOB_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the bundle blob {} is missing", layer.digest))?;
+        let bundle: Value =
+            serde_json::from_slice(&blob).map_err(|_| "a bundle is not JSON".to_owned())?;
+        let certificate = match bundle["verificationMaterial"]["certificate"]["rawBytes"].as_str() {
+            Some(raw) => {
+                let der = STANDARD
+                    .decode(raw)
+                    .map_err(|_| "a bundle's certificate is not base64".to_owned())?;
+                Some(certificate_pem(&der))
+            }
+            None => None,
+        };
+        let (key, by) = self.verifying_key(certificate.as_deref(), None, None)?;
+        let envelope = serde_json::to_vec(&bundle["dsseEnvelope"]).unwrap_or_default();
+        let payload = open_envelope(&envelope, &key)?;
+        let statement = serde_json::from_slice(&payload)
+            .map_err(|_| "a bundle's statement is not JSON".to_owned())?;
+        Ok((statement, by))
+    }
+}
+
+/// DER as a PEM `CERTIFICATE` block.
+fn certificate_pem(der: &[u8]) -> String {
+    let text = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// `signed=true`, or what it says instead.

@@ -489,7 +489,43 @@ async fn keyless_bundles_verify_with_the_certificate_identity_and_a_trusted_root
         &pinned,
     );
     assert_ok(&out, "cosign verify-attestation (keyless bundle)");
+    // kubectl signet finds the same bundles among the image's referrers and verifies them
+    // for the identity, and not for another.
     let other = identity.replace("signet-signer", "someone-else");
+    let roots = scene.files.join("fulcio.pem");
+    let rekor_key = scene.files.join("rekor.pub");
+    let signet = |identity: &str| {
+        let out = common::kubectl_signet(
+            scene.env,
+            &[
+                "verify",
+                "taskrun",
+                "bundled",
+                "-n",
+                scene.work.name(),
+                "-o",
+                "json",
+                "--certificate-roots",
+                roots.to_str().unwrap(),
+                "--rekor-public-key",
+                rekor_key.to_str().unwrap(),
+                "--certificate-identity",
+                identity,
+            ],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let outcomes = (
+            common::check_outcome(&report, "image signature"),
+            common::check_outcome(&report, "image attestation"),
+        );
+        (out.status.code(), outcomes, report)
+    };
+    let (code, outcomes, report) = signet(&identity);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(outcomes, ("pass".into(), "pass".into()), "{report:#}");
+    let (code, outcomes, report) = signet(&other);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(outcomes, ("fail".into(), "fail".into()), "{report:#}");
     for (command, extra) in [
         ("verify", &[][..]),
         ("verify-attestation", &attestation[..]),

@@ -614,6 +614,24 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
             "cosign {args:?} did not refuse entries under another log's key: {said}"
         );
     }
+    // kubectl signet finds the bundles among the image's referrers and verifies them too.
+    let out = kubectl_signet(
+        env,
+        &[
+            "verify",
+            "taskrun",
+            "logged",
+            "-n",
+            work.name(),
+            "-o",
+            "json",
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    for check in ["image signature", "image attestation"] {
+        assert_eq!(check_outcome(&report, check), "pass", "{report:#}");
+    }
     let _ = std::fs::remove_dir_all(&files);
     drop(signer);
 }

@@ -477,6 +477,19 @@ pub fn kubectl_signet(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The outcome (`pass`, `fail`, `skip`) of the check `name` in a `kubectl signet verify -o
+/// json` report; empty when the report has no such check.
+pub fn check_outcome(report: &Value, name: &str) -> String {
+    report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["outcome"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 pub fn assert_ok(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),

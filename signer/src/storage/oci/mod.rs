@@ -42,7 +42,7 @@ impl Push {
             Attachment::Signature => self.target.signature_tag(),
             Attachment::Attestation => self.target.attestation_tag(),
             // The referrers tag schema's fallback tag.
-            Attachment::Referrer => self.target.digest.replacen(':', "-", 1),
+            Attachment::Referrer => self.target.referrers_tag(),
         }
     }
 }

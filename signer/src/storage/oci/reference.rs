@@ -144,6 +144,11 @@ impl ImageRef {
         hex.get(..12).unwrap_or(hex)
     }
 
+    /// The referrers tag schema's fallback tag: `sha256-<hex>`.
+    pub fn referrers_tag(&self) -> String {
+        self.digest.replacen(':', "-", 1)
+    }
+
     /// cosign's tag for the image's attestations: `sha256-<hex>.att`.
     pub fn attestation_tag(&self) -> String {
         format!("{}.att", self.digest.replacen(':', "-", 1))

@@ -330,6 +330,31 @@ impl Repository {
         }
     }
 
+    /// The index of `digest`'s referrers: from the referrers API, or where the registry has
+    /// none (404), from the fallback tag `fallback_tag`; `None` when neither lists any.
+    pub async fn referrers(
+        &self,
+        digest: &str,
+        fallback_tag: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            OCI_INDEX.parse().map_err(|_| self.error("header"))?,
+        );
+        let path = format!("/v2/{}/referrers/{digest}", self.repository);
+        let response = self.send(Method::GET, &path, headers, None).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => self.manifest(fallback_tag).await,
+            s if s.is_success() => response
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| self.error(format!("reading referrers: {}", without_url(&e)))),
+            _ => Err(self.failure("reading referrers", response).await),
+        }
+    }
+
     /// The blob `digest`, `None` if absent, at most `limit` bytes. Its content is checked
     /// against the digest: a registry that answers with other bytes is an error.
     pub async fn blob(&self, digest: &str, limit: usize) -> Result<Option<Vec<u8>>, RegistryError> {
