@@ -10,6 +10,8 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use common::*;
 use serde_json::{Value, json};
 use signet_e2e::operator::OperatorProcess;
@@ -632,8 +634,118 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
     for check in ["image signature", "image attestation"] {
         assert_eq!(check_outcome(&report, check), "pass", "{report:#}");
     }
+
+    // The image signature's bundle, moved to another image as it is, and with its statement
+    // changed to name that image: cosign v3 refuses both, each alone on its image.
+    let repository = signet_e2e::registry::repository_at(env, registry, &repo);
+    let bundle = signature_bundle(&repository, &digest).await;
+    let mut tampered: Value = serde_json::from_slice(&bundle).unwrap();
+    for (name, bundle) in [("moved", bundle.clone()), ("tampered", Vec::new())] {
+        let other = signet_e2e::registry::push_random_image_to(env, registry, &repo, name)
+            .await
+            .unwrap();
+        let bundle = if bundle.is_empty() {
+            let payload = tampered["dsseEnvelope"]["payload"].as_str().unwrap();
+            let statement = String::from_utf8(STANDARD.decode(payload).unwrap()).unwrap();
+            let statement =
+                statement.replace(&digest["sha256:".len()..], &other["sha256:".len()..]);
+            tampered["dsseEnvelope"]["payload"] = STANDARD.encode(statement).into();
+            serde_json::to_vec(&tampered).unwrap()
+        } else {
+            bundle
+        };
+        attach_bundle(&repository, &other, bundle).await;
+        let refused = cosign_registry(
+            env,
+            &[
+                "verify",
+                "--key",
+                key,
+                "--trusted-root",
+                &ours,
+                &format!("{image}@{other}"),
+            ],
+            &[],
+        );
+        assert!(
+            !refused.status.success(),
+            "cosign verify accepted a {name} bundle:\n{}",
+            String::from_utf8_lossy(&refused.stdout)
+        );
+    }
+    assert_ok(
+        &cosign(&ours, &["verify"]),
+        "cosign verify (the genuine image)",
+    );
     let _ = std::fs::remove_dir_all(&files);
     drop(signer);
+}
+
+/// The bundle of the image signature (`cosign/sign/v1`) among `digest`'s referrers.
+async fn signature_bundle(
+    repository: &signet_signer::storage::oci::registry::Repository,
+    digest: &str,
+) -> Vec<u8> {
+    let fallback = digest.replacen(':', "-", 1);
+    let index = repository
+        .referrers(digest, &fallback)
+        .await
+        .unwrap()
+        .unwrap();
+    let index: Value = serde_json::from_slice(&index).unwrap();
+    let referrer = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["annotations"]["dev.sigstore.bundle.predicateType"]
+                == "https://sigstore.dev/cosign/sign/v1"
+        })
+        .unwrap_or_else(|| panic!("no image signature bundle in {index:#}"));
+    let manifest = repository
+        .manifest(referrer["digest"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    repository.blob(layer, 1 << 20).await.unwrap().unwrap()
+}
+
+/// Attaches `bundle` to `digest` as an image signature referrer, as Signet would.
+async fn attach_bundle(
+    repository: &signet_signer::storage::oci::registry::Repository,
+    digest: &str,
+    bundle: Vec<u8>,
+) {
+    use signet_signer::storage::oci::layout;
+    let subject = repository.head_manifest(digest).await.unwrap().unwrap();
+    let layer = layout::Layer {
+        media_type: layout::SIGSTORE_BUNDLE_V03,
+        data: bundle,
+        annotations: std::collections::BTreeMap::from([
+            (
+                layout::BUNDLE_CONTENT_ANNOTATION.to_owned(),
+                "dsse-envelope".to_owned(),
+            ),
+            (
+                layout::BUNDLE_PREDICATE_TYPE_ANNOTATION.to_owned(),
+                "https://sigstore.dev/cosign/sign/v1".to_owned(),
+            ),
+        ]),
+    };
+    let manifest = layout::referrer(&subject, &layer).unwrap();
+    repository.push_blob(&layer.data).await.unwrap();
+    repository.push_blob(b"{}").await.unwrap();
+    let pushed = repository
+        .put(
+            &layout::digest_of(&manifest),
+            &manifest,
+            layout::OCI_MANIFEST,
+        )
+        .await
+        .unwrap();
+    assert!(pushed, "the referrers registry did not take the referrer");
 }
 
 /// The layers under `tag` in `repository` of the test registry.

@@ -11,7 +11,7 @@ use super::{FEATURE_FLAGS, config_source, feature_flags};
 
 use crate::run::Run;
 use crate::run::RunKind;
-use crate::run::extract::{RunArtifacts, descriptors};
+use crate::run::extract::{RunArtifacts, descriptors, is_build_artifact};
 use signet_config::BuildType;
 
 fn byproduct(name: &str, value: &Value) -> Value {
@@ -25,9 +25,7 @@ fn byproduct(name: &str, value: &Value) -> Value {
 const PIPELINE_TASK_LABEL: &str = "tekton.dev/pipelineTask";
 
 fn is_subject_result(name: &str, value: &Value) -> bool {
-    let build =
-        value["isBuildArtifact"].as_str() == Some("true") || value["isBuildArtifact"] == true;
-    (name.ends_with("ARTIFACT_OUTPUTS") && build)
+    (name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(value))
         || name.ends_with("IMAGE_URL")
         || name.ends_with("IMAGE_DIGEST")
         || name == "IMAGES"
@@ -54,21 +52,11 @@ fn byproducts(run: &Run, v2alpha4: bool) -> Vec<Value> {
         .collect();
     let steps_prefix = prefix.replacen("taskRunResults", "stepResults", 1);
     if v2alpha4 {
-        for step in run.object["status"]["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let step_name = step["name"].as_str().unwrap_or_default();
-            for r in step["results"].as_array().into_iter().flatten() {
-                let name = r["name"].as_str().unwrap_or_default();
-                let build = name.ends_with("ARTIFACT_OUTPUTS")
-                    && (r["value"]["isBuildArtifact"].as_str() == Some("true")
-                        || r["value"]["isBuildArtifact"] == true);
-                if !build {
-                    let name = format!("{steps_prefix}/{step_name}/{name}");
-                    out.push(byproduct(&name, &r["value"]));
-                }
+        for (step_name, r) in run.step_results() {
+            let build = r.name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(&r.value);
+            if !build {
+                let name = format!("{steps_prefix}/{step_name}/{}", r.name);
+                out.push(byproduct(&name, &r.value));
             }
         }
     }

@@ -219,25 +219,18 @@ fn extract(run: &Run) -> Extracted {
         }
     }
     let mut materials = step_images(run);
-    for step in run.object["status"]["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let step_name = step["name"].as_str().unwrap_or_default();
-        for r in step["results"].as_array().into_iter().flatten() {
-            let (name, value) = (r["name"].as_str().unwrap_or_default(), &r["value"]);
-            let found = if name.ends_with("ARTIFACT_INPUTS") {
-                typed_object(value).map(|a| materials.push(input(a)))
-            } else if name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(value) {
-                typed_object(value).map(|a| out.step_subjects.push(a))
-            } else {
-                Ok(())
-            };
-            if let Err(why) = found {
-                out.rejected
-                    .push(format!("step {step_name} result {name}: {why}"));
-            }
+    for (step_name, r) in run.step_results() {
+        let (name, value) = (r.name.as_str(), &r.value);
+        let found = if name.ends_with("ARTIFACT_INPUTS") {
+            typed_object(value).map(|a| materials.push(input(a)))
+        } else if name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(value) {
+            typed_object(value).map(|a| out.step_subjects.push(a))
+        } else {
+            Ok(())
+        };
+        if let Err(why) = found {
+            out.rejected
+                .push(format!("step {step_name} result {name}: {why}"));
         }
     }
     materials.extend(inputs.into_iter().map(input));
@@ -262,7 +255,8 @@ fn typed_object(value: &Value) -> Result<Artifact, String> {
     }
 }
 
-fn is_build_artifact(value: &Value) -> bool {
+/// An `*ARTIFACT_OUTPUTS` value marked `isBuildArtifact` (`"true"` or `true`).
+pub fn is_build_artifact(value: &Value) -> bool {
     value["isBuildArtifact"].as_str() == Some("true") || value["isBuildArtifact"] == true
 }
 

@@ -115,6 +115,27 @@ impl Run {
             .collect()
     }
 
+    /// Each step's results (`status.steps[].results`, Tekton's step results), with the
+    /// step's name, in status order.
+    pub fn step_results(&self) -> Vec<(String, RunResult)> {
+        let steps = self.object["status"]["steps"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        steps
+            .flat_map(|step| {
+                let step_name = step["name"].as_str().unwrap_or_default();
+                step["results"].as_array().into_iter().flatten().map(|r| {
+                    let result = RunResult {
+                        name: r["name"].as_str().unwrap_or_default().to_owned(),
+                        value: r["value"].clone(),
+                    };
+                    (step_name.to_owned(), result)
+                })
+            })
+            .collect()
+    }
+
     /// The run's identity without its object: what queues and pending writes keep, so that
     /// memory does not grow with the size of runs waiting for their turn.
     #[must_use]
