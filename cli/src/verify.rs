@@ -114,6 +114,10 @@ impl Verifier {
                     humanish(at)
                 ),
             ),
+            Ok(None) if rekor_v2(run) => Check::skip(
+                "transparency",
+                "a Rekor v2 entry: it travels in the image's Sigstore bundles; check it with cosign and a trusted root",
+            ),
             Ok(None) => Check::skip("transparency", "no entry recorded, and none is required"),
             Err(why) => Check::fail("transparency", why),
         });
@@ -258,6 +262,9 @@ impl Verifier {
         run: &Run,
         stored: Option<&Option<Stored>>,
     ) -> Result<Option<i64>, String> {
+        if rekor_v2(run) {
+            return Ok(None);
+        }
         let Some(address) = run.annotation(&format!("{ANNOTATION_PREFIX}transparency")) else {
             let required = self
                 .spec
@@ -590,19 +597,16 @@ impl Verifier {
         );
         let manifests = index["manifests"].as_array().into_iter().flatten();
         for referrer in manifests.take(MAX_REFERRERS) {
-            let predicate = referrer["annotations"][BUNDLE_PREDICATE_TYPE_ANNOTATION]
-                .as_str()
-                .unwrap_or_default();
+            // Registries differ in what the index says of a referrer (some give neither its
+            // artifactType nor its annotations): the referrer's own manifest is read instead.
             let digest = referrer["digest"].as_str().unwrap_or_default();
-            if referrer["artifactType"] != SIGSTORE_BUNDLE_V03
-                || (predicate == COSIGN_SIGN_PREDICATE_TYPE) != signature
-            {
-                continue;
-            }
             let opened = self
-                .open_bundle(repository, digest)
+                .open_bundle(repository, digest, signature)
                 .await
-                .and_then(|(statement, by)| {
+                .and_then(|found| {
+                    let Some((statement, by)) = found else {
+                        return Err(last.clone());
+                    };
                     let about = statement["subject"]
                         .as_array()
                         .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
@@ -619,12 +623,15 @@ impl Verifier {
     }
 
     /// The statement in the bundle that referrer `digest` holds, once its envelope verifies
-    /// with the trusted key or the certificate it carries (for the expected identity).
+    /// with the trusted key or the certificate it carries (for the expected identity);
+    /// `None` when the referrer is not a Sigstore bundle of the kind asked for (an image
+    /// signature when `signature`, else an attestation).
     async fn open_bundle(
         &self,
         repository: &Repository,
         digest: &str,
-    ) -> Result<(Value, String), String> {
+        signature: bool,
+    ) -> Result<Option<(Value, String)>, String> {
         let manifest = repository
             .manifest(digest)
             .await
@@ -632,10 +639,20 @@ impl Verifier {
             .ok_or_else(|| format!("the referrer {digest} is missing"))?;
         let manifest: Manifest = serde_json::from_slice(&manifest)
             .map_err(|_| format!("the referrer {digest} is not an image manifest"))?;
-        let layer = manifest
-            .layers
-            .first()
-            .ok_or_else(|| format!("the referrer {digest} has no layer"))?;
+        let Some(layer) = manifest.layers.first() else {
+            return Ok(None);
+        };
+        let predicate = manifest
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(BUNDLE_PREDICATE_TYPE_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or_default();
+        if layer.media_type != SIGSTORE_BUNDLE_V03
+            || (predicate == COSIGN_SIGN_PREDICATE_TYPE) != signature
+        {
+            return Ok(None);
+        }
         let blob = repository
             .blob(&layer.digest, BLOB_LIMIT)
             .await
@@ -657,7 +674,7 @@ impl Verifier {
         let payload = open_envelope(&envelope, &key)?;
         let statement = serde_json::from_slice(&payload)
             .map_err(|_| "a bundle's statement is not JSON".to_owned())?;
-        Ok((statement, by))
+        Ok(Some((statement, by)))
     }
 }
 
@@ -671,6 +688,13 @@ fn certificate_pem(der: &[u8]) -> String {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
+}
+
+/// Whether the run's transparency annotation names a Rekor v2 entry (`<log>#logIndex=<n>`),
+/// which has no entry API to read it back from.
+fn rekor_v2(run: &Run) -> bool {
+    run.annotation(&format!("{ANNOTATION_PREFIX}transparency"))
+        .is_some_and(|a| a.contains("#logIndex="))
 }
 
 /// `signed=true`, or what it says instead.

@@ -19,8 +19,8 @@ mod values;
 
 pub use parse::{ConfigError, PIPELINERUN_BACKENDS};
 pub use values::{
-    ArtifactFormat, BuildType, FulcioProvider, OciEncoding, OciFormat, SignerKind, StorageBackend,
-    TransparencyMode,
+    ArtifactFormat, BuildType, FulcioProvider, OciEncoding, OciFormat, RekorVersion, SignerKind,
+    StorageBackend, TransparencyMode,
 };
 
 use std::collections::BTreeSet;
@@ -115,6 +115,7 @@ pub struct StorageConfig {
 pub struct TransparencyConfig {
     pub mode: TransparencyMode,
     pub url: String,
+    pub version: RekorVersion,
 }
 
 /// `signers.x509.*`.
@@ -182,6 +183,7 @@ impl Default for SignerConfig {
             transparency: TransparencyConfig {
                 mode: TransparencyMode::Disabled,
                 url: DEFAULT_REKOR_URL.to_owned(),
+                version: RekorVersion::V1,
             },
             x509: X509Config {
                 fulcio_enabled: false,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     ArtifactConfig, ArtifactFormat, BuildType, FulcioProvider, OciEncoding, OciFormat,
-    SignerConfig, SignerKind, StorageBackend, TransparencyMode,
+    RekorVersion, SignerConfig, SignerKind, StorageBackend, TransparencyMode,
 };
 
 /// A configuration value the signer cannot accept.
@@ -287,6 +287,12 @@ impl SignerConfig {
                     TransparencyMode::accepted,
                 )?,
                 url: keys.string_or("transparency.url", &d.transparency.url),
+                version: keys.spelled(
+                    "transparency.version",
+                    RekorVersion::V1,
+                    RekorVersion::parse,
+                    RekorVersion::accepted,
+                )?,
             },
             x509: keys.x509(fulcio_provider)?,
             kms: keys.kms(),

@@ -43,6 +43,10 @@ impl SignerConfig {
         put("storage.grafeas.notehint", s.grafeas_note_hint.clone());
         put("transparency.enabled", self.transparency.mode.to_string());
         put("transparency.url", self.transparency.url.clone());
+        put(
+            "transparency.version",
+            self.transparency.version.to_string(),
+        );
         let x = &self.x509;
         put("signers.x509.fulcio.enabled", x.fulcio_enabled.to_string());
         put("signers.x509.fulcio.address", x.fulcio_address.clone());

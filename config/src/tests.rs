@@ -194,6 +194,7 @@ prop_compose! {
         oci_signer in pick(SignerKind::ALL),
         storage in storage_config(),
         mode in pick(TransparencyMode::ALL),
+        rekor_version in pick(RekorVersion::ALL),
         urls in proptest::collection::vec("https://[a-z]{1,10}\\.example/[a-z]{0,5}", 5),
         fulcio_enabled in any::<bool>(),
         provider in proptest::option::of(pick(FulcioProvider::ALL)),
@@ -206,7 +207,7 @@ prop_compose! {
             taskrun, pipelinerun, pipelinerun_deep_inspection: deep,
             oci: OciArtifactConfig { format: OciFormat::SimpleSigning, storage: oci_storage, signer: oci_signer },
             storage,
-            transparency: TransparencyConfig { mode, url: urls[0].clone() },
+            transparency: TransparencyConfig { mode, url: urls[0].clone(), version: rekor_version },
             x509: X509Config {
                 fulcio_enabled, fulcio_address: urls[1].clone(), fulcio_issuer: urls[2].clone(),
                 fulcio_provider: provider, identity_token_file: token_file,

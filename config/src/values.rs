@@ -107,6 +107,24 @@ spelled_enum! {
 }
 
 spelled_enum! {
+    /// `transparency.version` (Signet's key): which Rekor API `transparency.url` speaks.
+    RekorVersion {
+        /// Rekor v1 (`/api/v1`, Trillian-backed): `dsse` and `hashedrekord` entries.
+        V1 = "v1",
+        /// Rekor v2 (rekor-tiles, `/api/v2`): `hashedrekord` entries only.
+        V2 = "v2",
+    }
+}
+
+// The macro derives the same traits for every enum, so the default is written out here.
+#[allow(clippy::derivable_impls)]
+impl Default for RekorVersion {
+    fn default() -> Self {
+        Self::V1
+    }
+}
+
+spelled_enum! {
     /// `builddefinition.buildtype`.
     BuildType {
         Slsa = "https://tekton.dev/chains/v2/slsa",

@@ -18,9 +18,9 @@ pub use signing::{
     ArchivistaStorage, ArtifactFormat, ArtifactsSpec, BuildType, DocDbStorage, FilterSpec,
     FulcioProvider, GcsStorage, GrafeasStorage, KeylessSpec, KeysSpec, KmsAuthSpec, KmsSpec,
     OciArtifactSpec, OciEncoding, OciFormat, OciStorage, PipelineRunArtifactSpec,
-    PipelineRunStorageBackend, ProvenanceSpec, PubSubStorage, SignerKind, SigningSpec,
-    StorageBackend, StorageSpec, TaskRunArtifactSpec, TransparencyMode, TransparencySpec,
-    VaultOidcAuth, VaultSpireAuth,
+    PipelineRunStorageBackend, ProvenanceSpec, PubSubStorage, RekorVersion, SignerKind,
+    SigningSpec, StorageBackend, StorageSpec, TaskRunArtifactSpec, TransparencyMode,
+    TransparencySpec, VaultOidcAuth, VaultSpireAuth,
 };
 pub use status::{Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus};
 

@@ -442,6 +442,8 @@ pub struct TransparencySpec {
     pub mode: TransparencyMode,
     #[schemars(regex(pattern = r"^https?://"))]
     pub url: String,
+    /// Which Rekor API `url` speaks: `v1` (Trillian-backed) or `v2` (rekor-tiles).
+    pub version: RekorVersion,
 }
 
 impl Default for TransparencySpec {
@@ -449,8 +451,18 @@ impl Default for TransparencySpec {
         Self {
             mode: TransparencyMode::Disabled,
             url: "https://rekor.sigstore.dev".to_owned(),
+            version: RekorVersion::V1,
         }
     }
+}
+
+/// A Rekor API version.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RekorVersion {
+    #[default]
+    V1,
+    V2,
 }
 
 /// Which runs are signed.

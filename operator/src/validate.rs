@@ -240,6 +240,10 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
                 TransparencyMode::Manual => sc::TransparencyMode::Manual,
             },
             url: spec.transparency.url.clone(),
+            version: match spec.transparency.version {
+                signet_crds::RekorVersion::V1 => sc::RekorVersion::V1,
+                signet_crds::RekorVersion::V2 => sc::RekorVersion::V2,
+            },
         },
         x509: sc::X509Config {
             fulcio_enabled: keyless.enabled,

@@ -86,6 +86,8 @@ pub struct TestEnv {
     pub spire_issuer: String,
     /// Rekor's and Trillian's binaries, Trillian's gRPC address and Rekor's MySQL index DSN.
     pub rekor_bin: PathBuf,
+    /// rekor-tiles' POSIX server (Rekor v2).
+    pub rekor_v2: PathBuf,
     pub trillian: String,
     pub rekor_index_dsn: String,
     /// OpenBao's `bao` binary (tests start their own servers: `crate::vault`).
@@ -193,6 +195,7 @@ impl TestEnv {
             spiffe_id: get("SIGNET_SPIFFE_ID")?,
             spire_issuer: get("SIGNET_SPIRE_ISSUER")?,
             rekor_bin: PathBuf::from(get("SIGNET_REKOR_BIN")?),
+            rekor_v2: PathBuf::from(get("SIGNET_REKOR_V2")?),
             trillian: get("SIGNET_TRILLIAN")?,
             rekor_index_dsn: get("SIGNET_REKOR_INDEX_DSN")?,
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),

@@ -87,6 +87,85 @@ impl Fulcio {
     }
 }
 
+/// A running Rekor v2 server (rekor-tiles' POSIX server: tiles and checkpoints in local
+/// files under its directory) with an ECDSA P-256 checkpoint key of its own.
+pub struct RekorV2 {
+    pub server: Server,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The checkpoint origin.
+    pub origin: String,
+}
+
+impl RekorV2 {
+    pub async fn start(env: &TestEnv) -> Result<Self, EnvError> {
+        let binary = env.rekor_v2.clone();
+        let [metrics_port] = crate::env::free_ports()?;
+        // Verifiers take the origin to be the host of the log's URL (sigstore-go does).
+        let origin = "127.0.0.1".to_owned();
+        let name = origin.clone();
+        let server = Server::start("rekor-v2", move |port, grpc_port, dir| {
+            // The log keeps its key across restarts: made on first start.
+            let key = dir.join("rekor-v2-key.pem");
+            if !key.exists() {
+                let _ = Command::new("openssl")
+                    .args([
+                        "genpkey",
+                        "-algorithm",
+                        "EC",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:P-256",
+                    ])
+                    .arg("-out")
+                    .arg(&key)
+                    .status();
+                let _ = Command::new("openssl")
+                    .args(["pkey", "-pubout", "-in"])
+                    .arg(&key)
+                    .arg("-out")
+                    .arg(dir.join("rekor-v2-pub.pem"))
+                    .status();
+            }
+            let mut command = Command::new(&binary);
+            command
+                .arg("serve")
+                .args([
+                    "--http-address",
+                    "127.0.0.1",
+                    "--http-port",
+                    &port.to_string(),
+                ])
+                .args([
+                    "--grpc-address",
+                    "127.0.0.1",
+                    "--grpc-port",
+                    &grpc_port.to_string(),
+                ])
+                .args(["--http-metrics-port", &metrics_port.to_string()])
+                .args(["--hostname", &name])
+                .arg("--storage-dir")
+                .arg(dir.join("tiles"))
+                .arg("--signer-filepath")
+                .arg(&key)
+                .args(["--batch-max-age", "20ms", "--checkpoint-interval", "100ms"])
+                .env("HOME", dir);
+            command
+        })?;
+        server.wait_listening().await?;
+        let url = server.url.clone();
+        Ok(Self {
+            server,
+            url,
+            origin,
+        })
+    }
+
+    /// The log's public key (PEM): what the signer and verifiers pin.
+    pub fn public_key_file(&self) -> std::path::PathBuf {
+        self.server.dir().join("rekor-v2-pub.pem")
+    }
+}
+
 /// A running Rekor v1 server on a Trillian tree of its own (Trillian and MariaDB are shared,
 /// started by tests/env/up).
 pub struct Rekor {

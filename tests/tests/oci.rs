@@ -480,27 +480,72 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     drop(untrusting);
 }
 
-/// Key-based signing with the transparency log and bundles: each bundle (attestation and image
-/// signature) carries its Rekor entry — the signed entry timestamp, the inclusion proof and the
-/// log's checkpoint — so cosign v3 verifies it offline with its defaults, given only a trusted
-/// root naming this Rekor; a trusted root naming another log's key refuses it.
+/// Key-based signing with Rekor v1 and bundles: each bundle (attestation and image signature)
+/// carries its Rekor entry — the signed entry timestamp, the inclusion proof and the log's
+/// checkpoint — so cosign v3 verifies it offline with its defaults, given only a trusted root
+/// naming this Rekor; a trusted root naming another log's key refuses it.
 #[tokio::test]
 async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trusted_root() {
     let _turn = STACK.lock().await;
     let env = TestEnv::get();
+    let rekor = signet_e2e::sigstore::Rekor::start(env).await.unwrap();
+    let rekor_pem = rekor.public_key().await.unwrap();
+    let log = Log {
+        url: &rekor.url,
+        version: "v1",
+        public_pem: &rekor_pem,
+        origin: None,
+    };
+    bundles_carry_their_log_entries(env, &log).await;
+}
+
+/// The same with Rekor v2 (rekor-tiles): `hashedrekord` v0.0.2 entries with inclusion proof and
+/// checkpoint but no signed entry timestamp; the signer and cosign pin the log's key.
+#[tokio::test]
+async fn bundles_carry_their_rekor_v2_entries_and_cosign_verifies_them_with_a_trusted_root() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let rekor = signet_e2e::sigstore::RekorV2::start(env).await.unwrap();
+    let rekor_pem = std::fs::read_to_string(rekor.public_key_file()).unwrap();
+    let log = Log {
+        url: &rekor.url,
+        version: "v2",
+        public_pem: &rekor_pem,
+        origin: Some(&rekor.origin),
+    };
+    bundles_carry_their_log_entries(env, &log).await;
+}
+
+/// A transparency log a test signs with.
+struct Log<'a> {
+    url: &'a str,
+    version: &'a str,
+    public_pem: &'a str,
+    /// The checkpoint origin (Rekor v2).
+    origin: Option<&'a str>,
+}
+
+async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>) {
     let admin = env.admin_client().unwrap();
     let pid = std::process::id();
-    let rekor = signet_e2e::sigstore::Rekor::start(env).await.unwrap();
-    let signer_ns = format!("signet-e2e-bundle-tlog-{pid}");
+    let files = std::env::temp_dir().join(format!("signet-bundle-tlog-{}-{pid}", rekor.version));
+    std::fs::create_dir_all(&files).unwrap();
+    // The signer pins the log's key (Rekor v2 serves none).
+    let pinned_log = files.join("pinned-rekor.pub");
+    std::fs::write(&pinned_log, rekor.public_pem).unwrap();
+    let signer_ns = format!("signet-e2e-bundle-tlog-{}-{pid}", rekor.version);
     let stack = Stack::up_with(
         env,
         &admin,
         &signer_ns,
         json!({
-            "artifacts": {"taskRun": {"storage": ["oci"], "format": "slsa/v2alpha4"},
+            // The attestation on the run too, where kubectl signet reads which images to check.
+            "artifacts": {"taskRun": {"storage": ["tekton", "oci"], "format": "slsa/v2alpha4"},
                           "oci": {"storage": ["oci"]}},
             "storage": {"oci": {"encoding": "sigstore-bundle"}},
-            "transparency": {"mode": "enabled", "url": rekor.url}
+            "transparency": {"mode": "enabled", "url": rekor.url, "version": rekor.version},
+            "signer": {"extraEnv": [{"name": "SIGSTORE_REKOR_PUBLIC_KEY",
+                                     "value": pinned_log.to_str().unwrap()}]}
         }),
     )
     .await;
@@ -509,8 +554,6 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
     let work = TestNamespace::create(&admin, "bundle-tlog-runs")
         .await
         .unwrap();
-    let files = std::env::temp_dir().join(format!("signet-bundle-tlog-{pid}"));
-    std::fs::create_dir_all(&files).unwrap();
     let key = files.join("signet.pub");
     std::fs::write(&key, &stack.public_key).unwrap();
     let key = key.to_str().unwrap();
@@ -537,7 +580,12 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
         let address = annotations[format!("chains.tekton.dev/{name}")]
             .as_str()
             .unwrap_or_else(|| panic!("no {name} annotation: {annotations:#}"));
-        assert!(address.starts_with(&rekor.url), "{name}: {address}");
+        assert!(address.starts_with(rekor.url), "{name}: {address}");
+        assert_eq!(
+            address.contains("#logIndex="),
+            rekor.version == "v2",
+            "{name}: {address}"
+        );
     }
 
     // A trusted root with this Rekor (no Fulcio: the key is given), and one with another log.
@@ -552,9 +600,13 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
                 "create",
                 "--rekor",
                 &format!(
-                    "url={},public-key={},start-time=2020-01-01T00:00:00Z",
+                    "url={},public-key={},start-time=2020-01-01T00:00:00Z{}",
                     rekor.url,
-                    pem.display()
+                    pem.display(),
+                    rekor
+                        .origin
+                        .map(|o| format!(",origin={o}"))
+                        .unwrap_or_default()
                 ),
                 "--out",
                 path.to_str().unwrap(),
@@ -564,7 +616,7 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
         assert_ok(&out, "cosign trusted-root create");
         path.to_str().unwrap().to_owned()
     };
-    let ours = trusted_root("rekor", &rekor.public_key().await.unwrap());
+    let ours = trusted_root("rekor", rekor.public_pem);
     let other_key = files.join("other-log.key");
     let made = std::process::Command::new("openssl")
         .args([
@@ -693,23 +745,22 @@ async fn signature_bundle(
         .unwrap()
         .unwrap();
     let index: Value = serde_json::from_slice(&index).unwrap();
-    let referrer = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| {
-            m["annotations"]["dev.sigstore.bundle.predicateType"]
-                == "https://sigstore.dev/cosign/sign/v1"
-        })
-        .unwrap_or_else(|| panic!("no image signature bundle in {index:#}"));
-    let manifest = repository
-        .manifest(referrer["digest"].as_str().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-    repository.blob(layer, 1 << 20).await.unwrap().unwrap()
+    // The referrers index need not say what each referrer is: their manifests do.
+    for referrer in index["manifests"].as_array().unwrap() {
+        let manifest = repository
+            .manifest(referrer["digest"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+        if manifest["annotations"]["dev.sigstore.bundle.predicateType"]
+            == "https://sigstore.dev/cosign/sign/v1"
+        {
+            let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+            return repository.blob(layer, 1 << 20).await.unwrap().unwrap();
+        }
+    }
+    panic!("no image signature bundle among {index:#}");
 }
 
 /// Attaches `bundle` to `digest` as an image signature referrer, as Signet would.
@@ -737,7 +788,9 @@ async fn attach_bundle(
     let manifest = layout::referrer(&subject, &layer).unwrap();
     repository.push_blob(&layer.data).await.unwrap();
     repository.push_blob(b"{}").await.unwrap();
-    let pushed = repository
+    // The referrers registry lists it by its subject (it answers without OCI-Subject, so
+    // Signet also writes the fallback tag; cosign asks the referrers API first).
+    repository
         .put(
             &layout::digest_of(&manifest),
             &manifest,
@@ -745,7 +798,6 @@ async fn attach_bundle(
         )
         .await
         .unwrap();
-    assert!(pushed, "the referrers registry did not take the referrer");
 }
 
 /// The layers under `tag` in `repository` of the test registry.

@@ -217,7 +217,7 @@ async fn sign_images(
         if let (Some(entry), Some(tlog)) = (&entry, tlog) {
             out.annotations.insert(
                 format!("{ANNOTATION_PREFIX}transparency-{}", image.short_digest()),
-                entry.address(&tlog.url),
+                tlog.address(entry),
             );
         }
         let signature = ImageSignature {
@@ -269,6 +269,14 @@ pub async fn sign_run(
     let run_certificate = keyless
         .as_ref()
         .filter(|_| artifact.signer == SignerKind::X509);
+    // A Fulcio certificate lives minutes; Rekor v2 records no time, so only a signed timestamp
+    // could show the signature was made while it was valid.
+    if keyless.is_some() && tlog.is_some_and(|t| t.version == signet_config::RekorVersion::V2) {
+        return Err(SignError::SignerNotImplemented {
+            run: run.id(),
+            signer: "keyless signing with Rekor v2 (it needs a timestamp authority)",
+        });
+    }
     let envelope_json = signed_envelope(run, run_key, &payload).await?;
     let entry = record_attestation(run, tlog, run_key, run_certificate, &envelope_json).await?;
     let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
@@ -277,7 +285,7 @@ pub async fn sign_run(
     if let (Some(entry), Some(tlog)) = (&entry, tlog) {
         out.annotations.insert(
             format!("{ANNOTATION_PREFIX}transparency"),
-            entry.address(&tlog.url),
+            tlog.address(entry),
         );
     }
     // A Sigstore bundle in a registry carries the key it verifies with.

@@ -1,4 +1,5 @@
-//! Rekor v1 uploads (`transparency.enabled`, `transparency.url`): a `dsse` entry for each
+//! Transparency-log uploads (`transparency.enabled`, `transparency.url`,
+//! `transparency.version`; Rekor v2 in [`v2`]). Rekor v1: a `dsse` entry for each
 //! run's attestation and a `hashedrekord` entry for each image signature, each with the
 //! verification material (the Fulcio certificate, or the public key). The entry's signed
 //! timestamp becomes cosign's bundle annotation on the OCI layer, so verifiers check the log
@@ -8,6 +9,7 @@
 //! `SIGSTORE_REKOR_PUBLIC_KEY` (cosign's variable: a PEM file) or, when that is unset, the
 //! key the log itself serves, read once and said once in the log (trust on first use).
 
+pub mod v2;
 pub mod verify;
 
 use std::time::Duration;
@@ -16,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use signet_config::{SignerConfig, TransparencyMode};
+use signet_config::{RekorVersion, SignerConfig, TransparencyMode};
 
 use crate::annotations::TRANSPARENCY_UPLOAD;
 use crate::run::Run;
@@ -82,9 +84,13 @@ impl Entry {
             "logId": {"keyId": STANDARD.encode(hex::decode(&self.log_id).unwrap_or_default())},
             "kindVersion": {"kind": self.kind, "version": self.kind_version},
             "integratedTime": self.integrated_time.to_string(),
-            "inclusionPromise": {"signedEntryTimestamp": self.signed_entry_timestamp},
             "canonicalizedBody": self.body,
         });
+        // Rekor v2 gives no signed entry timestamp (and no integrated time).
+        if !self.signed_entry_timestamp.is_empty() {
+            entry["inclusionPromise"] =
+                json!({"signedEntryTimestamp": self.signed_entry_timestamp});
+        }
         if let Some(p) = &self.proof {
             entry["inclusionProof"] = json!({
                 "logIndex": p.log_index.to_string(),
@@ -107,10 +113,11 @@ impl Entry {
     }
 }
 
-/// A Rekor v1 log.
+/// A Rekor log, v1 or v2 (`transparency.version`).
 #[derive(Clone, Debug)]
 pub struct Rekor {
     pub url: String,
+    pub version: RekorVersion,
     http: reqwest::Client,
     keys: LogKeys,
 }
@@ -152,11 +159,22 @@ pub fn parse_entry(answer: &Value) -> Result<Entry, String> {
 }
 
 impl Rekor {
-    pub fn new(http: &reqwest::Client, url: &str, keys: &LogKeys) -> Self {
+    pub fn new(http: &reqwest::Client, url: &str, version: RekorVersion, keys: &LogKeys) -> Self {
         Self {
             url: url.trim_end_matches('/').to_owned(),
+            version,
             http: http.clone(),
             keys: keys.clone(),
+        }
+    }
+
+    /// Where `entry` can be found (Chains' `transparency` annotations): Rekor v1's entry
+    /// address, or for Rekor v2, which has no per-entry API, the log with the entry's index
+    /// as the fragment (`<url>#logIndex=<n>`; the entry itself is in the bundles).
+    pub fn address(&self, entry: &Entry) -> String {
+        match self.version {
+            RekorVersion::V1 => entry.address(&self.url),
+            RekorVersion::V2 => format!("{}#logIndex={}", self.url, entry.log_index),
         }
     }
 
@@ -196,6 +214,10 @@ impl Rekor {
                     path.to_string_lossy()
                 ))
             })?
+        } else if self.version == RekorVersion::V2 {
+            return Err(self.error(
+                "Rekor v2 serves no public key to check its answers with: set SIGSTORE_REKOR_PUBLIC_KEY to the log's PEM public key",
+            ));
         } else {
             self.served_public_key().await?
         };
@@ -272,8 +294,44 @@ impl Rekor {
         Ok(answer)
     }
 
-    /// A `dsse` entry for an attestation envelope, verified by `verifier` (PEM certificate or
-    /// public key).
+    /// Proposes a Rekor v2 `hashedrekord` entry for `signature` over a message whose SHA-256
+    /// is `digest`, and checks the answer before returning it.
+    async fn propose_v2(
+        &self,
+        digest: &[u8; 32],
+        signature: &[u8],
+        verifier: &str,
+    ) -> Result<Entry, TransparencyError> {
+        let request =
+            v2::hashedrekord_request(digest, signature, verifier).map_err(|e| self.error(e))?;
+        let log_key = self.public_key().await?;
+        let url = format!("{}/api/v2/log/entries", self.url);
+        let response = self
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(30))
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.error(e))?;
+        if !status.is_success() {
+            let message: Value = serde_json::from_str(&text).unwrap_or_default();
+            return Err(self.error(format!(
+                "{status}: {}",
+                message["message"].as_str().unwrap_or("no details")
+            )));
+        }
+        let answer: Value =
+            serde_json::from_str(&text).map_err(|_| self.error("its answer is not JSON"))?;
+        v2::check_entry(&answer, &log_key, &v2::expected_body(&request))
+            .map_err(|e| self.error(format!("its answer cannot be used: {e}")))
+    }
+
+    /// An entry for an attestation envelope, verified by `verifier` (PEM certificate or public
+    /// key): `dsse` in Rekor v1, `hashedrekord` of the envelope's pre-authentication encoding
+    /// in Rekor v2.
     pub async fn dsse(
         &self,
         envelope_json: &[u8],
@@ -285,6 +343,16 @@ impl Rekor {
         let payload = STANDARD
             .decode(&envelope_value.payload)
             .map_err(|e| self.error(format!("the envelope's payload is not base64: {e}")))?;
+        if self.version == RekorVersion::V2 {
+            let signature = envelope_value
+                .signatures
+                .first()
+                .and_then(|s| STANDARD.decode(&s.sig).ok())
+                .ok_or_else(|| self.error("the envelope has no signature to record"))?;
+            let pae = crate::signing::dsse::pae(&envelope_value.payload_type, &payload);
+            let digest: [u8; 32] = Sha256::digest(pae).into();
+            return self.propose_v2(&digest, &signature, verifier).await;
+        }
         let payload_hash = hex::encode(Sha256::digest(payload));
         let signature = envelope_value
             .signatures
@@ -325,6 +393,10 @@ impl Rekor {
         signature: &[u8],
         verifier: &str,
     ) -> Result<Entry, TransparencyError> {
+        if self.version == RekorVersion::V2 {
+            let digest: [u8; 32] = Sha256::digest(payload).into();
+            return self.propose_v2(&digest, signature, verifier).await;
+        }
         let spec = json!({
             "signature": {"content": STANDARD.encode(signature),
                           "publicKey": {"content": STANDARD.encode(verifier)}},

@@ -72,10 +72,24 @@ fn hex32(value: &Value, what: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| format!("the inclusion proof's {what} is not a SHA-256 hash"))
 }
 
+/// A base64 SHA-256 hash (protobuf JSON's bytes), as Rekor v2 writes them.
+pub(super) fn hex32_b64(value: &Value, what: &str) -> Result<[u8; 32], String> {
+    value
+        .as_str()
+        .and_then(|h| STANDARD.decode(h).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| format!("the inclusion proof's {what} is not a SHA-256 hash"))
+}
+
 /// Checks a checkpoint (a signed note: origin, tree size, base64 root hash, then a blank line
 /// and `— <name> <base64 key hint + signature>` lines) against the log's key, and that it
 /// commits to `size` and `root`.
-fn check_checkpoint(note: &str, key: &[u8], size: u64, root: &[u8; 32]) -> Result<(), String> {
+pub(super) fn check_checkpoint(
+    note: &str,
+    key: &[u8],
+    size: u64,
+    root: &[u8; 32],
+) -> Result<(), String> {
     let (text, signatures) = note
         .split_once("\n\n")
         .ok_or("the checkpoint is not a signed note")?;

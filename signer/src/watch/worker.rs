@@ -46,8 +46,14 @@ async fn sign(
             .map(|k| k.as_ref().map(AsRef::as_ref).map_err(Clone::clone)),
         keyless: keyless.as_ref().map(|k| k.as_ref().map_err(Clone::clone)),
     };
-    let tlog = uploads(config, run)
-        .then(|| Rekor::new(ctx.clients.http(), &config.transparency.url, &ctx.log_keys));
+    let tlog = uploads(config, run).then(|| {
+        Rekor::new(
+            ctx.clients.http(),
+            &config.transparency.url,
+            config.transparency.version,
+            &ctx.log_keys,
+        )
+    });
     sign_run(run, children, config, &keys, tlog.as_ref()).await
 }
 

@@ -177,7 +177,8 @@ fn with_bundle(
     mut annotations: BTreeMap<String, String>,
     entry: Option<&Entry>,
 ) -> BTreeMap<String, String> {
-    if let Some(entry) = entry {
+    // Rekor v2 gives no signed entry timestamp: its entries travel in Sigstore bundles only.
+    if let Some(entry) = entry.filter(|e| !e.signed_entry_timestamp.is_empty()) {
         annotations.insert(BUNDLE_ANNOTATION.to_owned(), entry.bundle());
     }
     annotations
