@@ -87,6 +87,35 @@ impl Fulcio {
     }
 }
 
+/// Makes an ECDSA P-256 key pair with openssl: the private key (PKCS#8 PEM) at `key` and its
+/// public key (PEM) at `public`.
+pub fn p256_key_pair(key: &std::path::Path, public: &std::path::Path) -> Result<(), EnvError> {
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(key)
+        .status()
+        .map_err(err)?;
+    let split = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(key)
+        .arg("-out")
+        .arg(public)
+        .status()
+        .map_err(err)?;
+    if made.success() && split.success() {
+        Ok(())
+    } else {
+        Err(err("openssl could not make a P-256 key pair"))
+    }
+}
+
 /// A running Rekor v2 server (rekor-tiles' POSIX server: tiles and checkpoints in local
 /// files under its directory) with an ECDSA P-256 checkpoint key of its own.
 pub struct RekorV2 {
@@ -108,23 +137,7 @@ impl RekorV2 {
             // The log keeps its key across restarts: made on first start.
             let key = dir.join("rekor-v2-key.pem");
             if !key.exists() {
-                let _ = Command::new("openssl")
-                    .args([
-                        "genpkey",
-                        "-algorithm",
-                        "EC",
-                        "-pkeyopt",
-                        "ec_paramgen_curve:P-256",
-                    ])
-                    .arg("-out")
-                    .arg(&key)
-                    .status();
-                let _ = Command::new("openssl")
-                    .args(["pkey", "-pubout", "-in"])
-                    .arg(&key)
-                    .arg("-out")
-                    .arg(dir.join("rekor-v2-pub.pem"))
-                    .status();
+                let _ = p256_key_pair(&key, &dir.join("rekor-v2-pub.pem"));
             }
             let mut command = Command::new(&binary);
             command

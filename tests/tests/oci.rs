@@ -617,27 +617,9 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
         path.to_str().unwrap().to_owned()
     };
     let ours = trusted_root("rekor", rekor.public_pem);
-    let other_key = files.join("other-log.key");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&other_key)
-        .output()
-        .unwrap();
-    assert_ok(&made, "openssl genpkey");
-    let other_pub = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&other_key)
-        .output()
-        .unwrap();
-    assert_ok(&other_pub, "openssl pkey -pubout");
-    let theirs = trusted_root("other-log", &String::from_utf8_lossy(&other_pub.stdout));
+    let other_pub = files.join("other-log.pem");
+    signet_e2e::sigstore::p256_key_pair(&files.join("other-log.key"), &other_pub).unwrap();
+    let theirs = trusted_root("other-log", &std::fs::read_to_string(&other_pub).unwrap());
     let pinned = format!("{image}@{digest}");
     let cosign = |trusted: &str, args: &[&str]| {
         let mut all = args.to_vec();

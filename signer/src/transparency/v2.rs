@@ -10,9 +10,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use super::verify::{check_checkpoint, hex32_b64, root_from_inclusion};
+use super::verify::{check_inclusion, hex32_b64};
 use super::{Entry, InclusionProof};
 
 /// The SPKI DER prefix of every ECDSA P-256 public key.
@@ -117,23 +116,22 @@ pub fn check_entry(
         number(&proof["logIndex"], "proof logIndex")?,
         number(&proof["treeSize"], "treeSize")?,
     );
-    let root = hex32_b64(&proof["rootHash"], "rootHash")?;
-    let hashes = proof["hashes"]
-        .as_array()
-        .ok_or("the inclusion proof has no hashes")?
-        .iter()
-        .map(|h| hex32_b64(h, "hashes"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut leaf = Sha256::new();
-    leaf.update([0u8]);
-    leaf.update(&body);
-    if root_from_inclusion(index, size, leaf.finalize().into(), &hashes) != Some(root) {
-        return Err("the inclusion proof does not lead to the root hash".to_owned());
-    }
-    let checkpoint = proof["checkpoint"]["envelope"]
-        .as_str()
-        .ok_or("the inclusion proof has no checkpoint")?;
-    check_checkpoint(checkpoint, log_key, size, &root)?;
+    let proof = InclusionProof {
+        log_index: index,
+        tree_size: size,
+        root_hash: hex32_b64(&proof["rootHash"], "rootHash")?,
+        hashes: proof["hashes"]
+            .as_array()
+            .ok_or("the inclusion proof has no hashes")?
+            .iter()
+            .map(|h| hex32_b64(h, "hashes"))
+            .collect::<Result<Vec<_>, _>>()?,
+        checkpoint: proof["checkpoint"]["envelope"]
+            .as_str()
+            .ok_or("the inclusion proof has no checkpoint")?
+            .to_owned(),
+    };
+    check_inclusion(&body, &proof, log_key)?;
     let record: Value =
         serde_json::from_slice(&body).map_err(|_| "the entry body is not JSON".to_owned())?;
     expected(&record).map_err(|e| format!("the entry is not what was sent: {e}"))?;
@@ -150,19 +148,14 @@ pub fn check_entry(
         signed_entry_timestamp: String::new(),
         kind: record["kind"].as_str().unwrap_or_default().to_owned(),
         kind_version: record["apiVersion"].as_str().unwrap_or_default().to_owned(),
-        proof: Some(InclusionProof {
-            log_index: index,
-            tree_size: size,
-            root_hash: root,
-            hashes,
-            checkpoint: checkpoint.to_owned(),
-        }),
+        proof: Some(proof),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use signet_config::keys::SigningKey;
 
     fn key(file: &str) -> SigningKey {

@@ -113,6 +113,33 @@ pub(super) fn check_checkpoint(
     }
 }
 
+/// The entry `body` is in the log: its leaf leads through the proof to the root hash, which
+/// a checkpoint signed with `log_key` commits to for the same tree size.
+pub(super) fn check_inclusion(
+    body: &[u8],
+    proof: &super::InclusionProof,
+    log_key: &[u8],
+) -> Result<(), String> {
+    let mut leaf = Sha256::new();
+    leaf.update([0u8]);
+    leaf.update(body);
+    let root = root_from_inclusion(
+        proof.log_index,
+        proof.tree_size,
+        leaf.finalize().into(),
+        &proof.hashes,
+    );
+    if root != Some(proof.root_hash) {
+        return Err("the inclusion proof does not lead to the root hash".to_owned());
+    }
+    check_checkpoint(
+        &proof.checkpoint,
+        log_key,
+        proof.tree_size,
+        &proof.root_hash,
+    )
+}
+
 /// Checks Rekor's answer for one entry (`{"<uuid>": {...}}`) against the log's public key
 /// (SPKI DER) and, through `expected`, that its body is the entry that was sent.
 pub fn check_entry(
@@ -146,23 +173,22 @@ pub fn check_entry(
             .ok_or_else(|| format!("the inclusion proof has no {name}"))
     };
     let (index, size) = (number("logIndex")?, number("treeSize")?);
-    let root = hex32(&proof["rootHash"], "rootHash")?;
-    let hashes = proof["hashes"]
-        .as_array()
-        .ok_or("the inclusion proof has no hashes")?
-        .iter()
-        .map(|h| hex32(h, "hashes"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut leaf = Sha256::new();
-    leaf.update([0u8]);
-    leaf.update(&body);
-    if root_from_inclusion(index, size, leaf.finalize().into(), &hashes) != Some(root) {
-        return Err("the inclusion proof does not lead to the root hash".to_owned());
-    }
-    let checkpoint = proof["checkpoint"]
-        .as_str()
-        .ok_or("the inclusion proof has no checkpoint")?;
-    check_checkpoint(checkpoint, log_key, size, &root)?;
+    let proof = super::InclusionProof {
+        log_index: index,
+        tree_size: size,
+        root_hash: hex32(&proof["rootHash"], "rootHash")?,
+        hashes: proof["hashes"]
+            .as_array()
+            .ok_or("the inclusion proof has no hashes")?
+            .iter()
+            .map(|h| hex32(h, "hashes"))
+            .collect::<Result<Vec<_>, _>>()?,
+        checkpoint: proof["checkpoint"]
+            .as_str()
+            .ok_or("the inclusion proof has no checkpoint")?
+            .to_owned(),
+    };
+    check_inclusion(&body, &proof, log_key)?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|_| "the entry body is not JSON".to_owned())?;
     expected(&body).map_err(|e| format!("the entry is not what was sent: {e}"))?;
@@ -174,13 +200,7 @@ pub fn check_entry(
         .as_str()
         .unwrap_or_default()
         .clone_into(&mut entry.kind_version);
-    entry.proof = Some(super::InclusionProof {
-        log_index: index,
-        tree_size: size,
-        root_hash: root,
-        hashes,
-        checkpoint: checkpoint.to_owned(),
-    });
+    entry.proof = Some(proof);
     Ok(entry)
 }
 
