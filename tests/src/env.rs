@@ -257,6 +257,34 @@ fn load_kubeconfig(path: &Path) -> Result<Config, EnvError> {
 /// outgoing connection of another process takes one in the moment between our check and the
 /// server binding it — OpenBao binds its cluster port only when it is initialised, seconds
 /// after it starts, and lost that race in CI.
+/// What the cluster shows of a rollout in `ns` (`Deployments`, `ReplicaSets`, pods and the
+/// namespace's recent Events), for a test's failure message when a signer never became ready.
+pub fn rollout_state(env: &TestEnv, ns: &str) -> String {
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new(&env.kubectl)
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig)
+            .args(["-n", ns])
+            .args(args)
+            .output()
+            .map_or_else(
+                |e| format!("kubectl: {e}\n"),
+                |o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                },
+            )
+    };
+    format!(
+        "--- {ns}: deployments, replicasets, pods\n{}--- events\n{}",
+        kubectl(&["get", "deployment,replicaset,pod", "-o", "wide"]),
+        kubectl(&["get", "events", "--sort-by", ".lastTimestamp"])
+    )
+}
+
 pub fn free_ports<const N: usize>() -> Result<[u16; N], EnvError> {
     let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

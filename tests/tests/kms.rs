@@ -107,6 +107,11 @@ struct VaultScene {
 
 impl VaultScene {
     async fn up(name: &str) -> Self {
+        Self::up_with(name, &json!({})).await
+    }
+
+    /// [`Self::up`] with `extra` merged into the SignetConfig spec from the start.
+    async fn up_with(name: &str, extra: &Value) -> Self {
         let turn = STACK.lock().await;
         let env = TestEnv::get();
         let admin = env.admin_client().unwrap();
@@ -116,8 +121,11 @@ impl VaultScene {
         let token = bao.token("signet-sign").await.unwrap();
         let token_file = write_secret_file(&files, "vault-token", &token);
         // The kms signer needs a key reference from the start (the API server insists).
-        let base = json!({"artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
-                          "signing": {"kms": {"ref": "hashivault://signet", "auth": {"address": bao.addr}}}});
+        let base = common::merged(
+            &json!({"artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+                    "signing": {"kms": {"ref": "hashivault://signet", "auth": {"address": bao.addr}}}}),
+            extra,
+        );
         let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
         let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
         stack
@@ -208,6 +216,102 @@ async fn vault_transit_signs_with_a_token_file_and_the_rotated_key_signs_the_nex
         cosign_verify_with_vault(env, bao, "signet", 2, &envelope)
             .status
             .success()
+    );
+}
+
+/// A Vault transit key with bundles and Rekor v2: the image signature and the attestation are
+/// Sigstore bundles carrying their Rekor v2 entries, and cosign v3 verifies both with the key
+/// Vault exports and a trusted root naming the log — no insecure flag.
+#[tokio::test]
+async fn vault_transit_bundles_recorded_in_rekor_v2_verify_with_cosign_and_a_trusted_root() {
+    let env = TestEnv::get();
+    let rekor = signet_e2e::sigstore::RekorV2::start(env).await.unwrap();
+    let pinned_log = rekor.public_key_file();
+    let extra = json!({
+        "artifacts": {"oci": {"storage": ["oci"], "signer": "kms"},
+                      "taskRun": {"storage": ["tekton", "oci"], "format": "slsa/v2alpha4"}},
+        "storage": {"oci": {"encoding": "sigstore-bundle"}},
+        "transparency": {"mode": "enabled", "url": rekor.url, "version": "v2"},
+        "signer": {"extraEnv": [{"name": "SIGSTORE_REKOR_PUBLIC_KEY",
+                                 "value": pinned_log.to_str().unwrap()}]}
+    });
+    let scene = VaultScene::up_with("kms-vault-rekor-v2", &extra).await;
+    let (admin, ns) = (&scene.admin, scene.work.name());
+    let log = || scene.signer.log_text();
+    let registry = env.referrers_registry.as_str();
+    let repo = format!("kms/app-{}", std::process::id());
+    let digest = signet_e2e::registry::push_random_image_to(env, registry, &repo, "v1")
+        .await
+        .unwrap();
+    let image = format!("{registry}/{repo}");
+    common::build_run(
+        admin,
+        ns,
+        "vault-v2",
+        &image,
+        &digest,
+        None,
+        common::FINISHED,
+    )
+    .await;
+    wait_signed(admin, ns, "vault-v2", log).await;
+    let key = scene.files.join("vault.pub");
+    std::fs::write(&key, scene.bao.public_pem("signet", 1).await.unwrap()).unwrap();
+    let trusted_root = scene.files.join("trusted_root.json");
+    let out = common::cosign_registry(
+        env,
+        &[
+            "trusted-root",
+            "create",
+            "--rekor",
+            &format!(
+                "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
+                rekor.url,
+                pinned_log.display(),
+                rekor.origin
+            ),
+            "--out",
+            trusted_root.to_str().unwrap(),
+        ],
+        &[],
+    );
+    common::assert_ok(&out, "cosign trusted-root create");
+    let pinned = format!("{image}@{digest}");
+    for args in [
+        &["verify"][..],
+        &["verify-attestation", "--type", "slsaprovenance1"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend([
+            "--key",
+            key.to_str().unwrap(),
+            "--trusted-root",
+            trusted_root.to_str().unwrap(),
+            pinned.as_str(),
+        ]);
+        common::assert_ok(
+            &common::cosign_registry(env, &all, &[]),
+            &format!("cosign {args:?}"),
+        );
+    }
+    // Not with the operator's generated key.
+    let generated = scene.files.join("generated.pub");
+    std::fs::write(&generated, &scene.stack.public_key).unwrap();
+    let out = common::cosign_registry(
+        env,
+        &[
+            "verify",
+            "--key",
+            generated.to_str().unwrap(),
+            "--trusted-root",
+            trusted_root.to_str().unwrap(),
+            &pinned,
+        ],
+        &[],
+    );
+    assert!(
+        !out.status.success(),
+        "the generated key verified a Vault signature"
     );
 }
 

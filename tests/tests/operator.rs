@@ -260,7 +260,13 @@ impl Rolled {
         apply_config(&admin, json!({"targetNamespace": ns})).await;
         let config = eventually(
             "Ready=True",
-            || operator.log_text(),
+            || {
+                format!(
+                    "{}\n{}",
+                    operator.log_text(),
+                    signet_e2e::env::rollout_state(env, &ns)
+                )
+            },
             || async {
                 let c = configs.get("config").await.ok()?;
                 (condition(&c, "Ready")?.0 == "True").then_some(c)
