@@ -22,8 +22,8 @@ use signet_crds::SignetConfig;
 use signet_e2e::TestEnv;
 use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
 
-/// How long a rollout may take: the controller-manager and kwok make the signer's pod ready,
-/// which on a loaded 2-core machine has taken more than 30 s.
+/// How long a rollout may take: the controller-manager and kwok make the signer's pod ready
+/// (seconds normally; the bound is generous for a loaded 2-core machine).
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Tests that run operator processes share one Lease and one SignetConfig: one at a time.
