@@ -255,6 +255,83 @@ impl Verifier {
         Ok((leaf.key, format!("a Fulcio certificate for {expected}")))
     }
 
+    /// The public key (SPKI DER) of the Rekor v1 log at `base`: the pinned one, else what the
+    /// log serves. Callers check first that `base` is the log the SignetConfig names.
+    async fn log_key(&self, base: &str) -> Result<Vec<u8>, String> {
+        if let Some(key) = &self.trust.rekor_key {
+            return Ok(key.clone());
+        }
+        let pem = self
+            .clients
+            .http()
+            .get(format!("{base}/api/v1/log/publicKey"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("reading the log's public key: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("reading the log's public key: {e}"))?;
+        public_key_der(&pem).map_err(|e| format!("the log's public key: {e}"))
+    }
+
+    /// The transparency-log entry a bundle carries, checked: its inclusion proof leads to a
+    /// checkpoint the trusted log signed, and it records this envelope's signature. `None`
+    /// when the bundle carries none.
+    async fn bundle_entry(&self, bundle: &Value) -> Result<Option<u64>, String> {
+        let Some(entry) = bundle["verificationMaterial"]["tlogEntries"].get(0) else {
+            let required = self
+                .spec
+                .as_ref()
+                .is_some_and(|spec| spec.transparency.mode == TransparencyMode::Enabled);
+            return if required {
+                Err("transparency is on, and the bundle carries no log entry".to_owned())
+            } else {
+                Ok(None)
+            };
+        };
+        let key = match (&self.trust.rekor_key, &self.spec) {
+            (Some(key), _) => key.clone(),
+            (None, Some(spec)) if spec.transparency.version == signet_crds::RekorVersion::V1 => {
+                self.log_key(spec.transparency.url.trim_end_matches('/'))
+                    .await?
+            }
+            _ => {
+                return Err(
+                    "the bundle's Rekor v2 entry cannot be checked: Rekor v2 serves no public key; pass --rekor-public-key"
+                        .to_owned(),
+                );
+            }
+        };
+        let signatures: Vec<&str> = bundle["dsseEnvelope"]["signatures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["sig"].as_str())
+            .collect();
+        // A dsse entry (Rekor v1) lists the signatures; a hashedrekord (v1 or v2) has one.
+        let expected = |body: &Value| {
+            let spec = &body["spec"];
+            let recorded = spec["signatures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| &s["signature"])
+                .chain([
+                    &spec["signature"]["content"],
+                    &spec["hashedRekordV002"]["signature"]["content"],
+                ]);
+            let ours = recorded
+                .filter_map(Value::as_str)
+                .any(|r| signatures.contains(&r));
+            ours.then_some(())
+                .ok_or_else(|| "the entry records another signature".to_owned())
+        };
+        signet_signer::transparency::v2::check_entry(entry, &key, &expected)
+            .map(|e| Some(e.log_index))
+            .map_err(|e| format!("the bundle's log entry: {e}"))
+    }
+
     /// The run's transparency entry, verified: `Ok(Some(integrated time))`, `Ok(None)` when
     /// none is recorded and none is required.
     async fn transparency(
@@ -301,22 +378,8 @@ impl Verifier {
                 configured.unwrap_or_default()
             ));
         }
-        let http = self.clients.http();
-        let answer: Value = get_json(http, address).await?;
-        let key = if let Some(key) = &self.trust.rekor_key {
-            key.clone()
-        } else {
-            let pem = http
-                .get(format!("{base}/api/v1/log/publicKey"))
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| format!("reading the log's public key: {e}"))?
-                .text()
-                .await
-                .map_err(|e| format!("reading the log's public key: {e}"))?;
-            public_key_der(&pem).map_err(|e| format!("the log's public key: {e}"))?
-        };
+        let answer: Value = get_json(self.clients.http(), address).await?;
+        let key = self.log_key(base).await?;
         let envelope: Envelope = serde_json::from_slice(&stored.envelope)
             .map_err(|_| "the signature annotation is not a DSSE envelope".to_owned())?;
         let payload_hash = hex::encode(Sha256::digest(&stored.payload));
@@ -674,6 +737,10 @@ impl Verifier {
         let payload = open_envelope(&envelope, &key)?;
         let statement = serde_json::from_slice(&payload)
             .map_err(|_| "a bundle's statement is not JSON".to_owned())?;
+        let by = match self.bundle_entry(&bundle).await? {
+            Some(index) => format!("{by}; log entry {index} proven included"),
+            None => by,
+        };
         Ok(Some((statement, by)))
     }
 }

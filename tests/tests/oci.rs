@@ -650,7 +650,8 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
             "cosign {args:?} did not refuse entries under another log's key: {said}"
         );
     }
-    // kubectl signet finds the bundles among the image's referrers and verifies them too.
+    // kubectl signet finds the bundles among the image's referrers and verifies them too, with
+    // the log entry each carries (the log's key pinned: Rekor v2 serves none).
     let out = kubectl_signet(
         env,
         &[
@@ -661,6 +662,8 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
             work.name(),
             "-o",
             "json",
+            "--rekor-public-key",
+            pinned_log.to_str().unwrap(),
         ],
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -668,6 +671,31 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
     for check in ["image signature", "image attestation"] {
         assert_eq!(check_outcome(&report, check), "pass", "{report:#}");
     }
+    assert!(
+        report.to_string().contains("proven included"),
+        "no bundle log entry checked: {report:#}"
+    );
+    let out = kubectl_signet(
+        env,
+        &[
+            "verify",
+            "taskrun",
+            "logged",
+            "-n",
+            work.name(),
+            "-o",
+            "json",
+            "--rekor-public-key",
+            other_pub.to_str().unwrap(),
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "another log's key: {report:#}");
+    assert_eq!(
+        check_outcome(&report, "image signature"),
+        "fail",
+        "{report:#}"
+    );
 
     // The image signature's bundle, moved to another image as it is, and with its statement
     // changed to name that image: cosign v3 refuses both, each alone on its image.
