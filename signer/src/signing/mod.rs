@@ -185,6 +185,7 @@ async fn sign_images(
     } else {
         Vec::new()
     };
+    let simple_needed = !bundles || config.oci.storage.iter().any(|b| *b != StorageBackend::Oci);
     for image in images {
         let bundle_envelope = if bundles {
             let statement = cosign_sign_statement(image);
@@ -193,7 +194,13 @@ async fn sign_images(
             None
         };
         let payload = simple_signing_payload(image);
-        let raw_signature = key.sign(run, &payload).await?;
+        // The simple-signing signature only for what still stores it (`.sig`, `tekton`): with
+        // bundles into OCI alone it would be a wasted KMS call per image.
+        let raw_signature = if simple_needed {
+            key.sign(run, &payload).await?
+        } else {
+            Vec::new()
+        };
         // Recorded per image, so that a run's entries do not overwrite each other: the
         // bundle's envelope as a `dsse` entry, or the simple-signing signature as a
         // `hashedrekord` one.
