@@ -652,22 +652,26 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
     }
     // kubectl signet finds the bundles among the image's referrers and verifies them too, with
     // the log entry each carries (the log's key pinned: Rekor v2 serves none).
-    let out = kubectl_signet(
-        env,
-        &[
-            "verify",
-            "taskrun",
-            "logged",
-            "-n",
-            work.name(),
-            "-o",
-            "json",
-            "--rekor-public-key",
-            pinned_log.to_str().unwrap(),
-        ],
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let verify_with = |log_key: &std::path::Path| {
+        let out = kubectl_signet(
+            env,
+            &[
+                "verify",
+                "taskrun",
+                "logged",
+                "-n",
+                work.name(),
+                "-o",
+                "json",
+                "--rekor-public-key",
+                log_key.to_str().unwrap(),
+            ],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let (code, report) = verify_with(&pinned_log);
+    assert_eq!(code, Some(0), "{report:#}");
     for check in ["image signature", "image attestation"] {
         assert_eq!(check_outcome(&report, check), "pass", "{report:#}");
     }
@@ -675,22 +679,8 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
         report.to_string().contains("proven included"),
         "no bundle log entry checked: {report:#}"
     );
-    let out = kubectl_signet(
-        env,
-        &[
-            "verify",
-            "taskrun",
-            "logged",
-            "-n",
-            work.name(),
-            "-o",
-            "json",
-            "--rekor-public-key",
-            other_pub.to_str().unwrap(),
-        ],
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "another log's key: {report:#}");
+    let (code, report) = verify_with(&other_pub);
+    assert_eq!(code, Some(1), "another log's key: {report:#}");
     assert_eq!(
         check_outcome(&report, "image signature"),
         "fail",
