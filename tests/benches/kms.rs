@@ -1,5 +1,6 @@
-//! `make bench` (KMS and keyless part): for each KMS — Vault transit on OpenBao, AWS KMS on
-//! local-kms, and the Azure Key Vault and Google Cloud KMS test doubles — and for keyless
+//! `make bench` (KMS and keyless part): for each KMS — Vault transit on OpenBao (alone, and with
+//! each attestation recorded in Rekor v1 or Rekor v2), AWS KMS on local-kms, and the Azure Key
+//! Vault and Google Cloud KMS test doubles — and for keyless
 //! signing (Fulcio + Rekor), a burst of completed TaskRuns (`SIGNET_BENCH_KMS_RUNS`, default
 //! 300) signed by the release signer (one signing round trip per run; keyless: a certificate
 //! and a log entry per run), as its ServiceAccount with the Deployment's environment. Prints
@@ -38,9 +39,19 @@ async fn main() {
     let base = json!({"targetNamespace": signer_ns,
                       "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
     let mut results = Vec::new();
-    for which in ["vault", "aws", "azure", "gcp", "keyless"] {
+    for which in [
+        "vault",
+        "vault+rekor-v1",
+        "vault+rekor-v2",
+        "aws",
+        "azure",
+        "gcp",
+        "keyless",
+    ] {
         let fixture: KmsFixture = match which {
             "vault" => kms_fixtures::vault(env).await,
+            "vault+rekor-v1" => kms_fixtures::vault_with_log(env, "v1").await,
+            "vault+rekor-v2" => kms_fixtures::vault_with_log(env, "v2").await,
             "aws" => kms_fixtures::aws(env, &admin, &signer_ns).await,
             "azure" => kms_fixtures::azure(env, &admin, &signer_ns).await,
             "gcp" => kms_fixtures::gcp(env, &admin, &signer_ns).await,
@@ -52,9 +63,11 @@ async fn main() {
             .expect("SignetConfig");
         // The operator has rendered this set-up once the signer ConfigMap names its key (or,
         // keyless, its Fulcio) and the SignetConfig is Ready again.
-        let (key, want) = match fixture.spec["signing"]["kms"]["ref"].as_str() {
-            Some(uri) => ("signers.kms.kmsref", uri.to_owned()),
-            None => (
+        let log = fixture.spec["transparency"]["url"].as_str();
+        let (key, want) = match (log, fixture.spec["signing"]["kms"]["ref"].as_str()) {
+            (Some(url), _) => ("transparency.url", url.to_owned()),
+            (None, Some(uri)) => ("signers.kms.kmsref", uri.to_owned()),
+            (None, None) => (
                 "signers.x509.fulcio.address",
                 fixture.spec["signing"]["keyless"]["fulcioUrl"]
                     .as_str()

@@ -20,7 +20,8 @@ pub struct KmsFixture {
     pub spec: Value,
     /// Extra signer environment.
     pub env: Vec<(String, String)>,
-    _peers: Vec<Box<dyn std::any::Any + Send>>,
+    /// What the fixture started; stopped when it is dropped.
+    peers: Vec<Box<dyn std::any::Any + Send>>,
     dir: PathBuf,
 }
 
@@ -77,9 +78,46 @@ pub async fn vault(env: &TestEnv) -> Result<KmsFixture, EnvError> {
         spec: json!({"signing": {"kms": {"ref": "hashivault://signet",
                      "auth": {"address": bao.addr, "tokenPath": token}}}}),
         env: Vec::new(),
-        _peers: vec![Box::new(bao)],
+        peers: vec![Box::new(bao)],
         dir,
     })
+}
+
+/// Vault transit with every attestation recorded in a transparency log of its own: Rekor v1
+/// (`"v1"`, on the shared Trillian) or Rekor v2 (`"v2"`, rekor-tiles), the log's key pinned.
+pub async fn vault_with_log(env: &TestEnv, version: &str) -> Result<KmsFixture, EnvError> {
+    let mut fixture = vault(env).await?;
+    let (url, pem, peer, label): (String, String, Box<dyn std::any::Any + Send>, &'static str) =
+        if version == "v2" {
+            let rekor = crate::sigstore::RekorV2::start(env).await?;
+            let pem = std::fs::read_to_string(rekor.public_key_file())
+                .map_err(|e| EnvError::Bundle(format!("Rekor v2's public key: {e}")))?;
+            let url = rekor.url.clone();
+            (
+                url,
+                pem,
+                Box::new(rekor),
+                "Vault transit + Rekor v2 (rekor-tiles, POSIX)",
+            )
+        } else {
+            let rekor = crate::sigstore::Rekor::start(env).await?;
+            let pem = rekor.public_key().await?;
+            let url = rekor.url.clone();
+            (
+                url,
+                pem,
+                Box::new(rekor),
+                "Vault transit + Rekor v1 (Trillian, MariaDB)",
+            )
+        };
+    let key = write(&fixture.dir, "rekor.pub", &pem)?;
+    fixture.label = label;
+    fixture.spec["transparency"] = json!({"mode": "enabled", "url": url, "version": version});
+    fixture
+        .env
+        .push(("SIGSTORE_REKOR_PUBLIC_KEY".to_owned(), key));
+    fixture.peers.push(peer);
+    Ok(fixture)
 }
 
 /// AWS KMS on local-kms, web identity credentials from STS (moto).
@@ -100,7 +138,7 @@ pub async fn aws(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
         spec: json!({"signing": {"kms": {"ref": "awskms:///alias/signet"}},
                      "identity": {"aws": {"roleArn": "arn:aws:iam::111122223333:role/signet-signer"}}}),
         env,
-        _peers: vec![Box::new(kms), Box::new(sts)],
+        peers: vec![Box::new(kms), Box::new(sts)],
         dir,
     })
 }
@@ -131,7 +169,7 @@ pub async fn azure(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsF
             ("AZURE_FEDERATED_TOKEN_FILE", &token),
             ("AZURE_AUTHORITY_HOST", &authority),
         ]),
-        _peers: vec![Box::new(double)],
+        peers: vec![Box::new(double)],
         dir,
     })
 }
@@ -173,7 +211,7 @@ pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
             ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS", &double.url),
         ]),
-        _peers: vec![Box::new(double)],
+        peers: vec![Box::new(double)],
         dir,
     })
 }
@@ -198,7 +236,7 @@ pub async fn keyless(
             "transparency": {"mode": "enabled", "url": rekor.url}
         }),
         env: Vec::new(),
-        _peers: vec![Box::new(fulcio), Box::new(rekor)],
+        peers: vec![Box::new(fulcio), Box::new(rekor)],
         dir,
     })
 }

@@ -11,7 +11,7 @@ use crate::aws::Server;
 use crate::env::{EnvError, TestEnv};
 
 fn err(message: impl std::fmt::Display) -> EnvError {
-    EnvError::Bundle(format!("Fulcio: {message}"))
+    EnvError::Bundle(format!("Sigstore peer: {message}"))
 }
 
 /// A running Fulcio.
