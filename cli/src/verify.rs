@@ -118,6 +118,10 @@ impl Verifier {
                 "transparency",
                 "a Rekor v2 entry: it travels in the image's Sigstore bundles; check it with cosign and a trusted root",
             ),
+            Ok(None) if matches!(stored, Ok(None)) && recorded(run) => Check::skip(
+                "transparency",
+                "the attestation is not stored on the run (tekton storage is off), so its entry is checked where it is stored (the image checks, for Sigstore bundles)",
+            ),
             Ok(None) => Check::skip("transparency", "no entry recorded, and none is required"),
             Err(why) => Check::fail("transparency", why),
         });
@@ -126,7 +130,10 @@ impl Verifier {
         // the verdict has failed already.
         let statement = statement.or_else(|| match &stored {
             Ok(Some(stored)) => serde_json::from_slice(&stored.payload).ok(),
-            _ => None,
+            // Not stored on the run: the images are the ones the run reports in its results,
+            // read with the signer's own type hinting.
+            Ok(None) => Some(reported_images(run)),
+            Err(_) => None,
         });
         match statement {
             Some(statement) => checks.extend(self.image_checks(run.kind, &statement).await),
@@ -357,10 +364,15 @@ impl Verifier {
                 Ok(None)
             };
         };
-        let Some(Some(stored)) = stored else {
-            return Err(format!(
-                "entry {address}: no attestation on the run to compare it with"
-            ));
+        let stored = match stored {
+            Some(Some(stored)) => stored,
+            // Stored elsewhere only (OCI): there is nothing on the run to compare the entry with.
+            Some(None) => return Ok(None),
+            None => {
+                return Err(format!(
+                    "entry {address}: no attestation on the run to compare it with"
+                ));
+            }
         };
         let base = address
             .split_once("/api/v1/")
@@ -755,6 +767,20 @@ fn certificate_pem(der: &[u8]) -> String {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
+}
+
+/// Whether the run records a transparency entry (Chains' `transparency` annotation).
+fn recorded(run: &Run) -> bool {
+    run.annotation(&format!("{ANNOTATION_PREFIX}transparency"))
+        .is_some()
+}
+
+/// The images `run` reports (`*IMAGE_URL` + `*IMAGE_DIGEST`, `IMAGES`), as the subjects of a
+/// statement: what [`Verifier::image_checks`] reads.
+fn reported_images(run: &Run) -> Value {
+    let artifacts = signet_signer::run::extract::RunArtifacts::of(run, &[]);
+    let subject = signet_signer::run::extract::descriptors(&artifacts.images(false), "name", false);
+    serde_json::json!({ "subject": subject })
 }
 
 /// Whether the run's transparency annotation names a Rekor v2 entry (`<log>#logIndex=<n>`),

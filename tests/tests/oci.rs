@@ -539,8 +539,9 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
         &admin,
         &signer_ns,
         json!({
-            // The attestation on the run too, where kubectl signet reads which images to check.
-            "artifacts": {"taskRun": {"storage": ["tekton", "oci"], "format": "slsa/v2alpha4"},
+            // Provenance in the registry only: kubectl signet reads which images to check from
+            // the run's results.
+            "artifacts": {"taskRun": {"storage": ["oci"], "format": "slsa/v2alpha4"},
                           "oci": {"storage": ["oci"]}},
             "storage": {"oci": {"encoding": "sigstore-bundle"}},
             "transparency": {"mode": "enabled", "url": rekor.url, "version": rekor.version},
