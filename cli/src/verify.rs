@@ -114,9 +114,9 @@ impl Verifier {
                     humanish(at)
                 ),
             ),
-            Ok(None) if rekor_v2(run) => Check::skip(
+            Ok(None) if self.rekor_v2() => Check::skip(
                 "transparency",
-                "a Rekor v2 entry: it travels in the image's Sigstore bundles; check it with cosign and a trusted root",
+                "the SignetConfig logs to Rekor v2, which has no API to read an entry back: the entries are checked inside the image's Sigstore bundles",
             ),
             Ok(None) if matches!(stored, Ok(None)) && recorded(run) => Check::skip(
                 "transparency",
@@ -262,6 +262,14 @@ impl Verifier {
         Ok((leaf.key, format!("a Fulcio certificate for {expected}")))
     }
 
+    /// Whether the SignetConfig logs to Rekor v2 (decided by the configuration, never by the
+    /// run's annotations, which the run's author can write).
+    fn rekor_v2(&self) -> bool {
+        self.spec
+            .as_ref()
+            .is_some_and(|s| s.transparency.version == signet_crds::RekorVersion::V2)
+    }
+
     /// The public key (SPKI DER) of the Rekor v1 log at `base`: the pinned one, else what the
     /// log serves. Callers check first that `base` is the log the SignetConfig names.
     async fn log_key(&self, base: &str) -> Result<Vec<u8>, String> {
@@ -346,7 +354,7 @@ impl Verifier {
         run: &Run,
         stored: Option<&Option<Stored>>,
     ) -> Result<Option<i64>, String> {
-        if rekor_v2(run) {
+        if self.rekor_v2() {
             return Ok(None);
         }
         let Some(address) = run.annotation(&format!("{ANNOTATION_PREFIX}transparency")) else {
@@ -674,7 +682,10 @@ impl Verifier {
         for referrer in manifests.take(MAX_REFERRERS) {
             // Registries differ in what the index says of a referrer (some give neither its
             // artifactType nor its annotations): the referrer's own manifest is read instead.
-            let digest = referrer["digest"].as_str().unwrap_or_default();
+            let Some(digest) = referrer["digest"].as_str() else {
+                "a referrer in the index has no digest".clone_into(&mut last);
+                continue;
+            };
             let opened = self
                 .open_bundle(repository, digest, signature)
                 .await
@@ -781,13 +792,6 @@ fn reported_images(run: &Run) -> Value {
     let artifacts = signet_signer::run::extract::RunArtifacts::of(run, &[]);
     let subject = signet_signer::run::extract::descriptors(&artifacts.images(false), "name", false);
     serde_json::json!({ "subject": subject })
-}
-
-/// Whether the run's transparency annotation names a Rekor v2 entry (`<log>#logIndex=<n>`),
-/// which has no entry API to read it back from.
-fn rekor_v2(run: &Run) -> bool {
-    run.annotation(&format!("{ANNOTATION_PREFIX}transparency"))
-        .is_some_and(|a| a.contains("#logIndex="))
 }
 
 /// `signed=true`, or what it says instead.

@@ -10,6 +10,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::verify::{check_inclusion, hex32_b64};
 use super::{Entry, InclusionProof};
@@ -86,6 +87,27 @@ pub fn expected_body(request: &Value) -> impl Fn(&Value) -> Result<(), String> +
     }
 }
 
+/// The SPKI DER prefix of every Ed25519 public key (the raw 32-byte key follows).
+const ED25519_SPKI_PREFIX: &[u8] = &[
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The log IDs an entry of the log with key `spki` and checkpoint origin `origin` may carry:
+/// the SHA-256 of the key's DER (Rekor v1, and rekor-tiles for ECDSA keys) and, for an Ed25519
+/// key, rekor-tiles' note key hash — SHA-256 of the origin, a newline, the algorithm byte 0x01
+/// and the raw key (C2SP signed-note).
+fn log_ids_of(spki: &[u8], origin: &str) -> Vec<Vec<u8>> {
+    let mut ids = vec![Sha256::digest(spki).to_vec()];
+    if let Some(raw) = spki.strip_prefix(ED25519_SPKI_PREFIX) {
+        let mut hash = Sha256::new();
+        hash.update(origin.as_bytes());
+        hash.update(b"\n\x01");
+        hash.update(raw);
+        ids.push(hash.finalize().to_vec());
+    }
+    ids
+}
+
 fn number(value: &Value, what: &str) -> Result<u64, String> {
     // protobuf JSON writes 64-bit numbers as strings; either is taken.
     value
@@ -139,9 +161,17 @@ pub fn check_entry(
         .as_str()
         .and_then(|k| STANDARD.decode(k).ok())
         .ok_or("the entry has no logId")?;
+    let origin = proof.checkpoint.lines().next().unwrap_or_default();
+    if !log_ids_of(log_key, origin).contains(&log_id) {
+        return Err("the entry names another log (its logId is not this log's key)".to_owned());
+    }
+    let log_index = number(&answer["logIndex"], "logIndex")?;
+    if log_index != proof.log_index {
+        return Err("the entry's logIndex is not the one its inclusion proof is for".to_owned());
+    }
     Ok(Entry {
         uuid: String::new(),
-        log_index: number(&answer["logIndex"], "logIndex")?,
+        log_index,
         integrated_time: 0,
         log_id: hex::encode(log_id),
         body: body_b64.to_owned(),
@@ -155,7 +185,6 @@ pub fn check_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
     use signet_config::keys::SigningKey;
 
     fn key(file: &str) -> SigningKey {
@@ -182,7 +211,7 @@ mod tests {
         signature.extend(log.sign(text.as_bytes()).unwrap());
         json!({
             "logIndex": "0",
-            "logId": {"keyId": STANDARD.encode([7u8; 32])},
+            "logId": {"keyId": STANDARD.encode(Sha256::digest(log.public_der()))},
             "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
             "inclusionProof": {"logIndex": "0", "rootHash": STANDARD.encode(root), "treeSize": "1",
                 "hashes": [], "checkpoint": {"envelope": format!("{text}\n\u{2014} log.test {}\n", STANDARD.encode(signature))}},
@@ -207,6 +236,13 @@ mod tests {
         let mut tampered = good.clone();
         tampered["inclusionProof"]["treeSize"] = "2".into();
         assert!(check_entry(&tampered, log.public_der(), &expected).is_err());
+        let mut other_log = good.clone();
+        other_log["logId"]["keyId"] = STANDARD.encode([7u8; 32]).into();
+        let err = check_entry(&other_log, log.public_der(), &expected).unwrap_err();
+        assert!(err.contains("another log"), "{err}");
+        let mut other_index = good.clone();
+        other_index["logIndex"] = "5".into();
+        assert!(check_entry(&other_index, log.public_der(), &expected).is_err());
         let other = hashedrekord_request(&[2u8; 32], b"signature", &signer.public_pem).unwrap();
         let err = check_entry(&good, log.public_der(), &expected_body(&other)).unwrap_err();
         assert!(err.contains("digest differs"), "{err}");
