@@ -1,0 +1,205 @@
+//! Sigstore bundles among an image's OCI 1.1 referrers (`storage.oci.encoding:
+//! sigstore-bundle`): each verifies with the trusted key or the certificate it carries, is
+//! about the image's digest, and its transparency-log entry is proven included.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use signet_crds::TransparencyMode;
+use signet_signer::signing::COSIGN_SIGN_PREDICATE_TYPE;
+use signet_signer::storage::oci::layout::{
+    BUNDLE_PREDICATE_TYPE_ANNOTATION, Manifest, SIGSTORE_BUNDLE_V03,
+};
+use signet_signer::storage::oci::reference::ImageRef;
+use signet_signer::storage::oci::registry::Repository;
+
+use super::{BLOB_LIMIT, Verifier, open_envelope};
+
+/// The most referrers of one image looked at.
+const MAX_REFERRERS: usize = 64;
+
+impl Verifier {
+    /// The transparency-log entry a bundle carries, checked: its inclusion proof leads to a
+    /// checkpoint the trusted log signed, and it records this envelope's signature. `None`
+    /// when the bundle carries none.
+    async fn bundle_entry(&self, bundle: &Value) -> Result<Option<u64>, String> {
+        let Some(entry) = bundle["verificationMaterial"]["tlogEntries"].get(0) else {
+            let required = self
+                .spec
+                .as_ref()
+                .is_some_and(|spec| spec.transparency.mode == TransparencyMode::Enabled);
+            return if required {
+                Err("transparency is on, and the bundle carries no log entry".to_owned())
+            } else {
+                Ok(None)
+            };
+        };
+        let key = match (&self.trust.rekor_key, &self.spec) {
+            (Some(key), _) => key.clone(),
+            (None, Some(spec)) if spec.transparency.version == signet_crds::RekorVersion::V1 => {
+                self.log_key(spec.transparency.url.trim_end_matches('/'))
+                    .await?
+            }
+            _ => {
+                return Err(
+                    "the bundle's Rekor v2 entry cannot be checked: Rekor v2 serves no public key; pass --rekor-public-key"
+                        .to_owned(),
+                );
+            }
+        };
+        let signatures: Vec<&str> = bundle["dsseEnvelope"]["signatures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["sig"].as_str())
+            .collect();
+        // A dsse entry (Rekor v1) lists the signatures; a hashedrekord (v1 or v2) has one.
+        let expected = |body: &Value| {
+            let spec = &body["spec"];
+            let recorded = spec["signatures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| &s["signature"])
+                .chain([
+                    &spec["signature"]["content"],
+                    &spec["hashedRekordV002"]["signature"]["content"],
+                ]);
+            let ours = recorded
+                .filter_map(Value::as_str)
+                .any(|r| signatures.contains(&r));
+            ours.then_some(())
+                .ok_or_else(|| "the entry records another signature".to_owned())
+        };
+        signet_signer::transparency::v2::check_entry(entry, &key, &expected)
+            .map(|e| Some(e.log_index))
+            .map_err(|e| format!("the bundle's log entry: {e}"))
+    }
+
+    /// A Sigstore bundle among the image's referrers (`storage.oci.encoding:
+    /// sigstore-bundle`) verifies and is about this digest: cosign v3's image signature
+    /// (predicate type `cosign/sign/v1`) when `signature`, else an attestation.
+    pub(super) async fn bundle(
+        &self,
+        repository: &Repository,
+        stored: &ImageRef,
+        image: &ImageRef,
+        signature: bool,
+    ) -> Result<String, String> {
+        let index = repository
+            .referrers(&stored.digest, &stored.referrers_tag())
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no referrers of {}", stored.digest))?;
+        let index: Value = serde_json::from_slice(&index)
+            .map_err(|_| "the referrers index is not JSON".to_owned())?;
+        let hex = image.digest.trim_start_matches("sha256:");
+        let mut last = format!(
+            "no Sigstore bundle among its referrers is {}",
+            if signature {
+                "an image signature (cosign/sign/v1)"
+            } else {
+                "an attestation"
+            }
+        );
+        let manifests = index["manifests"].as_array().into_iter().flatten();
+        for referrer in manifests.take(MAX_REFERRERS) {
+            // Registries differ in what the index says of a referrer (some give neither its
+            // artifactType nor its annotations): the referrer's own manifest is read instead.
+            let Some(digest) = referrer["digest"].as_str() else {
+                "a referrer in the index has no digest".clone_into(&mut last);
+                continue;
+            };
+            let opened = self
+                .open_bundle(repository, digest, signature)
+                .await
+                .and_then(|found| {
+                    let Some((statement, by)) = found else {
+                        return Err(last.clone());
+                    };
+                    let about = statement["subject"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
+                    about
+                        .then_some(by)
+                        .ok_or_else(|| "a bundle is about other digests".to_owned())
+                });
+            match opened {
+                Ok(by) => return Ok(by),
+                Err(why) => last = why,
+            }
+        }
+        Err(last)
+    }
+
+    /// The statement in the bundle that referrer `digest` holds, once its envelope verifies
+    /// with the trusted key or the certificate it carries (for the expected identity);
+    /// `None` when the referrer is not a Sigstore bundle of the kind asked for (an image
+    /// signature when `signature`, else an attestation).
+    async fn open_bundle(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        signature: bool,
+    ) -> Result<Option<(Value, String)>, String> {
+        let manifest = repository
+            .manifest(digest)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the referrer {digest} is missing"))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest)
+            .map_err(|_| format!("the referrer {digest} is not an image manifest"))?;
+        let Some(layer) = manifest.layers.first() else {
+            return Ok(None);
+        };
+        let predicate = manifest
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(BUNDLE_PREDICATE_TYPE_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or_default();
+        if layer.media_type != SIGSTORE_BUNDLE_V03
+            || (predicate == COSIGN_SIGN_PREDICATE_TYPE) != signature
+        {
+            return Ok(None);
+        }
+        let blob = repository
+            .blob(&layer.digest, BLOB_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the bundle blob {} is missing", layer.digest))?;
+        let bundle: Value =
+            serde_json::from_slice(&blob).map_err(|_| "a bundle is not JSON".to_owned())?;
+        let certificate = match bundle["verificationMaterial"]["certificate"]["rawBytes"].as_str() {
+            Some(raw) => {
+                let der = STANDARD
+                    .decode(raw)
+                    .map_err(|_| "a bundle's certificate is not base64".to_owned())?;
+                Some(certificate_pem(&der))
+            }
+            None => None,
+        };
+        let (key, by) = self.verifying_key(certificate.as_deref(), None, None)?;
+        let envelope = serde_json::to_vec(&bundle["dsseEnvelope"]).unwrap_or_default();
+        let payload = open_envelope(&envelope, &key)?;
+        let statement = serde_json::from_slice(&payload)
+            .map_err(|_| "a bundle's statement is not JSON".to_owned())?;
+        let by = match self.bundle_entry(&bundle).await? {
+            Some(index) => format!("{by}; log entry {index} proven included"),
+            None => by,
+        };
+        Ok(Some((statement, by)))
+    }
+}
+
+/// DER as a PEM `CERTIFICATE` block.
+fn certificate_pem(der: &[u8]) -> String {
+    let text = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
