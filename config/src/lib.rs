@@ -116,6 +116,9 @@ pub struct TransparencyConfig {
     pub mode: TransparencyMode,
     pub url: String,
     pub version: RekorVersion,
+    /// `transparency.timestamp.url` (Signet's key): the RFC 3161 timestamp authority whose
+    /// signed timestamps go into Sigstore bundles.
+    pub timestamp_url: Option<String>,
 }
 
 /// `signers.x509.*`.
@@ -184,6 +187,7 @@ impl Default for SignerConfig {
                 mode: TransparencyMode::Disabled,
                 url: DEFAULT_REKOR_URL.to_owned(),
                 version: RekorVersion::V1,
+                timestamp_url: None,
             },
             x509: X509Config {
                 fulcio_enabled: false,

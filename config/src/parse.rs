@@ -293,6 +293,7 @@ impl SignerConfig {
                     RekorVersion::parse,
                     RekorVersion::accepted,
                 )?,
+                timestamp_url: keys.string("transparency.timestamp.url"),
             },
             x509: keys.x509(fulcio_provider)?,
             kms: keys.kms(),

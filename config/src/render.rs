@@ -78,6 +78,10 @@ impl SignerConfig {
                 &s.pubsub_kafka_bootstrap_servers,
             ),
             ("storage.archivista.url", &s.archivista_url),
+            (
+                "transparency.timestamp.url",
+                &self.transparency.timestamp_url,
+            ),
             ("signers.x509.identity.token.file", &x.identity_token_file),
             ("signers.kms.kmsref", &k.kmsref),
             ("signers.kms.auth.address", &k.auth_address),

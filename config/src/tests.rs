@@ -199,6 +199,7 @@ prop_compose! {
         fulcio_enabled in any::<bool>(),
         provider in proptest::option::of(pick(FulcioProvider::ALL)),
         token_file in opt_text(),
+        tsa in opt_text(),
         kms in kms_config(),
         build_type in pick(BuildType::ALL),
         managed_by in proptest::collection::btree_set("[a-z][a-z.-]{0,12}", 0..3),
@@ -207,7 +208,7 @@ prop_compose! {
             taskrun, pipelinerun, pipelinerun_deep_inspection: deep,
             oci: OciArtifactConfig { format: OciFormat::SimpleSigning, storage: oci_storage, signer: oci_signer },
             storage,
-            transparency: TransparencyConfig { mode, url: urls[0].clone(), version: rekor_version },
+            transparency: TransparencyConfig { mode, url: urls[0].clone(), version: rekor_version, timestamp_url: tsa },
             x509: X509Config {
                 fulcio_enabled, fulcio_address: urls[1].clone(), fulcio_issuer: urls[2].clone(),
                 fulcio_provider: provider, identity_token_file: token_file,

@@ -444,6 +444,12 @@ pub struct TransparencySpec {
     pub url: String,
     /// Which Rekor API `url` speaks: `v1` (Trillian-backed) or `v2` (rekor-tiles).
     pub version: RekorVersion,
+    /// An RFC 3161 timestamp authority (e.g. `https://timestamp.sigstore.dev/api/v1/timestamp`)
+    /// whose signed timestamps go into Sigstore bundles (`storage.oci.encoding:
+    /// sigstore-bundle`). Needed for keyless signing with Rekor v2; independent of `mode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub timestamp_url: Option<String>,
 }
 
 impl Default for TransparencySpec {
@@ -452,6 +458,7 @@ impl Default for TransparencySpec {
             mode: TransparencyMode::Disabled,
             url: "https://rekor.sigstore.dev".to_owned(),
             version: RekorVersion::V1,
+            timestamp_url: None,
         }
     }
 }

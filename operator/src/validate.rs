@@ -96,6 +96,18 @@ pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
             ));
         }
     }
+    let t = &signer_config.transparency;
+    if signer_config.x509.fulcio_enabled
+        && t.mode != sc::TransparencyMode::Disabled
+        && t.version == sc::RekorVersion::V2
+        && (t.timestamp_url.is_none()
+            || signer_config.storage.oci_encoding != sc::OciEncoding::SigstoreBundle)
+    {
+        return Err(invalid(
+            "transparency.timestampUrl",
+            "keyless signing with Rekor v2 needs a timestamp authority and storage.oci.encoding sigstore-bundle: a Fulcio certificate lives minutes and Rekor v2 records no time",
+        ));
+    }
     if spec.signing.keys.secret_name == SIGNER_CONFIG_MAP {
         return Err(invalid(
             "signing.keys.secretName",
@@ -244,6 +256,7 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
                 signet_crds::RekorVersion::V1 => sc::RekorVersion::V1,
                 signet_crds::RekorVersion::V2 => sc::RekorVersion::V2,
             },
+            timestamp_url: spec.transparency.timestamp_url.clone(),
         },
         x509: sc::X509Config {
             fulcio_enabled: keyless.enabled,

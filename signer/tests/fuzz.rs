@@ -138,7 +138,7 @@ proptest! {
         .unwrap();
         let keys = Keys { x509: Ok(key()), kms: None, keyless: None };
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let _ = runtime.block_on(sign_run(&run, &[], &config, &keys, None));
+        let _ = runtime.block_on(sign_run(&run, &[], &config, &keys, signet_signer::signing::Witnesses::default()));
     }
 
     /// Image references as runs report them: parsed or refused, and what parses is usable.

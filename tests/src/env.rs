@@ -88,6 +88,8 @@ pub struct TestEnv {
     pub rekor_bin: PathBuf,
     /// rekor-tiles' POSIX server (Rekor v2).
     pub rekor_v2: PathBuf,
+    /// sigstore's timestamp authority (tests/env/tools/tsa).
+    pub tsa: PathBuf,
     pub trillian: String,
     pub rekor_index_dsn: String,
     /// OpenBao's `bao` binary (tests start their own servers: `crate::vault`).
@@ -196,6 +198,7 @@ impl TestEnv {
             spire_issuer: get("SIGNET_SPIRE_ISSUER")?,
             rekor_bin: PathBuf::from(get("SIGNET_REKOR_BIN")?),
             rekor_v2: PathBuf::from(get("SIGNET_REKOR_V2")?),
+            tsa: PathBuf::from(get("SIGNET_TSA")?),
             trillian: get("SIGNET_TRILLIAN")?,
             rekor_index_dsn: get("SIGNET_REKOR_INDEX_DSN")?,
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),

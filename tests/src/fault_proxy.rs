@@ -38,6 +38,8 @@ pub enum Fault {
     Truncate,
     /// Change the upstream's JSON answer.
     Json(Arc<dyn Fn(&mut Value) + Send + Sync>),
+    /// Answer with these bytes instead of the upstream's body (a replayed answer).
+    Body(Bytes),
     /// Point the answer's `Location` at `http://<authority>` (another host).
     LocationTo(String),
 }
@@ -334,6 +336,7 @@ async fn apply(
             let body = serde_json::to_vec(&value).unwrap_or_default();
             full(status, headers, Bytes::from(body))
         }
+        Some(Fault::Body(replayed)) => full(status, headers, replayed.clone()),
         _ => full(status, headers, body),
     }
 }

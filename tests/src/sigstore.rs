@@ -179,6 +179,67 @@ impl RekorV2 {
     }
 }
 
+/// A running timestamp authority: sigstore's timestamp-server code with its in-memory signer
+/// (a fresh chain each start), served by tests/env/tools/tsa's `tsa-server` on 127.0.0.1.
+pub struct Tsa {
+    pub server: Server,
+    /// The RFC 3161 endpoint, `http://127.0.0.1:<port>/api/v1/timestamp`.
+    pub url: String,
+}
+
+impl Tsa {
+    pub async fn start(env: &TestEnv) -> Result<Self, EnvError> {
+        let binary = env.tsa.clone();
+        let server = Server::start("tsa", move |port, _, dir| {
+            let mut command = Command::new(&binary);
+            command
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .env("HOME", dir);
+            command
+        })?;
+        server.wait_listening().await?;
+        let url = format!("{}/api/v1/timestamp", server.url);
+        Ok(Self { server, url })
+    }
+
+    /// Writes the authority's certificate chain (PEM, leaf first) to `chain.pem` in its
+    /// directory and returns the path: what the signer pins and a trusted root names.
+    pub async fn chain_file(&self) -> Result<std::path::PathBuf, EnvError> {
+        let chain = reqwest::get(format!("{}/certchain", self.url))
+            .await
+            .map_err(err)?
+            .text()
+            .await
+            .map_err(err)?;
+        if !chain.contains("BEGIN CERTIFICATE") {
+            return Err(err(format!("no TSA chain: {chain}")));
+        }
+        let path = self.server.dir().join("chain.pem");
+        std::fs::write(&path, chain).map_err(err)?;
+        Ok(path)
+    }
+
+    /// The authority's real answer to a request for another message: what a replaying or
+    /// misrouted TSA would send.
+    pub async fn answer_for_another_message(&self) -> Result<Vec<u8>, EnvError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(b"another message").into();
+        let request = signet_signer::transparency::timestamp::request(&digest, &[0x40, 1, 2, 3])
+            .map_err(err)?;
+        let answer = reqwest::Client::new()
+            .post(&self.url)
+            .header("content-type", "application/timestamp-query")
+            .body(request)
+            .send()
+            .await
+            .map_err(err)?
+            .bytes()
+            .await
+            .map_err(err)?;
+        Ok(answer.to_vec())
+    }
+}
+
 /// A running Rekor v1 server on a Trillian tree of its own (Trillian and MariaDB are shared,
 /// started by tests/env/up).
 pub struct Rekor {

@@ -537,27 +537,130 @@ async fn keyless_bundles_verify_with_the_certificate_identity_and_a_trusted_root
         );
     }
 
-    // Rekor v2 records no time, so a keyless signature there needs a signed timestamp, which
-    // Signet does not get yet: the run fails saying so, never signed=true.
+    keyless_with_rekor_v2_needs_a_timestamp_authority(scene).await;
+}
+
+/// Rekor v2 records no time, so a keyless signature there needs a signed timestamp: the
+/// operator refuses keyless + Rekor v2 without a timestamp authority, naming the field; with
+/// one, each bundle carries the Fulcio certificate, the Rekor v2 entry and a signed timestamp,
+/// and cosign v3 verifies image signature and attestation against a trusted root naming this
+/// Fulcio, this Rekor v2 and this TSA — and not for another identity.
+async fn keyless_with_rekor_v2_needs_a_timestamp_authority(mut scene: KeylessScene) {
+    let admin = scene.admin.clone();
     let rekor_v2 = signet_e2e::sigstore::RekorV2::start(scene.env)
         .await
         .unwrap();
+    let tsa = signet_e2e::sigstore::Tsa::start(scene.env).await.unwrap();
     let pinned_log = rekor_v2.public_key_file();
-    scene
-        .stack
-        .apply(json!({
-            "targetNamespace": scene.signer_ns,
-            "signing": {"keyless": {"tokenPath": scene.token_file.to_str().unwrap()}},
-            "storage": {"oci": {"encoding": "sigstore-bundle"}},
-            "transparency": {"mode": "enabled", "url": rekor_v2.url, "version": "v2"},
-            "signer": {"extraEnv": [{"name": "SIGSTORE_REKOR_PUBLIC_KEY",
-                                     "value": pinned_log.to_str().unwrap()}]}
-        }))
-        .await;
-    common::wait_rendered(admin, &scene.signer_ns, "transparency.version", "v2").await;
+    let mut spec = json!({
+        "targetNamespace": scene.signer_ns,
+        "signing": {"keyless": {"tokenPath": scene.token_file.to_str().unwrap()}},
+        "storage": {"oci": {"encoding": "sigstore-bundle"}},
+        "transparency": {"mode": "enabled", "url": rekor_v2.url, "version": "v2"},
+        "signer": {"extraEnv": [{"name": "SIGSTORE_REKOR_PUBLIC_KEY",
+                                 "value": pinned_log.to_str().unwrap()}]}
+    });
+    scene.stack.apply(spec.clone()).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let message = loop {
+        let config = scene.stack.configs.get("config").await.unwrap();
+        let degraded = config.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Degraded" && format!("{:?}", c.status) == "True")
+        });
+        if let Some(condition) = degraded {
+            break condition.message;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keyless + Rekor v2 without a TSA was not refused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        message.contains("transparency.timestampUrl") && message.contains("timestamp authority"),
+        "{message}"
+    );
+    spec["transparency"]["timestampUrl"] = tsa.url.clone().into();
+    scene.stack.apply(spec).await;
+    common::wait_rendered(
+        &admin,
+        &scene.signer_ns,
+        "transparency.timestamp.url",
+        &tsa.url,
+    )
+    .await;
+    // The signer reads SIGSTORE_REKOR_PUBLIC_KEY at start: a new process with the Deployment's
+    // new environment (the TSA's chain it reads from the authority, trusted on first use).
+    scene.signer = scene.stack.signer(&admin, scene.env).await;
+    let log = || scene.signer.log_text();
     scene.rebuild("keyless-rekor-v2", FINISHED).await;
-    let reason = common::assert_fails(admin, scene.work.name(), "keyless-rekor-v2", log).await;
-    assert!(reason.contains("timestamp authority"), "{reason}");
+    wait_signed(&admin, scene.work.name(), "keyless-rekor-v2", log).await;
+    assert!(
+        log().contains("SIGSTORE_TSA_CERTIFICATE_FILE is not set"),
+        "trusting the TSA's served chain is said in the log"
+    );
+    let fulcio_pem = scene.files.join("fulcio.pem");
+    std::fs::write(&fulcio_pem, scene.fulcio.trust_bundle().await.unwrap()).unwrap();
+    let tsa_chain = tsa.chain_file().await.unwrap();
+    let fulcio_spec = format!(
+        "url={},certificate-chain={}",
+        scene.fulcio.url,
+        fulcio_pem.display()
+    );
+    let rekor_spec = format!(
+        "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
+        rekor_v2.url,
+        pinned_log.display(),
+        rekor_v2.origin
+    );
+    let tsa_spec = format!("url={},certificate-chain={}", tsa.url, tsa_chain.display());
+    let create = |name: &str, tsa: &[&str]| {
+        let path = scene.files.join(name);
+        let mut args = vec![
+            "trusted-root",
+            "create",
+            "--fulcio",
+            &fulcio_spec,
+            "--rekor",
+            &rekor_spec,
+        ];
+        args.extend_from_slice(tsa);
+        args.extend(["--out", path.to_str().unwrap()]);
+        assert_ok(
+            &cosign_registry(scene.env, &args, &[]),
+            "cosign trusted-root create",
+        );
+        path.to_str().unwrap().to_owned()
+    };
+    let trusted_root = &create("trusted_root_v2.json", &["--tsa", &tsa_spec]);
+    // Without the TSA in the trusted root nothing shows the certificate was valid when used.
+    let untimed = &create("trusted_root_v2_no_tsa.json", &[]);
+    let pinned = format!("{}@{}", scene.image, scene.digest);
+    let identity = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/signet-signer",
+        scene.signer_ns
+    );
+    let attestation = ["--type", "slsaprovenance1"];
+    for (command, extra) in [
+        ("verify", &[][..]),
+        ("verify-attestation", &attestation[..]),
+    ] {
+        let out = scene.cosign_verify(trusted_root, command, &identity, extra, &pinned);
+        assert_ok(&out, &format!("cosign {command} (keyless, Rekor v2, TSA)"));
+        let out = scene.cosign_verify(untimed, command, &identity, extra, &pinned);
+        assert!(
+            !out.status.success(),
+            "cosign {command} verified a keyless Rekor v2 signature without a trusted TSA"
+        );
+        let other = identity.replace("signet-signer", "someone-else");
+        let out = scene.cosign_verify(trusted_root, command, &other, extra, &pinned);
+        assert!(
+            !out.status.success(),
+            "cosign {command} accepted another identity"
+        );
+    }
 }
 
 #[tokio::test]

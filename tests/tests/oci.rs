@@ -496,16 +496,20 @@ async fn bundles_carry_their_rekor_entries_and_cosign_verifies_them_with_a_trust
         public_pem: &rekor_pem,
         origin: None,
     };
-    bundles_carry_their_log_entries(env, &log).await;
+    bundles_carry_their_log_entries(env, &log, None).await;
 }
 
 /// The same with Rekor v2 (rekor-tiles): `hashedrekord` v0.0.2 entries with inclusion proof and
-/// checkpoint but no signed entry timestamp; the signer and cosign pin the log's key.
+/// checkpoint but no signed entry timestamp; the signer and cosign pin the log's key. With a
+/// timestamp authority: each bundle carries a signed RFC 3161 timestamp over its signature,
+/// which cosign v3 verifies against the trusted root's TSA chain; a TSA that answers for
+/// another message, or none at all, fails the run naming it.
 #[tokio::test]
-async fn bundles_carry_their_rekor_v2_entries_and_cosign_verifies_them_with_a_trusted_root() {
+async fn bundles_carry_their_rekor_v2_entries_and_timestamps_and_cosign_verifies_them() {
     let _turn = STACK.lock().await;
     let env = TestEnv::get();
     let rekor = signet_e2e::sigstore::RekorV2::start(env).await.unwrap();
+    let tsa = signet_e2e::sigstore::Tsa::start(env).await.unwrap();
     let rekor_pem = std::fs::read_to_string(rekor.public_key_file()).unwrap();
     let log = Log {
         url: &rekor.url,
@@ -513,7 +517,7 @@ async fn bundles_carry_their_rekor_v2_entries_and_cosign_verifies_them_with_a_tr
         public_pem: &rekor_pem,
         origin: Some(&rekor.origin),
     };
-    bundles_carry_their_log_entries(env, &log).await;
+    bundles_carry_their_log_entries(env, &log, Some(&tsa)).await;
 }
 
 /// A transparency log a test signs with.
@@ -525,7 +529,11 @@ struct Log<'a> {
     origin: Option<&'a str>,
 }
 
-async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>) {
+async fn bundles_carry_their_log_entries(
+    env: &'static TestEnv,
+    rekor: &Log<'_>,
+    tsa: Option<&signet_e2e::sigstore::Tsa>,
+) {
     let admin = env.admin_client().unwrap();
     let pid = std::process::id();
     let files = std::env::temp_dir().join(format!("signet-bundle-tlog-{}-{pid}", rekor.version));
@@ -533,6 +541,18 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
     // The signer pins the log's key (Rekor v2 serves none).
     let pinned_log = files.join("pinned-rekor.pub");
     std::fs::write(&pinned_log, rekor.public_pem).unwrap();
+    let tsa_chain = match tsa {
+        Some(tsa) => Some(tsa.chain_file().await.unwrap()),
+        None => None,
+    };
+    let mut extra_env = vec![json!({"name": "SIGSTORE_REKOR_PUBLIC_KEY",
+                                    "value": pinned_log.to_str().unwrap()})];
+    let mut transparency = json!({"mode": "enabled", "url": rekor.url, "version": rekor.version});
+    if let (Some(tsa), Some(chain)) = (tsa, &tsa_chain) {
+        transparency["timestampUrl"] = tsa.url.clone().into();
+        extra_env.push(json!({"name": "SIGSTORE_TSA_CERTIFICATE_FILE",
+                              "value": chain.to_str().unwrap()}));
+    }
     let signer_ns = format!("signet-e2e-bundle-tlog-{}-{pid}", rekor.version);
     let stack = Stack::up_with(
         env,
@@ -544,9 +564,8 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
             "artifacts": {"taskRun": {"storage": ["oci"], "format": "slsa/v2alpha4"},
                           "oci": {"storage": ["oci"]}},
             "storage": {"oci": {"encoding": "sigstore-bundle"}},
-            "transparency": {"mode": "enabled", "url": rekor.url, "version": rekor.version},
-            "signer": {"extraEnv": [{"name": "SIGSTORE_REKOR_PUBLIC_KEY",
-                                     "value": pinned_log.to_str().unwrap()}]}
+            "transparency": transparency,
+            "signer": {"extraEnv": extra_env}
         }),
     )
     .await;
@@ -589,31 +608,34 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
         );
     }
 
-    // A trusted root with this Rekor (no Fulcio: the key is given), and one with another log.
+    // A trusted root with this Rekor (no Fulcio: the key is given) and, when one is in use, this
+    // timestamp authority; and one with another log.
+    let tsa_spec = match (tsa, &tsa_chain) {
+        (Some(tsa), Some(chain)) => {
+            vec![
+                "--tsa".to_owned(),
+                format!("url={},certificate-chain={}", tsa.url, chain.display()),
+            ]
+        }
+        _ => Vec::new(),
+    };
     let trusted_root = |name: &str, rekor_pem: &str| {
         let pem = files.join(format!("{name}.pub"));
         std::fs::write(&pem, rekor_pem).unwrap();
         let path = files.join(format!("{name}.json"));
-        let out = cosign_registry(
-            env,
-            &[
-                "trusted-root",
-                "create",
-                "--rekor",
-                &format!(
-                    "url={},public-key={},start-time=2020-01-01T00:00:00Z{}",
-                    rekor.url,
-                    pem.display(),
-                    rekor
-                        .origin
-                        .map(|o| format!(",origin={o}"))
-                        .unwrap_or_default()
-                ),
-                "--out",
-                path.to_str().unwrap(),
-            ],
-            &[],
+        let rekor_spec = format!(
+            "url={},public-key={},start-time=2020-01-01T00:00:00Z{}",
+            rekor.url,
+            pem.display(),
+            rekor
+                .origin
+                .map(|o| format!(",origin={o}"))
+                .unwrap_or_default()
         );
+        let mut args = vec!["trusted-root", "create", "--rekor", &rekor_spec];
+        args.extend(tsa_spec.iter().map(String::as_str));
+        args.extend(["--out", path.to_str().unwrap()]);
+        let out = cosign_registry(env, &args, &[]);
         assert_ok(&out, "cosign trusted-root create");
         path.to_str().unwrap().to_owned()
     };
@@ -693,6 +715,13 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
     let repository = signet_e2e::registry::repository_at(env, registry, &repo);
     let bundle = signature_bundle(&repository, &digest).await;
     let mut tampered: Value = serde_json::from_slice(&bundle).unwrap();
+    let timestamps =
+        &tampered["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
+    assert_eq!(
+        timestamps.as_array().map_or(0, Vec::len),
+        usize::from(tsa.is_some()),
+        "signed timestamps in the bundle: {tampered:#}"
+    );
     for (name, bundle) in [("moved", bundle.clone()), ("tampered", Vec::new())] {
         let other = signet_e2e::registry::push_random_image_to(env, registry, &repo, name)
             .await
@@ -730,8 +759,68 @@ async fn bundles_carry_their_log_entries(env: &'static TestEnv, rekor: &Log<'_>)
         &cosign(&ours, &["verify"]),
         "cosign verify (the genuine image)",
     );
+    if let Some(tsa) = tsa {
+        a_bad_timestamp_authority_fails_the_run_naming_it(
+            env,
+            &stack,
+            &admin,
+            &work,
+            (&image, &digest),
+            tsa,
+            &log,
+        )
+        .await;
+    }
     let _ = std::fs::remove_dir_all(&files);
     drop(signer);
+}
+
+/// A TSA that answers with a real timestamp for another message (a replayed or misrouted
+/// answer), then one that is not there: each run ends `failed` naming the authority, never
+/// signed.
+async fn a_bad_timestamp_authority_fails_the_run_naming_it(
+    env: &'static TestEnv,
+    stack: &Stack,
+    admin: &kube::Client,
+    work: &TestNamespace,
+    (image, digest): (&str, &str),
+    tsa: &signet_e2e::sigstore::Tsa,
+    log: &dyn Fn() -> String,
+) {
+    use signet_e2e::fault_proxy::{Fault, FaultProxy, Rule};
+    let replayed = tsa.answer_for_another_message().await.unwrap();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&tsa.server.url))
+        .await
+        .unwrap();
+    proxy.set(vec![
+        Rule::new(Fault::Body(replayed.into())).method(http::Method::POST),
+    ]);
+    let [closed] = signet_e2e::env::free_ports().unwrap();
+    let cases = [
+        (
+            "replayed-tsa",
+            format!("{}/api/v1/timestamp", proxy.url),
+            "another message",
+        ),
+        (
+            "no-tsa",
+            format!("http://127.0.0.1:{closed}/api/v1/timestamp"),
+            "",
+        ),
+    ];
+    for (name, url, why) in cases {
+        stack
+            .apply(json!({"targetNamespace": stack.signer_ns,
+                          "transparency": {"timestampUrl": url}}))
+            .await;
+        wait_rendered(admin, &stack.signer_ns, "transparency.timestamp.url", &url).await;
+        build_run(admin, work.name(), name, image, digest, None, FINISHED).await;
+        let reason = assert_fails(admin, work.name(), name, log).await;
+        assert!(
+            reason.contains("timestamp authority") && reason.contains(&url) && reason.contains(why),
+            "{name}: {reason}"
+        );
+    }
 }
 
 /// The bundle of the image signature (`cosign/sign/v1`) among `digest`'s referrers.

@@ -221,25 +221,31 @@ impl SigningKey {
     }
 
     /// The signature over `message` that `cosign verify* --key <public_pem>` accepts.
+    ///
+    /// ECDSA signatures are hedged (RFC 6979 nonces with fresh randomness mixed in), as Go's
+    /// and so cosign's and Chains' are: signing the same content twice gives two signatures,
+    /// so a second run that built the same image, or a retry, gets an entry of its own in a
+    /// transparency log that refuses duplicates (Rekor v2).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SigningKeyError> {
-        use p256::ecdsa::signature::Signer as _;
-        use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+        use p256::ecdsa::signature::RandomizedSigner as _;
+        use p256::ecdsa::signature::hazmat::RandomizedPrehashSigner as _;
         use sha2::Digest as _;
+        let mut rng = rand_core::OsRng;
         match &self.algorithm {
             Algorithm::P256(key) => {
-                let signature: p256::ecdsa::DerSignature = key.sign(message);
+                let signature: p256::ecdsa::DerSignature = key.sign_with_rng(&mut rng, message);
                 Ok(signature.as_bytes().to_vec())
             }
             Algorithm::P384(key) => {
                 // cosign verifies ECDSA keys over SHA-256 whatever the curve (`--key`
                 // verifiers default to SHA-256), so P-384 signs a SHA-256 prehash too.
                 let digest = sha2::Sha256::digest(message);
-                let signature: p384::ecdsa::Signature =
-                    key.sign_prehash(&digest)
-                        .map_err(|e| SigningKeyError::Sign {
-                            secret: self.secret.clone(),
-                            reason: e.to_string(),
-                        })?;
+                let signature: p384::ecdsa::Signature = key
+                    .sign_prehash_with_rng(&mut rng, &digest)
+                    .map_err(|e| SigningKeyError::Sign {
+                        secret: self.secret.clone(),
+                        reason: e.to_string(),
+                    })?;
                 Ok(signature.to_der().as_bytes().to_vec())
             }
             Algorithm::Ed25519(key) => Ok(key.sign(message).as_ref().to_vec()),

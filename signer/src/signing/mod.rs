@@ -23,6 +23,7 @@ use crate::run::{Run, RunKind};
 use crate::storage::oci::layout::simple_signing_payload;
 use crate::storage::oci::reference::ImageRef;
 use crate::storage::{Attestation, ImageSignature, Signed, backend};
+use crate::transparency::timestamp::{TimestampError, Tsa};
 use crate::transparency::{Entry, Rekor, TransparencyError};
 use dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
 use key::{Certificate, Key, signer_of};
@@ -48,6 +49,8 @@ pub enum SignError {
         run: String,
         source: TransparencyError,
     },
+    #[error("failed to timestamp {run}'s signature at the {source}")]
+    Timestamp { run: String, source: TimestampError },
     #[error("failed to sign {run}: signer {signer} is not implemented by this signer version")]
     SignerNotImplemented { run: String, signer: &'static str },
     #[error(
@@ -70,9 +73,52 @@ impl SignError {
             | Self::SignerNotImplemented { .. } => "signer",
             Self::StorageNotImplemented { .. } | Self::Registry { .. } => "storage",
             Self::Transparency { .. } => "transparency",
+            Self::Timestamp { .. } => "timestamp",
             Self::Other { .. } => "other",
         }
     }
+}
+
+/// The Sigstore services that witness a run's signatures: the transparency log, and the
+/// timestamp authority whose signed timestamps go into Sigstore bundles.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Witnesses<'a> {
+    pub tlog: Option<&'a Rekor>,
+    pub tsa: Option<&'a Tsa>,
+}
+
+/// A verified signed timestamp (DER `TimeStampResp`) over the signature in `envelope_json`,
+/// when `tsa` is in use.
+async fn timestamp_envelope(
+    run: &Run,
+    tsa: Option<&Tsa>,
+    envelope_json: &[u8],
+) -> Result<Option<Vec<u8>>, SignError> {
+    let Some(tsa) = tsa else {
+        return Ok(None);
+    };
+    let envelope: Envelope =
+        serde_json::from_slice(envelope_json).map_err(|e| SignError::Other {
+            run: run.id(),
+            message: e.to_string(),
+        })?;
+    // An unsigned envelope (signer `none`) has nothing to timestamp.
+    let Some(signature) = envelope.signatures.first() else {
+        return Ok(None);
+    };
+    let signature = STANDARD
+        .decode(&signature.sig)
+        .map_err(|e| SignError::Other {
+            run: run.id(),
+            message: format!("the envelope's signature is not base64: {e}"),
+        })?;
+    tsa.timestamp(&signature)
+        .await
+        .map(|t| Some(t.response))
+        .map_err(|source| SignError::Timestamp {
+            run: run.id(),
+            source,
+        })
 }
 
 /// The images a run built (with `deep`, its children's too), each checked as a reference.
@@ -167,9 +213,10 @@ async fn sign_images(
     run: &Run,
     config: &SignerConfig,
     images: &[ImageRef],
-    (key, certificate, tlog): (Key<'_>, Option<&Certificate<'_>>, Option<&Rekor>),
+    (key, certificate, witnesses): (Key<'_>, Option<&Certificate<'_>>, Witnesses<'_>),
     out: &mut Signed,
 ) -> Result<(), SignError> {
+    let tlog = witnesses.tlog;
     let backends = config
         .oci
         .storage
@@ -192,6 +239,10 @@ async fn sign_images(
             Some(signed_envelope(run, Some(key), &statement).await?)
         } else {
             None
+        };
+        let timestamp = match &bundle_envelope {
+            Some(envelope) => timestamp_envelope(run, witnesses.tsa, envelope).await?,
+            None => None,
         };
         let payload = simple_signing_payload(image);
         // The simple-signing signature only for what still stores it (`.sig`, `tekton`): with
@@ -235,6 +286,7 @@ async fn sign_images(
             entry: entry.as_ref(),
             envelope: bundle_envelope.as_deref(),
             public_der: &public_der,
+            timestamp: timestamp.as_deref(),
         };
         for backend in &backends {
             backend.image_signature(run, config, &signature, out)?;
@@ -252,8 +304,13 @@ pub async fn sign_run(
     children: &[Run],
     config: &SignerConfig,
     keys: &Keys<'_>,
-    tlog: Option<&Rekor>,
+    witnesses: Witnesses<'_>,
 ) -> Result<Signed, SignError> {
+    let tlog = witnesses.tlog;
+    // Timestamps travel in Sigstore bundles only.
+    let tsa = witnesses
+        .tsa
+        .filter(|_| config.storage.oci_encoding == OciEncoding::SigstoreBundle);
     let artifact = match run.kind {
         RunKind::TaskRun => &config.taskrun,
         RunKind::PipelineRun => &config.pipelinerun,
@@ -277,15 +334,20 @@ pub async fn sign_run(
         .as_ref()
         .filter(|_| artifact.signer == SignerKind::X509);
     // A Fulcio certificate lives minutes; Rekor v2 records no time, so only a signed timestamp
-    // could show the signature was made while it was valid.
-    if keyless.is_some() && tlog.is_some_and(|t| t.version == signet_config::RekorVersion::V2) {
-        return Err(SignError::SignerNotImplemented {
+    // shows the signature was made while it was valid.
+    if keyless.is_some()
+        && tsa.is_none()
+        && tlog.is_some_and(|t| t.version == signet_config::RekorVersion::V2)
+    {
+        return Err(SignError::Other {
             run: run.id(),
-            signer: "keyless signing with Rekor v2 (it needs a timestamp authority)",
+            message: "keyless signing with Rekor v2 needs a timestamp authority (transparency.timestamp.url) and Sigstore bundles (storage.oci.encoding-format: sigstore-bundle)".to_owned(),
         });
     }
     let envelope_json = signed_envelope(run, run_key, &payload).await?;
     let entry = record_attestation(run, tlog, run_key, run_certificate, &envelope_json).await?;
+    let bundled = artifact.storage.contains(&StorageBackend::Oci);
+    let timestamp = timestamp_envelope(run, tsa.filter(|_| bundled), &envelope_json).await?;
     let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
     let images = images_of(run, &artifacts, deep)?;
     let mut out = Signed::default();
@@ -312,6 +374,7 @@ pub async fn sign_run(
         public_der: &public_der,
         certificate: run_certificate,
         entry: entry.as_ref(),
+        timestamp: timestamp.as_deref(),
         images: &images,
     };
     for backend in backends {
@@ -324,7 +387,14 @@ pub async fn sign_run(
         let certificate = keyless
             .as_ref()
             .filter(|_| config.oci.signer == SignerKind::X509);
-        sign_images(run, config, &images, (key, certificate, tlog), &mut out).await?;
+        sign_images(
+            run,
+            config,
+            &images,
+            (key, certificate, Witnesses { tlog, tsa }),
+            &mut out,
+        )
+        .await?;
     }
     Ok(out)
 }
@@ -377,7 +447,7 @@ mod tests {
             &[],
             &SignerConfig::default(),
             &local(&key),
-            None,
+            Witnesses::default(),
         )
         .await
         .unwrap()
@@ -388,10 +458,16 @@ mod tests {
     #[tokio::test]
     async fn default_config_stores_a_signed_envelope_on_the_run() {
         let key = key();
-        let out = sign_run(&run(), &[], &SignerConfig::default(), &local(&key), None)
-            .await
-            .unwrap()
-            .finish();
+        let out = sign_run(
+            &run(),
+            &[],
+            &SignerConfig::default(),
+            &local(&key),
+            Witnesses::default(),
+        )
+        .await
+        .unwrap()
+        .finish();
         assert_eq!(out["chains.tekton.dev/signed"], "true");
         let envelope: Envelope = serde_json::from_slice(
             &STANDARD
@@ -420,17 +496,17 @@ mod tests {
             keyless: Some(Err(KeylessError::Token("no token".to_owned()))),
         };
         assert!(matches!(
-            sign_run(&run(), &[], &config, &refused, None).await,
+            sign_run(&run(), &[], &config, &refused, Witnesses::default()).await,
             Err(SignError::Keyless { .. })
         ));
         assert!(matches!(
-            sign_run(&run(), &[], &config, &local(&key), None).await,
+            sign_run(&run(), &[], &config, &local(&key), Witnesses::default()).await,
             Err(SignError::Other { .. })
         ));
         config = SignerConfig::default();
         config.taskrun.format = ArtifactFormat::SlsaV2Alpha4;
         assert!(
-            sign_run(&run(), &[], &config, &local(&key), None)
+            sign_run(&run(), &[], &config, &local(&key), Witnesses::default())
                 .await
                 .is_ok(),
             "SLSA v1.0 is implemented for TaskRuns"
@@ -438,7 +514,7 @@ mod tests {
         let mut config = SignerConfig::default();
         config.taskrun.storage.insert(StorageBackend::Gcs);
         assert!(matches!(
-            sign_run(&run(), &[], &config, &local(&key), None).await,
+            sign_run(&run(), &[], &config, &local(&key), Witnesses::default()).await,
             Err(SignError::StorageNotImplemented { .. })
         ));
         let missing = std::sync::Arc::new(SigningKeyError::Missing {
@@ -454,7 +530,7 @@ mod tests {
                     kms: None,
                     keyless: None,
                 },
-                None,
+                Witnesses::default(),
             )
             .await,
             Err(SignError::Key { .. })

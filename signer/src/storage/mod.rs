@@ -54,6 +54,8 @@ pub struct Attestation<'a> {
     pub certificate: Option<&'a Certificate<'a>>,
     /// Its transparency-log entry, when recorded.
     pub entry: Option<&'a Entry>,
+    /// A signed timestamp over its signature (DER `TimeStampResp`), when one was obtained.
+    pub timestamp: Option<&'a [u8]>,
     /// The images the run built: the attestation's subjects in a registry.
     pub images: &'a [ImageRef],
 }
@@ -71,6 +73,8 @@ pub struct ImageSignature<'a> {
     /// signature statement, and the public key (SPKI DER) it verifies with.
     pub envelope: Option<&'a [u8]>,
     pub public_der: &'a [u8],
+    /// A signed timestamp over the envelope's signature (DER `TimeStampResp`).
+    pub timestamp: Option<&'a [u8]>,
 }
 
 /// A storage backend: plans what it stores for a run into [`Signed`].

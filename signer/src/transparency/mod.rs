@@ -9,6 +9,7 @@
 //! `SIGSTORE_REKOR_PUBLIC_KEY` (cosign's variable: a PEM file) or, when that is unset, the
 //! key the log itself serves, read once and said once in the log (trust on first use).
 
+pub mod timestamp;
 pub mod v2;
 pub mod verify;
 
@@ -316,6 +317,15 @@ impl Rekor {
             .map_err(|e| self.error(e))?;
         let status = response.status();
         let text = response.text().await.map_err(|e| self.error(e))?;
+        if status == reqwest::StatusCode::CONFLICT {
+            // Rekor v2 keeps one entry per signature and has no API to read it back with its
+            // proof: only a key that signs deterministically (Ed25519, RSA PKCS#1 v1.5) meets
+            // this, signing the same content again.
+            return Err(self.error(format!(
+                "409: it already holds this very signature ({}) and Rekor v2 gives no entry back to put in the bundle; sign with an ECDSA key or a KMS, whose signatures differ each time",
+                text.trim().chars().take(200).collect::<String>()
+            )));
+        }
         if !status.is_success() {
             let message: Value = serde_json::from_str(&text).unwrap_or_default();
             return Err(self.error(format!(

@@ -26,6 +26,7 @@ use crate::signing::kms::KmsSigners;
 use crate::storage::Registries;
 use crate::storage::oci::registry::Clients;
 use crate::transparency::LogKeys;
+use crate::transparency::timestamp::TsaChains;
 use mark::{hold_or_release, write};
 use queue::{Backlog, InFlight, Work};
 use retry::{AGAIN_LIMIT, API_RETRIES, Step, api_backoff};
@@ -54,6 +55,8 @@ pub struct Context {
     kms: KmsSigners,
     /// The transparency logs' public keys, read once.
     log_keys: LogKeys,
+    /// The timestamp authorities' pinned chains, read once.
+    tsa_chains: TsaChains,
     /// The signer's own ServiceAccount `(namespace, name)`: its pull secrets are the
     /// fallback registry credentials.
     own_account: (String, String),
@@ -82,6 +85,7 @@ impl Context {
             clients: Clients::new()?,
             kms: KmsSigners::default(),
             log_keys: LogKeys::default(),
+            tsa_chains: TsaChains::default(),
             own_account,
         })
     }

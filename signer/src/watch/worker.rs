@@ -14,8 +14,9 @@ use super::{Context, is_ours, resource, runs};
 use crate::annotations::{FAILURE_REASON, RETRIES, SIGNED};
 use crate::run::children::children;
 use crate::run::{Run, RunKind};
-use crate::signing::{Keys, SignError, keyless, sign_run};
+use crate::signing::{Keys, SignError, Witnesses, keyless, sign_run};
 use crate::storage::{self, Signed};
+use crate::transparency::timestamp::Tsa;
 use crate::transparency::{Rekor, uploads};
 
 /// Signs `run` with every key its configuration asks for: the signing Secret's, the KMS key,
@@ -54,7 +55,16 @@ async fn sign(
             &ctx.log_keys,
         )
     });
-    sign_run(run, children, config, &keys, tlog.as_ref()).await
+    let tsa = config
+        .transparency
+        .timestamp_url
+        .as_deref()
+        .map(|url| Tsa::new(ctx.clients.http(), url, &ctx.tsa_chains));
+    let witnesses = Witnesses {
+        tlog: tlog.as_ref(),
+        tsa: tsa.as_ref(),
+    };
+    sign_run(run, children, config, &keys, witnesses).await
 }
 
 /// Signs one run, or records why not, and says what to do next.

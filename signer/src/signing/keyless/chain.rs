@@ -44,7 +44,7 @@ fn parse(chain_pem: &[String]) -> Result<Vec<Certificate>, ChainError> {
         .collect()
 }
 
-fn spki_der(cert: &Certificate) -> Vec<u8> {
+pub(crate) fn spki_der(cert: &Certificate) -> Vec<u8> {
     cert.tbs_certificate
         .subject_public_key_info
         .to_der()
@@ -52,7 +52,7 @@ fn spki_der(cert: &Certificate) -> Vec<u8> {
 }
 
 /// Every certificate in a PEM bundle (other blocks and unreadable ones are skipped).
-fn read_bundle(bundle: &str) -> Vec<Certificate> {
+pub(crate) fn read_bundle(bundle: &str) -> Vec<Certificate> {
     const END: &str = "-----END CERTIFICATE-----";
     bundle
         .split_inclusive(END)
@@ -114,7 +114,7 @@ pub fn read_leaf(leaf_pem: &str) -> Result<Leaf, ChainError> {
 }
 
 /// Whether `cert` is signed by the key of `issuer`.
-fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
+pub(crate) fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
     let Ok(tbs) = cert.tbs_certificate.to_der() else {
         return false;
     };
@@ -124,7 +124,7 @@ fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
     verify_signature(&spki_der(issuer), &tbs, signature).is_ok()
 }
 
-fn valid_at(cert: &Certificate, now: SystemTime) -> bool {
+pub(crate) fn valid_at(cert: &Certificate, now: SystemTime) -> bool {
     let validity = &cert.tbs_certificate.validity;
     validity.not_before.to_system_time() <= now && now <= validity.not_after.to_system_time()
 }

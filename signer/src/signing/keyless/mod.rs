@@ -11,7 +11,7 @@
 
 pub mod spiffe;
 
-mod chain;
+pub(crate) mod chain;
 
 use std::time::Duration;
 

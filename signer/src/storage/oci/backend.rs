@@ -68,7 +68,7 @@ impl Backend for Oci {
                     envelope,
                     signature.public_der,
                     COSIGN_SIGN_PREDICATE_TYPE,
-                    (signature.certificate, signature.entry),
+                    (signature.certificate, signature.entry, signature.timestamp),
                 )?,
             });
             return Ok(());
@@ -123,7 +123,11 @@ fn attestation_layer(
         attestation.envelope,
         attestation.public_der,
         attestation.predicate_type,
-        (attestation.certificate, attestation.entry),
+        (
+            attestation.certificate,
+            attestation.entry,
+            attestation.timestamp,
+        ),
     )
 }
 
@@ -134,7 +138,7 @@ fn bundle_layer(
     envelope: &[u8],
     public_der: &[u8],
     predicate_type: &str,
-    (certificate, entry): (Option<&Certificate<'_>>, Option<&Entry>),
+    (certificate, entry, timestamp): (Option<&Certificate<'_>>, Option<&Entry>, Option<&[u8]>),
 ) -> Result<Layer, SignError> {
     let leaf = certificate
         .map(|c| {
@@ -151,11 +155,12 @@ fn bundle_layer(
         None => Verifier::PublicKey(public_der),
     };
     let tlog_entry = entry.map(Entry::tlog_entry);
-    let bundle =
-        dsse_bundle(envelope, &verifier, tlog_entry).map_err(|message| SignError::Other {
+    let bundle = dsse_bundle(envelope, &verifier, tlog_entry, timestamp).map_err(|message| {
+        SignError::Other {
             run: run.id(),
             message,
-        })?;
+        }
+    })?;
     Ok(Layer {
         media_type: SIGSTORE_BUNDLE_V03,
         data: bundle,

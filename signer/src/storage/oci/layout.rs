@@ -149,11 +149,13 @@ pub enum Verifier<'a> {
 }
 
 /// A Sigstore bundle (v0.3) around a DSSE envelope, with what verifies it and, when it was
-/// recorded, the envelope's transparency-log entry (`TransparencyLogEntry` JSON).
+/// recorded, the envelope's transparency-log entry (`TransparencyLogEntry` JSON) and a signed
+/// timestamp over its signature (DER `TimeStampResp`).
 pub fn dsse_bundle(
     envelope_json: &[u8],
     verifier: &Verifier<'_>,
     tlog_entry: Option<serde_json::Value>,
+    timestamp: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
@@ -169,6 +171,11 @@ pub fn dsse_bundle(
     };
     if let Some(entry) = tlog_entry {
         material["tlogEntries"] = serde_json::json!([entry]);
+    }
+    if let Some(timestamp) = timestamp {
+        material["timestampVerificationData"] = serde_json::json!({
+            "rfc3161Timestamps": [{"signedTimestamp": STANDARD.encode(timestamp)}]
+        });
     }
     serde_json::to_vec(&serde_json::json!({
         "mediaType": SIGSTORE_BUNDLE_V03,
@@ -278,8 +285,14 @@ mod tests {
             br#"{"payload":"e30=","payloadType":"x","signatures":[]}"#,
             &Verifier::PublicKey(b"der"),
             None,
+            Some(b"tsr"),
         )
         .unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        assert_eq!(
+            parsed["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]["signedTimestamp"],
+            "dHNy"
+        );
         let layer = Layer {
             media_type: SIGSTORE_BUNDLE_V03,
             data: bundle,
