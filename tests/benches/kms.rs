@@ -1,7 +1,8 @@
 //! `make bench` (KMS and keyless part): for each KMS — Vault transit on OpenBao (alone, and with
 //! each attestation recorded in Rekor v1 or Rekor v2), AWS KMS on local-kms, and the Azure Key
 //! Vault and Google Cloud KMS test doubles — and for keyless
-//! signing (Fulcio + Rekor), a burst of completed TaskRuns (`SIGNET_BENCH_KMS_RUNS`, default
+//! signing (Fulcio + Rekor; and with images, Sigstore bundles pushed as referrers, recorded in
+//! Rekor v1, or in Rekor v2 with a signed timestamp per signature), a burst of completed TaskRuns (`SIGNET_BENCH_KMS_RUNS`, default
 //! 300) signed by the release signer (one signing round trip per run; keyless: a certificate
 //! and a log entry per run), as its ServiceAccount with the Deployment's environment. Prints
 //! runs signed per second and completion -> `signed=true` latency per set-up.
@@ -39,6 +40,10 @@ async fn main() {
     let base = json!({"targetNamespace": signer_ns,
                       "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
     let mut results = Vec::new();
+    // `SIGNET_BENCH_KMS_PHASES=keyless,vault+rekor-v2`: only these set-ups.
+    let only: Option<Vec<String>> = std::env::var("SIGNET_BENCH_KMS_PHASES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
     for which in [
         "vault",
         "vault+rekor-v1",
@@ -47,7 +52,14 @@ async fn main() {
         "azure",
         "gcp",
         "keyless",
-    ] {
+        "keyless+bundles+rekor-v1",
+        "keyless+bundles+rekor-v2+tsa",
+    ]
+    .into_iter()
+    .filter(|which| {
+        only.as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == which))
+    }) {
         let fixture: KmsFixture = match which {
             "vault" => kms_fixtures::vault(env).await,
             "vault+rekor-v1" => kms_fixtures::vault_with_log(env, "v1").await,
@@ -55,6 +67,12 @@ async fn main() {
             "aws" => kms_fixtures::aws(env, &admin, &signer_ns).await,
             "azure" => kms_fixtures::azure(env, &admin, &signer_ns).await,
             "gcp" => kms_fixtures::gcp(env, &admin, &signer_ns).await,
+            "keyless+bundles+rekor-v1" => {
+                kms_fixtures::keyless_bundles(env, &admin, &signer_ns, "v1").await
+            }
+            "keyless+bundles+rekor-v2+tsa" => {
+                kms_fixtures::keyless_bundles(env, &admin, &signer_ns, "v2").await
+            }
             _ => kms_fixtures::keyless(env, &admin, &signer_ns).await,
         }
         .expect("KMS fixture");
@@ -125,7 +143,7 @@ async fn main() {
                 format!("{}: burst of {runs}", fixture.label),
                 runs,
                 None,
-                None,
+                fixture.images.clone(),
             )
             .await,
         );

@@ -20,6 +20,9 @@ pub struct KmsFixture {
     pub spec: Value,
     /// Extra signer environment.
     pub env: Vec<(String, String)>,
+    /// Images in a registry for the runs to report (url, digest), when the fixture signs
+    /// images too; else the runs report an image that is in no registry.
+    pub images: Option<std::sync::Arc<Vec<(String, String)>>>,
     /// What the fixture started; stopped when it is dropped.
     peers: Vec<Box<dyn std::any::Any + Send>>,
     dir: PathBuf,
@@ -78,6 +81,7 @@ pub async fn vault(env: &TestEnv) -> Result<KmsFixture, EnvError> {
         spec: json!({"signing": {"kms": {"ref": "hashivault://signet",
                      "auth": {"address": bao.addr, "tokenPath": token}}}}),
         env: Vec::new(),
+        images: None,
         peers: vec![Box::new(bao)],
         dir,
     })
@@ -138,6 +142,7 @@ pub async fn aws(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
         spec: json!({"signing": {"kms": {"ref": "awskms:///alias/signet"}},
                      "identity": {"aws": {"roleArn": "arn:aws:iam::111122223333:role/signet-signer"}}}),
         env,
+        images: None,
         peers: vec![Box::new(kms), Box::new(sts)],
         dir,
     })
@@ -169,6 +174,7 @@ pub async fn azure(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsF
             ("AZURE_FEDERATED_TOKEN_FILE", &token),
             ("AZURE_AUTHORITY_HOST", &authority),
         ]),
+        images: None,
         peers: vec![Box::new(double)],
         dir,
     })
@@ -211,6 +217,7 @@ pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
             ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS", &double.url),
         ]),
+        images: None,
         peers: vec![Box::new(double)],
         dir,
     })
@@ -236,7 +243,56 @@ pub async fn keyless(
             "transparency": {"mode": "enabled", "url": rekor.url}
         }),
         env: Vec::new(),
+        images: None,
         peers: vec![Box::new(fulcio), Box::new(rekor)],
         dir,
     })
 }
+
+/// Keyless signing of runs that built images: Sigstore bundles (attestation and image
+/// signature) pushed as referrers to the referrers registry, each with a Fulcio certificate and
+/// its log entry — Rekor v1 (`"v1"`), or Rekor v2 with a signed timestamp from a timestamp
+/// authority (`"v2"`: a Fulcio, a log and a TSA round trip per signature).
+pub async fn keyless_bundles(
+    env: &TestEnv,
+    admin: &kube::Client,
+    ns: &str,
+    version: &str,
+) -> Result<KmsFixture, EnvError> {
+    let mut fixture = keyless(env, admin, ns).await?;
+    let mut images = Vec::new();
+    for i in 0..IMAGES {
+        let repo = format!("bench/keyless-{version}-{}-{i}", std::process::id());
+        let digest =
+            crate::registry::push_random_image_to(env, &env.referrers_registry, &repo, "latest")
+                .await
+                .map_err(|e| EnvError::Bundle(format!("pushing a bench image: {e}")))?;
+        images.push((format!("{}/{repo}", env.referrers_registry), digest));
+    }
+    fixture.images = Some(std::sync::Arc::new(images));
+    fixture.spec["artifacts"] = json!({
+        "taskRun": {"signer": "x509", "storage": ["tekton", "oci"], "format": "slsa/v2alpha4"},
+        "oci": {"storage": ["oci"], "signer": "x509"}
+    });
+    fixture.spec["storage"] = json!({"oci": {"encoding": "sigstore-bundle"}});
+    if version == "v2" {
+        let rekor = crate::sigstore::RekorV2::start(env).await?;
+        let tsa = crate::sigstore::Tsa::start(env).await?;
+        let key = rekor.public_key_file().to_string_lossy().into_owned();
+        fixture.label =
+            "keyless + bundles: Fulcio + Rekor v2 (rekor-tiles) + TSA (timestamp-authority v2.1.3)";
+        fixture.spec["transparency"] =
+            json!({"mode": "enabled", "url": rekor.url, "version": "v2", "timestampUrl": tsa.url});
+        fixture
+            .env
+            .push(("SIGSTORE_REKOR_PUBLIC_KEY".to_owned(), key));
+        fixture.peers.push(Box::new(rekor));
+        fixture.peers.push(Box::new(tsa));
+    } else {
+        fixture.label = "keyless + bundles: Fulcio + Rekor v1 (Trillian, MariaDB)";
+    }
+    Ok(fixture)
+}
+
+/// How many images the keyless bundle runs share (round robin).
+const IMAGES: usize = 20;

@@ -346,10 +346,11 @@ pub async fn sign_run(
     }
     let envelope_json = signed_envelope(run, run_key, &payload).await?;
     let entry = record_attestation(run, tlog, run_key, run_certificate, &envelope_json).await?;
-    let bundled = artifact.storage.contains(&StorageBackend::Oci);
-    let timestamp = timestamp_envelope(run, tsa.filter(|_| bundled), &envelope_json).await?;
     let deep = run.kind == RunKind::PipelineRun && config.pipelinerun_deep_inspection;
     let images = images_of(run, &artifacts, deep)?;
+    // The attestation's bundle goes to the registry of each image the run built, if any.
+    let bundled = artifact.storage.contains(&StorageBackend::Oci) && !images.is_empty();
+    let timestamp = timestamp_envelope(run, tsa.filter(|_| bundled), &envelope_json).await?;
     let mut out = Signed::default();
     if let (Some(entry), Some(tlog)) = (&entry, tlog) {
         out.annotations.insert(
