@@ -15,9 +15,10 @@ pub mod keys;
 mod parse;
 pub mod redacted;
 mod render;
+pub mod trusted_root;
 mod values;
 
-pub use parse::{ConfigError, PIPELINERUN_BACKENDS};
+pub use parse::{ConfigError, PIPELINERUN_BACKENDS, TRUSTED_ROOT_KEY};
 pub use values::{
     ArtifactFormat, BuildType, FulcioProvider, OciEncoding, OciFormat, RekorVersion, SignerKind,
     StorageBackend, TransparencyMode,
@@ -56,6 +57,9 @@ pub struct SignerConfig {
     pub build_type: BuildType,
     /// `filter.managed-by`: extra `spec.managedBy` values whose runs are signed.
     pub managed_by: BTreeSet<String>,
+    /// `sigstore.trusted-root` (Signet's key): the Sigstore trusted root (JSON) Fulcio, Rekor
+    /// and timestamp authority answers are checked against.
+    pub trusted_root: Option<trusted_root::TrustedRoot>,
 }
 
 /// How one kind of run (TaskRun or PipelineRun) is formatted, signed and stored.
@@ -201,6 +205,7 @@ impl Default for SignerConfig {
             builder_id: DEFAULT_BUILDER_ID.to_owned(),
             build_type: BuildType::Slsa,
             managed_by: BTreeSet::new(),
+            trusted_root: None,
         }
     }
 }

@@ -39,6 +39,11 @@ pub enum ConfigError {
         backend: String,
         accepted: String,
     },
+    #[error("failed to read config key {key}: {source}")]
+    TrustedRoot {
+        key: String,
+        source: crate::trusted_root::TrustedRootError,
+    },
 }
 
 /// The map being read, with the lookups every key needs.
@@ -314,6 +319,20 @@ impl SignerConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
+            trusted_root: keys
+                .get(TRUSTED_ROOT_KEY)
+                .map(|text| {
+                    crate::trusted_root::TrustedRoot::parse(text).map_err(|source| {
+                        ConfigError::TrustedRoot {
+                            key: TRUSTED_ROOT_KEY.to_owned(),
+                            source,
+                        }
+                    })
+                })
+                .transpose()?,
         })
     }
 }
+
+/// The key holding the trusted root's JSON.
+pub const TRUSTED_ROOT_KEY: &str = "sigstore.trusted-root";

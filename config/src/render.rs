@@ -103,15 +103,12 @@ impl SignerConfig {
         if let Some(p) = x.fulcio_provider {
             put("signers.x509.fulcio.provider", p.to_string());
         }
+        if let Some(root) = &self.trusted_root {
+            put(crate::TRUSTED_ROOT_KEY, root.text.clone());
+        }
         if !self.managed_by.is_empty() {
-            put(
-                "filter.managed-by",
-                self.managed_by
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
+            let names: Vec<&str> = self.managed_by.iter().map(String::as_str).collect();
+            put("filter.managed-by", names.join(","));
         }
         out
     }

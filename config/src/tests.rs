@@ -185,6 +185,10 @@ prop_compose! {
     }
 }
 
+/// The smallest trusted root `cosign trusted-root create` would write (no services).
+const TRUSTED_ROOT: &str =
+    r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#;
+
 prop_compose! {
     fn signer_config()(
         taskrun in artifact(StorageBackend::ALL),
@@ -200,6 +204,7 @@ prop_compose! {
         provider in proptest::option::of(pick(FulcioProvider::ALL)),
         token_file in opt_text(),
         tsa in opt_text(),
+        trusted_root in proptest::option::of(Just(TRUSTED_ROOT)),
         kms in kms_config(),
         build_type in pick(BuildType::ALL),
         managed_by in proptest::collection::btree_set("[a-z][a-z.-]{0,12}", 0..3),
@@ -215,6 +220,7 @@ prop_compose! {
                 tuf_mirror_url: urls[3].clone(),
             },
             kms, builder_id: urls[4].clone(), build_type, managed_by,
+            trusted_root: trusted_root.map(|t| crate::trusted_root::TrustedRoot::parse(t).unwrap()),
         }
     }
 }

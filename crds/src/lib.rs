@@ -20,7 +20,7 @@ pub use signing::{
     OciArtifactSpec, OciEncoding, OciFormat, OciStorage, PipelineRunArtifactSpec,
     PipelineRunStorageBackend, ProvenanceSpec, PubSubStorage, RekorVersion, SignerKind,
     SigningSpec, StorageBackend, StorageSpec, TaskRunArtifactSpec, TransparencyMode,
-    TransparencySpec, VaultOidcAuth, VaultSpireAuth,
+    TransparencySpec, TrustedRootRef, VaultOidcAuth, VaultSpireAuth,
 };
 pub use status::{Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus};
 

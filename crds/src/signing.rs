@@ -295,6 +295,27 @@ pub struct SigningSpec {
     pub keys: KeysSpec,
     pub keyless: KeylessSpec,
     pub kms: KmsSpec,
+    /// A Sigstore trusted root (`trusted_root.json`, as `cosign trusted-root create` writes
+    /// it) in a ConfigMap in the target namespace: Fulcio, Rekor and timestamp authority answers
+    /// are checked against it alone, and the operator publishes it beside the public key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<TrustedRootRef>,
+}
+
+/// A ConfigMap key holding a trusted root.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedRootRef {
+    /// ConfigMap in the target namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub config_map_name: String,
+    /// Its key; `trusted_root.json` when unset.
+    #[serde(default = "default_trusted_root_key")]
+    pub key: String,
+}
+
+fn default_trusted_root_key() -> String {
+    "trusted_root.json".to_owned()
 }
 
 /// The signing Secret (`cosign.key` + `cosign.password`, or `x509.pem`).

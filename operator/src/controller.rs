@@ -1,6 +1,7 @@
 //! The watch loop: `Context`, `reconcile` and `error_policy`, wiring dereference → validate →
 //! build → apply → status for the singleton SignetConfig.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use signet_config::trusted_root::TrustedRoot;
 use signet_crds::{SignerKind, SignetConfig, SignetConfigSpec};
 use signet_runtime::health::Counter;
 use tokio::sync::OnceCell;
@@ -217,28 +219,18 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         ..Facts::default()
     };
     let validated = match validate::validate(spec) {
+        Ok(mut v) => read_trusted_root(client, spec).await?.map(|root| {
+            v.signer_config.trusted_root = root;
+            v
+        }),
+        Err(invalid) => Err(Problem {
+            reason: "InvalidSpec",
+            message: invalid.to_string(),
+        }),
+    };
+    let validated = match validated {
         Ok(v) => v,
-        Err(invalid) => {
-            // Nothing already running is touched; the previous signer keeps working.
-            tracing::warn!(error = %invalid, "SignetConfig config is invalid; leaving the signer as it is");
-            let previous = config.status.as_ref();
-            let current = Api::<Deployment>::namespaced(client.clone(), &running_namespace(config))
-                .get_opt(names::SIGNER)
-                .await
-                .map_err(ReconcileError::Read)?;
-            facts.deployment = current.as_ref();
-            facts.problem = Some(Problem {
-                reason: "InvalidSpec",
-                message: invalid.to_string(),
-            });
-            facts.public_key = previous.and_then(|p| p.public_key.clone());
-            let new = status::compute(previous, &facts);
-            ctx.announcer.transition(config, previous, &new).await;
-            status::write(client, config, new)
-                .await
-                .map_err(ReconcileError::Status)?;
-            return Ok(Action::await_change());
-        }
+        Err(problem) => return leave_signer_as_is(ctx, config, facts, problem).await,
     };
     let inputs = BuildInputs {
         owner: config.controller_owner_ref(&()).unwrap_or_default(),
@@ -249,6 +241,20 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     let moved_from = Some(running_namespace(config)).filter(|ns| *ns != spec.target_namespace);
     let (public_key, problem, made) =
         ensure_signing_key(client, spec, moved_from.as_deref(), &inputs, &mut report).await?;
+    publish_verification(
+        client,
+        spec,
+        Verification {
+            public_key: public_key.as_deref(),
+            trusted_root: validated.signer_config.trusted_root.as_ref(),
+            identity: facts
+                .keyless_token
+                .then_some(facts.issuer.as_deref())
+                .flatten(),
+        },
+        &inputs,
+    )
+    .await?;
     if let Some((reason, note)) = made {
         ctx.announcer
             .publish(config, EventType::Normal, reason, note)
@@ -292,6 +298,131 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     } else {
         5
     })))
+}
+
+/// Reports `problem` and touches nothing already running: the previous signer keeps working.
+/// An invalid spec waits for the next change; a missing trusted root is looked for again.
+async fn leave_signer_as_is(
+    ctx: &Context,
+    config: &SignetConfig,
+    mut facts: Facts<'_>,
+    problem: Problem,
+) -> Result<Action, ReconcileError> {
+    let client = &ctx.client;
+    tracing::warn!(error = %problem.message, "SignetConfig config is invalid; leaving the signer as it is");
+    let previous = config.status.as_ref();
+    let current = Api::<Deployment>::namespaced(client.clone(), &running_namespace(config))
+        .get_opt(names::SIGNER)
+        .await
+        .map_err(ReconcileError::Read)?;
+    let next = if problem.reason == "InvalidSpec" {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(30))
+    };
+    facts.deployment = current.as_ref();
+    facts.problem = Some(problem);
+    facts.public_key = previous.and_then(|p| p.public_key.clone());
+    let new = status::compute(previous, &facts);
+    ctx.announcer.transition(config, previous, &new).await;
+    status::write(client, config, new)
+        .await
+        .map_err(ReconcileError::Status)?;
+    Ok(next)
+}
+
+/// The trusted root `signing.trustedRoot` names, read from its ConfigMap and checked; a
+/// problem (the signer left as it is) when it is missing or not a trusted root.
+async fn read_trusted_root(
+    client: &Client,
+    spec: &SignetConfigSpec,
+) -> Result<Result<Option<TrustedRoot>, Problem>, ReconcileError> {
+    let Some(reference) = &spec.signing.trusted_root else {
+        return Ok(Ok(None));
+    };
+    let ns = &spec.target_namespace;
+    let name = &reference.config_map_name;
+    let found = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(ReconcileError::Read)?;
+    let text = found
+        .and_then(|cm| cm.data)
+        .and_then(|mut data| data.remove(&reference.key));
+    let Some(text) = text else {
+        return Ok(Err(Problem {
+            reason: "TrustedRootMissing",
+            message: format!(
+                "spec.signing.trustedRoot: ConfigMap {ns}/{name} has no key {:?}: create it from the trusted root's JSON (cosign trusted-root create)",
+                reference.key
+            ),
+        }));
+    };
+    Ok(TrustedRoot::parse(&text).map(Some).map_err(|e| Problem {
+        reason: "InvalidSpec",
+        message: format!(
+            "spec.signing.trustedRoot: ConfigMap {ns}/{name} key {:?}: {e}",
+            reference.key
+        ),
+    }))
+}
+
+/// What verifiers need, published in the `signet-public-key` ConfigMap.
+struct Verification<'a> {
+    public_key: Option<&'a str>,
+    trusted_root: Option<&'a TrustedRoot>,
+    /// With keyless signing: the issuer of the signer's token.
+    identity: Option<&'a str>,
+}
+
+/// Writes the `signet-public-key` ConfigMap: `cosign.pub`, `trusted_root.json`, and for
+/// keyless signing `certificate-identity` and `certificate-oidc-issuer` — what `cosign
+/// verify` takes, as is.
+async fn publish_verification(
+    client: &Client,
+    spec: &SignetConfigSpec,
+    what: Verification<'_>,
+    inputs: &BuildInputs,
+) -> Result<(), ReconcileError> {
+    let ns = &spec.target_namespace;
+    let mut data = BTreeMap::new();
+    if let Some(pem) = what.public_key {
+        data.insert("cosign.pub".to_owned(), pem.to_owned());
+    }
+    if let Some(root) = what.trusted_root {
+        data.insert("trusted_root.json".to_owned(), root.text.clone());
+    }
+    if let Some(issuer) = what.identity {
+        data.insert(
+            "certificate-identity".to_owned(),
+            format!(
+                "https://kubernetes.io/namespaces/{ns}/serviceaccounts/{}",
+                names::SIGNER
+            ),
+        );
+        data.insert("certificate-oidc-issuer".to_owned(), issuer.to_owned());
+    }
+    if data.is_empty() {
+        return Ok(());
+    }
+    let cm = keys::render_public_key_config_map(ns, data, inputs);
+    let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    match api
+        .get_opt(names::PUBLIC_KEY_CONFIG_MAP)
+        .await
+        .map_err(ReconcileError::Read)?
+    {
+        Some(current) if current.data == cm.data => {}
+        Some(_) => {
+            api.replace(names::PUBLIC_KEY_CONFIG_MAP, &PostParams::default(), &cm)
+                .await
+                .map_err(ReconcileError::Read)?;
+        }
+        None => {
+            apply::create_if_absent(&api, &cm).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The namespace the signer currently runs in, from the last status, else the spec's.
@@ -374,25 +505,6 @@ async fn ensure_signing_key(
         secret = Some(existing);
     }
     let public_key = secret.as_ref().and_then(dereference::public_key_of);
-    if let Some(pem) = &public_key {
-        let cm = keys::render_public_key_config_map(ns, pem, inputs);
-        let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
-        match api
-            .get_opt(names::PUBLIC_KEY_CONFIG_MAP)
-            .await
-            .map_err(ReconcileError::Read)?
-        {
-            Some(current) if current.data == cm.data => {}
-            Some(_) => {
-                api.replace(names::PUBLIC_KEY_CONFIG_MAP, &PostParams::default(), &cm)
-                    .await
-                    .map_err(ReconcileError::Read)?;
-            }
-            None => {
-                apply::create_if_absent(&api, &cm).await?;
-            }
-        }
-    }
     let problem = (uses_secret_key(spec) && secret.is_none()).then(|| Problem {
         reason: "SigningKeyMissing",
         message: format!(

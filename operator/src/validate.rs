@@ -292,6 +292,8 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
             BuildType::SlsaTekton => sc::BuildType::SlsaTekton,
         },
         managed_by: spec.filter.managed_by.iter().cloned().collect(),
+        // Read from its ConfigMap at reconcile (`controller::read_trusted_root`).
+        trusted_root: None,
     })
 }
 

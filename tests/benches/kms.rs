@@ -39,6 +39,24 @@ async fn main() {
     let configs: Api<SignetConfig> = Api::all(admin.clone());
     let base = json!({"targetNamespace": signer_ns,
                       "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
+    // The signer's namespace and ServiceAccount first: keyless and federated fixtures mint its
+    // tokens.
+    apply_config(&admin, base.clone())
+        .await
+        .expect("SignetConfig");
+    let accounts =
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), &signer_ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while accounts
+        .get_opt("signet-signer")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no ServiceAccount signet-signer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut results = Vec::new();
     // `SIGNET_BENCH_KMS_PHASES=keyless,vault+rekor-v2`: only these set-ups.
     let only: Option<Vec<String>> = std::env::var("SIGNET_BENCH_KMS_PHASES")

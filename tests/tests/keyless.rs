@@ -561,23 +561,7 @@ async fn keyless_with_rekor_v2_needs_a_timestamp_authority(mut scene: KeylessSce
                                  "value": pinned_log.to_str().unwrap()}]}
     });
     scene.stack.apply(spec.clone()).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let message = loop {
-        let config = scene.stack.configs.get("config").await.unwrap();
-        let degraded = config.status.and_then(|s| {
-            s.conditions
-                .into_iter()
-                .find(|c| c.type_ == "Degraded" && format!("{:?}", c.status) == "True")
-        });
-        if let Some(condition) = degraded {
-            break condition.message;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "keyless + Rekor v2 without a TSA was not refused"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let message = common::wait_degraded(&scene.stack.configs, "InvalidSpec").await;
     assert!(
         message.contains("transparency.timestampUrl") && message.contains("timestamp authority"),
         "{message}"
@@ -661,6 +645,165 @@ async fn keyless_with_rekor_v2_needs_a_timestamp_authority(mut scene: KeylessSce
             "cosign {command} accepted another identity"
         );
     }
+}
+
+/// A Sigstore trusted root in a ConfigMap (`signing.trustedRoot`) pins Fulcio, Rekor v2 and the
+/// timestamp authority with no environment variable and no trust on first use: the operator
+/// waits for the ConfigMap (Degraded `TrustedRootMissing`), renders it for the signer and
+/// publishes it with the keyless identity in `signet-public-key`, from which cosign v3 verifies
+/// as is; a trusted root that names no such TSA fails the next run naming it.
+#[tokio::test]
+async fn a_trusted_root_in_a_config_map_pins_fulcio_rekor_v2_and_the_tsa() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let scene = KeylessScene::up("keyless-trusted-root").await;
+    let (admin, log) = (&scene.admin, || scene.signer.log_text());
+    let rekor_v2 = signet_e2e::sigstore::RekorV2::start(scene.env)
+        .await
+        .unwrap();
+    let tsa = signet_e2e::sigstore::Tsa::start(scene.env).await.unwrap();
+    let fulcio_pem = scene.files.join("fulcio.pem");
+    std::fs::write(&fulcio_pem, scene.fulcio.trust_bundle().await.unwrap()).unwrap();
+    let tsa_chain = tsa.chain_file().await.unwrap();
+    let create = |name: &str, with_tsa: bool| {
+        let path = scene.files.join(name);
+        let fulcio = format!(
+            "url={},certificate-chain={}",
+            scene.fulcio.url,
+            fulcio_pem.display()
+        );
+        let rekor = format!(
+            "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
+            rekor_v2.url,
+            rekor_v2.public_key_file().display(),
+            rekor_v2.origin
+        );
+        let tsa_spec = format!("url={},certificate-chain={}", tsa.url, tsa_chain.display());
+        let mut args = vec![
+            "trusted-root",
+            "create",
+            "--fulcio",
+            &fulcio,
+            "--rekor",
+            &rekor,
+        ];
+        if with_tsa {
+            args.extend(["--tsa", &tsa_spec]);
+        }
+        args.extend(["--out", path.to_str().unwrap()]);
+        assert_ok(
+            &cosign_registry(scene.env, &args, &[]),
+            "cosign trusted-root create",
+        );
+        std::fs::read_to_string(&path).unwrap().trim().to_owned()
+    };
+    let root = create("trusted_root.json", true);
+    scene
+        .stack
+        .apply(json!({
+            "targetNamespace": scene.signer_ns,
+            "signing": {"keyless": {"tokenPath": scene.token_file.to_str().unwrap()},
+                        "trustedRoot": {"configMapName": "sigstore-trust"}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}},
+            "transparency": {"mode": "enabled", "url": rekor_v2.url, "version": "v2",
+                             "timestampUrl": tsa.url}
+        }))
+        .await;
+    let degraded = common::wait_degraded(&scene.stack.configs, "TrustedRootMissing").await;
+    assert!(degraded.contains("sigstore-trust"), "{degraded}");
+    let cms = kube::Api::<ConfigMap>::namespaced(admin.clone(), &scene.signer_ns);
+    let put = |text: String| {
+        let cms = cms.clone();
+        async move {
+            let cm: ConfigMap = serde_json::from_value(json!({
+                "metadata": {"name": "sigstore-trust"},
+                "data": {"trusted_root.json": text}
+            }))
+            .unwrap();
+            let params = kube::api::PatchParams::apply("signet-e2e").force();
+            cms.patch("sigstore-trust", &params, &kube::api::Patch::Apply(&cm))
+                .await
+                .unwrap();
+        }
+    };
+    put(root.clone()).await;
+    // The operator looks again for a missing trusted root every 30 s.
+    common::wait_rendered_for(
+        admin,
+        &scene.signer_ns,
+        "sigstore.trusted-root",
+        &root,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    scene.rebuild("pinned-by-root", FINISHED).await;
+    wait_signed(admin, scene.work.name(), "pinned-by-root", log).await;
+    for unpinned in [
+        "SIGSTORE_TSA_CERTIFICATE_FILE is not set",
+        "SIGSTORE_ROOT_FILE is not set",
+    ] {
+        assert!(!log().contains(unpinned), "the signer said: {unpinned}");
+    }
+    // What verifiers need is published together, and cosign v3 verifies with it as is.
+    let published = cms
+        .get("signet-public-key")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default();
+    assert_eq!(published.get("trusted_root.json"), Some(&root));
+    let identity = published["certificate-identity"].clone();
+    assert_eq!(published["certificate-oidc-issuer"], scene.env.oidc_issuer);
+    let from_cluster = scene.files.join("published_trusted_root.json");
+    std::fs::write(&from_cluster, &published["trusted_root.json"]).unwrap();
+    let pinned = format!("{}@{}", scene.image, scene.digest);
+    for (command, extra) in [
+        ("verify", &[][..]),
+        ("verify-attestation", &["--type", "slsaprovenance1"][..]),
+    ] {
+        let out = scene.cosign_verify(
+            from_cluster.to_str().unwrap(),
+            command,
+            &identity,
+            extra,
+            &pinned,
+        );
+        assert_ok(
+            &out,
+            &format!("cosign {command} with the published trusted root"),
+        );
+    }
+    // A trusted root naming no such TSA: nothing else is trusted instead.
+    let without_tsa = create("trusted_root_no_tsa.json", false);
+    put(without_tsa.clone()).await;
+    // The operator reads the ConfigMap at every reconcile (at least every 5 minutes): an
+    // annotation on the SignetConfig makes that now.
+    scene
+        .stack
+        .configs
+        .patch(
+            "config",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"signet.dev/reread": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    common::wait_rendered(
+        admin,
+        &scene.signer_ns,
+        "sigstore.trusted-root",
+        &without_tsa,
+    )
+    .await;
+    scene
+        .rebuild("tsa-not-in-root", "2026-11-26T10:05:00Z")
+        .await;
+    let reason = assert_fails(admin, scene.work.name(), "tsa-not-in-root", log).await;
+    assert!(
+        reason.contains(&tsa.url) && reason.contains("names no timestamp authority"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

@@ -73,18 +73,16 @@ fn operator_secret(
     }
 }
 
-/// The ConfigMap verifiers read the public key from (`cosign.pub`).
+/// The ConfigMap verifiers read what they verify with from (`cosign.pub`, the trusted root,
+/// the keyless identity).
 pub fn render_public_key_config_map(
     namespace: &str,
-    public_pem: &str,
+    data: BTreeMap<String, String>,
     inputs: &BuildInputs,
 ) -> ConfigMap {
     ConfigMap {
         metadata: metadata(names::PUBLIC_KEY_CONFIG_MAP, Some(namespace), inputs),
-        data: Some(BTreeMap::from([(
-            "cosign.pub".to_owned(),
-            public_pem.to_owned(),
-        )])),
+        data: Some(data),
         ..ConfigMap::default()
     }
 }

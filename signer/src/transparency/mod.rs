@@ -19,6 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use signet_config::trusted_root::TrustedRoot;
 use signet_config::{RekorVersion, SignerConfig, TransparencyMode};
 
 use crate::annotations::TRANSPARENCY_UPLOAD;
@@ -114,6 +115,28 @@ impl Entry {
     }
 }
 
+/// What a trusted root (`sigstore.trusted-root`) says about one peer.
+#[derive(Clone, Debug, Default)]
+pub enum Pinned<T> {
+    /// No trusted root: the environment's pins, else trust on first use.
+    #[default]
+    NoRoot,
+    /// The trusted root's material for this peer, the only one trusted.
+    Root(T),
+    /// The trusted root names no such peer: nothing is trusted.
+    NotInRoot,
+}
+
+impl<T> Pinned<T> {
+    pub fn of(root: Option<&TrustedRoot>, find: impl FnOnce(&TrustedRoot) -> Option<T>) -> Self {
+        match root.map(find) {
+            None => Self::NoRoot,
+            Some(Some(found)) => Self::Root(found),
+            Some(None) => Self::NotInRoot,
+        }
+    }
+}
+
 /// A Rekor log, v1 or v2 (`transparency.version`).
 #[derive(Clone, Debug)]
 pub struct Rekor {
@@ -121,6 +144,8 @@ pub struct Rekor {
     pub version: RekorVersion,
     http: reqwest::Client,
     keys: LogKeys,
+    /// The key a trusted root gives this log (SPKI DER).
+    root_key: Pinned<Vec<u8>>,
 }
 
 /// The public keys (SPKI DER) of the logs in use, by URL, kept for the process's life.
@@ -166,7 +191,15 @@ impl Rekor {
             version,
             http: http.clone(),
             keys: keys.clone(),
+            root_key: Pinned::NoRoot,
         }
+    }
+
+    /// Trusts only the key `root` gives this log, when there is a trusted root.
+    #[must_use]
+    pub fn with_trusted_root(mut self, root: Option<&TrustedRoot>) -> Self {
+        self.root_key = Pinned::of(root, |r| r.log_key(&self.url).map(<[u8]>::to_vec));
+        self
     }
 
     /// Where `entry` can be found (Chains' `transparency` annotations): Rekor v1's entry
@@ -196,8 +229,18 @@ impl Rekor {
         response.text().await.map_err(|e| failed(&e))
     }
 
-    /// The log's public key (SPKI DER): `SIGSTORE_REKOR_PUBLIC_KEY`, else the log's own.
+    /// The log's public key (SPKI DER): the trusted root's, else `SIGSTORE_REKOR_PUBLIC_KEY`,
+    /// else the log's own.
     async fn public_key(&self) -> Result<Vec<u8>, TransparencyError> {
+        match &self.root_key {
+            Pinned::Root(key) => return Ok(key.clone()),
+            Pinned::NotInRoot => {
+                return Err(
+                    self.error("the trusted root (sigstore.trusted-root) names no log at this URL")
+                );
+            }
+            Pinned::NoRoot => {}
+        }
         if let Some(der) = self
             .keys
             .0

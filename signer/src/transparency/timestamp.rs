@@ -29,6 +29,9 @@ use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectKeyIdentifier};
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 
+use signet_config::trusted_root::TrustedRoot;
+
+use super::Pinned;
 use crate::signing::keyless::chain::{read_bundle, signed_by, spki_der, valid_at};
 
 const ID_SHA_256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -63,6 +66,8 @@ pub struct Tsa {
     pub url: String,
     http: reqwest::Client,
     chains: TsaChains,
+    /// The chain a trusted root gives this authority (PEM).
+    root_chain: Pinned<String>,
 }
 
 /// A verified timestamp: the authority's answer (DER `TimeStampResp`) and the time it states.
@@ -78,7 +83,15 @@ impl Tsa {
             url: url.trim_end_matches('/').to_owned(),
             http: http.clone(),
             chains: chains.clone(),
+            root_chain: Pinned::NoRoot,
         }
+    }
+
+    /// Trusts only the chain `root` gives this authority, when there is a trusted root.
+    #[must_use]
+    pub fn with_trusted_root(mut self, root: Option<&TrustedRoot>) -> Self {
+        self.root_chain = Pinned::of(root, |r| r.timestamp_chain_pem(&self.url));
+        self
     }
 
     fn error(&self, message: impl std::fmt::Display) -> TimestampError {
@@ -133,8 +146,18 @@ impl Tsa {
         })
     }
 
-    /// The authority's chain: `SIGSTORE_TSA_CERTIFICATE_FILE`, else the one it serves.
+    /// The authority's chain: the trusted root's, else `SIGSTORE_TSA_CERTIFICATE_FILE`, else
+    /// the one it serves.
     async fn trusted_chain(&self) -> Result<Arc<Vec<Certificate>>, TimestampError> {
+        match &self.root_chain {
+            Pinned::Root(pem) => return Ok(Arc::new(read_bundle(pem))),
+            Pinned::NotInRoot => {
+                return Err(self.error(
+                    "the trusted root (sigstore.trusted-root) names no timestamp authority at this URL",
+                ));
+            }
+            Pinned::NoRoot => {}
+        }
         if let Some(chain) = self
             .chains
             .0

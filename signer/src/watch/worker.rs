@@ -36,7 +36,14 @@ async fn sign(
     ]
     .contains(&SignerKind::X509);
     let keyless = if config.x509.fulcio_enabled && uses_x509 {
-        Some(keyless::certificate(ctx.clients.http(), &config.x509).await)
+        Some(
+            keyless::certificate(
+                ctx.clients.http(),
+                &config.x509,
+                config.trusted_root.as_ref(),
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -54,12 +61,12 @@ async fn sign(
             config.transparency.version,
             &ctx.log_keys,
         )
+        .with_trusted_root(config.trusted_root.as_ref())
     });
-    let tsa = config
-        .transparency
-        .timestamp_url
-        .as_deref()
-        .map(|url| Tsa::new(ctx.clients.http(), url, &ctx.tsa_chains));
+    let tsa = config.transparency.timestamp_url.as_deref().map(|url| {
+        Tsa::new(ctx.clients.http(), url, &ctx.tsa_chains)
+            .with_trusted_root(config.trusted_root.as_ref())
+    });
     let witnesses = Witnesses {
         tlog: tlog.as_ref(),
         tsa: tsa.as_ref(),

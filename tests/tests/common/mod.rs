@@ -107,8 +107,19 @@ pub async fn wait_annotation(
 /// Waits until the operator rendered `key=want` into the signer's ConfigMap in `signer_ns`,
 /// then gives the signer's watch a moment to deliver it.
 pub async fn wait_rendered(admin: &Client, signer_ns: &str, key: &str, want: &str) {
+    wait_rendered_for(admin, signer_ns, key, want, Duration::from_secs(30)).await;
+}
+
+/// [`wait_rendered`], waiting at most `within`.
+pub async fn wait_rendered_for(
+    admin: &Client,
+    signer_ns: &str,
+    key: &str,
+    want: &str,
+    within: Duration,
+) {
     let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), signer_ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let data = cms
             .get("signet-signer-config")
@@ -126,6 +137,29 @@ pub async fn wait_rendered(admin: &Client, signer_ns: &str, key: &str, want: &st
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Waits until the SignetConfig is `Degraded` for `reason`; returns the condition's message.
+pub async fn wait_degraded(configs: &Api<SignetConfig>, reason: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let config = configs.get("config").await.unwrap();
+        let degraded = config.status.and_then(|s| {
+            s.conditions.into_iter().find(|c| {
+                c.type_ == "Degraded"
+                    && c.status == signet_crds::ConditionStatus::True
+                    && c.reason == reason
+            })
+        });
+        if let Some(condition) = degraded {
+            return condition.message;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the SignetConfig never became Degraded for {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits for `name` to be marked and checks it is `signed=true`; returns the run.

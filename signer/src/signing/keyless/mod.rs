@@ -13,6 +13,7 @@ pub mod spiffe;
 
 pub(crate) mod chain;
 
+use signet_config::trusted_root::TrustedRoot;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -131,6 +132,7 @@ pub async fn identity_token(config: &X509Config) -> Result<String, KeylessError>
 pub async fn certificate(
     http: &reqwest::Client,
     config: &X509Config,
+    trusted_root: Option<&TrustedRoot>,
 ) -> Result<Ephemeral, KeylessError> {
     let token = identity_token(config).await?;
     let subject = subject_of(&token).map_err(KeylessError::Token)?;
@@ -187,7 +189,16 @@ pub async fn certificate(
     if chain.is_empty() {
         return Err(fulcio("the certificate chain is empty".to_owned()));
     }
-    let roots = fulcio_roots().await.map_err(&fulcio)?;
+    let roots = match trusted_root {
+        Some(root) if root.certificate_authorities.is_empty() => {
+            return Err(fulcio(
+                "the trusted root (sigstore.trusted-root) names no Fulcio certificate authority"
+                    .to_owned(),
+            ));
+        }
+        Some(root) => Some(root.fulcio_roots_pem()),
+        None => fulcio_roots().await.map_err(&fulcio)?,
+    };
     check_chain(
         &chain,
         key.public_der(),
@@ -198,7 +209,7 @@ pub async fn certificate(
     Ok(Ephemeral { key, chain })
 }
 
-/// The Fulcio roots in `SIGSTORE_ROOT_FILE` (read for every certificate: a mounted ConfigMap
+/// Without a trusted root: the Fulcio roots in `SIGSTORE_ROOT_FILE` (read for every certificate: a mounted ConfigMap
 /// may change), or `None` when it is unset — said once in the log, since the chain's own root
 /// is then taken as it comes.
 async fn fulcio_roots() -> Result<Option<String>, String> {
