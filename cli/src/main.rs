@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand, ValueEnum};
+use signet_config::trusted_root::TrustedRoot;
 use signet_signer::annotations::ANNOTATION_PREFIX;
 use signet_signer::metrics::LEASE_NAME as SIGNER_LEASE;
 use signet_signer::run::RunKind;
@@ -64,6 +65,14 @@ enum Command {
         /// Rekor's PEM public key (default: read from the log itself).
         #[arg(long, env = "SIGSTORE_REKOR_PUBLIC_KEY")]
         rekor_public_key: Option<PathBuf>,
+        /// The timestamp authority's PEM certificate chain, for signed timestamps in bundles.
+        #[arg(long, env = "SIGSTORE_TSA_CERTIFICATE_FILE")]
+        timestamp_certificate_chain: Option<PathBuf>,
+        /// A Sigstore trusted root (`trusted_root.json`, as cosign v3 takes it): Fulcio roots,
+        /// the key of the SignetConfig's log and the chain of its timestamp authority, where
+        /// the flags above do not give them.
+        #[arg(long)]
+        trusted_root: Option<PathBuf>,
     },
     /// Says why a run is not signed (or that it is), with the fix.
     Explain {
@@ -137,6 +146,8 @@ async fn run(args: Args) -> Result<bool, Failure> {
             certificate_roots,
             certificate_identity,
             rekor_public_key,
+            timestamp_certificate_chain,
+            trusted_root,
         } => {
             let config = cluster.config().await.map_err(|e| e.to_string())?;
             let status = config
@@ -155,12 +166,35 @@ async fn run(args: Args) -> Result<bool, Failure> {
                     })
                     .transpose()?,
             };
+            let root = trusted_root
+                .map(|p| {
+                    TrustedRoot::parse(&read_text(&p)?).map_err(|e| format!("{}: {e}", p.display()))
+                })
+                .transpose()?;
+            let transparency = config.as_ref().map(|c| &c.spec.transparency);
             let trust = Trust {
                 key,
-                roots: certificate_roots.map(|p| read_text(&p)).transpose()?,
+                roots: certificate_roots
+                    .map(|p| read_text(&p))
+                    .transpose()?
+                    .or_else(|| root.as_ref().map(TrustedRoot::fulcio_roots_pem))
+                    .filter(|pem| !pem.is_empty()),
                 identity: certificate_identity
                     .or_else(|| status.identity.and_then(|i| i.certificate_identity)),
-                rekor_key: rekor_public_key.map(|p| read_key(&p)).transpose()?,
+                rekor_key: match rekor_public_key {
+                    Some(p) => Some(read_key(&p)?),
+                    None => root
+                        .as_ref()
+                        .zip(transparency)
+                        .and_then(|(r, t)| r.log_key(&t.url).map(<[u8]>::to_vec)),
+                },
+                tsa_chain: timestamp_certificate_chain
+                    .map(|p| read_text(&p))
+                    .transpose()?
+                    .or_else(|| {
+                        let (r, t) = root.as_ref().zip(transparency)?;
+                        r.timestamp_chain_pem(t.timestamp_url.as_deref()?)
+                    }),
             };
             let verifier = Verifier {
                 trust,

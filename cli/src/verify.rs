@@ -49,6 +49,8 @@ pub struct Trust {
     pub identity: Option<String>,
     /// Rekor's public key (SPKI DER); read from the log itself when unset.
     pub rekor_key: Option<Vec<u8>>,
+    /// The timestamp authority's chain (PEM), for the signed timestamps bundles carry.
+    pub tsa_chain: Option<String>,
 }
 
 /// Reads a PEM public key (`PUBLIC KEY`) as SPKI DER.
@@ -682,7 +684,7 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
 }
 
 /// Seconds since the epoch as RFC 3339.
-fn humanish(seconds: i64) -> String {
+pub(crate) fn humanish(seconds: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_second(seconds)
         .map_or_else(|_| seconds.to_string(), |t| t.to_string())
 }

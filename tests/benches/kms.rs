@@ -41,7 +41,7 @@ async fn main() {
                       "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
     // The signer's namespace and ServiceAccount first: keyless and federated fixtures mint its
     // tokens.
-    apply_config(&admin, base.clone())
+    apply_config(&admin, json!({"targetNamespace": signer_ns}))
         .await
         .expect("SignetConfig");
     let accounts =

@@ -368,6 +368,20 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     );
     let found = scene.rekor.search(&scene.digest).await.unwrap();
     assert!(!found.is_empty(), "the image digest finds no entry");
+    // sigstore policy-controller, as its admission webhook decides with a keyless
+    // ClusterImagePolicy (issuer + subject, this Fulcio and Rekor as its TrustRoot): admits
+    // the image for the signer's identity, rejects it for another.
+    let pinned_image = format!("{}@{}", scene.image, scene.digest);
+    assert_ok(
+        &policy_admits(&scene, &identity, &pinned_image),
+        "policy-controller tester (keyless)",
+    );
+    let out = policy_admits(&scene, &other, &pinned_image);
+    assert!(
+        !out.status.success(),
+        "policy-controller admitted another identity: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // kubectl signet verifies the same record: the certificate chains to this Fulcio's root
     // and names the identity the SignetConfig publishes, the Rekor entry verifies with the
     // log's pinned key, and the image's keyless signature and attestation verify.
@@ -437,6 +451,52 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         !log().contains(&scene.token.token),
         "the identity token is in the signer log"
     );
+}
+
+/// policy-controller's tester's verdict on `image` under a keyless `ClusterImagePolicy`
+/// requiring this issuer and `subject`, with a `TrustRoot` naming this scene's Fulcio and Rekor
+/// (cosign's `.sig` layout: policy-controller v0.13.1 cannot verify keyless Sigstore bundles
+/// against such a `TrustRoot`, see docs/verifying.md). The test Fulcio has no CT log, so the
+/// policy sets `insecureIgnoreSCT` (the one insecure setting; a Fulcio with a CT log needs none).
+fn policy_admits(scene: &KeylessScene, subject: &str, image: &str) -> std::process::Output {
+    use base64::Engine as _;
+    let b64 = |path: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(scene.files.join(path)).unwrap())
+    };
+    let trust_root = scene.files.join("trustroot.yaml");
+    std::fs::write(
+        &trust_root,
+        format!(
+            "apiVersion: policy.sigstore.dev/v1alpha1\nkind: TrustRoot\nmetadata:\n  name: signet-test\nspec:\n  sigstoreKeys:\n    certificateAuthorities:\n    - subject:\n        organization: sigstore.dev\n        commonName: sigstore\n      uri: {fulcio}\n      certChain: {chain}\n    tLogs:\n    - baseURL: {rekor}\n      hashAlgorithm: sha-256\n      publicKey: {key}\n",
+            fulcio = scene.fulcio.url,
+            chain = b64("fulcio.pem"),
+            rekor = scene.rekor.url,
+            key = b64("rekor.pub"),
+        ),
+    )
+    .unwrap();
+    let policy = scene.files.join("keyless-policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: signet-keyless\nspec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: signet\n    keyless:\n      url: {fulcio}\n      trustRootRef: signet-test\n      insecureIgnoreSCT: true\n      identities:\n      - issuer: {issuer}\n        subject: {subject}\n    ctlog:\n      url: {rekor}\n      trustRootRef: signet-test\n",
+            fulcio = scene.fulcio.url,
+            issuer = scene.env.oidc_issuer,
+            rekor = scene.rekor.url,
+        ),
+    )
+    .unwrap();
+    std::process::Command::new(&scene.env.policy_tester)
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--trustroot")
+        .arg(&trust_root)
+        .args(["--image", image])
+        .env("DOCKER_CONFIG", &scene.env.docker_config)
+        .env("SSL_CERT_FILE", &scene.env.ca_file)
+        .output()
+        .unwrap()
 }
 
 /// A token for another audience, or expired (signed with the cluster's own key, `exp` an hour
@@ -772,6 +832,39 @@ async fn a_trusted_root_in_a_config_map_pins_fulcio_rekor_v2_and_the_tsa() {
             &format!("cosign {command} with the published trusted root"),
         );
     }
+    // kubectl signet takes the same file: Fulcio's roots, Rekor v2's key and the TSA's chain,
+    // each signed timestamp checked; another chain for the TSA refuses them.
+    let signet = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "taskrun",
+            "pinned-by-root",
+            "-n",
+            scene.work.name(),
+            "-o",
+            "json",
+            "--trusted-root",
+            from_cluster.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = common::kubectl_signet(scene.env, &args);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let (code, report) = signet(&[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    for check in ["image signature", "image attestation"] {
+        assert_eq!(common::check_outcome(&report, check), "pass", "{report:#}");
+    }
+    assert!(
+        report.to_string().contains("signed timestamp"),
+        "no timestamp checked: {report:#}"
+    );
+    let (code, report) = signet(&[
+        "--timestamp-certificate-chain",
+        fulcio_pem.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "another TSA chain: {report:#}");
     // A trusted root naming no such TSA: nothing else is trusted instead.
     let without_tsa = create("trusted_root_no_tsa.json", false);
     put(without_tsa.clone()).await;

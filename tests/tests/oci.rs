@@ -675,21 +675,23 @@ async fn bundles_carry_their_log_entries(
     }
     // kubectl signet finds the bundles among the image's referrers and verifies them too, with
     // the log entry each carries (the log's key pinned: Rekor v2 serves none).
+    // With a TSA, its chain too: each bundle's signed timestamp is checked.
     let verify_with = |log_key: &std::path::Path| {
-        let out = kubectl_signet(
-            env,
-            &[
-                "verify",
-                "taskrun",
-                "logged",
-                "-n",
-                work.name(),
-                "-o",
-                "json",
-                "--rekor-public-key",
-                log_key.to_str().unwrap(),
-            ],
-        );
+        let mut args = vec![
+            "verify",
+            "taskrun",
+            "logged",
+            "-n",
+            work.name(),
+            "-o",
+            "json",
+            "--rekor-public-key",
+            log_key.to_str().unwrap(),
+        ];
+        if let Some(chain) = &tsa_chain {
+            args.extend(["--timestamp-certificate-chain", chain.to_str().unwrap()]);
+        }
+        let out = kubectl_signet(env, &args);
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         (out.status.code(), report)
     };
@@ -701,6 +703,11 @@ async fn bundles_carry_their_log_entries(
     assert!(
         report.to_string().contains("proven included"),
         "no bundle log entry checked: {report:#}"
+    );
+    assert_eq!(
+        report.to_string().contains("signed timestamp"),
+        tsa.is_some(),
+        "signed timestamps checked only where there are some: {report:#}"
     );
     let (code, report) = verify_with(&other_pub);
     assert_eq!(code, Some(1), "another log's key: {report:#}");

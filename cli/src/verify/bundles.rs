@@ -12,6 +12,7 @@ use signet_signer::storage::oci::layout::{
 };
 use signet_signer::storage::oci::reference::ImageRef;
 use signet_signer::storage::oci::registry::Repository;
+use signet_signer::transparency::timestamp::verify_for_signature;
 
 use super::{BLOB_LIMIT, Verifier, open_envelope};
 
@@ -74,6 +75,45 @@ impl Verifier {
         signet_signer::transparency::v2::check_entry(entry, &key, &expected)
             .map(|e| Some(e.log_index))
             .map_err(|e| format!("the bundle's log entry: {e}"))
+    }
+
+    /// The signed timestamps a bundle carries, each checked against the TSA chain: the time
+    /// of the first, `None` when it carries none and none is asked for.
+    fn bundle_timestamp(&self, bundle: &Value) -> Result<Option<std::time::SystemTime>, String> {
+        let stamps =
+            bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+        if stamps.is_empty() {
+            let wanted = self
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.transparency.timestamp_url.is_some());
+            return if wanted {
+                Err("the SignetConfig asks for signed timestamps (transparency.timestampUrl) and the bundle carries none".to_owned())
+            } else {
+                Ok(None)
+            };
+        }
+        let chain = self.trust.tsa_chain.as_deref().ok_or(
+            "the bundle carries a signed timestamp and no timestamp authority chain is given: pass --trusted-root or --timestamp-certificate-chain",
+        )?;
+        let signature = bundle["dsseEnvelope"]["signatures"][0]["sig"]
+            .as_str()
+            .and_then(|s| STANDARD.decode(s).ok())
+            .ok_or("the bundle's envelope has no base64 signature")?;
+        let mut first = None;
+        for stamp in &stamps {
+            let der = stamp["signedTimestamp"]
+                .as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .ok_or("a signed timestamp is not base64")?;
+            let time = verify_for_signature(&der, &signature, chain)
+                .map_err(|e| format!("the bundle's signed timestamp: {e}"))?;
+            first.get_or_insert(time);
+        }
+        Ok(first)
     }
 
     /// A Sigstore bundle among the image's referrers (`storage.oci.encoding:
@@ -179,7 +219,16 @@ impl Verifier {
             }
             None => None,
         };
-        let (key, by) = self.verifying_key(certificate.as_deref(), None, None)?;
+        let timestamp = self.bundle_timestamp(&bundle)?;
+        // A keyless certificate is checked at the time the authority vouches for.
+        let signed_at = timestamp
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        let (key, by) = self.verifying_key(certificate.as_deref(), None, signed_at)?;
+        let by = match signed_at {
+            Some(at) => format!("{by}; signed timestamp {} verified", super::humanish(at)),
+            None => by,
+        };
         let envelope = serde_json::to_vec(&bundle["dsseEnvelope"]).unwrap_or_default();
         let payload = open_envelope(&envelope, &key)?;
         let statement = serde_json::from_slice(&payload)

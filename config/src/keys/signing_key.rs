@@ -221,28 +221,46 @@ impl SigningKey {
     }
 
     /// The signature over `message` that `cosign verify* --key <public_pem>` accepts.
-    ///
-    /// ECDSA signatures are hedged (RFC 6979 nonces with fresh randomness mixed in), as Go's
-    /// and so cosign's and Chains' are: signing the same content twice gives two signatures,
-    /// so a second run that built the same image, or a retry, gets an entry of its own in a
-    /// transparency log that refuses duplicates (Rekor v2).
+    /// Deterministic (RFC 6979 for ECDSA): signing the same content twice gives the same
+    /// signature, so an image signed again is not signed twice in its registry, and Rekor v1
+    /// gives the entry it holds back.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SigningKeyError> {
-        use p256::ecdsa::signature::RandomizedSigner as _;
-        use p256::ecdsa::signature::hazmat::RandomizedPrehashSigner as _;
+        self.sign_with(message, false)
+    }
+
+    /// Like [`Self::sign`], with ECDSA signatures hedged (RFC 6979 nonces with fresh randomness
+    /// mixed in, as Go's and so cosign's are): each signature differs, so the same content
+    /// signed again gets an entry of its own in a log that refuses a signature it holds and
+    /// gives none back (Rekor v2). Ed25519 and RSA PKCS#1 v1.5 stay deterministic.
+    pub fn sign_hedged(&self, message: &[u8]) -> Result<Vec<u8>, SigningKeyError> {
+        self.sign_with(message, true)
+    }
+
+    fn sign_with(&self, message: &[u8], hedged: bool) -> Result<Vec<u8>, SigningKeyError> {
+        use p256::ecdsa::signature::hazmat::{PrehashSigner as _, RandomizedPrehashSigner as _};
+        use p256::ecdsa::signature::{RandomizedSigner as _, Signer as _};
         use sha2::Digest as _;
         let mut rng = rand_core::OsRng;
         match &self.algorithm {
             Algorithm::P256(key) => {
-                let signature: p256::ecdsa::DerSignature = key.sign_with_rng(&mut rng, message);
+                let signature: p256::ecdsa::DerSignature = if hedged {
+                    key.sign_with_rng(&mut rng, message)
+                } else {
+                    key.sign(message)
+                };
                 Ok(signature.as_bytes().to_vec())
             }
             Algorithm::P384(key) => {
                 // cosign verifies ECDSA keys over SHA-256 whatever the curve (`--key`
                 // verifiers default to SHA-256), so P-384 signs a SHA-256 prehash too.
                 let digest = sha2::Sha256::digest(message);
-                let signature: p384::ecdsa::Signature = key
-                    .sign_prehash_with_rng(&mut rng, &digest)
-                    .map_err(|e| SigningKeyError::Sign {
+                let signed = if hedged {
+                    key.sign_prehash_with_rng(&mut rng, &digest)
+                } else {
+                    key.sign_prehash(&digest)
+                };
+                let signature: p384::ecdsa::Signature =
+                    signed.map_err(|e| SigningKeyError::Sign {
                         secret: self.secret.clone(),
                         reason: e.to_string(),
                     })?;

@@ -21,17 +21,34 @@ pub struct Certificate<'a> {
 /// What a signer signs with: a key from the signing Secret, or a key in a KMS.
 #[derive(Clone, Copy, Debug)]
 pub enum Key<'a> {
-    Local(&'a SigningKey),
+    /// A key from the signing Secret or a keyless key; with `true`, ECDSA signatures are
+    /// hedged ([`SigningKey::sign_hedged`]: for Rekor v2, which refuses a signature it holds).
+    Local(&'a SigningKey, bool),
+    /// A KMS key (its ECDSA signatures are randomised by the KMS).
     Remote(&'a dyn RemoteSigner),
 }
 
 impl Key<'_> {
+    /// The same key, signing hedged.
+    #[must_use]
+    pub fn hedged(self) -> Self {
+        match self {
+            Key::Local(key, _) => Key::Local(key, true),
+            remote @ Key::Remote(_) => remote,
+        }
+    }
+
     /// Signs `message` and checks the signature against the key's public key before it is
     /// used: a KMS's answer is untrusted input, and a signature that does not verify must
     /// never be stored (a retryable failure naming the key instead).
     pub(crate) async fn sign(self, run: &Run, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let signature = match self {
-            Key::Local(key) => key.sign(message).map_err(|source| SignError::Key {
+            Key::Local(key, hedged) => if hedged {
+                key.sign_hedged(message)
+            } else {
+                key.sign(message)
+            }
+            .map_err(|source| SignError::Key {
                 run: run.id(),
                 source: std::sync::Arc::new(source),
             })?,
@@ -42,13 +59,13 @@ impl Key<'_> {
         };
         // A local key's public half is at hand; a KMS's is cached by its client.
         let checked = match self {
-            Key::Local(key) => verify_signature(key.public_der(), message, &signature),
+            Key::Local(key, _) => verify_signature(key.public_der(), message, &signature),
             Key::Remote(_) => verify_signature(&self.public_der(run).await?, message, &signature),
         };
         match checked {
             Ok(()) => Ok(signature),
             Err(e) => Err(match self {
-                Key::Local(key) => SignError::Key {
+                Key::Local(key, _) => SignError::Key {
                     run: run.id(),
                     source: std::sync::Arc::new(SigningKeyError::Sign {
                         secret: key.secret().to_owned(),
@@ -77,7 +94,7 @@ impl Key<'_> {
             return Ok(certificate.leaf.to_owned());
         }
         match self {
-            Key::Local(key) => Ok(key.public_pem.clone()),
+            Key::Local(key, _) => Ok(key.public_pem.clone()),
             Key::Remote(_) => {
                 let der = self.public_der(run).await?;
                 pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &der).map_err(
@@ -92,7 +109,7 @@ impl Key<'_> {
 
     pub(crate) async fn public_der(self, run: &Run) -> Result<Vec<u8>, SignError> {
         match self {
-            Key::Local(key) => Ok(key.public_der().to_vec()),
+            Key::Local(key, _) => Ok(key.public_der().to_vec()),
             Key::Remote(kms) => kms.public_der().await.map_err(|source| SignError::Kms {
                 run: run.id(),
                 source,
@@ -134,7 +151,7 @@ pub(crate) fn signer_of<'k>(
 ) -> Result<Option<Key<'k>>, SignError> {
     match kind {
         SignerKind::X509 if config.x509.fulcio_enabled => match &keys.keyless {
-            Some(Ok(ephemeral)) => Ok(Some(Key::Local(&ephemeral.key))),
+            Some(Ok(ephemeral)) => Ok(Some(Key::Local(&ephemeral.key, false))),
             Some(Err(source)) => Err(SignError::Keyless {
                 run: run.id(),
                 source: source.clone(),
@@ -147,7 +164,7 @@ pub(crate) fn signer_of<'k>(
         SignerKind::X509 => keys
             .x509
             .clone()
-            .map(|k| Some(Key::Local(k)))
+            .map(|k| Some(Key::Local(k, false)))
             .map_err(|source| SignError::Key {
                 run: run.id(),
                 source,

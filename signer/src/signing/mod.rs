@@ -327,7 +327,13 @@ pub async fn sign_run(
         run: run.id(),
         message: e.to_string(),
     })?;
-    let signer = |kind: SignerKind| signer_of(run, config, kind, keys);
+    // Rekor v2 refuses a signature it holds and gives no entry back: there, each signature is
+    // made fresh, so content signed again (a rebuilt image, a retry) gets an entry of its own.
+    let fresh = tlog.is_some_and(|t| t.version == signet_config::RekorVersion::V2);
+    let signer = |kind: SignerKind| {
+        signer_of(run, config, kind, keys)
+            .map(|key| key.map(|k| if fresh { k.hedged() } else { k }))
+    };
     let run_key = signer(artifact.signer)?;
     let keyless = keys.certificate(config);
     let run_certificate = keyless

@@ -325,6 +325,17 @@ fn chains_to(
     Err("its certificate chain is longer than 8".to_owned())
 }
 
+/// Checks a timestamp a Sigstore bundle carries: `response` (DER `TimeStampResp`) is for
+/// `signature`, signed by the authority whose chain (PEM) is `chain_pem`. The time it states.
+pub fn verify_for_signature(
+    response: &[u8],
+    signature: &[u8],
+    chain_pem: &str,
+) -> Result<SystemTime, String> {
+    let digest: [u8; 32] = Sha256::digest(signature).into();
+    verify(response, &digest, None, &read_bundle(chain_pem))
+}
+
 /// Checks a DER `TimeStampResp` as described in the module documentation; the time it states.
 pub fn verify(
     response: &[u8],
