@@ -90,6 +90,8 @@ pub struct TestEnv {
     pub rekor_v2: PathBuf,
     /// sigstore's timestamp authority (tests/env/tools/tsa).
     pub tsa: PathBuf,
+    /// Ratify's CLI (tests/env/tools/ratify).
+    pub ratify: PathBuf,
     pub trillian: String,
     pub rekor_index_dsn: String,
     /// OpenBao's `bao` binary (tests start their own servers: `crate::vault`).
@@ -199,6 +201,7 @@ impl TestEnv {
             rekor_bin: PathBuf::from(get("SIGNET_REKOR_BIN")?),
             rekor_v2: PathBuf::from(get("SIGNET_REKOR_V2")?),
             tsa: PathBuf::from(get("SIGNET_TSA")?),
+            ratify: PathBuf::from(get("SIGNET_RATIFY")?),
             trillian: get("SIGNET_TRILLIAN")?,
             rekor_index_dsn: get("SIGNET_REKOR_INDEX_DSN")?,
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),

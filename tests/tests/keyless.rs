@@ -223,6 +223,55 @@ impl KeylessScene {
         trusted_root.to_str().unwrap().to_owned()
     }
 
+    /// A trusted root naming this Fulcio, `rekor_v2` and, when given, `tsa`, written to `name`
+    /// (beside `fulcio.pem`); its path.
+    async fn trusted_root_v2(
+        &self,
+        rekor_v2: &signet_e2e::sigstore::RekorV2,
+        tsa: Option<&signet_e2e::sigstore::Tsa>,
+        name: &str,
+    ) -> String {
+        let fulcio_pem = self.files.join("fulcio.pem");
+        std::fs::write(&fulcio_pem, self.fulcio.trust_bundle().await.unwrap()).unwrap();
+        let fulcio = format!(
+            "url={},certificate-chain={}",
+            self.fulcio.url,
+            fulcio_pem.display()
+        );
+        let rekor = format!(
+            "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
+            rekor_v2.url,
+            rekor_v2.public_key_file().display(),
+            rekor_v2.origin
+        );
+        let mut args = vec![
+            "trusted-root",
+            "create",
+            "--fulcio",
+            &fulcio,
+            "--rekor",
+            &rekor,
+        ];
+        let tsa_spec = match tsa {
+            Some(tsa) => format!(
+                "url={},certificate-chain={}",
+                tsa.url,
+                tsa.chain_file().await.unwrap().display()
+            ),
+            None => String::new(),
+        };
+        if tsa.is_some() {
+            args.extend(["--tsa", &tsa_spec]);
+        }
+        let path = self.files.join(name);
+        args.extend(["--out", path.to_str().unwrap()]);
+        assert_ok(
+            &cosign_registry(self.env, &args, &[]),
+            "cosign trusted-root create",
+        );
+        path.to_str().unwrap().to_owned()
+    }
+
     /// `cosign <command>` of `pinned` against `trusted_root` for `identity` from the test
     /// issuer. There is no CT log here, so the SCT check is skipped.
     fn cosign_verify(
@@ -645,42 +694,13 @@ async fn keyless_with_rekor_v2_needs_a_timestamp_authority(mut scene: KeylessSce
         log().contains("SIGSTORE_TSA_CERTIFICATE_FILE is not set"),
         "trusting the TSA's served chain is said in the log"
     );
-    let fulcio_pem = scene.files.join("fulcio.pem");
-    std::fs::write(&fulcio_pem, scene.fulcio.trust_bundle().await.unwrap()).unwrap();
-    let tsa_chain = tsa.chain_file().await.unwrap();
-    let fulcio_spec = format!(
-        "url={},certificate-chain={}",
-        scene.fulcio.url,
-        fulcio_pem.display()
-    );
-    let rekor_spec = format!(
-        "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
-        rekor_v2.url,
-        pinned_log.display(),
-        rekor_v2.origin
-    );
-    let tsa_spec = format!("url={},certificate-chain={}", tsa.url, tsa_chain.display());
-    let create = |name: &str, tsa: &[&str]| {
-        let path = scene.files.join(name);
-        let mut args = vec![
-            "trusted-root",
-            "create",
-            "--fulcio",
-            &fulcio_spec,
-            "--rekor",
-            &rekor_spec,
-        ];
-        args.extend_from_slice(tsa);
-        args.extend(["--out", path.to_str().unwrap()]);
-        assert_ok(
-            &cosign_registry(scene.env, &args, &[]),
-            "cosign trusted-root create",
-        );
-        path.to_str().unwrap().to_owned()
-    };
-    let trusted_root = &create("trusted_root_v2.json", &["--tsa", &tsa_spec]);
+    let trusted_root = &scene
+        .trusted_root_v2(&rekor_v2, Some(&tsa), "trusted_root_v2.json")
+        .await;
     // Without the TSA in the trusted root nothing shows the certificate was valid when used.
-    let untimed = &create("trusted_root_v2_no_tsa.json", &[]);
+    let untimed = &scene
+        .trusted_root_v2(&rekor_v2, None, "trusted_root_v2_no_tsa.json")
+        .await;
     let pinned = format!("{}@{}", scene.image, scene.digest);
     let identity = format!(
         "https://kubernetes.io/namespaces/{}/serviceaccounts/signet-signer",
@@ -722,41 +742,13 @@ async fn a_trusted_root_in_a_config_map_pins_fulcio_rekor_v2_and_the_tsa() {
         .unwrap();
     let tsa = signet_e2e::sigstore::Tsa::start(scene.env).await.unwrap();
     let fulcio_pem = scene.files.join("fulcio.pem");
-    std::fs::write(&fulcio_pem, scene.fulcio.trust_bundle().await.unwrap()).unwrap();
-    let tsa_chain = tsa.chain_file().await.unwrap();
-    let create = |name: &str, with_tsa: bool| {
-        let path = scene.files.join(name);
-        let fulcio = format!(
-            "url={},certificate-chain={}",
-            scene.fulcio.url,
-            fulcio_pem.display()
-        );
-        let rekor = format!(
-            "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
-            rekor_v2.url,
-            rekor_v2.public_key_file().display(),
-            rekor_v2.origin
-        );
-        let tsa_spec = format!("url={},certificate-chain={}", tsa.url, tsa_chain.display());
-        let mut args = vec![
-            "trusted-root",
-            "create",
-            "--fulcio",
-            &fulcio,
-            "--rekor",
-            &rekor,
-        ];
-        if with_tsa {
-            args.extend(["--tsa", &tsa_spec]);
-        }
-        args.extend(["--out", path.to_str().unwrap()]);
-        assert_ok(
-            &cosign_registry(scene.env, &args, &[]),
-            "cosign trusted-root create",
-        );
-        std::fs::read_to_string(&path).unwrap().trim().to_owned()
+    let create = async |name: &str, with_tsa: bool| {
+        let path = scene
+            .trusted_root_v2(&rekor_v2, with_tsa.then_some(&tsa), name)
+            .await;
+        std::fs::read_to_string(path).unwrap().trim().to_owned()
     };
-    let root = create("trusted_root.json", true);
+    let root = create("trusted_root.json", true).await;
     scene
         .stack
         .apply(json!({
@@ -866,7 +858,7 @@ async fn a_trusted_root_in_a_config_map_pins_fulcio_rekor_v2_and_the_tsa() {
     ]);
     assert_eq!(code, Some(1), "another TSA chain: {report:#}");
     // A trusted root naming no such TSA: nothing else is trusted instead.
-    let without_tsa = create("trusted_root_no_tsa.json", false);
+    let without_tsa = create("trusted_root_no_tsa.json", false).await;
     put(without_tsa.clone()).await;
     // The operator reads the ConfigMap at every reconcile (at least every 5 minutes): an
     // annotation on the SignetConfig makes that now.

@@ -167,6 +167,53 @@ async fn an_image_its_user_signed_gets_signets_signature_and_provenance_too() {
         "policy-controller admitted an unsigned image: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // 4c. Ratify's CLI with its cosign verifier and Signet's public key: the signed image
+    //     verifies, the unsigned one does not.
+    let key_file = dir.join("ratify-cosign.pub");
+    std::fs::write(&key_file, &scene.stack.public_key).unwrap();
+    let ratify_config = dir.join("ratify.json");
+    std::fs::write(&ratify_config, ratify_config_json(&key_file).to_string()).unwrap();
+    let ratify = |image: &str| ratify_verify(env, &ratify_config, image);
+    let (verified, said) = ratify(&pinned);
+    assert!(verified, "Ratify did not verify Signet's signature: {said}");
+    let (verified, said) = ratify(&unsigned);
+    assert!(!verified, "Ratify verified an unsigned image: {said}");
+}
+
+/// A Ratify CLI configuration: the ORAS store reading cosign's `.sig` tags, and the cosign
+/// verifier with the public key in `key` (Ratify's inline-key form for the CLI).
+fn ratify_config_json(key: &std::path::Path) -> Value {
+    json!({
+        "store": {"version": "1.0.0", "plugins": [{"name": "oras", "cosignEnabled": true}]},
+        "policy": {"version": "1.0.0", "plugin": {"name": "configPolicy"}},
+        "verifier": {"version": "1.0.0", "plugins": [{
+            "name": "cosign",
+            "artifactTypes": "application/vnd.dev.cosign.artifact.sig.v1+json",
+            "key": key.to_str().unwrap()
+        }]}
+    })
+}
+
+/// `ratify verify` of `image` with `config`: whether its report says verified, and the report.
+fn ratify_verify(env: &TestEnv, config: &std::path::Path, image: &str) -> (bool, String) {
+    let out = std::process::Command::new(&env.ratify)
+        .arg("verify")
+        .arg("-c")
+        .arg(config)
+        .args(["-s", image])
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .env("HOME", config.parent().unwrap())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out.status.success() && report["isSuccess"] == true, said)
 }
 
 /// `storage.oci.repository`: signatures and attestations go to another repository, where

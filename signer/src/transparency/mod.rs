@@ -127,7 +127,7 @@ pub enum Pinned<T> {
     NotInRoot,
 }
 
-impl<T> Pinned<T> {
+impl<T: Clone> Pinned<T> {
     pub fn of(root: Option<&TrustedRoot>, find: impl FnOnce(&TrustedRoot) -> Option<T>) -> Self {
         match root.map(find) {
             None => Self::NoRoot,
@@ -135,6 +135,73 @@ impl<T> Pinned<T> {
             Some(None) => Self::NotInRoot,
         }
     }
+
+    /// The trusted root's material for this peer (`what`: "log", "timestamp authority"), an
+    /// error when the root names no such peer, `None` when there is no trusted root.
+    pub fn resolve(&self, what: &str) -> Result<Option<T>, String> {
+        match self {
+            Self::Root(found) => Ok(Some(found.clone())),
+            Self::NotInRoot => Err(format!(
+                "the trusted root (sigstore.trusted-root) names no {what} at this URL"
+            )),
+            Self::NoRoot => Ok(None),
+        }
+    }
+}
+
+/// Trust material read once per process, by peer URL (logs' keys, authorities' chains).
+#[derive(Debug)]
+pub struct PeerCache<T>(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, T>>>);
+
+impl<T> Default for PeerCache<T> {
+    fn default() -> Self {
+        Self(std::sync::Arc::default())
+    }
+}
+
+impl<T> Clone for PeerCache<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: Clone> PeerCache<T> {
+    pub fn get(&self, url: &str) -> Option<T> {
+        self.0.lock().ok().and_then(|m| m.get(url).cloned())
+    }
+
+    pub fn insert(&self, url: &str, value: T) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(url.to_owned(), value);
+        }
+    }
+}
+
+/// What a peer serves at `url` for trust on first use (a log's key, an authority's chain):
+/// the answer, once it is a success.
+pub(crate) async fn served(http: &reqwest::Client, url: &str) -> Result<reqwest::Response, String> {
+    let response = http
+        .get(url)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(response.status().to_string())
+    }
+}
+
+/// The text of the file the environment variable `variable` names (cosign's pins:
+/// `SIGSTORE_REKOR_PUBLIC_KEY`, `SIGSTORE_TSA_CERTIFICATE_FILE`); `None` when it is unset.
+pub(crate) async fn pinned_file(variable: &str) -> Option<Result<String, String>> {
+    let path = std::env::var_os(variable).filter(|p| !p.is_empty())?;
+    Some(
+        tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|e| format!("reading {variable}={}: {e}", path.to_string_lossy())),
+    )
 }
 
 /// A Rekor log, v1 or v2 (`transparency.version`).
@@ -149,8 +216,7 @@ pub struct Rekor {
 }
 
 /// The public keys (SPKI DER) of the logs in use, by URL, kept for the process's life.
-#[derive(Clone, Debug, Default)]
-pub struct LogKeys(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>);
+pub type LogKeys = PeerCache<Vec<u8>>;
 
 /// `{"<uuid>": {...}}` → the entry.
 pub fn parse_entry(answer: &Value) -> Result<Entry, String> {
@@ -216,48 +282,25 @@ impl Rekor {
     async fn served_public_key(&self) -> Result<String, TransparencyError> {
         tracing::warn!(log = %self.url, "SIGSTORE_REKOR_PUBLIC_KEY is not set: trusting the public key the log serves now for as long as this process runs");
         let failed = |e: &dyn std::fmt::Display| self.error(format!("reading its public key: {e}"));
-        let response = self
-            .http
-            .get(format!("{}/api/v1/log/publicKey", self.url))
-            .timeout(Duration::from_secs(30))
-            .send()
+        served(&self.http, &format!("{}/api/v1/log/publicKey", self.url))
             .await
-            .map_err(|e| failed(&e))?;
-        if !response.status().is_success() {
-            return Err(failed(&response.status()));
-        }
-        response.text().await.map_err(|e| failed(&e))
+            .map_err(|e| failed(&e))?
+            .text()
+            .await
+            .map_err(|e| failed(&e))
     }
 
     /// The log's public key (SPKI DER): the trusted root's, else `SIGSTORE_REKOR_PUBLIC_KEY`,
     /// else the log's own.
     async fn public_key(&self) -> Result<Vec<u8>, TransparencyError> {
-        match &self.root_key {
-            Pinned::Root(key) => return Ok(key.clone()),
-            Pinned::NotInRoot => {
-                return Err(
-                    self.error("the trusted root (sigstore.trusted-root) names no log at this URL")
-                );
-            }
-            Pinned::NoRoot => {}
-        }
-        if let Some(der) = self
-            .keys
-            .0
-            .lock()
-            .ok()
-            .and_then(|k| k.get(&self.url).cloned())
-        {
+        if let Some(der) = self.root_key.resolve("log").map_err(|e| self.error(e))? {
             return Ok(der);
         }
-        let pinned = std::env::var_os("SIGSTORE_REKOR_PUBLIC_KEY").filter(|p| !p.is_empty());
-        let pem = if let Some(path) = pinned {
-            tokio::fs::read_to_string(&path).await.map_err(|e| {
-                self.error(format!(
-                    "reading SIGSTORE_REKOR_PUBLIC_KEY={}: {e}",
-                    path.to_string_lossy()
-                ))
-            })?
+        if let Some(der) = self.keys.get(&self.url) {
+            return Ok(der);
+        }
+        let pem = if let Some(pinned) = pinned_file("SIGSTORE_REKOR_PUBLIC_KEY").await {
+            pinned.map_err(|e| self.error(e))?
         } else if self.version == RekorVersion::V2 {
             return Err(self.error(
                 "Rekor v2 serves no public key to check its answers with: set SIGSTORE_REKOR_PUBLIC_KEY to the log's PEM public key",
@@ -267,9 +310,7 @@ impl Rekor {
         };
         let der = crate::signing::kms::spki_from_pem(&pem)
             .map_err(|e| self.error(format!("the log's public key: {e}")))?;
-        if let Ok(mut keys) = self.keys.0.lock() {
-            keys.insert(self.url.clone(), der.clone());
-        }
+        self.keys.insert(&self.url, der.clone());
         Ok(der)
     }
 

@@ -13,8 +13,7 @@
 //! PEM chain, leaf first) or, when that is unset, read once from sigstore's
 //! `<url>/certchain` and said once in the log (trust on first use).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cmpv2::status::PkiStatus;
@@ -31,7 +30,7 @@ use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo}
 
 use signet_config::trusted_root::TrustedRoot;
 
-use super::Pinned;
+use super::{PeerCache, Pinned, pinned_file, served};
 use crate::signing::keyless::chain::{read_bundle, signed_by, spki_der, valid_at};
 
 const ID_SHA_256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -57,8 +56,7 @@ pub struct TimestampError {
 }
 
 /// The pinned chains of the authorities in use, by URL, kept for the process's life.
-#[derive(Clone, Debug, Default)]
-pub struct TsaChains(Arc<Mutex<HashMap<String, Arc<Vec<Certificate>>>>>);
+pub type TsaChains = PeerCache<Arc<Vec<Certificate>>>;
 
 /// An RFC 3161 timestamp authority.
 #[derive(Clone, Debug)]
@@ -149,32 +147,18 @@ impl Tsa {
     /// The authority's chain: the trusted root's, else `SIGSTORE_TSA_CERTIFICATE_FILE`, else
     /// the one it serves.
     async fn trusted_chain(&self) -> Result<Arc<Vec<Certificate>>, TimestampError> {
-        match &self.root_chain {
-            Pinned::Root(pem) => return Ok(Arc::new(read_bundle(pem))),
-            Pinned::NotInRoot => {
-                return Err(self.error(
-                    "the trusted root (sigstore.trusted-root) names no timestamp authority at this URL",
-                ));
-            }
-            Pinned::NoRoot => {}
+        let rooted = self
+            .root_chain
+            .resolve("timestamp authority")
+            .map_err(|e| self.error(e))?;
+        if let Some(pem) = rooted {
+            return Ok(Arc::new(read_bundle(&pem)));
         }
-        if let Some(chain) = self
-            .chains
-            .0
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&self.url).cloned())
-        {
+        if let Some(chain) = self.chains.get(&self.url) {
             return Ok(chain);
         }
-        let pinned = std::env::var_os("SIGSTORE_TSA_CERTIFICATE_FILE").filter(|p| !p.is_empty());
-        let pem = if let Some(path) = pinned {
-            tokio::fs::read_to_string(&path).await.map_err(|e| {
-                self.error(format!(
-                    "reading SIGSTORE_TSA_CERTIFICATE_FILE={}: {e}",
-                    path.to_string_lossy()
-                ))
-            })?
+        let pem = if let Some(pinned) = pinned_file("SIGSTORE_TSA_CERTIFICATE_FILE").await {
+            pinned.map_err(|e| self.error(e))?
         } else {
             tracing::warn!(tsa = %self.url, "SIGSTORE_TSA_CERTIFICATE_FILE is not set: trusting the certificate chain the timestamp authority serves now for as long as this process runs");
             let failed = |e: &dyn std::fmt::Display| {
@@ -183,16 +167,9 @@ impl Tsa {
                     self.url
                 ))
             };
-            let response = self
-                .http
-                .get(format!("{}/certchain", self.url))
-                .timeout(Duration::from_secs(30))
-                .send()
+            let response = served(&self.http, &format!("{}/certchain", self.url))
                 .await
                 .map_err(|e| failed(&e))?;
-            if !response.status().is_success() {
-                return Err(failed(&response.status()));
-            }
             let body = read_capped(response).await.map_err(|e| failed(&e))?;
             String::from_utf8(body).map_err(|_| failed(&"not PEM"))?
         };
@@ -203,9 +180,7 @@ impl Tsa {
             );
         }
         let chain = Arc::new(chain);
-        if let Ok(mut chains) = self.chains.0.lock() {
-            chains.insert(self.url.clone(), chain.clone());
-        }
+        self.chains.insert(&self.url, chain.clone());
         Ok(chain)
     }
 }
