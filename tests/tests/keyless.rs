@@ -231,45 +231,7 @@ impl KeylessScene {
         tsa: Option<&signet_e2e::sigstore::Tsa>,
         name: &str,
     ) -> String {
-        let fulcio_pem = self.files.join("fulcio.pem");
-        std::fs::write(&fulcio_pem, self.fulcio.trust_bundle().await.unwrap()).unwrap();
-        let fulcio = format!(
-            "url={},certificate-chain={}",
-            self.fulcio.url,
-            fulcio_pem.display()
-        );
-        let rekor = format!(
-            "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
-            rekor_v2.url,
-            rekor_v2.public_key_file().display(),
-            rekor_v2.origin
-        );
-        let mut args = vec![
-            "trusted-root",
-            "create",
-            "--fulcio",
-            &fulcio,
-            "--rekor",
-            &rekor,
-        ];
-        let tsa_spec = match tsa {
-            Some(tsa) => format!(
-                "url={},certificate-chain={}",
-                tsa.url,
-                tsa.chain_file().await.unwrap().display()
-            ),
-            None => String::new(),
-        };
-        if tsa.is_some() {
-            args.extend(["--tsa", &tsa_spec]);
-        }
-        let path = self.files.join(name);
-        args.extend(["--out", path.to_str().unwrap()]);
-        assert_ok(
-            &cosign_registry(self.env, &args, &[]),
-            "cosign trusted-root create",
-        );
-        path.to_str().unwrap().to_owned()
+        trusted_root_v2(self.env, &self.files, &self.fulcio, rekor_v2, tsa, name).await
     }
 
     /// `cosign <command>` of `pinned` against `trusted_root` for `identity` from the test
@@ -500,6 +462,57 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         !log().contains(&scene.token.token),
         "the identity token is in the signer log"
     );
+}
+
+/// A trusted root naming `fulcio`, `rekor_v2` and, when given, `tsa`, written to `name` in
+/// `dir` (beside `fulcio.pem`); its path.
+async fn trusted_root_v2(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    fulcio: &Fulcio,
+    rekor_v2: &signet_e2e::sigstore::RekorV2,
+    tsa: Option<&signet_e2e::sigstore::Tsa>,
+    name: &str,
+) -> String {
+    let fulcio_pem = dir.join("fulcio.pem");
+    std::fs::write(&fulcio_pem, fulcio.trust_bundle().await.unwrap()).unwrap();
+    let fulcio_spec = format!(
+        "url={},certificate-chain={}",
+        fulcio.url,
+        fulcio_pem.display()
+    );
+    let rekor = format!(
+        "url={},public-key={},start-time=2020-01-01T00:00:00Z,origin={}",
+        rekor_v2.url,
+        rekor_v2.public_key_file().display(),
+        rekor_v2.origin
+    );
+    let mut args = vec![
+        "trusted-root",
+        "create",
+        "--fulcio",
+        &fulcio_spec,
+        "--rekor",
+        &rekor,
+    ];
+    let tsa_spec = match tsa {
+        Some(tsa) => format!(
+            "url={},certificate-chain={}",
+            tsa.url,
+            tsa.chain_file().await.unwrap().display()
+        ),
+        None => String::new(),
+    };
+    if tsa.is_some() {
+        args.extend(["--tsa", &tsa_spec]);
+    }
+    let path = dir.join(name);
+    args.extend(["--out", path.to_str().unwrap()]);
+    assert_ok(
+        &cosign_registry(env, &args, &[]),
+        "cosign trusted-root create",
+    );
+    path.to_str().unwrap().to_owned()
 }
 
 /// policy-controller's tester's verdict on `image` under a keyless `ClusterImagePolicy`
@@ -1016,6 +1029,11 @@ async fn spiffe_svids_get_fulcio_certificates_and_vault_tokens() {
     let sans = uri_sans(&cert);
     assert!(sans.contains(&format!("URI:{}", env.spiffe_id)), "{sans}");
 
+    // 1b. With Sigstore bundles, Rekor v2 and a timestamp authority, all pinned by a trusted
+    //     root in a ConfigMap: cosign v3 verifies the image's signature and provenance for the
+    //     SPIFFE ID and SPIRE's issuer, and not for another SPIFFE ID.
+    spiffe_bundles_with_rekor_v2(env, &stack, &fulcio, &work, &log).await;
+
     // 2. Vault JWT login with a JWT-SVID: OpenBao checks it against SPIRE's published keys.
     drop(signer);
     let bao = signet_e2e::vault::OpenBao::start(env).await.unwrap();
@@ -1074,4 +1092,104 @@ async fn spiffe_svids_get_fulcio_certificates_and_vault_tokens() {
         "slsaprovenance",
     );
     drop(stack);
+}
+
+/// Step 1b of the SPIFFE scenario (see there).
+async fn spiffe_bundles_with_rekor_v2(
+    env: &'static TestEnv,
+    stack: &Stack,
+    fulcio: &Fulcio,
+    work: &TestNamespace,
+    log: &dyn Fn() -> String,
+) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let admin = &stack.admin;
+    let rekor_v2 = signet_e2e::sigstore::RekorV2::start(env).await.unwrap();
+    let tsa = signet_e2e::sigstore::Tsa::start(env).await.unwrap();
+    let files = scratch("spiffe-bundles");
+    let root = trusted_root_v2(
+        env,
+        &files,
+        fulcio,
+        &rekor_v2,
+        Some(&tsa),
+        "trusted_root.json",
+    )
+    .await;
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "sigstore-trust"},
+        "data": {"trusted_root.json": std::fs::read_to_string(&root).unwrap()}
+    }))
+    .unwrap();
+    kube::Api::<ConfigMap>::namespaced(admin.clone(), &stack.signer_ns)
+        .create(&kube::api::PostParams::default(), &cm)
+        .await
+        .unwrap();
+    stack
+        .apply(json!({
+            "targetNamespace": stack.signer_ns,
+            "signing": {"trustedRoot": {"configMapName": "sigstore-trust"}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}},
+            "transparency": {"mode": "enabled", "url": rekor_v2.url, "version": "v2",
+                             "timestampUrl": tsa.url},
+            "artifacts": {"taskRun": {"storage": ["tekton", "oci"], "format": "slsa/v2alpha4"},
+                          "oci": {"storage": ["oci"]}}
+        }))
+        .await;
+    common::wait_rendered(
+        admin,
+        &stack.signer_ns,
+        "transparency.timestamp.url",
+        &tsa.url,
+    )
+    .await;
+    let repo = format!("spiffe/app-{}", common::rand_nanos());
+    let registry = env.referrers_registry.as_str();
+    let digest = signet_e2e::registry::push_random_image_to(env, registry, &repo, "v1")
+        .await
+        .unwrap();
+    let image = format!("{registry}/{repo}");
+    build_run(
+        admin,
+        work.name(),
+        "spiffe-bundled",
+        &image,
+        &digest,
+        None,
+        FINISHED,
+    )
+    .await;
+    wait_signed(admin, work.name(), "spiffe-bundled", log).await;
+    let pinned = format!("{image}@{digest}");
+    let verify = |command: &str, identity: &str, extra: &[&str]| {
+        let mut args = vec![
+            command,
+            "--trusted-root",
+            root.as_str(),
+            "--certificate-identity",
+            identity,
+            "--certificate-oidc-issuer",
+            env.spire_issuer.as_str(),
+            "--insecure-ignore-sct",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&pinned);
+        cosign_registry(env, &args, &[])
+    };
+    let attestation = ["--type", "slsaprovenance1"];
+    for (command, extra) in [
+        ("verify", &[][..]),
+        ("verify-attestation", &attestation[..]),
+    ] {
+        assert_ok(
+            &verify(command, &env.spiffe_id, extra),
+            &format!("cosign {command} (SPIFFE, bundles, Rekor v2, TSA)"),
+        );
+        let out = verify(command, "spiffe://signet.test/someone-else", extra);
+        assert!(
+            !out.status.success(),
+            "cosign {command} accepted another SPIFFE ID"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&files);
 }
