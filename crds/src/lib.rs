@@ -22,7 +22,10 @@ pub use signing::{
     SigningSpec, StorageBackend, StorageSpec, TaskRunArtifactSpec, TransparencyMode,
     TransparencySpec, TrustedRootRef, VaultOidcAuth, VaultSpireAuth,
 };
-pub use status::{Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus};
+pub use status::{
+    Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus,
+    VerificationStatus,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{CustomResource, CustomResourceExt};

@@ -28,6 +28,22 @@ pub struct SignetConfigStatus {
     /// What `spec.monitoring` set up, or why part of it is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<String>,
+    /// Where verifiers find what they verify with, as published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+}
+
+/// The ConfigMap the operator publishes for verifiers.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    /// `<namespace>/signet-public-key`: `cosign.pub`, `trusted_root.json`, and for keyless
+    /// signing `certificate-identity` and `certificate-oidc-issuer`.
+    pub config_map: String,
+    /// `sha256:<hex>` of the `trusted_root.json` it holds (`spec.signing.trustedRoot`), so a
+    /// verifier can tell it uses the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root_digest: Option<String>,
 }
 
 /// The signer Deployment's rollout.

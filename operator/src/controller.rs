@@ -241,7 +241,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
     let moved_from = Some(running_namespace(config)).filter(|ns| *ns != spec.target_namespace);
     let (public_key, problem, made) =
         ensure_signing_key(client, spec, moved_from.as_deref(), &inputs, &mut report).await?;
-    publish_verification(
+    facts.verification = publish_verification(
         client,
         spec,
         Verification {
@@ -323,6 +323,7 @@ async fn leave_signer_as_is(
     facts.deployment = current.as_ref();
     facts.problem = Some(problem);
     facts.public_key = previous.and_then(|p| p.public_key.clone());
+    facts.verification = previous.and_then(|p| p.verification.clone());
     let new = status::compute(previous, &facts);
     ctx.announcer.transition(config, previous, &new).await;
     status::write(client, config, new)
@@ -377,13 +378,13 @@ struct Verification<'a> {
 
 /// Writes the `signet-public-key` ConfigMap: `cosign.pub`, `trusted_root.json`, and for
 /// keyless signing `certificate-identity` and `certificate-oidc-issuer` — what `cosign
-/// verify` takes, as is.
+/// verify` takes, as is. Says where, for the status.
 async fn publish_verification(
     client: &Client,
     spec: &SignetConfigSpec,
     what: Verification<'_>,
     inputs: &BuildInputs,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<signet_crds::VerificationStatus>, ReconcileError> {
     let ns = &spec.target_namespace;
     let mut data = BTreeMap::new();
     if let Some(pem) = what.public_key {
@@ -403,8 +404,18 @@ async fn publish_verification(
         data.insert("certificate-oidc-issuer".to_owned(), issuer.to_owned());
     }
     if data.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let published = signet_crds::VerificationStatus {
+        config_map: format!("{ns}/{}", names::PUBLIC_KEY_CONFIG_MAP),
+        trusted_root_digest: what.trusted_root.map(|root| {
+            use sha2::Digest as _;
+            format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(root.text.as_bytes()))
+            )
+        }),
+    };
     let cm = keys::render_public_key_config_map(ns, data, inputs);
     let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
     match api
@@ -422,7 +433,7 @@ async fn publish_verification(
             apply::create_if_absent(&api, &cm).await?;
         }
     }
-    Ok(())
+    Ok(Some(published))
 }
 
 /// The namespace the signer currently runs in, from the last status, else the spec's.

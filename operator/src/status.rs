@@ -32,6 +32,8 @@ pub struct Facts<'a> {
     pub now: String,
     /// What `spec.monitoring` set up (`None`: monitoring is off).
     pub monitoring: Option<String>,
+    /// What was published for verifiers (`None`: nothing to publish).
+    pub verification: Option<signet_crds::VerificationStatus>,
 }
 
 fn rolled_out(d: &Deployment) -> bool {
@@ -145,6 +147,7 @@ pub fn compute(previous: Option<&SignetConfigStatus>, facts: &Facts) -> SignetCo
         signer: signer.or_else(|| previous.and_then(|p| p.signer.clone())),
         public_key: facts.public_key.clone(),
         monitoring: facts.monitoring.clone(),
+        verification: facts.verification.clone(),
         identity: facts.issuer.as_ref().map(|issuer| IdentityStatus {
             issuer: issuer.clone(),
             subject: format!("system:serviceaccount:{}:{SIGNER}", facts.target_namespace),

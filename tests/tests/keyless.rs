@@ -816,6 +816,27 @@ async fn a_trusted_root_in_a_config_map_pins_fulcio_rekor_v2_and_the_tsa() {
         .data
         .unwrap_or_default();
     assert_eq!(published.get("trusted_root.json"), Some(&root));
+    let verification = scene
+        .stack
+        .configs
+        .get("config")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.verification)
+        .unwrap();
+    assert_eq!(
+        verification.config_map,
+        format!("{}/signet-public-key", scene.signer_ns)
+    );
+    let digest = {
+        use sha2::Digest as _;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(root.as_bytes()))
+        )
+    };
+    assert_eq!(verification.trusted_root_digest, Some(digest));
     let identity = published["certificate-identity"].clone();
     assert_eq!(published["certificate-oidc-issuer"], scene.env.oidc_issuer);
     let from_cluster = scene.files.join("published_trusted_root.json");
