@@ -193,6 +193,30 @@ pub(crate) async fn served(http: &reqwest::Client, url: &str) -> Result<reqwest:
     }
 }
 
+/// The largest answer read from a transparency log (an entry with its proof is a few KiB).
+const MAX_LOG_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Reads at most `limit` bytes of `response`'s body: a peer's answer is untrusted input.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("its answer is larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A log's answer, at most [`MAX_LOG_ANSWER_BYTES`], as JSON (`Null` when it is not JSON).
+async fn log_json(response: reqwest::Response) -> Result<Value, String> {
+    let body = read_capped(response, MAX_LOG_ANSWER_BYTES).await?;
+    Ok(serde_json::from_slice(&body).unwrap_or_default())
+}
+
 /// The text of the file the environment variable `variable` names (cosign's pins:
 /// `SIGSTORE_REKOR_PUBLIC_KEY`, `SIGSTORE_TSA_CERTIFICATE_FILE`); `None` when it is unset.
 pub(crate) async fn pinned_file(variable: &str) -> Option<Result<String, String>> {
@@ -282,12 +306,13 @@ impl Rekor {
     async fn served_public_key(&self) -> Result<String, TransparencyError> {
         tracing::warn!(log = %self.url, "SIGSTORE_REKOR_PUBLIC_KEY is not set: trusting the public key the log serves now for as long as this process runs");
         let failed = |e: &dyn std::fmt::Display| self.error(format!("reading its public key: {e}"));
-        served(&self.http, &format!("{}/api/v1/log/publicKey", self.url))
+        let response = served(&self.http, &format!("{}/api/v1/log/publicKey", self.url))
             .await
-            .map_err(|e| failed(&e))?
-            .text()
+            .map_err(|e| failed(&e))?;
+        let body = read_capped(response, MAX_LOG_ANSWER_BYTES)
             .await
-            .map_err(|e| failed(&e))
+            .map_err(|e| failed(&e))?;
+        String::from_utf8(body).map_err(|_| failed(&"not PEM"))
     }
 
     /// The log's public key (SPKI DER): the trusted root's, else `SIGSTORE_REKOR_PUBLIC_KEY`,
@@ -350,7 +375,7 @@ impl Rekor {
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let answer: Value = response.json().await.unwrap_or_default();
+        let answer = log_json(response).await.map_err(|e| self.error(e))?;
         if status == reqwest::StatusCode::CONFLICT {
             let existing = location
                 .or_else(|| answer["entryURL"].as_str().map(str::to_owned))
@@ -360,15 +385,14 @@ impl Rekor {
             } else {
                 format!("{}{existing}", self.url)
             };
-            return self
+            let response = self
                 .http
                 .get(&existing)
+                .timeout(Duration::from_secs(30))
                 .send()
                 .await
-                .map_err(|e| self.error(e))?
-                .json()
-                .await
-                .map_err(|e| self.error(e));
+                .map_err(|e| self.error(e))?;
+            return log_json(response).await.map_err(|e| self.error(e));
         }
         if !status.is_success() {
             return Err(self.error(format!(
@@ -400,7 +424,10 @@ impl Rekor {
             .await
             .map_err(|e| self.error(e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| self.error(e))?;
+        let body = read_capped(response, MAX_LOG_ANSWER_BYTES)
+            .await
+            .map_err(|e| self.error(e))?;
+        let text = String::from_utf8_lossy(&body);
         if status == reqwest::StatusCode::CONFLICT {
             // Rekor v2 keeps one entry per signature and has no API to read it back with its
             // proof: only a key that signs deterministically (Ed25519, RSA PKCS#1 v1.5) meets

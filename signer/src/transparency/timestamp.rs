@@ -30,7 +30,7 @@ use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo}
 
 use signet_config::trusted_root::TrustedRoot;
 
-use super::{PeerCache, Pinned, pinned_file, served};
+use super::{PeerCache, Pinned, pinned_file, read_capped, served};
 use crate::signing::keyless::chain::{read_bundle, signed_by, spki_der, valid_at};
 
 const ID_SHA_256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -116,7 +116,9 @@ impl Tsa {
             .await
             .map_err(|e| self.error(e))?;
         let status = response.status();
-        let body = read_capped(response).await.map_err(|e| self.error(e))?;
+        let body = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| self.error(e))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             return Err(self.error(format!(
@@ -170,7 +172,9 @@ impl Tsa {
             let response = served(&self.http, &format!("{}/certchain", self.url))
                 .await
                 .map_err(|e| failed(&e))?;
-            let body = read_capped(response).await.map_err(|e| failed(&e))?;
+            let body = read_capped(response, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| failed(&e))?;
             String::from_utf8(body).map_err(|_| failed(&"not PEM"))?
         };
         let chain = read_bundle(&pem);
@@ -183,20 +187,6 @@ impl Tsa {
         self.chains.insert(&self.url, chain.clone());
         Ok(chain)
     }
-}
-
-/// Reads at most [`MAX_ANSWER_BYTES`] of `response`'s body.
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
-                "its answer is larger than {MAX_ANSWER_BYTES} bytes"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// Eight random bytes, a positive minimal INTEGER's content.

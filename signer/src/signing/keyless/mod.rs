@@ -166,7 +166,11 @@ pub async fn certificate(
         .await
         .map_err(|e| fulcio(e.to_string()))?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or_default();
+    // A certificate chain is a few KiB; a larger answer is refused, not read.
+    let body = crate::transparency::read_capped(response, 1024 * 1024)
+        .await
+        .map_err(&fulcio)?;
+    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
     if !status.is_success() {
         return Err(fulcio(format!(
             "{status}: {}",
