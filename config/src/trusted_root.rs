@@ -52,7 +52,21 @@ fn base64_field(value: &Value, what: &str) -> Result<Vec<u8>, TrustedRootError> 
         .map_err(|_| TrustedRootError(format!("{what} is not base64")))
 }
 
-fn authorities(root: &Value, field: &str) -> Result<Vec<Authority>, TrustedRootError> {
+fn text_field(value: &Value, what: &str) -> Result<String, TrustedRootError> {
+    value
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| TrustedRootError(format!("{what} is missing")))
+}
+
+/// A list `field` of certificate authorities. The signer finds a timestamp authority by its
+/// `uri`, so there it is required; a Fulcio's is informational.
+fn authorities(
+    root: &Value,
+    field: &str,
+    uri_required: bool,
+) -> Result<Vec<Authority>, TrustedRootError> {
     let Some(list) = root.get(field) else {
         return Ok(Vec::new());
     };
@@ -76,10 +90,12 @@ fn authorities(root: &Value, field: &str) -> Result<Vec<Authority>, TrustedRootE
                     )
                 })
                 .collect::<Result<_, _>>()?;
-            Ok(Authority {
-                uri: entry["uri"].as_str().unwrap_or_default().to_owned(),
-                chain,
-            })
+            let uri = if uri_required {
+                text_field(&entry["uri"], &format!("{field}[{i}].uri"))?
+            } else {
+                entry["uri"].as_str().unwrap_or_default().to_owned()
+            };
+            Ok(Authority { uri, chain })
         })
         .collect()
 }
@@ -104,7 +120,7 @@ impl TrustedRoot {
                 .enumerate()
                 .map(|(i, log)| {
                     Ok(Log {
-                        base_url: log["baseUrl"].as_str().unwrap_or_default().to_owned(),
+                        base_url: text_field(&log["baseUrl"], &format!("tlogs[{i}].baseUrl"))?,
                         public_key: base64_field(
                             &log["publicKey"]["rawBytes"],
                             &format!("tlogs[{i}].publicKey.rawBytes"),
@@ -115,9 +131,9 @@ impl TrustedRoot {
         };
         Ok(Self {
             text: text.to_owned(),
-            certificate_authorities: authorities(&root, "certificateAuthorities")?,
+            certificate_authorities: authorities(&root, "certificateAuthorities", false)?,
             tlogs,
-            timestamp_authorities: authorities(&root, "timestampAuthorities")?,
+            timestamp_authorities: authorities(&root, "timestampAuthorities", true)?,
         })
     }
 
@@ -209,6 +225,11 @@ mod tests {
         assert_eq!(
             TrustedRoot::parse(&bad).unwrap_err().0,
             "tlogs[0].publicKey.rawBytes is not base64"
+        );
+        let no_base_url = sample().replace("\"baseUrl\":\"https://rekor.example\",", "");
+        assert_eq!(
+            TrustedRoot::parse(&no_base_url).unwrap_err().0,
+            "tlogs[0].baseUrl is missing"
         );
         let empty_chain = serde_json::json!({
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",

@@ -1,7 +1,6 @@
 //! The watch loop: `Context`, `reconcile` and `error_policy`, wiring dereference → validate →
 //! build → apply → status for the singleton SignetConfig.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,14 +8,13 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use signet_config::trusted_root::TrustedRoot;
 use signet_crds::{SignerKind, SignetConfig, SignetConfigSpec};
 use signet_runtime::health::Counter;
 use tokio::sync::OnceCell;
@@ -30,6 +28,7 @@ use crate::names::{self, FINALIZER, SINGLETON};
 use crate::release;
 use crate::status::{self, Facts, Problem};
 use crate::validate;
+use crate::verification::{Verification, publish_verification, read_trusted_root};
 
 /// Shared state of every reconcile.
 pub struct Context {
@@ -330,110 +329,6 @@ async fn leave_signer_as_is(
         .await
         .map_err(ReconcileError::Status)?;
     Ok(next)
-}
-
-/// The trusted root `signing.trustedRoot` names, read from its ConfigMap and checked; a
-/// problem (the signer left as it is) when it is missing or not a trusted root.
-async fn read_trusted_root(
-    client: &Client,
-    spec: &SignetConfigSpec,
-) -> Result<Result<Option<TrustedRoot>, Problem>, ReconcileError> {
-    let Some(reference) = &spec.signing.trusted_root else {
-        return Ok(Ok(None));
-    };
-    let ns = &spec.target_namespace;
-    let name = &reference.config_map_name;
-    let found = Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .map_err(ReconcileError::Read)?;
-    let text = found
-        .and_then(|cm| cm.data)
-        .and_then(|mut data| data.remove(&reference.key));
-    let Some(text) = text else {
-        return Ok(Err(Problem {
-            reason: "TrustedRootMissing",
-            message: format!(
-                "spec.signing.trustedRoot: ConfigMap {ns}/{name} has no key {:?}: create it from the trusted root's JSON (cosign trusted-root create)",
-                reference.key
-            ),
-        }));
-    };
-    Ok(TrustedRoot::parse(&text).map(Some).map_err(|e| Problem {
-        reason: "InvalidSpec",
-        message: format!(
-            "spec.signing.trustedRoot: ConfigMap {ns}/{name} key {:?}: {e}",
-            reference.key
-        ),
-    }))
-}
-
-/// What verifiers need, published in the `signet-public-key` ConfigMap.
-struct Verification<'a> {
-    public_key: Option<&'a str>,
-    trusted_root: Option<&'a TrustedRoot>,
-    /// With keyless signing: the issuer of the signer's token.
-    identity: Option<&'a str>,
-}
-
-/// Writes the `signet-public-key` ConfigMap: `cosign.pub`, `trusted_root.json`, and for
-/// keyless signing `certificate-identity` and `certificate-oidc-issuer` — what `cosign
-/// verify` takes, as is. Says where, for the status.
-async fn publish_verification(
-    client: &Client,
-    spec: &SignetConfigSpec,
-    what: Verification<'_>,
-    inputs: &BuildInputs,
-) -> Result<Option<signet_crds::VerificationStatus>, ReconcileError> {
-    let ns = &spec.target_namespace;
-    let mut data = BTreeMap::new();
-    if let Some(pem) = what.public_key {
-        data.insert("cosign.pub".to_owned(), pem.to_owned());
-    }
-    if let Some(root) = what.trusted_root {
-        data.insert("trusted_root.json".to_owned(), root.text.clone());
-    }
-    if let Some(issuer) = what.identity {
-        data.insert(
-            "certificate-identity".to_owned(),
-            format!(
-                "https://kubernetes.io/namespaces/{ns}/serviceaccounts/{}",
-                names::SIGNER
-            ),
-        );
-        data.insert("certificate-oidc-issuer".to_owned(), issuer.to_owned());
-    }
-    if data.is_empty() {
-        return Ok(None);
-    }
-    let published = signet_crds::VerificationStatus {
-        config_map: format!("{ns}/{}", names::PUBLIC_KEY_CONFIG_MAP),
-        trusted_root_digest: what.trusted_root.map(|root| {
-            use sha2::Digest as _;
-            format!(
-                "sha256:{}",
-                hex::encode(sha2::Sha256::digest(root.text.as_bytes()))
-            )
-        }),
-    };
-    let cm = keys::render_public_key_config_map(ns, data, inputs);
-    let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
-    match api
-        .get_opt(names::PUBLIC_KEY_CONFIG_MAP)
-        .await
-        .map_err(ReconcileError::Read)?
-    {
-        Some(current) if current.data == cm.data => {}
-        Some(_) => {
-            api.replace(names::PUBLIC_KEY_CONFIG_MAP, &PostParams::default(), &cm)
-                .await
-                .map_err(ReconcileError::Read)?;
-        }
-        None => {
-            apply::create_if_absent(&api, &cm).await?;
-        }
-    }
-    Ok(Some(published))
 }
 
 /// The namespace the signer currently runs in, from the last status, else the spec's.

@@ -15,3 +15,4 @@ pub mod names;
 pub mod release;
 pub mod status;
 pub mod validate;
+pub mod verification;

@@ -10,6 +10,7 @@
 //! key the log itself serves, read once and said once in the log (trust on first use).
 
 pub mod timestamp;
+pub mod trust;
 pub mod v2;
 pub mod verify;
 
@@ -24,6 +25,8 @@ use signet_config::{RekorVersion, SignerConfig, TransparencyMode};
 
 use crate::annotations::TRANSPARENCY_UPLOAD;
 use crate::run::Run;
+pub use trust::{PeerCache, Pinned};
+use trust::{excerpt, pinned_file, read_capped, served};
 
 /// Why an upload failed; names the log.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -115,117 +118,13 @@ impl Entry {
     }
 }
 
-/// What a trusted root (`sigstore.trusted-root`) says about one peer.
-#[derive(Clone, Debug, Default)]
-pub enum Pinned<T> {
-    /// No trusted root: the environment's pins, else trust on first use.
-    #[default]
-    NoRoot,
-    /// The trusted root's material for this peer, the only one trusted.
-    Root(T),
-    /// The trusted root names no such peer: nothing is trusted.
-    NotInRoot,
-}
-
-impl<T: Clone> Pinned<T> {
-    pub fn of(root: Option<&TrustedRoot>, find: impl FnOnce(&TrustedRoot) -> Option<T>) -> Self {
-        match root.map(find) {
-            None => Self::NoRoot,
-            Some(Some(found)) => Self::Root(found),
-            Some(None) => Self::NotInRoot,
-        }
-    }
-
-    /// The trusted root's material for this peer (`what`: "log", "timestamp authority"), an
-    /// error when the root names no such peer, `None` when there is no trusted root.
-    pub fn resolve(&self, what: &str) -> Result<Option<T>, String> {
-        match self {
-            Self::Root(found) => Ok(Some(found.clone())),
-            Self::NotInRoot => Err(format!(
-                "the trusted root (sigstore.trusted-root) names no {what} at this URL"
-            )),
-            Self::NoRoot => Ok(None),
-        }
-    }
-}
-
-/// Trust material read once per process, by peer URL (logs' keys, authorities' chains).
-#[derive(Debug)]
-pub struct PeerCache<T>(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, T>>>);
-
-impl<T> Default for PeerCache<T> {
-    fn default() -> Self {
-        Self(std::sync::Arc::default())
-    }
-}
-
-impl<T> Clone for PeerCache<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: Clone> PeerCache<T> {
-    pub fn get(&self, url: &str) -> Option<T> {
-        self.0.lock().ok().and_then(|m| m.get(url).cloned())
-    }
-
-    pub fn insert(&self, url: &str, value: T) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(url.to_owned(), value);
-        }
-    }
-}
-
-/// What a peer serves at `url` for trust on first use (a log's key, an authority's chain):
-/// the answer, once it is a success.
-pub(crate) async fn served(http: &reqwest::Client, url: &str) -> Result<reqwest::Response, String> {
-    let response = http
-        .get(url)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(response)
-    } else {
-        Err(response.status().to_string())
-    }
-}
-
 /// The largest answer read from a transparency log (an entry with its proof is a few KiB).
 const MAX_LOG_ANSWER_BYTES: usize = 1024 * 1024;
-
-/// Reads at most `limit` bytes of `response`'s body: a peer's answer is untrusted input.
-pub(crate) async fn read_capped(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("its answer is larger than {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// A log's answer, at most [`MAX_LOG_ANSWER_BYTES`], as JSON (`Null` when it is not JSON).
 async fn log_json(response: reqwest::Response) -> Result<Value, String> {
     let body = read_capped(response, MAX_LOG_ANSWER_BYTES).await?;
     Ok(serde_json::from_slice(&body).unwrap_or_default())
-}
-
-/// The text of the file the environment variable `variable` names (cosign's pins:
-/// `SIGSTORE_REKOR_PUBLIC_KEY`, `SIGSTORE_TSA_CERTIFICATE_FILE`); `None` when it is unset.
-pub(crate) async fn pinned_file(variable: &str) -> Option<Result<String, String>> {
-    let path = std::env::var_os(variable).filter(|p| !p.is_empty())?;
-    Some(
-        tokio::fs::read_to_string(&path)
-            .await
-            .map_err(|e| format!("reading {variable}={}: {e}", path.to_string_lossy())),
-    )
 }
 
 /// A Rekor log, v1 or v2 (`transparency.version`).
@@ -434,7 +333,7 @@ impl Rekor {
             // this, signing the same content again.
             return Err(self.error(format!(
                 "409: it already holds this very signature ({}) and Rekor v2 gives no entry back to put in the bundle; sign with an ECDSA key or a KMS, whose signatures differ each time",
-                text.trim().chars().take(200).collect::<String>()
+                excerpt(&text)
             )));
         }
         if !status.is_success() {

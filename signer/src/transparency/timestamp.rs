@@ -30,7 +30,7 @@ use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo}
 
 use signet_config::trusted_root::TrustedRoot;
 
-use super::{PeerCache, Pinned, pinned_file, read_capped, served};
+use super::trust::{PeerCache, Pinned, excerpt, pinned_file, read_capped, served};
 use crate::signing::keyless::chain::{read_bundle, signed_by, spki_der, valid_at};
 
 const ID_SHA_256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
@@ -121,18 +121,15 @@ impl Tsa {
             .map_err(|e| self.error(e))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            return Err(self.error(format!(
-                "{status}: {}",
-                text.trim().chars().take(200).collect::<String>()
-            )));
+            return Err(self.error(format!("{status}: {}", excerpt(&text))));
         }
         let time = verify(&body, &digest, Some(&nonce), &trusted)
             .map_err(|e| self.error(format!("its answer cannot be used: {e}")))?;
         let now = SystemTime::now();
+        // Either way: before or after this signer's clock.
         let skew = now
             .duration_since(time)
-            .or_else(|e| Ok::<_, ()>(e.duration()))
-            .unwrap_or_default();
+            .unwrap_or_else(|ahead| ahead.duration());
         if skew > MAX_SKEW {
             return Err(self.error(format!(
                 "its time is {} s away from this signer's clock (at most {} s accepted)",

@@ -167,7 +167,7 @@ pub async fn certificate(
         .map_err(|e| fulcio(e.to_string()))?;
     let status = response.status();
     // A certificate chain is a few KiB; a larger answer is refused, not read.
-    let body = crate::transparency::read_capped(response, 1024 * 1024)
+    let body = crate::transparency::trust::read_capped(response, 1024 * 1024)
         .await
         .map_err(&fulcio)?;
     let body: Value = serde_json::from_slice(&body).unwrap_or_default();
