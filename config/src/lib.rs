@@ -15,6 +15,7 @@ pub mod keys;
 mod parse;
 pub mod redacted;
 mod render;
+pub mod signing_config;
 pub mod trusted_root;
 mod values;
 

@@ -14,5 +14,6 @@ pub mod monitoring;
 pub mod names;
 pub mod release;
 pub mod status;
+pub mod tuf;
 pub mod validate;
 pub mod verification;
