@@ -20,10 +20,10 @@ pub use signing::{
     OciArtifactSpec, OciEncoding, OciFormat, OciStorage, PipelineRunArtifactSpec,
     PipelineRunStorageBackend, ProvenanceSpec, PubSubStorage, RekorVersion, SignerKind,
     SigningSpec, StorageBackend, StorageSpec, TaskRunArtifactSpec, TransparencyMode,
-    TransparencySpec, TrustedRootRef, VaultOidcAuth, VaultSpireAuth,
+    TransparencySpec, TrustedRootRef, TufSource, VaultOidcAuth, VaultSpireAuth,
 };
 pub use status::{
-    Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus,
+    Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus, SigningServices,
     VerificationStatus,
 };
 

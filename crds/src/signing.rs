@@ -295,27 +295,63 @@ pub struct SigningSpec {
     pub keys: KeysSpec,
     pub keyless: KeylessSpec,
     pub kms: KmsSpec,
-    /// A Sigstore trusted root (`trusted_root.json`, as `cosign trusted-root create` writes
-    /// it) in a ConfigMap in the target namespace: Fulcio, Rekor and timestamp authority answers
-    /// are checked against it alone, and the operator publishes it beside the public key.
+    /// Where the Sigstore trusted root (`trusted_root.json`, as `cosign trusted-root create`
+    /// writes it) comes from — a ConfigMap in the target namespace, or a TUF repository — and
+    /// with it, optionally, a signing config (`signing_config.v0.2.json`) naming the Fulcio,
+    /// Rekor and timestamp authority to use. Fulcio, Rekor and timestamp authority answers are
+    /// checked against the trusted root alone, and the operator publishes it beside the public
+    /// key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_root: Option<TrustedRootRef>,
 }
 
-/// A ConfigMap key holding a trusted root.
+/// Where the trusted root (and a signing config) comes from: `configMapName`, or `tuf`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TrustedRootRef {
-    /// ConfigMap in the target namespace.
+    /// ConfigMap in the target namespace holding the trusted root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub config_map_name: String,
+    pub config_map_name: Option<String>,
     /// Its key; `trusted_root.json` when unset.
     #[serde(default = "default_trusted_root_key")]
     pub key: String,
+    /// The ConfigMap's key holding a signing config (`signing_config.v0.2.json`); none is
+    /// read when unset. Its services replace `signing.keyless.fulcioUrl`,
+    /// `transparency.url`/`version` and `transparency.timestampUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_config_key: Option<String>,
+    /// Fetch the trusted root and signing config from a TUF repository instead (what cosign
+    /// v3 does): checked from a pinned root, looked at again every 5 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuf: Option<TufSource>,
+}
+
+/// A TUF repository publishing `trusted_root.json` (and `signing_config.v0.2.json`), as
+/// Sigstore's does.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TufSource {
+    /// The repository's URL; `signing.keyless.tufMirrorUrl` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_url: Option<String>,
+    /// ConfigMap in the target namespace holding the root to start from (`root.json` of the
+    /// repository, obtained out of band). Unset: Sigstore's public root, built in, which only
+    /// Sigstore's mirror (`https://tuf-repo-cdn.sigstore.dev`) is signed by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub root_config_map_name: Option<String>,
+    /// Its key; `root.json` when unset.
+    #[serde(default = "default_tuf_root_key")]
+    pub root_key: String,
 }
 
 fn default_trusted_root_key() -> String {
     "trusted_root.json".to_owned()
+}
+
+fn default_tuf_root_key() -> String {
+    "root.json".to_owned()
 }
 
 /// The signing Secret (`cosign.key` + `cosign.password`, or `x509.pem`).

@@ -44,6 +44,28 @@ pub struct VerificationStatus {
     /// verifier can tell it uses the same one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_root_digest: Option<String>,
+    /// Where that trusted root came from: `ConfigMap <ns>/<name>` or `TUF <mirror> (root
+    /// version N)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root_source: Option<String>,
+    /// The services a signing config chose (they replace the spec's URLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_config: Option<SigningServices>,
+}
+
+/// The services in force from a signing config.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningServices {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulcio_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_url: Option<String>,
+    /// `v1` or `v2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_url: Option<String>,
 }
 
 /// The signer Deployment's rollout.

@@ -28,7 +28,7 @@ use crate::names::{self, FINALIZER, SINGLETON};
 use crate::release;
 use crate::status::{self, Facts, Problem};
 use crate::validate;
-use crate::verification::{Verification, publish_verification, read_trusted_root};
+use crate::verification::{TufCache, Verification, apply_trust, publish_verification, read_trust};
 
 /// Shared state of every reconcile.
 pub struct Context {
@@ -39,6 +39,8 @@ pub struct Context {
     /// Events on the SignetConfig.
     pub announcer: Announcer,
     issuer: OnceCell<String>,
+    /// The TUF repository's last answer (`signing.trustedRoot.tuf`).
+    tuf: TufCache,
 }
 
 /// Counters exported on `/metrics`.
@@ -81,6 +83,7 @@ impl Context {
             default_signer_image,
             metrics,
             issuer: OnceCell::new(),
+            tuf: TufCache::default(),
         }
     }
 }
@@ -218,16 +221,16 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         ..Facts::default()
     };
     let validated = match validate::validate(spec) {
-        Ok(mut v) => read_trusted_root(client, spec).await?.map(|root| {
-            v.signer_config.trusted_root = root;
-            v
-        }),
+        Ok(v) => match read_trust(client, spec, &ctx.tuf).await? {
+            Ok(trust) => apply_trust(v, trust),
+            Err(problem) => Err(problem),
+        },
         Err(invalid) => Err(Problem {
             reason: "InvalidSpec",
             message: invalid.to_string(),
         }),
     };
-    let validated = match validated {
+    let (validated, origin) = match validated {
         Ok(v) => v,
         Err(problem) => return leave_signer_as_is(ctx, config, facts, problem).await,
     };
@@ -246,6 +249,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         Verification {
             public_key: public_key.as_deref(),
             trusted_root: validated.signer_config.trusted_root.as_ref(),
+            origin,
             identity: facts
                 .keyless_token
                 .then_some(facts.issuer.as_deref())

@@ -50,6 +50,69 @@ const RESERVED_ENV: &[&str] = &[
     "SIGNET_LOG_FORMAT",
 ];
 
+/// Keyless signing with Rekor v2 needs signed timestamps in bundles: checked again after a
+/// signing config has chosen the services.
+pub fn keyless_rekor_v2_has_timestamps(c: &sc::SignerConfig) -> Result<(), ValidationError> {
+    let t = &c.transparency;
+    if c.x509.fulcio_enabled
+        && t.mode != sc::TransparencyMode::Disabled
+        && t.version == sc::RekorVersion::V2
+        && (t.timestamp_url.is_none() || c.storage.oci_encoding != sc::OciEncoding::SigstoreBundle)
+    {
+        return Err(invalid(
+            "transparency.timestampUrl",
+            "keyless signing with Rekor v2 needs a timestamp authority and storage.oci.encoding sigstore-bundle: a Fulcio certificate lives minutes and Rekor v2 records no time",
+        ));
+    }
+    Ok(())
+}
+
+/// The TUF mirror `signing.trustedRoot.tuf` reads.
+pub fn tuf_mirror<'a>(spec: &'a SignetConfigSpec, tuf: &'a signet_crds::TufSource) -> &'a str {
+    tuf.mirror_url
+        .as_deref()
+        .unwrap_or(&spec.signing.keyless.tuf_mirror_url)
+}
+
+/// One source of trusted root; a TUF repository other than Sigstore's needs its root pinned.
+fn trusted_root_source(
+    spec: &SignetConfigSpec,
+    reference: &signet_crds::TrustedRootRef,
+) -> Result<(), ValidationError> {
+    let field = "signing.trustedRoot";
+    match (&reference.config_map_name, &reference.tuf) {
+        (Some(_), Some(_)) => Err(invalid(field, "set configMapName or tuf, not both")),
+        (None, None) => Err(invalid(field, "set configMapName or tuf")),
+        (Some(_), None) => Ok(()),
+        (None, Some(tuf)) => {
+            if reference.signing_config_key.is_some() {
+                return Err(invalid(
+                    "signing.trustedRoot.signingConfigKey",
+                    "a signing config is read from the ConfigMap (configMapName), not with tuf: the TUF repository publishes its own",
+                ));
+            }
+            let mirror = tuf_mirror(spec, tuf);
+            if !(mirror.starts_with("https://") || mirror.starts_with("http://")) {
+                return Err(invalid(
+                    "signing.trustedRoot.tuf.mirrorUrl",
+                    format!("{mirror:?} is not an http(s) URL"),
+                ));
+            }
+            if tuf.root_config_map_name.is_none()
+                && mirror.trim_end_matches('/') != sc::DEFAULT_TUF_MIRROR_URL
+            {
+                return Err(invalid(
+                    "signing.trustedRoot.tuf.rootConfigMapName",
+                    format!(
+                        "the TUF repository at {mirror} is not Sigstore's: pin its root.json in a ConfigMap (Signet builds in only Sigstore's root)"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Validates `spec` and renders the signer's configuration from it.
 pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
     let signer_config = signer_config(spec)?;
@@ -96,17 +159,9 @@ pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
             ));
         }
     }
-    let t = &signer_config.transparency;
-    if signer_config.x509.fulcio_enabled
-        && t.mode != sc::TransparencyMode::Disabled
-        && t.version == sc::RekorVersion::V2
-        && (t.timestamp_url.is_none()
-            || signer_config.storage.oci_encoding != sc::OciEncoding::SigstoreBundle)
-    {
-        return Err(invalid(
-            "transparency.timestampUrl",
-            "keyless signing with Rekor v2 needs a timestamp authority and storage.oci.encoding sigstore-bundle: a Fulcio certificate lives minutes and Rekor v2 records no time",
-        ));
+    keyless_rekor_v2_has_timestamps(&signer_config)?;
+    if let Some(reference) = &spec.signing.trusted_root {
+        trusted_root_source(spec, reference)?;
     }
     if spec.signing.keys.secret_name == SIGNER_CONFIG_MAP {
         return Err(invalid(
@@ -325,6 +380,46 @@ mod tests {
         assert_eq!(data["artifacts.taskrun.format"], "slsa/v2alpha4");
         assert_eq!(data["signers.x509.identity.token.file"], KEYLESS_TOKEN_PATH);
         assert_eq!(data["transparency.enabled"], "manual");
+    }
+
+    fn refusal(json: serde_json::Value) -> String {
+        validate(&spec(json))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_trusted_root_comes_from_one_place() {
+        let both = refusal(serde_json::json!({"signing": {"trustedRoot": {
+            "configMapName": "root", "tuf": {"rootConfigMapName": "tuf-root"}}}}));
+        assert!(both.contains("configMapName or tuf, not both"), "{both}");
+        let neither = refusal(serde_json::json!({"signing": {"trustedRoot": {"key": "x"}}}));
+        assert!(neither.contains("set configMapName or tuf"), "{neither}");
+        // Sigstore's own repository: its root is built in.
+        assert!(
+            validate(&spec(
+                serde_json::json!({"signing": {"trustedRoot": {"tuf": {}}}})
+            ))
+            .is_ok()
+        );
+        let private = refusal(serde_json::json!({"signing": {"trustedRoot": {
+            "tuf": {"mirrorUrl": "https://tuf.example.com"}}}}));
+        assert!(
+            private.contains("signing.trustedRoot.tuf.rootConfigMapName")
+                && private.contains("https://tuf.example.com"),
+            "{private}"
+        );
+        let pinned = spec(serde_json::json!({"signing": {
+            "keyless": {"tufMirrorUrl": "http://127.0.0.1:8080"},
+            "trustedRoot": {"tuf": {"rootConfigMapName": "tuf-root"}}}}));
+        assert!(validate(&pinned).is_ok());
+        let not_url = refusal(serde_json::json!({"signing": {"trustedRoot": {
+            "tuf": {"mirrorUrl": "tuf.example.com", "rootConfigMapName": "r"}}}}));
+        assert!(not_url.contains("not an http(s) URL"), "{not_url}");
+        let config_key = refusal(serde_json::json!({"signing": {"trustedRoot": {
+            "signingConfigKey": "s.json", "tuf": {}}}}));
+        assert!(config_key.contains("signingConfigKey"), "{config_key}");
     }
 
     #[test]

@@ -7,55 +7,321 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::Digest as _;
+use signet_config::signing_config::SigningConfig;
 use signet_config::trusted_root::TrustedRoot;
-use signet_crds::SignetConfigSpec;
+use signet_crds::{SignetConfigSpec, TufSource};
+use tokio::sync::Mutex;
 
 use crate::apply;
 use crate::build::{BuildInputs, keys};
 use crate::controller::ReconcileError;
 use crate::names;
 use crate::status::Problem;
+use crate::tuf;
+use crate::validate::{self, Validated};
 
-/// The trusted root `signing.trustedRoot` names, read from its ConfigMap and checked; a
-/// problem (the signer left as it is) when it is missing or not a trusted root.
-pub async fn read_trusted_root(
+/// What `signing.trustedRoot` yields: the trusted root, a signing config, and where they
+/// came from.
+#[derive(Default)]
+pub struct Trust {
+    pub trusted_root: Option<TrustedRoot>,
+    pub signing_config: Option<SigningConfig>,
+    pub source: Option<String>,
+}
+
+/// The last TUF update, kept between reconciles (and its versions: rollback protection).
+struct Fetched {
+    mirror: String,
+    pinned_digest: String,
+    update: tuf::Update,
+    at: Instant,
+}
+
+/// The operator's TUF client state.
+#[derive(Default)]
+pub struct TufCache(Mutex<Option<Fetched>>);
+
+/// How long a TUF update is used before the mirror is asked again.
+pub const TUF_REFRESH: Duration = Duration::from_secs(300);
+const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
+const SIGNING_CONFIG_TARGET: &str = "signing_config.v0.2.json";
+
+fn missing(message: String) -> Problem {
+    Problem {
+        reason: "TrustedRootMissing",
+        message,
+    }
+}
+
+fn unavailable(message: String) -> Problem {
+    Problem {
+        reason: "TrustedRootUnavailable",
+        message,
+    }
+}
+
+/// One key of a ConfigMap in `ns`; `None` when the ConfigMap or the key is missing.
+async fn config_map_key(
     client: &Client,
-    spec: &SignetConfigSpec,
-) -> Result<Result<Option<TrustedRoot>, Problem>, ReconcileError> {
-    let Some(reference) = &spec.signing.trusted_root else {
-        return Ok(Ok(None));
-    };
-    let ns = &spec.target_namespace;
-    let name = &reference.config_map_name;
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, ReconcileError> {
     let found = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
         .map_err(ReconcileError::Read)?;
-    let text = found
+    Ok(found
         .and_then(|cm| cm.data)
-        .and_then(|mut data| data.remove(&reference.key));
-    let Some(text) = text else {
-        return Ok(Err(Problem {
-            reason: "TrustedRootMissing",
-            message: format!(
-                "spec.signing.trustedRoot: ConfigMap {ns}/{name} has no key {:?}: create it from the trusted root's JSON (cosign trusted-root create)",
-                reference.key
-            ),
-        }));
+        .and_then(|mut data| data.remove(key)))
+}
+
+/// Reads what `signing.trustedRoot` names, from its ConfigMap or TUF repository, checked; a
+/// problem (the signer left as it is) when it is missing, unreachable or not what it should be.
+pub async fn read_trust(
+    client: &Client,
+    spec: &SignetConfigSpec,
+    cache: &TufCache,
+) -> Result<Result<Trust, Problem>, ReconcileError> {
+    let Some(reference) = &spec.signing.trusted_root else {
+        return Ok(Ok(Trust::default()));
     };
-    Ok(TrustedRoot::parse(&text).map(Some).map_err(|e| Problem {
-        reason: "InvalidSpec",
-        message: format!(
-            "spec.signing.trustedRoot: ConfigMap {ns}/{name} key {:?}: {e}",
+    let ns = &spec.target_namespace;
+    if let Some(tuf) = &reference.tuf {
+        return from_tuf(client, spec, tuf, cache).await;
+    }
+    let name = reference.config_map_name.as_deref().unwrap_or_default();
+    let Some(text) = config_map_key(client, ns, name, &reference.key).await? else {
+        return Ok(Err(missing(format!(
+            "spec.signing.trustedRoot: ConfigMap {ns}/{name} has no key {:?}: create it from the trusted root's JSON (cosign trusted-root create)",
             reference.key
-        ),
+        ))));
+    };
+    let trusted_root = match TrustedRoot::parse(&text) {
+        Ok(root) => root,
+        Err(e) => {
+            return Ok(Err(Problem {
+                reason: "InvalidSpec",
+                message: format!(
+                    "spec.signing.trustedRoot: ConfigMap {ns}/{name} key {:?}: {e}",
+                    reference.key
+                ),
+            }));
+        }
+    };
+    let mut signing_config = None;
+    if let Some(key) = &reference.signing_config_key {
+        let Some(text) = config_map_key(client, ns, name, key).await? else {
+            return Ok(Err(missing(format!(
+                "spec.signing.trustedRoot.signingConfigKey: ConfigMap {ns}/{name} has no key {key:?}"
+            ))));
+        };
+        match SigningConfig::parse(&text) {
+            Ok(c) => signing_config = Some(c),
+            Err(e) => {
+                return Ok(Err(Problem {
+                    reason: "InvalidSpec",
+                    message: format!(
+                        "spec.signing.trustedRoot: ConfigMap {ns}/{name} key {key:?}: {e}"
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(Ok(Trust {
+        trusted_root: Some(trusted_root),
+        signing_config,
+        source: Some(format!("ConfigMap {ns}/{name}")),
     }))
+}
+
+async fn from_tuf(
+    client: &Client,
+    spec: &SignetConfigSpec,
+    tuf: &TufSource,
+    cache: &TufCache,
+) -> Result<Result<Trust, Problem>, ReconcileError> {
+    let ns = &spec.target_namespace;
+    let mirror = validate::tuf_mirror(spec, tuf)
+        .trim_end_matches('/')
+        .to_owned();
+    let pinned = match &tuf.root_config_map_name {
+        Some(name) => match config_map_key(client, ns, name, &tuf.root_key).await? {
+            Some(text) => text,
+            None => {
+                return Ok(Err(missing(format!(
+                    "spec.signing.trustedRoot.tuf: ConfigMap {ns}/{name} has no key {:?}: put the repository's root.json there",
+                    tuf.root_key
+                ))));
+            }
+        },
+        None => tuf::SIGSTORE_ROOT.to_owned(),
+    };
+    let pinned_digest = hex::encode(sha2::Sha256::digest(pinned.as_bytes()));
+    let update = match cache
+        .current(&mirror, &pinned_digest, pinned.as_bytes())
+        .await
+    {
+        Ok(update) => update,
+        Err(e) => return Ok(Err(unavailable(format!("TUF repository {mirror}: {e}")))),
+    };
+    let Some(root) = update.targets.get(TRUSTED_ROOT_TARGET) else {
+        return Ok(Err(unavailable(format!(
+            "TUF repository {mirror} publishes no {TRUSTED_ROOT_TARGET}"
+        ))));
+    };
+    let parsed = std::str::from_utf8(root)
+        .map_err(|e| e.to_string())
+        .and_then(|text| TrustedRoot::parse(text).map_err(|e| e.to_string()));
+    let trusted_root = match parsed {
+        Ok(root) => root,
+        Err(e) => {
+            return Ok(Err(unavailable(format!(
+                "TUF repository {mirror}: {TRUSTED_ROOT_TARGET}: {e}"
+            ))));
+        }
+    };
+    let signing_config = match update.targets.get(SIGNING_CONFIG_TARGET) {
+        None => None,
+        Some(bytes) => {
+            let parsed = std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| SigningConfig::parse(text).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return Ok(Err(unavailable(format!(
+                        "TUF repository {mirror}: {SIGNING_CONFIG_TARGET}: {e}"
+                    ))));
+                }
+            }
+        }
+    };
+    Ok(Ok(Trust {
+        trusted_root: Some(trusted_root),
+        signing_config,
+        source: Some(format!(
+            "TUF {mirror} (root version {})",
+            update.state.root.version
+        )),
+    }))
+}
+
+impl TufCache {
+    /// The repository's targets: the update kept when it is recent, else a new one. When the
+    /// mirror cannot be read, the update kept is used until its metadata expires.
+    async fn current(
+        &self,
+        mirror: &str,
+        pinned_digest: &str,
+        pinned: &[u8],
+    ) -> Result<tuf::Update, tuf::TufError> {
+        let mut kept = self.0.lock().await;
+        let same = kept
+            .as_ref()
+            .filter(|f| f.mirror == mirror && f.pinned_digest == pinned_digest);
+        let now = SystemTime::now();
+        if let Some(f) = same
+            && f.at.elapsed() < TUF_REFRESH
+            && now < f.update.expires
+        {
+            return Ok(f.update.clone());
+        }
+        let previous = same.map(|f| &f.update.state);
+        let fetched = match tuf::HttpMirror::new(mirror) {
+            Ok(m) => {
+                tuf::update(
+                    &m,
+                    pinned,
+                    previous,
+                    &[TRUSTED_ROOT_TARGET, SIGNING_CONFIG_TARGET],
+                    now,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(update) => {
+                if same.is_none_or(|f| f.update.targets != update.targets) {
+                    tracing::info!(%mirror, root_version = update.state.root.version, "read the trusted root from the TUF repository");
+                }
+                *kept = Some(Fetched {
+                    mirror: mirror.to_owned(),
+                    pinned_digest: pinned_digest.to_owned(),
+                    update: update.clone(),
+                    at: Instant::now(),
+                });
+                Ok(update)
+            }
+            // A mirror that cannot be reached (not one that answers wrongly) does not stop
+            // signing while what it said before is still valid.
+            Err(tuf::TufError::Fetch(e)) => match same {
+                Some(f) if now < f.update.expires => {
+                    tracing::warn!(%mirror, error = %e, "TUF repository unreachable; using what it said before until it expires");
+                    Ok(f.update.clone())
+                }
+                _ => Err(tuf::TufError::Fetch(e)),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where the trusted root came from and which services a signing config chose, for the
+/// status.
+#[derive(Default)]
+pub struct Origin {
+    pub source: Option<String>,
+    pub services: Option<signet_crds::SigningServices>,
+}
+
+/// The signer's config with what `signing.trustedRoot` yielded: the trusted root, and the
+/// services a signing config chose in place of the spec's URLs.
+pub fn apply_trust(mut v: Validated, trust: Trust) -> Result<(Validated, Origin), Problem> {
+    let c = &mut v.signer_config;
+    c.trusted_root = trust.trusted_root;
+    let mut origin = Origin {
+        source: trust.source,
+        services: None,
+    };
+    if let Some(config) = &trust.signing_config {
+        let services = config.services(SystemTime::now()).map_err(|e| Problem {
+            reason: "InvalidSpec",
+            message: format!("spec.signing.trustedRoot: {e}"),
+        })?;
+        if let Some(url) = &services.fulcio {
+            c.x509.fulcio_address.clone_from(url);
+        }
+        if let Some((url, version)) = &services.rekor {
+            c.transparency.url.clone_from(url);
+            c.transparency.version = *version;
+        }
+        if services.timestamp.is_some() {
+            c.transparency.timestamp_url.clone_from(&services.timestamp);
+        }
+        validate::keyless_rekor_v2_has_timestamps(c).map_err(|e| Problem {
+            reason: "InvalidSpec",
+            message: format!("{e} (the signing config chose Rekor v2)"),
+        })?;
+        origin.services = Some(signet_crds::SigningServices {
+            fulcio_url: services.fulcio,
+            rekor_url: services.rekor.as_ref().map(|(url, _)| url.clone()),
+            rekor_version: services.rekor.map(|(_, v)| v.to_string()),
+            timestamp_url: services.timestamp,
+        });
+    }
+    Ok((v, origin))
 }
 
 /// What verifiers need, published in the `signet-public-key` ConfigMap.
 pub struct Verification<'a> {
     pub public_key: Option<&'a str>,
     pub trusted_root: Option<&'a TrustedRoot>,
+    pub origin: Origin,
     /// With keyless signing: the issuer of the signer's token.
     pub identity: Option<&'a str>,
 }
@@ -99,6 +365,8 @@ pub async fn publish_verification(
                 hex::encode(sha2::Sha256::digest(root.text.as_bytes()))
             )
         }),
+        trusted_root_source: what.origin.source,
+        signing_config: what.origin.services,
     };
     let cm = keys::render_public_key_config_map(ns, data, inputs);
     let api = Api::<ConfigMap>::namespaced(client.clone(), ns);
