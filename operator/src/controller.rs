@@ -221,7 +221,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         ..Facts::default()
     };
     let validated = match validate::validate(spec) {
-        Ok(v) => match read_trust(client, spec, &ctx.tuf).await? {
+        Ok(v) => match read_trust(client, spec, config.metadata.generation, &ctx.tuf).await? {
             Ok(trust) => apply_trust(v, trust),
             Err(problem) => Err(problem),
         },

@@ -36,6 +36,8 @@ pub struct Trust {
 struct Fetched {
     mirror: String,
     pinned_digest: String,
+    /// The SignetConfig's generation it was fetched for: an edit reads the mirror again.
+    generation: Option<i64>,
     update: tuf::Update,
     at: Instant,
 }
@@ -84,6 +86,7 @@ async fn config_map_key(
 pub async fn read_trust(
     client: &Client,
     spec: &SignetConfigSpec,
+    generation: Option<i64>,
     cache: &TufCache,
 ) -> Result<Result<Trust, Problem>, ReconcileError> {
     let Some(reference) = &spec.signing.trusted_root else {
@@ -91,7 +94,7 @@ pub async fn read_trust(
     };
     let ns = &spec.target_namespace;
     if let Some(tuf) = &reference.tuf {
-        return from_tuf(client, spec, tuf, cache).await;
+        return from_tuf(client, spec, tuf, generation, cache).await;
     }
     let name = reference.config_map_name.as_deref().unwrap_or_default();
     let Some(text) = config_map_key(client, ns, name, &reference.key).await? else {
@@ -142,6 +145,7 @@ async fn from_tuf(
     client: &Client,
     spec: &SignetConfigSpec,
     tuf: &TufSource,
+    generation: Option<i64>,
     cache: &TufCache,
 ) -> Result<Result<Trust, Problem>, ReconcileError> {
     let ns = &spec.target_namespace;
@@ -162,7 +166,7 @@ async fn from_tuf(
     };
     let pinned_digest = hex::encode(sha2::Sha256::digest(pinned.as_bytes()));
     let update = match cache
-        .current(&mirror, &pinned_digest, pinned.as_bytes())
+        .current(&mirror, &pinned_digest, generation, pinned.as_bytes())
         .await
     {
         Ok(update) => update,
@@ -211,12 +215,14 @@ async fn from_tuf(
 }
 
 impl TufCache {
-    /// The repository's targets: the update kept when it is recent, else a new one. When the
+    /// The repository's targets: the update kept when it is recent and the spec unchanged,
+    /// else a new one. When the
     /// mirror cannot be read, the update kept is used until its metadata expires.
     async fn current(
         &self,
         mirror: &str,
         pinned_digest: &str,
+        generation: Option<i64>,
         pinned: &[u8],
     ) -> Result<tuf::Update, tuf::TufError> {
         let mut kept = self.0.lock().await;
@@ -225,6 +231,7 @@ impl TufCache {
             .filter(|f| f.mirror == mirror && f.pinned_digest == pinned_digest);
         let now = SystemTime::now();
         if let Some(f) = same
+            && f.generation == generation
             && f.at.elapsed() < TUF_REFRESH
             && now < f.update.expires
         {
@@ -252,6 +259,7 @@ impl TufCache {
                 *kept = Some(Fetched {
                     mirror: mirror.to_owned(),
                     pinned_digest: pinned_digest.to_owned(),
+                    generation,
                     update: update.clone(),
                     at: Instant::now(),
                 });

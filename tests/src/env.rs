@@ -101,6 +101,8 @@ pub struct TestEnv {
     pub moto_server: PathBuf,
     /// A Python with `cryptography` (moto's venv), for the cloud KMS test doubles.
     pub peer_python: PathBuf,
+    /// A Python with python-tuf, for `crate::tuf`'s repositories.
+    pub tuf_python: PathBuf,
     /// The Prometheus operator's ServiceMonitor and PrometheusRule CRDs (YAML files), which
     /// the monitoring tests install and remove.
     pub prometheus_crds: PathBuf,
@@ -207,6 +209,7 @@ impl TestEnv {
             local_kms: PathBuf::from(get("SIGNET_LOCAL_KMS")?),
             moto_server: PathBuf::from(get("SIGNET_MOTO_SERVER")?),
             peer_python: PathBuf::from(get("SIGNET_PEER_PYTHON")?),
+            tuf_python: PathBuf::from(get("SIGNET_TUF_PYTHON")?),
             prometheus_crds: PathBuf::from(get("SIGNET_PROMETHEUS_CRDS")?),
             kubeconfig,
             admin,

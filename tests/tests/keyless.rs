@@ -925,6 +925,204 @@ async fn a_trusted_root_in_a_config_map_pins_fulcio_rekor_v2_and_the_tsa() {
     );
 }
 
+/// `signing.trustedRoot.tuf`: the operator reads `trusted_root.json` and
+/// `signing_config.v0.2.json` from a TUF repository python-tuf wrote, starting from a root
+/// pinned in a ConfigMap. The signing config's Fulcio, Rekor v2 and TSA replace the spec's
+/// (whose Fulcio URL here goes nowhere); cosign v3 verifies from the same repository
+/// (`cosign initialize --mirror --root`, then no `--trusted-root`). A target changed on the
+/// mirror after signing is refused (Degraded, the signer keeps signing with what it had), and
+/// a root rotation is followed.
+#[tokio::test]
+async fn a_tuf_repository_gives_the_trusted_root_and_the_signing_config() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let scene = KeylessScene::up("keyless-tuf").await;
+    let (admin, log) = (&scene.admin, || scene.signer.log_text());
+    let rekor_v2 = signet_e2e::sigstore::RekorV2::start(scene.env)
+        .await
+        .unwrap();
+    let tsa = signet_e2e::sigstore::Tsa::start(scene.env).await.unwrap();
+    let root_file = scene
+        .trusted_root_v2(&rekor_v2, Some(&tsa), "trusted_root.json")
+        .await;
+    let root = std::fs::read_to_string(&root_file).unwrap();
+    let since = json!({"start": "2020-01-01T00:00:00Z"});
+    let signing_config = scene.files.join("signing_config.v0.2.json");
+    std::fs::write(
+        &signing_config,
+        json!({
+            "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+            "caUrls": [{"url": scene.fulcio.url, "majorApiVersion": 1, "validFor": since}],
+            "rekorTlogUrls": [{"url": rekor_v2.url, "majorApiVersion": 2, "validFor": since}],
+            "tsaUrls": [{"url": tsa.url, "majorApiVersion": 1, "validFor": since}],
+            "rekorTlogConfig": {"selector": "ANY"},
+            "tsaConfig": {"selector": "ANY"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let targets = [
+        ("trusted_root.json", std::path::Path::new(&root_file)),
+        ("signing_config.v0.2.json", signing_config.as_path()),
+    ];
+    let tuf =
+        signet_e2e::tuf::TufRepo::start(scene.env, &scene.files.join("tuf"), &targets).unwrap();
+    let cms = kube::Api::<ConfigMap>::namespaced(admin.clone(), &scene.signer_ns);
+    let pinned_root = std::fs::read_to_string(tuf.first_root()).unwrap();
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "tuf-root"}, "data": {"root.json": pinned_root}
+    }))
+    .unwrap();
+    cms.create(&kube::api::PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let spec = |mirror: &str| {
+        json!({
+            "targetNamespace": scene.signer_ns,
+            "signing": {"keyless": {"tokenPath": scene.token_file.to_str().unwrap(),
+                                    "fulcioUrl": "http://127.0.0.1:9", "tufMirrorUrl": mirror},
+                        "trustedRoot": {"tuf": {"rootConfigMapName": "tuf-root"}}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}},
+            "transparency": {"mode": "enabled"}
+        })
+    };
+    scene.stack.apply(spec(&tuf.url)).await;
+    for (key, want) in [
+        ("sigstore.trusted-root", root.as_str()),
+        ("signers.x509.fulcio.address", scene.fulcio.url.as_str()),
+        ("transparency.url", rekor_v2.url.as_str()),
+        ("transparency.version", "v2"),
+        ("transparency.timestamp.url", tsa.url.as_str()),
+    ] {
+        common::wait_rendered(admin, &scene.signer_ns, key, want).await;
+    }
+    let verification = || async {
+        scene
+            .stack
+            .configs
+            .get("config")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.verification)
+            .unwrap_or_default()
+    };
+    let status = verification().await;
+    assert_eq!(
+        status.trusted_root_source.as_deref(),
+        Some(format!("TUF {} (root version 1)", tuf.url).as_str())
+    );
+    let chosen = status.signing_config.unwrap_or_default();
+    assert_eq!(chosen.rekor_url.as_deref(), Some(rekor_v2.url.as_str()));
+    assert_eq!(chosen.rekor_version.as_deref(), Some("v2"));
+    assert_eq!(chosen.timestamp_url.as_deref(), Some(tsa.url.as_str()));
+
+    scene.rebuild("from-tuf", FINISHED).await;
+    wait_signed(admin, scene.work.name(), "from-tuf", log).await;
+
+    // cosign v3 with its defaults takes the trusted root from the same repository.
+    let home = scene.files.join("cosign-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tuf_root = home.join(".sigstore/root");
+    let tuf_env = [
+        ("HOME", home.to_str().unwrap()),
+        ("TUF_ROOT", tuf_root.to_str().unwrap()),
+    ];
+    let first_root = tuf.first_root();
+    let out = cosign_registry(
+        scene.env,
+        &[
+            "initialize",
+            "--mirror",
+            &tuf.url,
+            "--root",
+            first_root.to_str().unwrap(),
+        ],
+        &tuf_env,
+    );
+    assert_ok(&out, "cosign initialize --mirror --root");
+    let pinned = format!("{}@{}", scene.image, scene.digest);
+    let identity = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/signet-signer",
+        scene.signer_ns
+    );
+    for (command, extra) in [
+        ("verify", &[][..]),
+        ("verify-attestation", &["--type", "slsaprovenance1"][..]),
+    ] {
+        for (who, want) in [
+            (identity.clone(), true),
+            (identity.replace("signet-signer", "other"), false),
+        ] {
+            let mut args = vec![
+                command,
+                "--certificate-identity",
+                &who,
+                "--certificate-oidc-issuer",
+                scene.env.oidc_issuer.as_str(),
+                "--insecure-ignore-sct",
+            ];
+            args.extend_from_slice(extra);
+            args.push(&pinned);
+            let out = cosign_registry(scene.env, &args, &tuf_env);
+            if want {
+                assert_ok(
+                    &out,
+                    &format!("cosign {command} with the TUF repository's root"),
+                );
+            } else {
+                assert!(!out.status.success(), "cosign {command} accepted {who}");
+            }
+        }
+    }
+
+    // The mirror serves a trusted root that is not the one its targets metadata signed: an
+    // edit of the SignetConfig reads the mirror again, and it is refused.
+    let served = tuf.target_file("trusted_root.json").unwrap();
+    let genuine = std::fs::read(&served).unwrap();
+    let forged = String::from_utf8(genuine.clone())
+        .unwrap()
+        .replace(&tsa.url, "http://127.0.0.1:9/api/v1/timestamp");
+    assert_ne!(forged.as_bytes(), genuine.as_slice());
+    std::fs::write(&served, &forged).unwrap();
+    scene.stack.apply(spec(&format!("{}/", tuf.url))).await;
+    let degraded = common::wait_degraded(&scene.stack.configs, "TrustedRootUnavailable").await;
+    assert!(
+        degraded.contains(&tuf.url) && degraded.contains("trusted_root.json"),
+        "{degraded}"
+    );
+    // Nothing lost: the signer keeps what it had and signs.
+    common::wait_rendered(admin, &scene.signer_ns, "sigstore.trusted-root", &root).await;
+    scene.rebuild("while-forged", "2026-11-26T10:06:00Z").await;
+    wait_signed(admin, scene.work.name(), "while-forged", log).await;
+
+    // The genuine file back and a new root (a rotated root key): followed from the pinned root.
+    std::fs::write(&served, &genuine).unwrap();
+    tuf.run("rotate-root", &[]).unwrap();
+    tuf.run("update", &[]).unwrap();
+    scene.stack.apply(spec(&tuf.url)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let config = scene.stack.configs.get("config").await.unwrap();
+        let status = config.status.unwrap_or_default();
+        let source = status
+            .verification
+            .and_then(|v| v.trusted_root_source)
+            .unwrap_or_default();
+        let degraded = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == signet_crds::ConditionStatus::True);
+        if source.ends_with("(root version 2)") && !degraded {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {source:?}, degraded: {degraded}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_token_fulcio_refuses_fails_the_run_naming_fulcio() {
     let scene = KeylessScene::up("keyless-token").await;
