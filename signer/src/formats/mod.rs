@@ -31,10 +31,10 @@ pub fn statement(
     match format {
         ArtifactFormat::InToto => slsa_v02_statement(run, children, artifacts, builder, deep),
         ArtifactFormat::SlsaV2Alpha3 => {
-            slsa_v1_statement(run, artifacts, builder, build_type, false, deep)
+            slsa_v1_statement(run, children, artifacts, builder, build_type, false, deep)
         }
         ArtifactFormat::SlsaV2Alpha4 => {
-            slsa_v1_statement(run, artifacts, builder, build_type, true, deep)
+            slsa_v1_statement(run, children, artifacts, builder, build_type, true, deep)
         }
     }
 }

@@ -19,11 +19,11 @@ fn byproduct(name: &str, value: &Value) -> Value {
     json!({"name": name, "mediaType": "application/json", "content": STANDARD.encode(content)})
 }
 
-/// Results that name images or build artifacts: subjects, so `v2alpha4` leaves them out of
-/// the byproducts (as Chains does).
 /// The label Tekton puts on a PipelineRun's TaskRuns: the pipeline task's name.
 const PIPELINE_TASK_LABEL: &str = "tekton.dev/pipelineTask";
 
+/// Results that name images or build artifacts: subjects, so `v2alpha4` leaves them out of
+/// the byproducts (as Chains does).
 fn is_subject_result(name: &str, value: &Value) -> bool {
     (name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(value))
         || name.ends_with("IMAGE_URL")
@@ -93,12 +93,100 @@ fn unless_empty(out: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// A PipelineRun's resolved dependencies after its own source, as Chains lists them: for each
+/// pipeline task whose TaskRun completed (`tasks`, then `finally`, in the pipeline's order), the
+/// task's source (`pipelineTask`: the TaskRun's `refSource`; with the Tekton build type the
+/// TaskRun itself as `content`, even without a source) and its step and sidecar images; then
+/// the type-hinted inputs: the pipeline's, with deep inspection each such TaskRun's too.
+fn pipeline_dependencies(
+    run: &Run,
+    children: &[Run],
+    artifacts: &RunArtifacts,
+    build_type: BuildType,
+    deep: bool,
+) -> Vec<Value> {
+    let spec = &run.object["status"]["pipelineSpec"];
+    let tasks = ["tasks", "finally"]
+        .iter()
+        .filter_map(|k| spec[*k].as_array())
+        .flatten()
+        .filter_map(|t| t["name"].as_str());
+    let mut ran = Vec::new();
+    for task in tasks {
+        let child = children.iter().enumerate().find(|(_, c)| {
+            c.label(PIPELINE_TASK_LABEL) == Some(task)
+                && !c.object["status"]["completionTime"].is_null()
+        });
+        if let Some(found) = child {
+            ran.push(found);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, child) in &ran {
+        let source = config_source(child);
+        let mut d = Map::new();
+        d.insert("name".into(), "pipelineTask".into());
+        for key in ["uri", "digest"] {
+            if let Some(v) = source.get(key) {
+                d.insert(key.into(), v.clone());
+            }
+        }
+        if build_type == BuildType::SlsaTekton {
+            let content = serde_json::to_vec(&child.object).unwrap_or_default();
+            d.insert("content".into(), STANDARD.encode(content).into());
+            out.push(Value::Object(d));
+        } else if d.contains_key("uri") {
+            out.push(Value::Object(d));
+        }
+        let images: Vec<_> = artifacts
+            .child_materials(*i)
+            .iter()
+            .filter(|a| a.role.is_none())
+            .cloned()
+            .collect();
+        if let Value::Array(images) = descriptors(&images, "uri", true) {
+            out.extend(images);
+        }
+    }
+    let mut inputs = artifacts.own_materials().to_vec();
+    if deep {
+        for (i, _) in &ran {
+            inputs.extend(
+                artifacts
+                    .child_materials(*i)
+                    .iter()
+                    .filter(|a| a.role.is_some())
+                    .cloned(),
+            );
+        }
+    }
+    if let Value::Array(inputs) = descriptors(&inputs, "uri", true) {
+        out.extend(inputs);
+    }
+    out
+}
+
+/// Each dependency once by `uri`, `digest` and `content` (the first kept; its name does not
+/// count), except the run's own source, always kept — Chains' rule.
+fn without_duplicates(dependencies: Vec<Value>) -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    dependencies
+        .into_iter()
+        .filter(|d| {
+            let key = json!([d.get("uri"), d.get("digest"), d.get("content")]).to_string();
+            let first = seen.insert(key);
+            first || matches!(d["name"].as_str(), Some("task" | "pipeline"))
+        })
+        .collect()
+}
+
 /// The statement for `run`, with what it (and a PipelineRun's child TaskRuns) built and used:
 /// `artifacts`. `v2alpha4` selects the stricter subject rule and step results; `deep` takes
 /// the children's subjects. Field names and omissions are protobuf JSON's, as Chains writes
 /// them (`invocationId`, no empty lists).
 pub fn slsa_v1_statement(
     run: &Run,
+    children: &[Run],
     artifacts: &RunArtifacts,
     builder_id: &str,
     build_type: BuildType,
@@ -132,8 +220,18 @@ pub fn slsa_v1_statement(
         .into();
         dependencies.push(d);
     }
-    if let Value::Array(materials) = descriptors(&artifacts.materials(), "uri", true) {
-        dependencies.extend(materials);
+    match run.kind {
+        RunKind::TaskRun => {
+            if let Value::Array(materials) = descriptors(&artifacts.materials(), "uri", true) {
+                dependencies.extend(materials);
+            }
+        }
+        RunKind::PipelineRun => {
+            dependencies.extend(pipeline_dependencies(
+                run, children, artifacts, build_type, deep,
+            ));
+            dependencies = without_duplicates(dependencies);
+        }
     }
     let mut definition = Map::new();
     definition.insert("buildType".into(), build_type.as_str().into());
@@ -209,7 +307,8 @@ mod tests {
             let run = Run::from_object(RunKind::TaskRun, read(&format!("{input}.json")));
             let artifacts = RunArtifacts::of(&run, &[]);
             assert_eq!(artifacts.rejected().count(), 0, "{input}");
-            let ours = slsa_v1_statement(&run, &artifacts, builder, BuildType::Slsa, true, false);
+            let ours =
+                slsa_v1_statement(&run, &[], &artifacts, builder, BuildType::Slsa, true, false);
             let chains = read(&format!("{input}.slsa-v2alpha4.json"));
             assert_eq!(
                 subjects_sorted(ours.clone()),
@@ -218,6 +317,76 @@ mod tests {
                 serde_json::to_string_pretty(&ours).unwrap()
             );
         }
+    }
+
+    /// Chains' own PipelineRun test input with its two TaskRuns: the resolved dependencies its
+    /// test expects — the pipeline's source; per pipeline task in the pipeline's order (git-clone,
+    /// then build) its `pipelineTask` source and step images, each image once; then the
+    /// pipeline's type-hinted inputs.
+    #[test]
+    fn pipelinerun_dependencies_match_what_chains_writes_for_its_own_test_run() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/chains");
+        let read = |f: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
+        };
+        let run = Run::from_object(RunKind::PipelineRun, read("pipelinerun1.json"));
+        // Signet reads children in status.childReferences order; the pipeline's order decides.
+        let children = [
+            Run::from_object(RunKind::TaskRun, read("taskrun1.json")),
+            Run::from_object(RunKind::TaskRun, read("taskrun2.json")),
+        ];
+        let artifacts = RunArtifacts::of(&run, &children);
+        let ours = slsa_v1_statement(
+            &run,
+            &children,
+            &artifacts,
+            "test_builder-1",
+            BuildType::Slsa,
+            true,
+            false,
+        );
+        let chains = json!([
+            {"uri": "git+https://github.com/test", "digest": {"sha1": "28b123"}, "name": "pipeline"},
+            {"uri": "git+https://github.com/catalog", "digest": {"sha1": "x123"}, "name": "pipelineTask"},
+            {"uri": "oci://gcr.io/test1/test1", "digest": {"sha256": "d4b63d3e24d6eef04a6dc0795cf8a73470688803d97c52cffa3c8d4efd3397b6"}},
+            {"uri": "git+https://github.com/test", "digest": {"sha1": "ab123"}, "name": "pipelineTask"},
+            {"uri": "oci://gcr.io/test2/test2", "digest": {"sha256": "4d6dd704ef58cb214dd826519929e92a978a57cdee43693006139c0080fd6fac"}},
+            {"uri": "oci://gcr.io/test3/test3", "digest": {"sha256": "f1a8b8549c179f41e27ff3db0fe1a1793e4b109da46586501a8343637b1d0478"}},
+            {"uri": "abc", "digest": {"sha256": "827521c857fdcd4374f4da5442fbae2edb01e7fbae285c3ec15673d4c1daecb7"}, "name": "inputs/result"},
+            {"uri": "git+https://git.test.com.git", "digest": {"sha1": "abcd"}, "name": "inputs/result"}
+        ]);
+        assert_eq!(
+            ours["predicate"]["buildDefinition"]["resolvedDependencies"],
+            chains,
+            "ours is\n{}",
+            serde_json::to_string_pretty(&ours["predicate"]["buildDefinition"]).unwrap()
+        );
+        // With the Tekton build type each pipeline task carries its TaskRun as content.
+        let tekton = slsa_v1_statement(
+            &run,
+            &children,
+            &artifacts,
+            "b",
+            BuildType::SlsaTekton,
+            true,
+            false,
+        );
+        let tasks: Vec<&Value> = tekton["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["name"] == "pipelineTask")
+            .collect();
+        assert_eq!(tasks.len(), 2);
+        let content = STANDARD
+            .decode(tasks[0]["content"].as_str().unwrap())
+            .unwrap();
+        let child: Value = serde_json::from_slice(&content).unwrap();
+        assert_eq!(
+            child["metadata"]["labels"]["tekton.dev/pipelineTask"],
+            "git-clone"
+        );
+        assert_eq!(tasks[0]["uri"], "git+https://github.com/catalog");
     }
     #[test]
     fn taskrun_v1_statements_match_the_golden_files() {
@@ -233,6 +402,7 @@ mod tests {
         ] {
             let statement = slsa_v1_statement(
                 &run,
+                &[],
                 &RunArtifacts::of(&run, &[]),
                 "https://tekton.dev/chains/v2",
                 BuildType::Slsa,

@@ -85,6 +85,17 @@ impl RunArtifacts {
             .collect()
     }
 
+    /// The run's own materials (for a PipelineRun: its type-hinted inputs).
+    pub fn own_materials(&self) -> &[Artifact] {
+        &self.own.materials
+    }
+
+    /// The materials of the `i`th child (as `of` was given them): step and sidecar images,
+    /// then type-hinted inputs.
+    pub fn child_materials(&self, i: usize) -> &[Artifact] {
+        self.children.get(i).map_or(&[], |c| &c.materials)
+    }
+
     /// The images the run built, with `deep` its children's too.
     pub fn images(&self, deep: bool) -> Vec<Artifact> {
         sorted(self.with_children(deep).flat_map(|e| &e.images))
