@@ -81,40 +81,13 @@ async fn a_completed_pipelinerun_is_signed_with_its_childs_steps() {
         scene.ns(),
         &ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "PipelineRun")),
     );
-    let pr: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "release"},
-        "spec": {"pipelineRef": {"name": "release"}}
-    }))
-    .unwrap();
-    let pr_uid = prs
-        .create(&PostParams::default(), &pr)
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
     let status = json!({"status": {
         "startTime": "2026-11-26T10:00:00Z", "completionTime": "2026-11-26T10:02:00Z",
         "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-26T10:02:00Z"}],
         "childReferences": [{"apiVersion": "tekton.dev/v1", "kind": "TaskRun", "name": "pr-child", "pipelineTaskName": "build"}],
         "results": [{"name": "IMAGE_URL", "value": "registry.local/team/release:v1"}, {"name": "IMAGE_DIGEST", "value": DIGEST}]
     }});
-    prs.patch_status("release", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let pr_annotations = loop {
-        let v = serde_json::to_value(prs.get("release").await.unwrap()).unwrap();
-        if v["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true" {
-            break v["metadata"]["annotations"].clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "PipelineRun never signed:\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (pr_uid, pr_annotations) = signed_pipelinerun(&prs, "release", status.clone(), log).await;
     let envelope =
         unbase64(&pr_annotations[format!("chains.tekton.dev/signature-pipelinerun-{pr_uid}")]);
     let statement = statement_of(&envelope);
@@ -144,6 +117,98 @@ async fn a_completed_pipelinerun_is_signed_with_its_childs_steps() {
         .metric("signet_signer_sign_duration_seconds_count{kind=\"pipelinerun\"}")
         .await;
     assert_eq!(count, Some(1));
+
+    // SLSA v1.0: the pipeline task's TaskRun source is a `pipelineTask` dependency, followed by
+    // its step image, as Chains writes it.
+    let signer_ns = scene.stack.signer_ns.clone();
+    scene
+        .stack
+        .apply(json!({"targetNamespace": signer_ns, "artifacts": {"pipelineRun": {"format": "slsa/v2alpha4"}}}))
+        .await;
+    wait_rendered(
+        admin,
+        &signer_ns,
+        "artifacts.pipelinerun.format",
+        "slsa/v2alpha4",
+    )
+    .await;
+    let child_source = json!({"uri": "git+https://git.local/tasks", "digest": {"sha1": "0123456789abcdef0123456789abcdef01234567"}, "entryPoint": "build.yaml"});
+    let taskruns = taskruns(admin, scene.ns());
+    taskruns
+        .patch(
+            "pr-child",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tekton.dev/pipelineTask": "build"}}})),
+        )
+        .await
+        .unwrap();
+    taskruns
+        .patch_status(
+            "pr-child",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"provenance": {"refSource": child_source}}})),
+        )
+        .await
+        .unwrap();
+    let mut status = status;
+    status["status"]["pipelineSpec"] =
+        json!({"tasks": [{"name": "build", "taskRef": {"name": "build"}}]});
+    status["status"]["provenance"] = json!({"refSource": {"uri": "git+https://git.local/pipelines", "digest": {"sha1": "89abcdef0123456789abcdef0123456789abcdef"}}});
+    let (uid, annotations) = signed_pipelinerun(&prs, "release-slsa-v1", status, log).await;
+    let statement = statement_of(&unbase64(
+        &annotations[format!("chains.tekton.dev/signature-pipelinerun-{uid}")],
+    ));
+    let dependencies = &statement["predicate"]["buildDefinition"]["resolvedDependencies"];
+    assert_eq!(dependencies[0]["name"], "pipeline", "{dependencies:#}");
+    assert_eq!(
+        dependencies[1],
+        json!({"name": "pipelineTask", "uri": child_source["uri"], "digest": child_source["digest"]}),
+        "{dependencies:#}"
+    );
+    assert!(
+        dependencies[2]["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("oci://")),
+        "the child's step image follows its task: {dependencies:#}"
+    );
+}
+
+/// Creates PipelineRun `name` with `status` and waits for it to be signed: its uid and
+/// annotations.
+async fn signed_pipelinerun(
+    prs: &Api<DynamicObject>,
+    name: &str,
+    status: Value,
+    log: impl Fn() -> String,
+) -> (String, Value) {
+    let pr: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": name},
+        "spec": {"pipelineRef": {"name": "release"}}
+    }))
+    .unwrap();
+    let uid = prs
+        .create(&PostParams::default(), &pr)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    prs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = serde_json::to_value(prs.get(name).await.unwrap()).unwrap();
+        if v["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true" {
+            return (uid, v["metadata"]["annotations"].clone());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PipelineRun {name} never signed:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Finalizers: a running TaskRun is held by chains.tekton.dev/taskrun; deleted after it
