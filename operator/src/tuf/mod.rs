@@ -130,6 +130,21 @@ fn no_rollback(what: &str, seen: u64, now: u64) -> Result<(), TufError> {
     Ok(())
 }
 
+/// The entry `meta` (read from `from`) gives for `file`, not older than the version `seen`.
+fn listed<'a>(
+    meta: &'a Meta,
+    from: &str,
+    file: &str,
+    seen: u64,
+) -> Result<&'a metadata::MetaFile, TufError> {
+    let entry = meta
+        .meta
+        .get(file)
+        .ok_or_else(|| TufError::Invalid(format!("{from} names no {file}")))?;
+    no_rollback(file, seen, entry.version)?;
+    Ok(entry)
+}
+
 /// Snapshot or targets metadata as `meta` (from the timestamp or the snapshot) describes it:
 /// its length and hashes when given, signed by the role's keys, of the version named.
 async fn role_file<F: Fetch, T: serde::de::DeserializeOwned + Versioned>(
@@ -196,11 +211,7 @@ pub async fn update<F: Fetch>(
         "timestamp.json",
         now,
     )?);
-    let snapshot_meta = timestamp
-        .meta
-        .get("snapshot.json")
-        .ok_or_else(|| TufError::Invalid("timestamp.json names no snapshot.json".into()))?;
-    no_rollback("snapshot.json", seen_snapshot, snapshot_meta.version)?;
+    let snapshot_meta = listed(&timestamp, "timestamp.json", "snapshot.json", seen_snapshot)?;
 
     let snapshot: Meta = role_file(fetch, &root, "snapshot", snapshot_meta, MAX_SNAPSHOT).await?;
     expires = expires.min(metadata::not_expired(
@@ -208,11 +219,7 @@ pub async fn update<F: Fetch>(
         "snapshot.json",
         now,
     )?);
-    let targets_meta = snapshot
-        .meta
-        .get("targets.json")
-        .ok_or_else(|| TufError::Invalid("snapshot.json names no targets.json".into()))?;
-    no_rollback("targets.json", seen_targets, targets_meta.version)?;
+    let targets_meta = listed(&snapshot, "snapshot.json", "targets.json", seen_targets)?;
     let targets: Targets = role_file(fetch, &root, "targets", targets_meta, MAX_TARGETS).await?;
     expires = expires.min(metadata::not_expired(
         &targets.expires,
