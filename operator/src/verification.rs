@@ -395,3 +395,68 @@ pub async fn publish_verification(
     }
     Ok(Some(published))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signet_config as sc;
+
+    fn validated(spec: serde_json::Value) -> Validated {
+        let spec: SignetConfigSpec = serde_json::from_value(spec).unwrap_or_default();
+        validate::validate(&spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn signing_config(tsa: bool) -> SigningConfig {
+        let tsa = if tsa {
+            r#"[{"url": "https://tsa.example/api/v1/timestamp", "majorApiVersion": 1}]"#
+        } else {
+            "[]"
+        };
+        let text = format!(
+            r#"{{"mediaType": "{}",
+              "caUrls": [{{"url": "https://fulcio.example", "majorApiVersion": 1}}],
+              "rekorTlogUrls": [{{"url": "https://log.example", "majorApiVersion": 2}}],
+              "tsaUrls": {tsa}}}"#,
+            signet_config::signing_config::MEDIA_TYPE
+        );
+        SigningConfig::parse(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn trust(tsa: bool) -> Trust {
+        Trust {
+            trusted_root: None,
+            signing_config: Some(signing_config(tsa)),
+            source: Some("ConfigMap ns/root".into()),
+        }
+    }
+
+    #[test]
+    fn a_signing_config_s_services_replace_the_spec_s_urls() {
+        let keyless = serde_json::json!({
+            "signing": {"keyless": {"enabled": true, "fulcioUrl": "https://spec-fulcio.example"}},
+            "storage": {"oci": {"encoding": "sigstore-bundle"}},
+            "transparency": {"mode": "enabled", "url": "https://spec-rekor.example"}
+        });
+        let (v, origin) = apply_trust(validated(keyless.clone()), trust(true))
+            .unwrap_or_else(|p| panic!("{}", p.message));
+        let c = &v.signer_config;
+        assert_eq!(c.x509.fulcio_address, "https://fulcio.example");
+        assert_eq!(c.transparency.url, "https://log.example");
+        assert_eq!(c.transparency.version, sc::RekorVersion::V2);
+        assert_eq!(
+            c.transparency.timestamp_url.as_deref(),
+            Some("https://tsa.example/api/v1/timestamp")
+        );
+        let services = origin.services.unwrap_or_default();
+        assert_eq!(services.rekor_version.as_deref(), Some("v2"));
+        assert_eq!(origin.source.as_deref(), Some("ConfigMap ns/root"));
+        // Rekor v2 chosen for keyless signing, but no TSA: refused, saying why.
+        let refused = apply_trust(validated(keyless), trust(false)).err();
+        let message = refused.map(|p| p.message).unwrap_or_default();
+        assert!(
+            message.contains("timestamp authority")
+                && message.contains("signing config chose Rekor v2"),
+            "{message}"
+        );
+    }
+}
