@@ -349,6 +349,45 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         !verify("verify", &other, &[]).status.success(),
         "cosign accepted another identity"
     );
+    // Ratify's CLI (cosign verifier, keyless trust policy, Rekor checked) verifies the same
+    // signature for this identity and issuer, trusting this Fulcio and Rekor through cosign's
+    // environment variables; another identity is refused.
+    let ratify_config = scene.files.join("ratify.json");
+    let ratify = |identity: &str| {
+        let config = json!({
+            "store": {"version": "1.0.0", "plugins": [{"name": "oras", "cosignEnabled": true}]},
+            "policy": {"version": "1.0.0", "plugin": {"name": "configPolicy"}},
+            "verifier": {"version": "1.0.0", "plugins": [{
+                "name": "cosign",
+                "artifactTypes": "application/vnd.dev.cosign.artifact.sig.v1+json",
+                "trustPolicies": [{
+                    "name": "signet-keyless", "version": "1.0.0", "scopes": ["*"],
+                    "keyless": {"certificateIdentity": identity,
+                                "certificateOIDCIssuer": env.oidc_issuer, "ctLogVerify": false},
+                    "tLogVerify": true, "rekorURL": scene.rekor.url
+                }]
+            }]}
+        });
+        std::fs::write(&ratify_config, config.to_string()).unwrap();
+        let fulcio = scene.files.join("fulcio.pem");
+        let rekor = scene.files.join("rekor.pub");
+        common::ratify_verify(
+            env,
+            &ratify_config,
+            &pinned,
+            &[
+                ("SIGSTORE_ROOT_FILE", fulcio.to_str().unwrap()),
+                ("SIGSTORE_REKOR_PUBLIC_KEY", rekor.to_str().unwrap()),
+            ],
+        )
+    };
+    let (verified, said) = ratify(&identity);
+    assert!(
+        verified,
+        "Ratify did not verify the keyless signature: {said}"
+    );
+    let (verified, said) = ratify(&other);
+    assert!(!verified, "Ratify accepted another identity: {said}");
     // The run's `transparency` annotation is its attestation's entry; the image digest finds
     // the entries in the log's index.
     let address = annotations["chains.tekton.dev/transparency"]

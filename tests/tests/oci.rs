@@ -174,7 +174,7 @@ async fn an_image_its_user_signed_gets_signets_signature_and_provenance_too() {
     std::fs::write(&key_file, &scene.stack.public_key).unwrap();
     let ratify_config = dir.join("ratify.json");
     std::fs::write(&ratify_config, ratify_config_json(&key_file).to_string()).unwrap();
-    let ratify = |image: &str| ratify_verify(env, &ratify_config, image);
+    let ratify = |image: &str| ratify_verify(env, &ratify_config, image, &[]);
     let (verified, said) = ratify(&pinned);
     assert!(verified, "Ratify did not verify Signet's signature: {said}");
     let (verified, said) = ratify(&unsigned);
@@ -193,27 +193,6 @@ fn ratify_config_json(key: &std::path::Path) -> Value {
             "key": key.to_str().unwrap()
         }]}
     })
-}
-
-/// `ratify verify` of `image` with `config`: whether its report says verified, and the report.
-fn ratify_verify(env: &TestEnv, config: &std::path::Path, image: &str) -> (bool, String) {
-    let out = std::process::Command::new(&env.ratify)
-        .arg("verify")
-        .arg("-c")
-        .arg(config)
-        .args(["-s", image])
-        .env("DOCKER_CONFIG", &env.docker_config)
-        .env("SSL_CERT_FILE", &env.ca_file)
-        .env("HOME", config.parent().unwrap())
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    (out.status.success() && report["isSuccess"] == true, said)
 }
 
 /// `storage.oci.repository`: signatures and attestations go to another repository, where

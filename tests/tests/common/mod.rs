@@ -640,3 +640,31 @@ pub async fn taskrun_building(client: &Client, ns: &str, name: &str, image: &str
     let url = format!("{image}:latest");
     build_run(client, ns, name, &url, digest, None, FINISHED).await;
 }
+
+/// `ratify verify` of `image` with `config` (and `extra` environment): whether its report says
+/// verified, and the report.
+pub fn ratify_verify(
+    env: &TestEnv,
+    config: &std::path::Path,
+    image: &str,
+    extra: &[(&str, &str)],
+) -> (bool, String) {
+    let out = std::process::Command::new(&env.ratify)
+        .arg("verify")
+        .arg("-c")
+        .arg(config)
+        .args(["-s", image])
+        .env("DOCKER_CONFIG", &env.docker_config)
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .env("HOME", config.parent().unwrap())
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (out.status.success() && report["isSuccess"] == true, said)
+}
