@@ -84,20 +84,27 @@ pub struct Targets {
     pub targets: BTreeMap<String, TargetFile>,
 }
 
-/// Metadata with a version number.
+/// Metadata with a version number and an expiry.
 pub trait Versioned {
     fn version(&self) -> u64;
+    fn expires(&self) -> &str;
 }
 
 impl Versioned for Meta {
     fn version(&self) -> u64 {
         self.version
     }
+    fn expires(&self) -> &str {
+        &self.expires
+    }
 }
 
 impl Versioned for Targets {
     fn version(&self) -> u64 {
         self.version
+    }
+    fn expires(&self) -> &str {
+        &self.expires
     }
 }
 

@@ -146,14 +146,16 @@ fn listed<'a>(
 }
 
 /// Snapshot or targets metadata as `meta` (from the timestamp or the snapshot) describes it:
-/// its length and hashes when given, signed by the role's keys, of the version named.
+/// its length and hashes when given, signed by the role's keys, of the version named, not
+/// expired at `now`; with when it expires.
 async fn role_file<F: Fetch, T: serde::de::DeserializeOwned + Versioned>(
     fetch: &F,
     root: &Root,
     role: &str,
-    meta: &metadata::MetaFile,
     max: u64,
-) -> Result<T, TufError> {
+    meta: &metadata::MetaFile,
+    now: SystemTime,
+) -> Result<(T, SystemTime), TufError> {
     let path = if root.consistent_snapshot {
         format!("{}.{role}.json", meta.version)
     } else {
@@ -169,7 +171,8 @@ async fn role_file<F: Fetch, T: serde::de::DeserializeOwned + Versioned>(
             meta.version
         )));
     }
-    Ok(parsed)
+    let expires = metadata::not_expired(parsed.expires(), &format!("{role}.json"), now)?;
+    Ok((parsed, expires))
 }
 
 /// Runs the client workflow: starts from `previous` (or the pinned `root`, checked to be signed
@@ -213,19 +216,13 @@ pub async fn update<F: Fetch>(
     )?);
     let snapshot_meta = listed(&timestamp, "timestamp.json", "snapshot.json", seen_snapshot)?;
 
-    let snapshot: Meta = role_file(fetch, &root, "snapshot", snapshot_meta, MAX_SNAPSHOT).await?;
-    expires = expires.min(metadata::not_expired(
-        &snapshot.expires,
-        "snapshot.json",
-        now,
-    )?);
+    let (snapshot, until): (Meta, _) =
+        role_file(fetch, &root, "snapshot", MAX_SNAPSHOT, snapshot_meta, now).await?;
+    expires = expires.min(until);
     let targets_meta = listed(&snapshot, "snapshot.json", "targets.json", seen_targets)?;
-    let targets: Targets = role_file(fetch, &root, "targets", targets_meta, MAX_TARGETS).await?;
-    expires = expires.min(metadata::not_expired(
-        &targets.expires,
-        "targets.json",
-        now,
-    )?);
+    let (targets, until): (Targets, _) =
+        role_file(fetch, &root, "targets", MAX_TARGETS, targets_meta, now).await?;
+    expires = expires.min(until);
 
     let mut found = BTreeMap::new();
     for name in wanted {
