@@ -95,11 +95,13 @@ impl Service {
         Ok(started && !ended)
     }
 
-    fn start(&self) -> String {
-        self.valid_for
-            .as_ref()
-            .and_then(|v| v.start.clone())
-            .unwrap_or_default()
+    /// When it entered service (parsed: RFC 3339 texts with offsets or fractions do not sort
+    /// as text); none given sorts first.
+    fn start(&self) -> Result<SystemTime, SigningConfigError> {
+        match self.valid_for.as_ref().and_then(|v| v.start.as_deref()) {
+            Some(s) => time(s, &format!("{} validFor.start", self.url)),
+            None => Ok(SystemTime::UNIX_EPOCH),
+        }
     }
 }
 
@@ -117,11 +119,11 @@ fn select<'a>(
         let mut live = Vec::new();
         for s in services.iter().filter(|s| s.major_api_version == *version) {
             if s.valid_at(now)? {
-                live.push(s);
+                live.push((s.start()?, s));
             }
         }
-        live.sort_by_key(|s| std::cmp::Reverse(s.start()));
-        let Some(first) = live.first() else {
+        live.sort_by_key(|(start, _)| std::cmp::Reverse(*start));
+        let Some(&(_, first)) = live.first() else {
             continue;
         };
         if let Some(selection) = selection {
@@ -245,6 +247,21 @@ mod tests {
             Some(("https://rekor.example".to_owned(), RekorVersion::V1))
         );
         assert_eq!(before.fulcio, None, "Fulcio starts in 2024");
+        Ok(())
+    }
+
+    #[test]
+    fn the_newest_is_chosen_by_time_not_by_text() -> Result<(), SigningConfigError> {
+        // As text "…00.5Z" sorts before "…00Z"; as a time it is later.
+        let logs = r#"
+            {"url": "https://older.example", "majorApiVersion": 2, "validFor": {"start": "2026-01-01T00:00:00Z"}},
+            {"url": "https://newer.example", "majorApiVersion": 2, "validFor": {"start": "2026-01-01T00:00:00.5Z"}}"#;
+        let c = SigningConfig::parse(&config(logs, "ANY"))?;
+        let s = c.services(at("2026-06-01T00:00:00Z"))?;
+        assert_eq!(
+            s.rekor,
+            Some(("https://newer.example".to_owned(), RekorVersion::V2))
+        );
         Ok(())
     }
 
