@@ -27,8 +27,9 @@ use crate::monitoring;
 use crate::names::{self, FINALIZER, SINGLETON};
 use crate::release;
 use crate::status::{self, Facts, Problem};
+use crate::tuf::TufCache;
 use crate::validate;
-use crate::verification::{TufCache, Verification, apply_trust, publish_verification, read_trust};
+use crate::verification::{Verification, apply_trust, publish_verification, read_trust};
 
 /// Shared state of every reconcile.
 pub struct Context {

@@ -7,20 +7,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use sha2::Digest as _;
 use signet_config::signing_config::SigningConfig;
 use signet_config::trusted_root::TrustedRoot;
 use signet_crds::{SignetConfigSpec, TufSource};
-use tokio::sync::Mutex;
 
 use crate::apply;
 use crate::build::{BuildInputs, keys};
 use crate::controller::ReconcileError;
 use crate::names;
 use crate::status::Problem;
-use crate::tuf;
+use crate::tuf::{self, TufCache};
 use crate::validate::{self, Validated};
 
 /// What `signing.trustedRoot` yields: the trusted root, a signing config, and where they
@@ -32,22 +31,6 @@ pub struct Trust {
     pub source: Option<String>,
 }
 
-/// The last TUF update, kept between reconciles (and its versions: rollback protection).
-struct Fetched {
-    mirror: String,
-    pinned_digest: String,
-    /// The SignetConfig's generation it was fetched for: an edit reads the mirror again.
-    generation: Option<i64>,
-    update: tuf::Update,
-    at: Instant,
-}
-
-/// The operator's TUF client state.
-#[derive(Default)]
-pub struct TufCache(Mutex<Option<Fetched>>);
-
-/// How long a TUF update is used before the mirror is asked again.
-pub const TUF_REFRESH: Duration = Duration::from_secs(300);
 const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
 const SIGNING_CONFIG_TARGET: &str = "signing_config.v0.2.json";
 
@@ -166,43 +149,50 @@ async fn from_tuf(
     };
     let pinned_digest = hex::encode(sha2::Sha256::digest(pinned.as_bytes()));
     let update = match cache
-        .current(&mirror, &pinned_digest, generation, pinned.as_bytes())
+        .current(
+            &mirror,
+            &pinned_digest,
+            generation,
+            pinned.as_bytes(),
+            &[TRUSTED_ROOT_TARGET, SIGNING_CONFIG_TARGET],
+        )
         .await
     {
         Ok(update) => update,
         Err(e) => return Ok(Err(unavailable(format!("TUF repository {mirror}: {e}")))),
     };
-    let Some(root) = update.targets.get(TRUSTED_ROOT_TARGET) else {
-        return Ok(Err(unavailable(format!(
-            "TUF repository {mirror} publishes no {TRUSTED_ROOT_TARGET}"
-        ))));
+    let target = |name: &str| -> Result<Option<&str>, Problem> {
+        update
+            .targets
+            .get(name)
+            .map(|bytes| std::str::from_utf8(bytes))
+            .transpose()
+            .map_err(|e| unavailable(format!("TUF repository {mirror}: {name}: {e}")))
     };
-    let parsed = std::str::from_utf8(root)
-        .map_err(|e| e.to_string())
-        .and_then(|text| TrustedRoot::parse(text).map_err(|e| e.to_string()));
-    let trusted_root = match parsed {
-        Ok(root) => root,
-        Err(e) => {
-            return Ok(Err(unavailable(format!(
+    let parsed = target(TRUSTED_ROOT_TARGET).and_then(|text| {
+        let text = text.ok_or_else(|| {
+            unavailable(format!(
+                "TUF repository {mirror} publishes no {TRUSTED_ROOT_TARGET}"
+            ))
+        })?;
+        let root = TrustedRoot::parse(text).map_err(|e| {
+            unavailable(format!(
                 "TUF repository {mirror}: {TRUSTED_ROOT_TARGET}: {e}"
-            ))));
-        }
-    };
-    let signing_config = match update.targets.get(SIGNING_CONFIG_TARGET) {
-        None => None,
-        Some(bytes) => {
-            let parsed = std::str::from_utf8(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|text| SigningConfig::parse(text).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    return Ok(Err(unavailable(format!(
-                        "TUF repository {mirror}: {SIGNING_CONFIG_TARGET}: {e}"
-                    ))));
-                }
-            }
-        }
+            ))
+        })?;
+        let config = target(SIGNING_CONFIG_TARGET)?
+            .map(SigningConfig::parse)
+            .transpose()
+            .map_err(|e| {
+                unavailable(format!(
+                    "TUF repository {mirror}: {SIGNING_CONFIG_TARGET}: {e}"
+                ))
+            })?;
+        Ok((root, config))
+    });
+    let (trusted_root, signing_config) = match parsed {
+        Ok(found) => found,
+        Err(problem) => return Ok(Err(problem)),
     };
     Ok(Ok(Trust {
         trusted_root: Some(trusted_root),
@@ -212,71 +202,6 @@ async fn from_tuf(
             update.state.root.version
         )),
     }))
-}
-
-impl TufCache {
-    /// The repository's targets: the update kept when it is recent and the spec unchanged,
-    /// else a new one. When the
-    /// mirror cannot be read, the update kept is used until its metadata expires.
-    async fn current(
-        &self,
-        mirror: &str,
-        pinned_digest: &str,
-        generation: Option<i64>,
-        pinned: &[u8],
-    ) -> Result<tuf::Update, tuf::TufError> {
-        let mut kept = self.0.lock().await;
-        let same = kept
-            .as_ref()
-            .filter(|f| f.mirror == mirror && f.pinned_digest == pinned_digest);
-        let now = SystemTime::now();
-        if let Some(f) = same
-            && f.generation == generation
-            && f.at.elapsed() < TUF_REFRESH
-            && now < f.update.expires
-        {
-            return Ok(f.update.clone());
-        }
-        let previous = same.map(|f| &f.update.state);
-        let fetched = match tuf::HttpMirror::new(mirror) {
-            Ok(m) => {
-                tuf::update(
-                    &m,
-                    pinned,
-                    previous,
-                    &[TRUSTED_ROOT_TARGET, SIGNING_CONFIG_TARGET],
-                    now,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        match fetched {
-            Ok(update) => {
-                if same.is_none_or(|f| f.update.targets != update.targets) {
-                    tracing::info!(%mirror, root_version = update.state.root.version, "read the trusted root from the TUF repository");
-                }
-                *kept = Some(Fetched {
-                    mirror: mirror.to_owned(),
-                    pinned_digest: pinned_digest.to_owned(),
-                    generation,
-                    update: update.clone(),
-                    at: Instant::now(),
-                });
-                Ok(update)
-            }
-            // A mirror that cannot be reached (not one that answers wrongly) does not stop
-            // signing while what it said before is still valid.
-            Err(tuf::TufError::Fetch(e)) => match same {
-                Some(f) if now < f.update.expires => {
-                    tracing::warn!(%mirror, error = %e, "TUF repository unreachable; using what it said before until it expires");
-                    Ok(f.update.clone())
-                }
-                _ => Err(tuf::TufError::Fetch(e)),
-            },
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// Where the trusted root came from and which services a signing config chose, for the
@@ -402,7 +327,8 @@ mod tests {
     use signet_config as sc;
 
     fn validated(spec: serde_json::Value) -> Validated {
-        let spec: SignetConfigSpec = serde_json::from_value(spec).unwrap_or_default();
+        let spec: SignetConfigSpec =
+            serde_json::from_value(spec).unwrap_or_else(|e| panic!("test spec: {e}"));
         validate::validate(&spec).unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -8,7 +8,10 @@
 //! and a mirror that serves older ones is refused. Delegated targets are not followed (Sigstore
 //! publishes these two targets in the top-level targets role).
 
+mod cache;
 pub mod metadata;
+
+pub use cache::TufCache;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
