@@ -11,6 +11,7 @@
 //!
 //! Pure: no I/O.
 
+pub mod docdb;
 pub mod keys;
 mod parse;
 pub mod redacted;

@@ -38,8 +38,12 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationEr
 }
 
 /// Storage backends this signer version implements; others are refused, never skipped.
-const IMPLEMENTED_BACKENDS: &[sc::StorageBackend] =
-    &[sc::StorageBackend::Tekton, sc::StorageBackend::Oci];
+const IMPLEMENTED_BACKENDS: &[sc::StorageBackend] = &[
+    sc::StorageBackend::Tekton,
+    sc::StorageBackend::Oci,
+    sc::StorageBackend::Gcs,
+    sc::StorageBackend::DocDb,
+];
 
 /// Environment variables the operator sets; `signer.extraEnv` may not override them.
 const RESERVED_ENV: &[&str] = &[
@@ -113,6 +117,32 @@ fn trusted_root_source(
     }
 }
 
+/// The options each storage backend in use needs: a bucket for gcs, a collection URL the
+/// signer can open for docdb.
+fn storage_options(config: &sc::SignerConfig) -> Result<(), ValidationError> {
+    let used = |backend| {
+        [&config.taskrun.storage, &config.pipelinerun.storage, &config.oci.storage]
+            .iter()
+            .any(|set| set.contains(&backend))
+    };
+    if used(sc::StorageBackend::Gcs) && config.storage.gcs_bucket.is_none() {
+        return Err(invalid(
+            "storage.gcs.bucket",
+            "the gcs storage backend needs a bucket",
+        ));
+    }
+    if used(sc::StorageBackend::DocDb) {
+        let url = config.storage.docdb_url.as_deref().ok_or_else(|| {
+            invalid(
+                "storage.docdb.url",
+                "the docdb storage backend needs a collection URL (dynamodb://, firestore:// or mongo://)",
+            )
+        })?;
+        sc::docdb::CollectionUrl::parse(url).map_err(|e| invalid("storage.docdb.url", e))?;
+    }
+    Ok(())
+}
+
 /// Validates `spec` and renders the signer's configuration from it.
 pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
     let signer_config = signer_config(spec)?;
@@ -128,12 +158,13 @@ pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
             return Err(invalid(
                 field,
                 format!(
-                    "storage backend {b:?} is not implemented by signet-signer {}; use tekton or oci",
+                    "storage backend {b:?} is not implemented by signet-signer {}; use tekton, oci, gcs or docdb",
                     crate::names::VERSION
                 ),
             ));
         }
     }
+    storage_options(&signer_config)?;
     let volumes: BTreeSet<&str> = spec
         .signer
         .extra_volumes
@@ -425,14 +456,45 @@ mod tests {
     #[test]
     fn unimplemented_backend_is_refused_naming_the_field() {
         let err = validate(&spec(
-            serde_json::json!({"artifacts": {"taskRun": {"storage": ["gcs"]}}}),
+            serde_json::json!({"artifacts": {"taskRun": {"storage": ["grafeas"]}}}),
         ))
         .unwrap_err();
         assert_eq!(err.field, "artifacts.taskRun.storage");
         assert!(
             err.to_string()
-                .starts_with("invalid spec.artifacts.taskRun.storage: storage backend Gcs"),
+                .starts_with("invalid spec.artifacts.taskRun.storage: storage backend Grafeas"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn gcs_needs_a_bucket_and_docdb_a_url_the_signer_can_open() {
+        let no_bucket = validate(&spec(
+            serde_json::json!({"artifacts": {"taskRun": {"storage": ["tekton", "gcs"]}}}),
+        ))
+        .unwrap_err();
+        assert_eq!(no_bucket.field, "storage.gcs.bucket");
+        assert!(
+            validate(&spec(serde_json::json!({
+                "artifacts": {"taskRun": {"storage": ["gcs"]}},
+                "storage": {"gcs": {"bucket": "provenance"}}})))
+            .is_ok()
+        );
+        let no_url = validate(&spec(
+            serde_json::json!({"artifacts": {"oci": {"storage": ["docdb"]}}}),
+        ))
+        .unwrap_err();
+        assert_eq!(no_url.field, "storage.docdb.url");
+        let bad = validate(&spec(serde_json::json!({
+            "artifacts": {"pipelineRun": {"storage": ["docdb"]}},
+            "storage": {"docdb": {"url": "mongo://db/coll"}}})))
+        .unwrap_err();
+        assert!(bad.to_string().contains("id_field"), "{bad}");
+        assert!(
+            validate(&spec(serde_json::json!({
+                "artifacts": {"pipelineRun": {"storage": ["docdb"]}},
+                "storage": {"docdb": {"url": "dynamodb://chains?partition_key=Name"}}})))
+            .is_ok()
         );
     }
 

@@ -59,6 +59,12 @@ pub enum SignError {
     StorageNotImplemented { run: String, backend: &'static str },
     #[error("failed to store {run} in an OCI registry: {message}")]
     Registry { run: String, message: String },
+    #[error("failed to store {run} in storage backend {backend}: {message}")]
+    Storage {
+        run: String,
+        backend: &'static str,
+        message: String,
+    },
     #[error("failed to sign {run}: {message}")]
     Other { run: String, message: String },
 }
@@ -71,7 +77,9 @@ impl SignError {
             | Self::Kms { .. }
             | Self::Keyless { .. }
             | Self::SignerNotImplemented { .. } => "signer",
-            Self::StorageNotImplemented { .. } | Self::Registry { .. } => "storage",
+            Self::StorageNotImplemented { .. } | Self::Registry { .. } | Self::Storage { .. } => {
+                "storage"
+            }
             Self::Transparency { .. } => "transparency",
             Self::Timestamp { .. } => "timestamp",
             Self::Other { .. } => "other",

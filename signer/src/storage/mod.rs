@@ -1,13 +1,16 @@
 //! Storage: where a run's attestation and its images' signatures go. One module per backend
-//! (`tekton`: annotations on the run; `oci`: the image's registry), all behind [`Backend`];
+//! (`tekton`: annotations on the run; `oci`: the image's registry; `gcs`: objects in a bucket;
+//! `docdb`: documents in a collection), all behind [`Backend`];
 //! this module dispatches to the configured ones and is the only place that writes
 //! `chains.tekton.dev/signed: "true"` — into what is written only after every backend
 //! succeeded. A backend not implemented is an error, never a silent success.
 //!
 //! To add a backend: a module implementing [`Backend`] (what to store, planned into
 //! [`Signed`]), its arm in [`backend`], and, when it writes anywhere but the run and a
-//! registry, its writes in [`store`].
+//! registry, a [`Write`] carried out in [`store`].
 
+pub mod docdb;
+pub mod gcs;
 pub mod oci;
 pub mod tekton;
 
@@ -25,12 +28,31 @@ use oci::Push;
 use oci::reference::ImageRef;
 use oci::registry::Clients;
 
-/// What signing a run produced, planned for its backends: OCI layers to push, then the
-/// annotations to write on the run.
+/// One write to a backend outside the cluster and the registries.
+#[derive(Debug)]
+pub enum Write {
+    /// An object in `storage.gcs.bucket`.
+    Gcs { name: String, content: Vec<u8> },
+    /// A document in the collection `storage.docdb.url` names.
+    Document(docdb::SignedDocument),
+}
+
+impl Write {
+    pub fn backend(&self) -> StorageBackend {
+        match self {
+            Self::Gcs { .. } => StorageBackend::Gcs,
+            Self::Document(_) => StorageBackend::DocDb,
+        }
+    }
+}
+
+/// What signing a run produced, planned for its backends: OCI layers to push and objects or
+/// documents to write, then the annotations to write on the run.
 #[derive(Debug, Default)]
 pub struct Signed {
     pub annotations: BTreeMap<String, String>,
     pub pushes: Vec<Push>,
+    pub writes: Vec<Write>,
 }
 
 impl Signed {
@@ -101,6 +123,8 @@ pub fn backend(run: &Run, kind: StorageBackend) -> Result<&'static dyn Backend, 
     match kind {
         StorageBackend::Tekton => Ok(&tekton::Tekton),
         StorageBackend::Oci => Ok(&oci::backend::Oci),
+        StorageBackend::Gcs => Ok(&gcs::Gcs),
+        StorageBackend::DocDb => Ok(&docdb::DocDb),
         other => Err(SignError::StorageNotImplemented {
             run: run.id(),
             backend: other.as_str(),
@@ -117,11 +141,55 @@ pub struct Registries<'a> {
     pub own_account: &'a (String, String),
 }
 
+/// The clients of the backends outside the cluster, made at their first use and kept (with
+/// their credentials) for the signer's lifetime.
+#[derive(Debug, Default)]
+pub struct Stores {
+    #[cfg(feature = "gcs")]
+    gcs: tokio::sync::OnceCell<Result<gcs::GcsClient, String>>,
+    #[cfg(feature = "docdb")]
+    docdb: docdb::Collections,
+}
+
+impl Stores {
+    /// Carries out one write.
+    #[cfg_attr(not(any(feature = "gcs", feature = "docdb")), allow(unused_variables))]
+    async fn write(&self, config: &SignerConfig, write: &Write) -> Result<(), String> {
+        match write {
+            #[cfg(feature = "gcs")]
+            Write::Gcs { name, content } => {
+                let bucket = config
+                    .storage
+                    .gcs_bucket
+                    .as_deref()
+                    .ok_or("storage.gcs.bucket is not set")?;
+                let client = self
+                    .gcs
+                    .get_or_init(|| async { gcs::GcsClient::from_env() })
+                    .await
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                client.put(bucket, name, content).await
+            }
+            #[cfg(feature = "docdb")]
+            Write::Document(document) => self.docdb.put(config, document).await,
+            #[allow(unreachable_patterns)]
+            other => Err(format!(
+                "not built into this signer (cargo feature {})",
+                other.backend().as_str()
+            )),
+        }
+    }
+}
+
 /// Stores what `signed` planned: pushes its OCI layers with the credentials of the run's
-/// ServiceAccount, then the signer's own; returns the annotations to write on the run,
-/// `signed: "true"` among them, once every push succeeded.
+/// ServiceAccount, then the signer's own, and writes its objects and documents (each backend's
+/// concurrently); returns the annotations to write on the run, `signed: "true"` among them,
+/// once every backend stored everything. The first failure ends the attempt, naming the
+/// backend; what was written before it is written again, whole, at the next attempt.
 pub async fn store(
     registries: &Registries<'_>,
+    stores: &Stores,
     run: &Run,
     config: &SignerConfig,
     signed: Signed,
@@ -129,5 +197,16 @@ pub async fn store(
     if !signed.pushes.is_empty() {
         oci::push_for_run(registries, run, config, &signed.pushes).await?;
     }
+    futures::future::try_join_all(signed.writes.iter().map(|write| async move {
+        stores
+            .write(config, write)
+            .await
+            .map_err(|message| SignError::Storage {
+                run: run.id(),
+                backend: write.backend().as_str(),
+                message,
+            })
+    }))
+    .await?;
     Ok(signed.finish())
 }

@@ -60,6 +60,8 @@ pub struct Context {
     /// The signer's own ServiceAccount `(namespace, name)`: its pull secrets are the
     /// fallback registry credentials.
     own_account: (String, String),
+    /// Clients of the storage backends outside the cluster (gcs, docdb).
+    stores: crate::storage::Stores,
 }
 
 impl Context {
@@ -87,6 +89,7 @@ impl Context {
             log_keys: LogKeys::default(),
             tsa_chains: TsaChains::default(),
             own_account,
+            stores: crate::storage::Stores::default(),
         })
     }
 }

@@ -1,4 +1,3 @@
-// Over 450 lines: SigV4, STS web identity and KMS in one client; issue 18 replaces it with aws-config + aws-sdk-kms.
 //! `awskms://[endpoint]/<key id | alias/name | key or alias ARN>`: an AWS KMS asymmetric key,
 //! over KMS's JSON API signed with Signature Version 4 (no SDK).
 //!
@@ -10,33 +9,17 @@
 //! what cosign does with the same key. Key metadata is cached for `SIGNET_KMS_KEY_TTL` (default
 //! five minutes), so an alias moved to a new key is followed.
 //!
-//! Credentials, as the SDKs' default chain does in a pod: `AWS_ROLE_ARN` with
-//! `AWS_WEB_IDENTITY_TOKEN_FILE` (EKS IRSA and Pod Identity webhooks inject these; the token is
-//! re-read at each exchange) through STS `AssumeRoleWithWebIdentity`, else
-//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
-
-use std::time::{Duration, Instant, SystemTime};
+//! Credentials and the signed call: `crate::cloud::aws` (shared with DynamoDB storage).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::common::{Expiring, Named, http_client, key_deadline, required};
-use super::sigv4::{Credentials, amz_timestamp, sign_v4, uri_encode};
+use super::common::{Expiring, Named, key_deadline, required};
+use crate::cloud::aws::{AwsApi, env_endpoint, env_region};
 use super::{BoxFuture, KmsError, RemoteSigner};
 use signet_config::KmsConfig;
-
-#[derive(Clone, Debug)]
-enum Source {
-    Static,
-    WebIdentity {
-        role_arn: String,
-        token_file: String,
-        session_name: String,
-        sts_endpoint: String,
-    },
-}
 
 #[derive(Clone)]
 struct KeyInfo {
@@ -48,11 +31,7 @@ struct KeyInfo {
 pub struct Aws {
     named: Named,
     key_id: String,
-    region: String,
-    endpoint: String,
-    source: Source,
-    http: reqwest::Client,
-    credentials: Expiring<Credentials>,
+    api: AwsApi,
     key: Expiring<KeyInfo>,
 }
 
@@ -60,14 +39,10 @@ impl std::fmt::Debug for Aws {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aws")
             .field("uri", &self.named.0)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
+            .field("endpoint", &self.api.endpoint())
+            .field("region", &self.api.region())
             .finish_non_exhaustive()
     }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// `(endpoint, key id)` from an `awskms://` URI, with sigstore's four key forms.
@@ -114,215 +89,30 @@ impl Aws {
             .strip_prefix("arn:")
             .and_then(|arn| arn.split(':').nth(2))
             .map(str::to_owned)
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(env_region)
             .ok_or_else(|| bad("no AWS region: use a key ARN or set AWS_REGION".to_owned()))?;
         let endpoint = match host {
             Some(host) => format!("https://{host}"),
-            None => env("AWS_ENDPOINT_URL_KMS")
-                .or_else(|| env("AWS_ENDPOINT_URL"))
-                .unwrap_or_else(|| format!("https://kms.{region}.amazonaws.com")),
-        }
-        .trim_end_matches('/')
-        .to_owned();
-        let source = match (env("AWS_ROLE_ARN"), env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
-            (Some(role_arn), Some(token_file)) => Source::WebIdentity {
-                role_arn,
-                token_file,
-                session_name: env("AWS_ROLE_SESSION_NAME")
-                    .unwrap_or_else(|| "signet-signer".to_owned()),
-                sts_endpoint: env("AWS_ENDPOINT_URL_STS")
-                    .or_else(|| env("AWS_ENDPOINT_URL"))
-                    .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"))
-                    .trim_end_matches('/')
-                    .to_owned(),
-            },
-            _ if env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some() => {
-                Source::Static
-            }
-            _ => {
-                return Err(bad(
-                    "no AWS credentials: set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (workload identity), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                        .to_owned(),
-                ));
-            }
+            None => env_endpoint("KMS", "kms", &region),
         };
-        let http = http_client(&named)?;
+        let api = AwsApi::new(named.clone(), "kms", region, &endpoint).map_err(&bad)?;
         Ok(Self {
             named,
             key_id,
-            region,
-            endpoint,
-            source,
-            http,
-            credentials: Expiring::default(),
+            api,
             key: Expiring::default(),
         })
     }
 
-    async fn credentials(&self) -> Result<Credentials, KmsError> {
-        if let Some(credentials) = self.credentials.get() {
-            return Ok(credentials);
-        }
-        let (credentials, expires) = match &self.source {
-            Source::Static => (
-                Credentials {
-                    access_key_id: env("AWS_ACCESS_KEY_ID").unwrap_or_default(),
-                    secret_access_key: env("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
-                    session_token: env("AWS_SESSION_TOKEN"),
-                },
-                // Re-read the environment now and then is pointless; it cannot change.
-                None,
-            ),
-            Source::WebIdentity {
-                role_arn,
-                token_file,
-                session_name,
-                sts_endpoint,
-            } => {
-                let (credentials, lifetime) = self
-                    .assume_role(sts_endpoint, role_arn, token_file, session_name)
-                    .await?;
-                // Exchange again well before STS's expiry.
-                (credentials, Some(Instant::now() + lifetime.mul_f32(0.8)))
-            }
-        };
-        self.credentials.set(credentials.clone(), expires);
-        Ok(credentials)
-    }
-
-    /// STS `AssumeRoleWithWebIdentity` (unsigned; the web identity token is the proof).
-    async fn assume_role(
-        &self,
-        sts: &str,
-        role_arn: &str,
-        token_file: &str,
-        session_name: &str,
-    ) -> Result<(Credentials, Duration), KmsError> {
-        let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-            self.named.auth(format!(
-                "reading AWS_WEB_IDENTITY_TOKEN_FILE {token_file}: {e}"
-            ))
-        })?;
-        let form = [
-            ("Action", "AssumeRoleWithWebIdentity"),
-            ("Version", "2011-06-15"),
-            ("RoleArn", role_arn),
-            ("RoleSessionName", session_name),
-            ("WebIdentityToken", token.trim()),
-            ("DurationSeconds", "3600"),
-        ];
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", uri_encode(v, true)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let response = self
-            .http
-            .post(format!("{sts}/"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.named.auth(format!("STS {sts}: {e}")))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.named.auth(format!(
-                "STS AssumeRoleWithWebIdentity for {role_arn}: {status}: {}",
-                xml_field(&text, "Message").unwrap_or("no details")
-            )));
-        }
-        let field = |name| {
-            xml_field(&text, name)
-                .map(str::to_owned)
-                .ok_or_else(|| self.named.auth(format!("STS answer without {name}")))
-        };
-        Ok((
-            Credentials {
-                access_key_id: field("AccessKeyId")?,
-                secret_access_key: field("SecretAccessKey")?,
-                session_token: Some(field("SessionToken")?),
-            },
-            Duration::from_secs(3600),
-        ))
-    }
-
     /// One KMS API call (`TrentService.<action>`), signed.
     async fn call(&self, action: &str, body: &Value) -> Result<Value, KmsError> {
-        let credentials = self.credentials().await?;
-        let payload = serde_json::to_vec(body).map_err(|e| self.named.remote(e))?;
-        let url = format!("{}/", self.endpoint);
-        let host = reqwest::Url::parse(&url)
-            .ok()
-            .and_then(|u| {
-                u.host_str().map(|h| {
-                    u.port()
-                        .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
-                })
-            })
-            .ok_or_else(|| self.named.remote(format!("endpoint {url} has no host")))?;
-        let (amz_date, _) = amz_timestamp(SystemTime::now());
-        let target = format!("TrentService.{action}");
-        let mut headers = vec![
-            (
-                "content-type".to_owned(),
-                "application/x-amz-json-1.1".to_owned(),
-            ),
-            ("host".to_owned(), host),
-            ("x-amz-date".to_owned(), amz_date.clone()),
-            ("x-amz-target".to_owned(), target),
-        ];
-        if let Some(token) = &credentials.session_token {
-            headers.push(("x-amz-security-token".to_owned(), token.clone()));
-        }
-        let authorization = sign_v4(
-            &credentials,
-            &self.region,
-            "kms",
-            "POST",
-            "/",
-            &headers,
-            &payload,
-            &amz_date,
-        );
-        let mut request = self.http.post(&url).body(payload);
-        for (name, value) in &headers {
-            if name != "host" {
-                request = request.header(name.as_str(), value.as_str());
-            }
-        }
-        let response = request
-            .header("authorization", authorization)
-            .send()
+        self.api
+            .call(
+                "application/x-amz-json-1.1",
+                &format!("TrentService.{action}"),
+                body,
+            )
             .await
-            .map_err(|e| self.named.remote(format!("{action}: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let kind = answer["__type"]
-                .as_str()
-                .map_or("error", |t| t.rsplit('#').next().unwrap_or(t));
-            let message = answer["message"]
-                .as_str()
-                .or_else(|| answer["Message"].as_str())
-                .unwrap_or("no details");
-            let text = format!("{action}: {status} {kind}: {message}");
-            return Err(
-                if matches!(
-                    kind,
-                    "AccessDeniedException"
-                        | "UnrecognizedClientException"
-                        | "InvalidSignatureException"
-                        | "ExpiredTokenException"
-                ) {
-                    self.named.auth(text)
-                } else {
-                    self.named.remote(text)
-                },
-            );
-        }
-        Ok(answer)
     }
 
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
@@ -398,14 +188,6 @@ impl RemoteSigner for Aws {
     }
 }
 
-/// The text of the first `<name>…</name>` element (STS answers are small and flat).
-fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(&xml[start..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,17 +214,6 @@ mod tests {
         assert!(parse_uri("awskms:///not-a-key").is_err());
         assert!(parse_uri("awskms:///arn:aws:s3:::bucket").is_err());
         assert!(parse_uri("awskms://only-host").is_err());
-    }
-
-    #[test]
-    fn sts_answers_yield_their_credentials() {
-        let xml = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
-                   <AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>s3cr3t</SecretAccessKey>\
-                   <SessionToken>tok</SessionToken></Credentials></AssumeRoleWithWebIdentityResult>\
-                   </AssumeRoleWithWebIdentityResponse>";
-        assert_eq!(xml_field(xml, "AccessKeyId"), Some("ASIA1"));
-        assert_eq!(xml_field(xml, "SessionToken"), Some("tok"));
-        assert_eq!(xml_field(xml, "Expiration"), None);
     }
 
     #[test]

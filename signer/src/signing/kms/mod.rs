@@ -18,13 +18,16 @@ pub mod azure;
     feature = "awskms",
     feature = "azurekms",
     feature = "gcpkms",
-    feature = "hashivault"
+    feature = "hashivault",
+    feature = "gcs",
+    feature = "docdb",
+    feature = "grafeas"
 ))]
-mod common;
+pub(crate) mod common;
 pub mod der;
 #[cfg(feature = "gcpkms")]
 pub mod gcp;
-#[cfg(feature = "awskms")]
+#[cfg(any(feature = "awskms", feature = "docdb"))]
 pub mod sigv4;
 #[cfg(feature = "hashivault")]
 pub mod vault;

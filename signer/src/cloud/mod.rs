@@ -1,0 +1,14 @@
+//! Cloud identities shared by the KMS signers and the storage backends: the credentials a pod
+//! is given (AWS web identity or keys, Google's external account or metadata server) and the
+//! signed or bearer calls made with them. One implementation per cloud, so that the KMS key
+//! and a storage backend of the same cloud authenticate the same way.
+
+#[cfg(any(feature = "awskms", feature = "docdb"))]
+pub mod aws;
+#[cfg(any(feature = "gcpkms", feature = "gcs", feature = "docdb"))]
+pub mod google;
+
+/// A non-empty environment variable.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
