@@ -65,9 +65,7 @@ impl CollectionUrl {
                 Self::DynamoDb {
                     table: location.to_owned(),
                     partition_key: key_field(&partition_key, "partition_key")?,
-                    sort_key: sort_key
-                        .map(|k| key_field(&k, "sort_key"))
-                        .transpose()?,
+                    sort_key: sort_key.map(|k| key_field(&k, "sort_key")).transpose()?,
                     region: take("region"),
                     endpoint: take("endpoint"),
                 }
@@ -159,12 +157,24 @@ mod tests {
         );
         for (bad, says) in [
             ("dynamodb://chains", "partition_key"),
-            ("dynamodb://chains?partition_key=Object", "not a string field"),
-            ("firestore://projects/p/databases/d/documents/c", "name_field"),
-            ("firestore://projects/p/documents/c?name_field=Name", "expected"),
+            (
+                "dynamodb://chains?partition_key=Object",
+                "not a string field",
+            ),
+            (
+                "firestore://projects/p/databases/d/documents/c",
+                "name_field",
+            ),
+            (
+                "firestore://projects/p/documents/c?name_field=Name",
+                "expected",
+            ),
             ("mongo://db?id_field=Name", "expected"),
             ("mongo://db/c", "id_field"),
-            ("mongo://db/c?id_field=Name&lowercase=1", "unknown query parameter"),
+            (
+                "mongo://db/c?id_field=Name&lowercase=1",
+                "unknown query parameter",
+            ),
             ("s3://bucket", "not a document store"),
             ("chains", "not a URL"),
         ] {

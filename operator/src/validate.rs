@@ -121,9 +121,13 @@ fn trusted_root_source(
 /// signer can open for docdb.
 fn storage_options(config: &sc::SignerConfig) -> Result<(), ValidationError> {
     let used = |backend| {
-        [&config.taskrun.storage, &config.pipelinerun.storage, &config.oci.storage]
-            .iter()
-            .any(|set| set.contains(&backend))
+        [
+            &config.taskrun.storage,
+            &config.pipelinerun.storage,
+            &config.oci.storage,
+        ]
+        .iter()
+        .any(|set| set.contains(&backend))
     };
     if used(sc::StorageBackend::Gcs) && config.storage.gcs_bucket.is_none() {
         return Err(invalid(

@@ -122,6 +122,51 @@ impl CloudDouble {
             .map_err(err)
     }
 
+    /// A Google access token for `account`, obtained as the signer obtains one: `subject_token`
+    /// exchanged at STS for `provider`, then the service account impersonated.
+    pub async fn google_token(
+        &self,
+        provider: &str,
+        subject_token: &str,
+        account: &str,
+    ) -> Result<String, EnvError> {
+        let sts = self
+            .post_form(
+                "/v1/token",
+                &[
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:token-exchange",
+                    ),
+                    ("audience", provider),
+                    ("subject_token", subject_token),
+                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ],
+            )
+            .await?;
+        let federated = sts["access_token"]
+            .as_str()
+            .ok_or_else(|| err(format!("STS: {sts}")))?;
+        let impersonated: Value = self
+            .http
+            .post(format!(
+                "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
+                self.url
+            ))
+            .bearer_auth(federated)
+            .json(&serde_json::json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]}))
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        impersonated["accessToken"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| err(format!("generateAccessToken: {impersonated}")))
+    }
+
     /// A form POST (token endpoints), its JSON answer.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, EnvError> {
         self.http

@@ -103,6 +103,10 @@ pub struct TestEnv {
     pub peer_python: PathBuf,
     /// A Python with python-tuf, for `crate::tuf`'s repositories.
     pub tuf_python: PathBuf,
+    /// The storage backends' peers, started by tests (`crate::storage`): fake-gcs-server
+    /// (Cloud Storage's JSON API) and FerretDB (MongoDB's wire protocol, on SQLite).
+    pub fake_gcs: PathBuf,
+    pub ferretdb: PathBuf,
     /// The Prometheus operator's ServiceMonitor and PrometheusRule CRDs (YAML files), which
     /// the monitoring tests install and remove.
     pub prometheus_crds: PathBuf,
@@ -210,6 +214,8 @@ impl TestEnv {
             moto_server: PathBuf::from(get("SIGNET_MOTO_SERVER")?),
             peer_python: PathBuf::from(get("SIGNET_PEER_PYTHON")?),
             tuf_python: PathBuf::from(get("SIGNET_TUF_PYTHON")?),
+            fake_gcs: PathBuf::from(get("SIGNET_FAKE_GCS")?),
+            ferretdb: PathBuf::from(get("SIGNET_FERRETDB")?),
             prometheus_crds: PathBuf::from(get("SIGNET_PROMETHEUS_CRDS")?),
             kubeconfig,
             admin,

@@ -17,6 +17,7 @@ pub mod olm;
 pub mod operator;
 pub mod registry;
 pub mod sigstore;
+pub mod storage;
 pub mod tuf;
 pub mod vault;
 

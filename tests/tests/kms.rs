@@ -10,11 +10,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{
-    STACK, Stack, assert_cosign_accepts, assert_fails, completed_taskrun, cosign_verify, unbase64,
-    wait_annotation, wait_rendered, wait_signed,
+    GoogleCredentials, STACK, Stack, assert_cosign_accepts, assert_fails, burst_through_outage,
+    completed_taskrun, cosign_verify, tempdir, unbase64, wait_rendered, wait_signed,
+    write_secret_file,
 };
 use serde_json::{Value, json};
 use signet_e2e::aws::{LocalKms, start_sts};
@@ -81,12 +80,6 @@ fn cosign_verify_with_vault(
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     out
-}
-
-fn write_secret_file(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 /// OpenBao with transit key `signet`, a token that may only sign with it and read its public
@@ -378,56 +371,6 @@ async fn a_vault_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again()
     let envelope = signed_envelope(admin, ns, "after-outage", log).await;
     let v1 = bao.public_pem("signet", 1).await.unwrap();
     assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "signet-{name}-{}-{}",
-        std::process::id(),
-        common::rand_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Twelve completed runs with the KMS stopped (by `stop`) after the fifth: every one ends
-/// `signed=true` or `failed` with a reason naming `uri` (never stuck, never falsely signed), and
-/// at least one failed. Returns (signed, failed).
-async fn burst_through_outage(
-    admin: &kube::Client,
-    ns: &str,
-    uri: &str,
-    stop: impl FnOnce(),
-    log: impl Fn() -> String,
-) -> (usize, usize) {
-    let names: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
-    let mut stop = Some(stop);
-    for (i, name) in names.iter().enumerate() {
-        completed_taskrun(admin, ns, name).await;
-        if i == 4
-            && let Some(stop) = stop.take()
-        {
-            stop();
-        }
-    }
-    let (mut n_signed, mut n_failed) = (0, 0);
-    for name in &names {
-        let run = wait_annotation(admin, ns, name, "chains.tekton.dev/signed", &log).await;
-        match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
-            Some("true") => n_signed += 1,
-            Some("failed") => {
-                n_failed += 1;
-                let reason = run["metadata"]["annotations"]["chains.tekton.dev/failure-reason"]
-                    .as_str()
-                    .unwrap_or_default();
-                assert!(reason.contains(uri), "{name}: {reason}");
-            }
-            other => panic!("{name}: signed={other:?}"),
-        }
-    }
-    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
-    eprintln!("{uri} outage: {n_signed} of 12 signed, {n_failed} failed");
-    (n_signed, n_failed)
 }
 
 /// PEM of an SPKI DER.
@@ -871,32 +814,10 @@ impl GcpScene {
             "identity": {"gcp": {"serviceAccount": GCP_ACCOUNT, "workloadIdentityProvider": GCP_PROVIDER}}
         });
         let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
-        let config_map = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
-            admin.clone(),
-            &signer_ns,
-        )
-        .get("signet-signer-config")
-        .await
-        .unwrap();
-        let rendered: Value =
-            serde_json::from_str(&config_map.data.unwrap()["gcp-credentials.json"]).unwrap();
-        // The same configuration with Google's endpoints moved to the double.
         let files = tempdir(name);
-        let audience = audience.map_or_else(|| format!("https:{GCP_PROVIDER}"), str::to_owned);
-        let federated =
-            ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[&audience], 3600)
-                .await
-                .unwrap();
-        let token_file = write_secret_file(&files, "gcp-identity-token", &federated.token);
-        let mut credentials = rendered.clone();
-        credentials["token_url"] = json!(format!("{}/v1/token", kms.url));
-        credentials["service_account_impersonation_url"] = json!(format!(
-            "{}/v1/projects/-/serviceAccounts/{GCP_ACCOUNT}:generateAccessToken",
-            kms.url
-        ));
-        credentials["credential_source"]["file"] = json!(token_file);
-        let credentials_file =
-            write_secret_file(&files, "credentials.json", &credentials.to_string());
+        let google = GoogleCredentials::write(&admin, &signer_ns, &kms, audience, &files).await;
+        let (rendered, federated, credentials_file) =
+            (google.rendered, google.federated, google.file);
         let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
             .await
             .unwrap();
@@ -932,41 +853,12 @@ impl GcpScene {
     /// Key version `version`'s public key (PEM), exported from KMS as `gcloud kms keys
     /// versions get-public-key` would, with a token obtained the way the signer obtains one.
     async fn export(&self, version: u64) -> String {
-        let sts = self
+        let token = self
             .kms
-            .post_form(
-                "/v1/token",
-                &[
-                    (
-                        "grant_type",
-                        "urn:ietf:params:oauth:grant-type:token-exchange",
-                    ),
-                    ("audience", GCP_PROVIDER),
-                    ("subject_token", self.federated.token.as_str()),
-                    ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ],
-            )
+            .google_token(GCP_PROVIDER, &self.federated.token, GCP_ACCOUNT)
             .await
             .unwrap();
-        let impersonated: Value = reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(&std::fs::read(&self.env.ca_file).unwrap()).unwrap(),
-            )
-            .build()
-            .unwrap()
-            .post(format!(
-                "{}/v1/projects/-/serviceAccounts/{GCP_ACCOUNT}:generateAccessToken",
-                self.kms.url
-            ))
-            .bearer_auth(sts["access_token"].as_str().unwrap())
-            .json(&json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = impersonated["accessToken"].as_str().unwrap();
+        let token = token.as_str();
         self.kms
             .get(
                 &format!("/v1/{GCP_KEY}/cryptoKeyVersions/{version}/publicKey"),

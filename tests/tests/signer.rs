@@ -173,44 +173,6 @@ async fn a_completed_pipelinerun_is_signed_with_its_childs_steps() {
     );
 }
 
-/// Creates PipelineRun `name` with `status` and waits for it to be signed: its uid and
-/// annotations.
-async fn signed_pipelinerun(
-    prs: &Api<DynamicObject>,
-    name: &str,
-    status: Value,
-    log: impl Fn() -> String,
-) -> (String, Value) {
-    let pr: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": name},
-        "spec": {"pipelineRef": {"name": "release"}}
-    }))
-    .unwrap();
-    let uid = prs
-        .create(&PostParams::default(), &pr)
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
-    prs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = serde_json::to_value(prs.get(name).await.unwrap()).unwrap();
-        if v["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true" {
-            return (uid, v["metadata"]["annotations"].clone());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "PipelineRun {name} never signed:\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Finalizers: a running TaskRun is held by chains.tekton.dev/taskrun; deleted after it
 /// completes, it is still signed first and then let go; a signed run keeps no finalizer.
 #[tokio::test]

@@ -52,7 +52,10 @@ impl Backend for Gcs {
                 ("signature", attestation.envelope.to_vec()),
                 ("payload", attestation.payload.to_vec()),
                 ("cert", certificate.map_or_else(Vec::new, |c| c.leaf.into())),
-                ("chain", certificate.map_or_else(Vec::new, |c| c.chain.clone().into())),
+                (
+                    "chain",
+                    certificate.map_or_else(Vec::new, |c| c.chain.clone().into()),
+                ),
             ],
         );
         Ok(())
@@ -79,7 +82,10 @@ impl Backend for Gcs {
                 ("signature", raw),
                 ("payload", signature.payload.to_vec()),
                 ("cert", certificate.map_or_else(Vec::new, |c| c.leaf.into())),
-                ("chain", certificate.map_or_else(Vec::new, |c| c.chain.clone().into())),
+                (
+                    "chain",
+                    certificate.map_or_else(Vec::new, |c| c.chain.clone().into()),
+                ),
             ],
         );
         Ok(())
@@ -194,7 +200,9 @@ mod client {
                 answer["bucket"].as_str().unwrap_or_default()
             ));
         }
-        let size = answer["size"].as_str().and_then(|s| s.parse::<usize>().ok());
+        let size = answer["size"]
+            .as_str()
+            .and_then(|s| s.parse::<usize>().ok());
         if size != Some(content.len()) {
             return Err(format!("says {size:?} bytes, {} were sent", content.len()));
         }
@@ -229,10 +237,18 @@ mod tests {
         assert!(check_answer(&other, "b", "o", b"signed").is_err());
         let mut short = good.clone();
         short["size"] = json!("5");
-        assert!(check_answer(&short, "b", "o", b"signed").unwrap_err().contains('5'));
+        assert!(
+            check_answer(&short, "b", "o", b"signed")
+                .unwrap_err()
+                .contains('5')
+        );
         let mut corrupt = good.clone();
         corrupt["crc32c"] = json!("AAAAAA==");
-        assert!(check_answer(&corrupt, "b", "o", b"signed").unwrap_err().contains("CRC32C"));
+        assert!(
+            check_answer(&corrupt, "b", "o", b"signed")
+                .unwrap_err()
+                .contains("CRC32C")
+        );
         assert!(check_answer(&json!({}), "b", "o", b"signed").is_err());
     }
 }

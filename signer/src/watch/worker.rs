@@ -110,7 +110,9 @@ pub(crate) async fn process(
         }),
         (_, Err(error)) => Err(error),
         (Ok(config), Ok(children)) => match sign(ctx, &run, &children, &config).await {
-            Ok(signed) => storage::store(&ctx.registries(), &ctx.stores, &run, &config, signed).await,
+            Ok(signed) => {
+                storage::store(&ctx.registries(), &ctx.stores, &run, &config, signed).await
+            }
             Err(error) => Err(error),
         },
     };

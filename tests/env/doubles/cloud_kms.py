@@ -1,4 +1,4 @@
-"""TEST DOUBLE of Azure Key Vault and Google Cloud KMS, with their token services.
+"""TEST DOUBLE of Azure Key Vault, Google Cloud KMS and Firestore, with their token services.
 
 No real implementation of either service can run on this machine (Key Vault's emulator,
 lowkey-vault, ships only as a container image; Google publishes no KMS emulator), so this
@@ -7,7 +7,11 @@ speaks their REST wire formats for the calls Signet makes, with real ECDSA P-256
   azure: POST /<tenant>/oauth2/v2.0/token (client credentials + JWT client assertion),
          GET /keys/<name>[/<version>], POST /keys/<name>/<version>/sign        (api-version 7.4)
   gcp:   POST /v1/token (STS token exchange), POST /v1/projects/-/serviceAccounts/<sa>:generateAccessToken,
-         GET /v1/<key version>/publicKey, POST /v1/<key version>:asymmetricSign
+         GET /v1/<key version>/publicKey, POST /v1/<key version>:asymmetricSign,
+         Firestore's REST API (v1): PATCH / GET /v1/projects/P/databases/D/documents/<collection>/<id>
+         (create or replace, read) and GET …/documents/<collection> (list); Firestore has no
+         emulator here (Google's ships as a Java/gcloud component), and values are checked to
+         be Firestore Values (one type each).
 
 What it checks is what the clouds check: the federated token is a JWT signed by a key the
 cluster's OIDC issuer publishes (discovery + JWKS, fetched with the test CA), not expired, with
@@ -165,9 +169,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self.route("POST")
 
+    def do_PATCH(self):
+        self.route("PATCH")
+
     def route(self, method):
         path = urllib.parse.urlparse(self.path).path
-        body = self.body() if method == "POST" else b""
+        body = self.body() if method in ("POST", "PATCH") else b""
         if method == "POST" and path == "/_double/rotate":
             return self.reply(200, {"version": self.server.keys.rotate()})
         if self.server.args.mode == "azure":
@@ -218,6 +225,39 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"kid": kid, "value": b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))})
         return self.reply(405, {"error": {"code": "BadRequest", "message": method + " " + path}})
 
+    # --- Firestore -------------------------------------------------------------------------
+    def firestore(self, method, name, body):
+        def error(status, code, message):
+            return self.reply(status, {"error": {"code": status, "status": code, "message": message}})
+        _, _, rest = name.partition("/documents/")
+        segments = rest.split("/")
+        docs = self.server.documents
+        if method == "GET" and len(segments) % 2 == 1:
+            prefix = name + "/"
+            listed = [d for n, d in sorted(docs.items()) if n.startswith(prefix) and "/" not in n[len(prefix):]]
+            return self.reply(200, {"documents": listed})
+        if len(segments) % 2 == 1 or not all(segments):
+            return error(400, "INVALID_ARGUMENT", "%s is not a document name" % name)
+        if method == "GET":
+            if name not in docs:
+                return error(404, "NOT_FOUND", "Document \"%s\" not found." % name)
+            return self.reply(200, docs[name])
+        if method != "PATCH":
+            return error(400, "INVALID_ARGUMENT", method + " " + name)
+        try:
+            document = json.loads(body or b"{}")
+        except ValueError:
+            return error(400, "INVALID_ARGUMENT", "the body is not JSON")
+        for key, value in (document.get("fields") or {}).items():
+            problem = firestore_value_problem(value, key)
+            if problem:
+                return error(400, "INVALID_ARGUMENT", problem)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        stored = {"name": name, "fields": document.get("fields") or {},
+                  "createTime": docs.get(name, {}).get("createTime", now), "updateTime": now}
+        docs[name] = stored
+        return self.reply(200, stored)
+
     # --- Google Cloud ----------------------------------------------------------------------
     def gcp(self, method, path, body):
         a = self.server.args
@@ -244,6 +284,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"accessToken": self.issue(), "expireTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))})
         if not self.bearer_ok() or self.headers.get("authorization", "")[7:] in self.server.federated:
             return self.reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "Request had invalid authentication credentials."}})
+        if path.startswith("/v1/projects/") and "/databases/" in path and "/documents/" in path:
+            return self.firestore(method, path[len("/v1/"):], body)
         if method == "GET" and path == "/v1/" + a.key_name + "/cryptoKeyVersions":
             versions = [{"name": a.key_name + "/cryptoKeyVersions/%d" % v, "state": "ENABLED",
                          "algorithm": "EC_SIGN_P256_SHA256"} for v in range(1, len(self.server.keys.pems) + 1)]
@@ -275,6 +317,33 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": method + " " + path}})
 
 
+VALUE_TYPES = {"nullValue", "booleanValue", "integerValue", "doubleValue", "timestampValue",
+               "stringValue", "bytesValue", "referenceValue", "geoPointValue", "arrayValue", "mapValue"}
+
+
+def firestore_value_problem(value, where):
+    """Why `value` is not a Firestore Value, or None."""
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in VALUE_TYPES:
+        return "%s is not a Value (exactly one of %s)" % (where, ", ".join(sorted(VALUE_TYPES)))
+    kind, inner = next(iter(value.items()))
+    if kind == "bytesValue":
+        try:
+            base64.b64decode(inner, validate=True)
+        except Exception:
+            return "%s.bytesValue is not base64" % where
+    if kind == "mapValue":
+        for key, item in (inner.get("fields") or {}).items():
+            problem = firestore_value_problem(item, "%s.%s" % (where, key))
+            if problem:
+                return problem
+    if kind == "arrayValue":
+        for i, item in enumerate(inner.get("values") or []):
+            problem = firestore_value_problem(item, "%s[%d]" % (where, i))
+            if problem:
+                return problem
+    return None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=["azure", "gcp"], required=True)
@@ -298,6 +367,7 @@ def main():
     server.issuer = Issuer(args.issuer, args.ca)
     server.tokens = set()
     server.federated = set()
+    server.documents = {}
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
     server.socket = context.wrap_socket(server.socket, server_side=True)

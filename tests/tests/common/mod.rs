@@ -668,3 +668,156 @@ pub fn ratify_verify(
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     (out.status.success() && report["isSuccess"] == true, said)
 }
+
+/// A scratch directory for one test.
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "signet-{name}-{}-{}",
+        std::process::id(),
+        rand_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Twelve completed runs with a peer (a KMS, a storage backend) stopped (by `stop`) after the
+/// fifth: every one ends `signed=true` or `failed` with a reason naming `uri` (never stuck, never falsely signed), and
+/// at least one failed. Returns (signed, failed).
+pub async fn burst_through_outage(
+    admin: &kube::Client,
+    ns: &str,
+    uri: &str,
+    stop: impl FnOnce(),
+    log: impl Fn() -> String,
+) -> (usize, usize) {
+    let names: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    let mut stop = Some(stop);
+    for (i, name) in names.iter().enumerate() {
+        completed_taskrun(admin, ns, name).await;
+        if i == 4
+            && let Some(stop) = stop.take()
+        {
+            stop();
+        }
+    }
+    let (mut n_signed, mut n_failed) = (0, 0);
+    for name in &names {
+        let run = wait_annotation(admin, ns, name, "chains.tekton.dev/signed", &log).await;
+        match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
+            Some("true") => n_signed += 1,
+            Some("failed") => {
+                n_failed += 1;
+                let reason = run["metadata"]["annotations"]["chains.tekton.dev/failure-reason"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(reason.contains(uri), "{name}: {reason}");
+            }
+            other => panic!("{name}: signed={other:?}"),
+        }
+    }
+    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
+    eprintln!("{uri} outage: {n_signed} of 12 signed, {n_failed} failed");
+    (n_signed, n_failed)
+}
+
+/// Writes `text` to `dir/name` (a credential file a signer is given); its path.
+pub fn write_secret_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Creates PipelineRun `name` with `status` and waits for it to be signed: its uid and
+/// annotations.
+pub async fn signed_pipelinerun(
+    prs: &Api<DynamicObject>,
+    name: &str,
+    status: Value,
+    log: impl Fn() -> String,
+) -> (String, Value) {
+    let pr: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": name},
+        "spec": {"pipelineRef": {"name": "release"}}
+    }))
+    .unwrap();
+    let uid = prs
+        .create(&PostParams::default(), &pr)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    prs.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = serde_json::to_value(prs.get(name).await.unwrap()).unwrap();
+        if v["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true" {
+            return (uid, v["metadata"]["annotations"].clone());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PipelineRun {name} never signed:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The external-account configuration the operator rendered for `spec.identity.gcp` (in the
+/// signer ConfigMap), with Google's STS and IAM endpoints moved to the cloud double `google`,
+/// and a token for the signer's ServiceAccount as the kubelet would project it, minted for
+/// `audience` (`None`: the provider's own, which the double accepts).
+pub struct GoogleCredentials {
+    pub rendered: Value,
+    pub federated: ServiceAccountIdentity,
+    /// The configuration file to give the signer as `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub file: String,
+}
+
+impl GoogleCredentials {
+    pub async fn write(
+        admin: &Client,
+        signer_ns: &str,
+        google: &signet_e2e::clouds::CloudDouble,
+        audience: Option<&str>,
+        files: &std::path::Path,
+    ) -> Self {
+        let config_map =
+            Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), signer_ns)
+                .get("signet-signer-config")
+                .await
+                .unwrap();
+        let rendered: Value =
+            serde_json::from_str(&config_map.data.unwrap()["gcp-credentials.json"]).unwrap();
+        let provider = rendered["audience"].as_str().unwrap().to_owned();
+        let account = rendered["service_account_impersonation_url"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(":generateAccessToken")
+            .to_owned();
+        let audience = audience.map_or_else(|| format!("https:{provider}"), str::to_owned);
+        let federated =
+            ServiceAccountIdentity::mint(admin, signer_ns, "signet-signer", &[&audience], 3600)
+                .await
+                .unwrap();
+        let token_file = write_secret_file(files, "gcp-identity-token", &federated.token);
+        let mut credentials = rendered.clone();
+        credentials["token_url"] = json!(format!("{}/v1/token", google.url));
+        credentials["service_account_impersonation_url"] = json!(format!(
+            "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
+            google.url
+        ));
+        credentials["credential_source"]["file"] = json!(token_file);
+        let file = write_secret_file(files, "credentials.json", &credentials.to_string());
+        Self {
+            rendered,
+            federated,
+            file,
+        }
+    }
+}

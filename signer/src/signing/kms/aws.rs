@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::common::{Expiring, Named, key_deadline, required};
-use crate::cloud::aws::{AwsApi, env_endpoint, env_region};
 use super::{BoxFuture, KmsError, RemoteSigner};
+use crate::cloud::aws::{AwsApi, env_endpoint, env_region};
 use signet_config::KmsConfig;
 
 #[derive(Clone)]

@@ -28,7 +28,9 @@ pub fn attribute(value: &Value) -> Value {
         Value::Number(n) => json!({"N": go_float(n.as_f64().unwrap_or_default())}),
         Value::String(s) => string(s),
         Value::Array(items) => json!({"L": items.iter().map(attribute).collect::<Vec<_>>()}),
-        Value::Object(map) => json!({"M": map.iter().map(|(k, v)| (k.clone(), attribute(v))).collect::<Map<_, _>>()}),
+        Value::Object(map) => {
+            json!({"M": map.iter().map(|(k, v)| (k.clone(), attribute(v))).collect::<Map<_, _>>()})
+        }
     }
 }
 
@@ -91,7 +93,9 @@ impl Table {
     pub async fn put(&self, document: &SignedDocument) -> Result<(), String> {
         for key in &self.keys {
             if document.string_field(key).is_none_or(str::is_empty) {
-                return Err(format!("the document has no value for the table's key {key}"));
+                return Err(format!(
+                    "the document has no value for the table's key {key}"
+                ));
             }
         }
         self.api
@@ -123,12 +127,19 @@ mod tests {
         let item = item(&document);
         assert_eq!(item["Name"], json!({"S": "taskrun-1"}));
         assert_eq!(item["Signed"], json!({"B": "e30="}));
-        assert_eq!(item["Cert"], json!({"NULL": true}), "empty strings are NULL");
+        assert_eq!(
+            item["Cert"],
+            json!({"NULL": true}),
+            "empty strings are NULL"
+        );
         assert_eq!(
             item["Object"]["M"]["a"]["L"],
             json!([{"N": "1"}, {"N": "2.5"}, {"NULL": true}, {"NULL": true}, {"BOOL": true}])
         );
-        assert_eq!(item["Object"]["M"]["b"]["M"]["c"], json!({"N": "1000000000000000000000"}));
+        assert_eq!(
+            item["Object"]["M"]["b"]["M"]["c"],
+            json!({"N": "1000000000000000000000"})
+        );
     }
 
     #[test]

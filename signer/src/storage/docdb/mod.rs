@@ -34,9 +34,9 @@ mod firestore;
 mod mongo;
 #[cfg(feature = "docdb")]
 mod stores;
+pub use signet_config::docdb::CollectionUrl;
 #[cfg(feature = "docdb")]
 pub use stores::Collections;
-pub use signet_config::docdb::CollectionUrl;
 
 /// Chains' `SignedDocument`.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,4 +124,3 @@ impl Backend for DocDb {
         Ok(())
     }
 }
-

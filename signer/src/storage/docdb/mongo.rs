@@ -22,7 +22,9 @@ pub fn bson(value: &Value) -> Bson {
         Value::Number(n) => Bson::Double(n.as_f64().unwrap_or_default()),
         Value::String(s) => Bson::String(s.clone()),
         Value::Array(items) => Bson::Array(items.iter().map(bson).collect()),
-        Value::Object(map) => Bson::Document(map.iter().map(|(k, v)| (k.clone(), bson(v))).collect()),
+        Value::Object(map) => {
+            Bson::Document(map.iter().map(|(k, v)| (k.clone(), bson(v))).collect())
+        }
     }
 }
 
@@ -96,9 +98,13 @@ impl Collection {
             .await
             // The driver's message may quote the URL, and with it a password.
             .map_err(|_| "the MongoDB server URL does not parse".to_owned())?;
-        options.app_name.get_or_insert_with(|| "signet-signer".to_owned());
+        options
+            .app_name
+            .get_or_insert_with(|| "signet-signer".to_owned());
         options.server_selection_timeout = Some(Duration::from_secs(10));
-        options.connect_timeout.get_or_insert(Duration::from_secs(5));
+        options
+            .connect_timeout
+            .get_or_insert(Duration::from_secs(5));
         let client = mongodb::Client::with_options(options).map_err(|e| e.to_string())?;
         Ok(Self {
             inner: client.database(database).collection(collection),
@@ -148,16 +154,32 @@ mod tests {
         };
         let encoded = encode(&document, "Name", "DocstoreRevision");
         assert_eq!(encoded.get_str("_id").unwrap(), "taskrun-1");
-        assert!(encoded.get("Name").is_none(), "the ID field is stored as _id only");
+        assert!(
+            encoded.get("Name").is_none(),
+            "the ID field is stored as _id only"
+        );
         assert_eq!(encoded.get_binary_generic("Signed").unwrap(), b"{}");
         assert_eq!(encoded.get_str("Cert").unwrap(), "");
         assert_eq!(
-            encoded.get_document("Object").unwrap().get_array("a").unwrap(),
-            &vec![Bson::Double(1.0), Bson::String("x".into()), Bson::Null, Bson::Boolean(true)]
+            encoded
+                .get_document("Object")
+                .unwrap()
+                .get_array("a")
+                .unwrap(),
+            &vec![
+                Bson::Double(1.0),
+                Bson::String("x".into()),
+                Bson::Null,
+                Bson::Boolean(true)
+            ]
         );
         let first = encoded.get_str("DocstoreRevision").unwrap().to_owned();
         assert_eq!(first.len(), 36);
         let again = encode(&document, "Name", "DocstoreRevision");
-        assert_ne!(again.get_str("DocstoreRevision").unwrap(), first, "a fresh revision each write");
+        assert_ne!(
+            again.get_str("DocstoreRevision").unwrap(),
+            first,
+            "a fresh revision each write"
+        );
     }
 }

@@ -64,7 +64,11 @@ fn mongo_server(config: &SignerConfig) -> Result<String, String> {
 
 impl Collections {
     /// Writes `document` to the collection the configuration names.
-    pub async fn put(&self, config: &SignerConfig, document: &SignedDocument) -> Result<(), String> {
+    pub async fn put(
+        &self,
+        config: &SignerConfig,
+        document: &SignedDocument,
+    ) -> Result<(), String> {
         let url = config
             .storage
             .docdb_url
