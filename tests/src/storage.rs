@@ -188,13 +188,17 @@ impl FerretDb {
     }
 }
 
-/// One DynamoDB API call to moto's server (which does not check signatures; its region is
-/// `us-east-1` without one).
+/// One DynamoDB API call to moto's server as `AKIDEXAMPLE` in `us-east-1` (moto does not check
+/// signatures, but finds the service and region in the `Authorization` header's scope).
 pub async fn dynamodb(url: &str, action: &str, body: &Value) -> Result<Value, EnvError> {
     let response = reqwest::Client::new()
         .post(format!("{url}/"))
         .header("content-type", "application/x-amz-json-1.0")
         .header("x-amz-target", format!("DynamoDB_20120810.{action}"))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261129/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+        )
         .json(body)
         .send()
         .await

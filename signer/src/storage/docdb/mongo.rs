@@ -101,7 +101,9 @@ impl Collection {
         options
             .app_name
             .get_or_insert_with(|| "signet-signer".to_owned());
-        options.server_selection_timeout = Some(Duration::from_secs(10));
+        // A server that is down fails the attempt in seconds (the attempt is retried), not
+        // after the driver's default 30 s.
+        options.server_selection_timeout = Some(Duration::from_secs(3));
         options
             .connect_timeout
             .get_or_insert(Duration::from_secs(5));
