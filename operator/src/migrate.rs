@@ -392,6 +392,39 @@ data:
     }
 
     #[test]
+    fn a_chains_config_with_gcs_and_docdb_renders_back_the_same_keys() {
+        for (storage, options) in [
+            ("gcs", "  storage.gcs.bucket: provenance\n"),
+            (
+                "docdb",
+                "  storage.docdb.url: dynamodb://chains?partition_key=Name\n",
+            ),
+            (
+                "docdb",
+                "  storage.docdb.url: firestore://projects/p/databases/(default)/documents/chains?name_field=Name\n",
+            ),
+            (
+                "docdb",
+                "  storage.docdb.url: mongo://tekton-chains/attestations?id_field=Name\n  storage.docdb.mongo-server-url-path: /etc/secrets/mongo/mongo-url\n",
+            ),
+        ] {
+            let document = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: chains-config}}\ndata:\n  artifacts.taskrun.storage: \"tekton,{storage}\"\n  artifacts.pipelinerun.storage: {storage}\n  artifacts.oci.storage: {storage}\n{options}"
+            );
+            let keys = keys_of(&document).unwrap();
+            let migrated = migrate(&keys).unwrap();
+            assert!(migrated.notes.is_empty(), "{:?}", migrated.notes);
+            // The SignetConfig is one the operator accepts, and renders Chains' keys back.
+            let validated = validate::validate(&migrated.config.spec).unwrap();
+            assert_eq!(
+                validated.signer_config.render(),
+                SignerConfig::parse(&keys).unwrap().render(),
+                "{storage}: {options}"
+            );
+        }
+    }
+
+    #[test]
     fn a_tektonconfig_chain_with_yaml_booleans_is_read() {
         let doc = r"
 apiVersion: operator.tekton.dev/v1alpha1
