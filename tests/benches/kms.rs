@@ -5,7 +5,10 @@
 //! Rekor v1, or in Rekor v2 with a signed timestamp per signature), a burst of completed TaskRuns (`SIGNET_BENCH_KMS_RUNS`, default
 //! 300) signed by the release signer (one signing round trip per run; keyless: a certificate
 //! and a log entry per run), as its ServiceAccount with the Deployment's environment. Prints
-//! runs signed per second and completion -> `signed=true` latency per set-up.
+//! runs signed per second and completion -> `signed=true` latency per set-up. Then the storage
+//! backends outside the cluster, each added to `tekton` with the signing Secret's key (gcs on
+//! fake-gcs-server, docdb on moto's DynamoDB, FerretDB and the Firestore double), with the
+//! requests each costs per run (`signet_signer_storage_writes_total`).
 
 // A benchmark program: a failed set-up step aborts it.
 #![allow(
@@ -72,6 +75,11 @@ async fn main() {
         "keyless",
         "keyless+bundles+rekor-v1",
         "keyless+bundles+rekor-v2+tsa",
+        "tekton",
+        "gcs",
+        "docdb-dynamodb",
+        "docdb-mongo",
+        "docdb-firestore",
     ]
     .into_iter()
     .filter(|which| {
@@ -91,6 +99,11 @@ async fn main() {
             "keyless+bundles+rekor-v2+tsa" => {
                 kms_fixtures::keyless_bundles(env, &admin, &signer_ns, "v2").await
             }
+            "tekton" => kms_fixtures::tekton(),
+            "gcs" => kms_fixtures::gcs(env, &admin, &signer_ns).await,
+            "docdb-dynamodb" => kms_fixtures::dynamodb(env).await,
+            "docdb-mongo" => kms_fixtures::mongo(env).await,
+            "docdb-firestore" => kms_fixtures::firestore(env, &admin, &signer_ns).await,
             _ => kms_fixtures::keyless(env, &admin, &signer_ns).await,
         }
         .expect("KMS fixture");
@@ -100,7 +113,19 @@ async fn main() {
         // The operator has rendered this set-up once the signer ConfigMap names its key (or,
         // keyless, its Fulcio) and the SignetConfig is Ready again.
         let log = fixture.spec["transparency"]["url"].as_str();
+        let storage = fixture.spec["artifacts"]["taskRun"]["storage"]
+            .as_array()
+            .map(|set| {
+                set.iter()
+                    .filter_map(|b| b.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
         let (key, want) = match (log, fixture.spec["signing"]["kms"]["ref"].as_str()) {
+            _ if storage.is_some() => (
+                "artifacts.taskrun.storage",
+                storage.clone().unwrap_or_default(),
+            ),
             (Some(url), _) => ("transparency.url", url.to_owned()),
             (None, Some(uri)) => ("signers.kms.kmsref", uri.to_owned()),
             (None, None) => (
@@ -154,25 +179,39 @@ async fn main() {
             .await
             .expect("signer");
         wait_leading(&signer).await;
-        results.push(
-            phase(
-                &admin,
-                &signer,
-                format!("{}: burst of {runs}", fixture.label),
-                runs,
-                None,
-                fixture.images.clone(),
-            )
-            .await,
-        );
+        let result = phase(
+            &admin,
+            &signer,
+            format!("{}: burst of {runs}", fixture.label),
+            runs,
+            None,
+            fixture.images.clone(),
+        )
+        .await;
+        let mut writes = 0;
+        for backend in ["gcs", "docdb"] {
+            writes += signer
+                .metric(&format!(
+                    "signet_signer_storage_writes_total{{backend=\"{backend}\"}}"
+                ))
+                .await
+                .unwrap_or_default();
+        }
+        results.push((result, writes));
         drop(signer);
         drop(fixture);
     }
     println!(
-        "KMS signing benchmark (release build, 4 workers, one signing call per run; peers on the same 2-core machine)"
+        "KMS signing and storage benchmark (release build, 4 workers; peers on the same 2-core machine)"
     );
-    for result in &results {
+    for (result, writes) in &results {
         result.print();
+        if *writes > 0 {
+            println!(
+                "    storage requests per run: {:.1} ({writes} objects or documents written)",
+                *writes as f64 / runs as f64
+            );
+        }
     }
     drop(operator);
 }

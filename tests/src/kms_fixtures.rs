@@ -1,4 +1,5 @@
-//! Ready-to-sign KMS set-ups for the benchmark: a started peer with a P-256 signing key, the
+//! Ready-to-sign KMS and storage set-ups for the benchmark: a started peer (with a P-256
+//! signing key, or a bucket, table or collection to store into), the
 //! SignetConfig fields that point the signer at it, and the environment a pod would get (with
 //! the peer's local endpoints and credential files in place of the cloud's). The end-to-end
 //! tests in `tests/tests/kms.rs` build the same set-ups step by step, checking each.
@@ -181,38 +182,56 @@ pub async fn azure(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsF
 }
 
 /// Google Cloud KMS (test double), workload identity federation.
-pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFixture, EnvError> {
-    let dir = scratch("gcp")?;
-    let provider = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
-    let account = "signer@signet-test.iam.gserviceaccount.com";
-    let key = "projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing";
+/// The Google double (STS, impersonation, Cloud KMS key `key`, Firestore) federating the
+/// signer's ServiceAccount in `ns`, and the external-account credentials file pointed at it.
+async fn google_federation(
+    env: &TestEnv,
+    admin: &kube::Client,
+    ns: &str,
+    key: &str,
+    dir: &std::path::Path,
+) -> Result<(CloudDouble, String), EnvError> {
     let double = CloudDouble::start(
         env,
         &Federation {
             mode: "gcp",
-            audience: provider.to_owned(),
+            audience: GCP_PROVIDER.to_owned(),
             subject: format!("system:serviceaccount:{ns}:signet-signer"),
             key_name: key.to_owned(),
             tenant: String::new(),
             client_id: String::new(),
-            service_account: account.to_owned(),
+            service_account: GCP_ACCOUNT.to_owned(),
         },
     )
     .await?;
-    let token = federated_token(admin, ns, &format!("https:{provider}"), &dir).await?;
+    let token = federated_token(admin, ns, &format!("https:{GCP_PROVIDER}"), dir).await?;
     let credentials = json!({
-        "type": "external_account", "audience": provider,
+        "type": "external_account", "audience": GCP_PROVIDER,
         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
         "token_url": format!("{}/v1/token", double.url),
         "credential_source": {"file": token},
         "service_account_impersonation_url": format!(
-            "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken", double.url),
+            "{}/v1/projects/-/serviceAccounts/{GCP_ACCOUNT}:generateAccessToken", double.url),
     });
-    let credentials = write(&dir, "credentials.json", &credentials.to_string())?;
+    let credentials = write(dir, "credentials.json", &credentials.to_string())?;
+    Ok((double, credentials))
+}
+
+const GCP_PROVIDER: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
+const GCP_ACCOUNT: &str = "signer@signet-test.iam.gserviceaccount.com";
+
+fn gcp_identity() -> Value {
+    json!({"gcp": {"serviceAccount": GCP_ACCOUNT, "workloadIdentityProvider": GCP_PROVIDER}})
+}
+
+pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("gcp")?;
+    let key = "projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing";
+    let (double, credentials) = google_federation(env, admin, ns, key, &dir).await?;
     Ok(KmsFixture {
         label: "Google Cloud KMS (test double) + workload identity federation",
         spec: json!({"signing": {"kms": {"ref": format!("gcpkms://{key}")}},
-                     "identity": {"gcp": {"serviceAccount": account, "workloadIdentityProvider": provider}}}),
+                     "identity": gcp_identity()}),
         env: vars(&[
             ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
             ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS", &double.url),
@@ -220,6 +239,120 @@ pub async fn gcp(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
         images: None,
         peers: vec![Box::new(double)],
         dir,
+    })
+}
+
+/// Key-signed runs (the signing Secret's key) stored in `tekton` and `backend`.
+fn stored_in(backend: &str, options: &Value) -> Value {
+    json!({"artifacts": {"taskRun": {"signer": "x509", "storage": ["tekton", backend]}},
+           "storage": options})
+}
+
+/// Storage in Cloud Storage (fake-gcs-server) with workload identity federation (the Google
+/// double's STS and impersonation): four objects per run.
+pub async fn gcs(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("gcs")?;
+    let (double, credentials) = google_federation(env, admin, ns, "none", &dir).await?;
+    let gcs = crate::storage::FakeGcs::start(env).await?;
+    gcs.create_bucket("provenance").await?;
+    let mut spec = stored_in("gcs", &json!({"gcs": {"bucket": "provenance"}}));
+    spec["identity"] = gcp_identity();
+    Ok(KmsFixture {
+        label: "key + tekton and gcs (fake-gcs-server v1.56.1, TLS, workload identity federation)",
+        spec,
+        env: vars(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE", &gcs.url),
+        ]),
+        images: None,
+        peers: vec![Box::new(double), Box::new(gcs)],
+        dir,
+    })
+}
+
+/// Storage in Firestore (the Google double's REST API) with workload identity federation.
+pub async fn firestore(
+    env: &TestEnv,
+    admin: &kube::Client,
+    ns: &str,
+) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("firestore")?;
+    let (double, credentials) = google_federation(env, admin, ns, "none", &dir).await?;
+    let mut spec = stored_in(
+        "docdb",
+        &json!({"docdb": {"url": "firestore://projects/p/databases/(default)/documents/chains?name_field=Name"}}),
+    );
+    spec["identity"] = gcp_identity();
+    Ok(KmsFixture {
+        label: "key + tekton and docdb firestore:// (test double, workload identity federation)",
+        spec,
+        env: vars(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_FIRESTORE", &double.url),
+        ]),
+        images: None,
+        peers: vec![Box::new(double)],
+        dir,
+    })
+}
+
+/// Storage in DynamoDB (moto's server, static keys).
+pub async fn dynamodb(env: &TestEnv) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("dynamodb")?;
+    let moto = start_sts(env).await?;
+    crate::storage::dynamodb(
+        &moto.url,
+        "CreateTable",
+        &json!({"TableName": "chains", "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "Name", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "Name", "KeyType": "HASH"}]}),
+    )
+    .await?;
+    Ok(KmsFixture {
+        label: "key + tekton and docdb dynamodb:// (moto 5.2.5)",
+        spec: stored_in(
+            "docdb",
+            &json!({"docdb": {"url": "dynamodb://chains?partition_key=Name&region=us-east-1"}}),
+        ),
+        env: vars(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", &moto.url),
+        ]),
+        images: None,
+        peers: vec![Box::new(moto)],
+        dir,
+    })
+}
+
+/// Storage in MongoDB (FerretDB v1.24.2 on SQLite).
+pub async fn mongo(env: &TestEnv) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("mongo")?;
+    let ferret = crate::storage::FerretDb::start(env).await?;
+    let url = ferret.url.clone();
+    Ok(KmsFixture {
+        label: "key + tekton and docdb mongo:// (FerretDB v1.24.2, SQLite)",
+        spec: stored_in(
+            "docdb",
+            &json!({"docdb": {"url": "mongo://tekton-chains/attestations?id_field=Name",
+                              "mongoServerUrl": url}}),
+        ),
+        env: Vec::new(),
+        images: None,
+        peers: vec![Box::new(ferret)],
+        dir,
+    })
+}
+
+/// Key-signed runs in `tekton` only: the baseline the storage set-ups add to.
+pub fn tekton() -> Result<KmsFixture, EnvError> {
+    Ok(KmsFixture {
+        label: "key + tekton only (baseline for the storage set-ups)",
+        spec: json!({"artifacts": {"taskRun": {"signer": "x509", "storage": ["tekton"]}}}),
+        env: Vec::new(),
+        images: None,
+        peers: Vec::new(),
+        dir: scratch("tekton")?,
     })
 }
 

@@ -145,6 +145,8 @@ pub struct Registries<'a> {
 /// their credentials) for the signer's lifetime.
 #[derive(Debug, Default)]
 pub struct Stores {
+    /// Objects and documents written, by backend (`gcs`, `docdb`).
+    writes: [std::sync::Arc<signet_runtime::health::Counter>; 2],
     #[cfg(feature = "gcs")]
     gcs: tokio::sync::OnceCell<Result<gcs::GcsClient, String>>,
     #[cfg(feature = "docdb")]
@@ -152,6 +154,36 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// `signet_signer_storage_writes_total{backend}`: objects (`gcs`) and documents (`docdb`)
+    /// written, one request each.
+    pub fn writes_total(&self) -> signet_runtime::health::Sampled {
+        let counters = self.writes.clone();
+        signet_runtime::health::Sampled {
+            name: "signet_signer_storage_writes_total",
+            help: "Objects (gcs) and documents (docdb) written to storage backends outside the cluster, one request each.",
+            type_: "counter",
+            read: std::sync::Arc::new(move || {
+                ["gcs", "docdb"]
+                    .iter()
+                    .zip(&counters)
+                    // Counts stay far below 2^53.
+                    .map(|(backend, counter)| {
+                        #[allow(clippy::cast_precision_loss)]
+                        let value = counter.get() as f64;
+                        (format!("backend=\"{backend}\""), value)
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    fn count(&self, write: &Write) {
+        let i = usize::from(matches!(write, Write::Document(_)));
+        if let Some(counter) = self.writes.get(i) {
+            counter.inc();
+        }
+    }
+
     /// Carries out one write.
     #[cfg_attr(not(any(feature = "gcs", feature = "docdb")), allow(unused_variables))]
     async fn write(&self, config: &SignerConfig, write: &Write) -> Result<(), String> {
@@ -201,6 +233,7 @@ pub async fn store(
         stores
             .write(config, write)
             .await
+            .map(|()| stores.count(write))
             .map_err(|message| SignError::Storage {
                 run: run.id(),
                 backend: write.backend().as_str(),

@@ -120,6 +120,7 @@ impl Context {
                 move || f64::from(u8::from(key.signing_key_ready())),
             ),
             self.metrics.failures_by_reason(),
+            self.stores.writes_total(),
         ]
     }
 
