@@ -43,6 +43,7 @@ const IMPLEMENTED_BACKENDS: &[sc::StorageBackend] = &[
     sc::StorageBackend::Oci,
     sc::StorageBackend::Gcs,
     sc::StorageBackend::DocDb,
+    sc::StorageBackend::Grafeas,
 ];
 
 /// Environment variables the operator sets; `signer.extraEnv` may not override them.
@@ -144,6 +145,12 @@ fn storage_options(config: &sc::SignerConfig) -> Result<(), ValidationError> {
         })?;
         sc::docdb::CollectionUrl::parse(url).map_err(|e| invalid("storage.docdb.url", e))?;
     }
+    if used(sc::StorageBackend::Grafeas) && config.storage.grafeas_project_id.is_none() {
+        return Err(invalid(
+            "storage.grafeas.projectId",
+            "the grafeas storage backend needs the project its notes and occurrences go to",
+        ));
+    }
     Ok(())
 }
 
@@ -162,7 +169,7 @@ pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
             return Err(invalid(
                 field,
                 format!(
-                    "storage backend {b:?} is not implemented by signet-signer {}; use tekton, oci, gcs or docdb",
+                    "storage backend {b:?} is not implemented by signet-signer {}; use tekton, oci, gcs, docdb or grafeas",
                     crate::names::VERSION
                 ),
             ));
@@ -460,13 +467,13 @@ mod tests {
     #[test]
     fn unimplemented_backend_is_refused_naming_the_field() {
         let err = validate(&spec(
-            serde_json::json!({"artifacts": {"taskRun": {"storage": ["grafeas"]}}}),
+            serde_json::json!({"artifacts": {"taskRun": {"storage": ["archivista"]}}}),
         ))
         .unwrap_err();
         assert_eq!(err.field, "artifacts.taskRun.storage");
         assert!(
             err.to_string()
-                .starts_with("invalid spec.artifacts.taskRun.storage: storage backend Grafeas"),
+                .starts_with("invalid spec.artifacts.taskRun.storage: storage backend Archivista"),
             "{err}"
         );
     }

@@ -164,7 +164,8 @@ impl FerretDb {
         Ok(Self { server, url })
     }
 
-    /// Every document of `database.collection`, as MongoDB's extended JSON (relaxed).
+    /// Every document of `database.collection`, as JSON (binary as `{"$binary": {"base64": …}}`,
+    /// as MongoDB's relaxed extended JSON writes it).
     pub async fn documents(
         &self,
         database: &str,
@@ -183,8 +184,25 @@ impl FerretDb {
         let documents: Vec<mongodb::bson::Document> = cursor.try_collect().await.map_err(err)?;
         Ok(documents
             .into_iter()
-            .map(|d| mongodb::bson::Bson::Document(d).into_relaxed_extjson())
+            .map(|d| json_of(&mongodb::bson::Bson::Document(d)))
             .collect())
+    }
+}
+
+/// The BSON types a stored document holds, as JSON.
+fn json_of(value: &mongodb::bson::Bson) -> Value {
+    use mongodb::bson::Bson;
+    match value {
+        Bson::Document(d) => Value::Object(d.iter().map(|(k, v)| (k.clone(), json_of(v))).collect()),
+        Bson::Array(items) => Value::Array(items.iter().map(json_of).collect()),
+        Bson::String(s) => json!(s),
+        Bson::Double(f) => json!(f),
+        Bson::Int32(i) => json!(i),
+        Bson::Int64(i) => json!(i),
+        Bson::Boolean(b) => json!(b),
+        Bson::Binary(b) => json!({"$binary": {
+            "base64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &b.bytes)}}),
+        other => json!(format!("{other:?}")),
     }
 }
 

@@ -176,3 +176,17 @@ fn a_second_release_replaces_the_first_in_the_csv_and_the_catalog() {
         "{err}"
     );
 }
+
+/// The generated files (and the TUF client's canonical JSON) rely on `serde_json` maps being
+/// sorted. A dependency that turns on `serde_json/preserve_order` (bson 2.x does) changes that
+/// for every crate of a workspace build; this says so directly instead of as drifted files.
+#[test]
+fn serde_json_maps_are_sorted_in_this_build() {
+    let map = serde_json::json!({"b": 1, "a": 2});
+    let keys: Vec<&String> = map.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["a", "b"],
+        "serde_json's preserve_order feature is on in this build: find the dependency that enables it (cargo tree -e features -i serde_json)"
+    );
+}

@@ -5,7 +5,12 @@
 
 #[cfg(any(feature = "awskms", feature = "docdb"))]
 pub mod aws;
-#[cfg(any(feature = "gcpkms", feature = "gcs", feature = "docdb"))]
+#[cfg(any(
+    feature = "gcpkms",
+    feature = "gcs",
+    feature = "docdb",
+    feature = "grafeas"
+))]
 pub mod google;
 
 /// A non-empty environment variable.

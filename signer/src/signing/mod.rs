@@ -527,7 +527,7 @@ mod tests {
             "SLSA v1.0 is implemented for TaskRuns"
         );
         let mut config = SignerConfig::default();
-        config.taskrun.storage.insert(StorageBackend::Gcs);
+        config.taskrun.storage.insert(StorageBackend::Archivista);
         assert!(matches!(
             sign_run(&run(), &[], &config, &local(&key), Witnesses::default()).await,
             Err(SignError::StorageNotImplemented { .. })

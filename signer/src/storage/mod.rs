@@ -11,6 +11,7 @@
 
 pub mod docdb;
 pub mod gcs;
+pub mod grafeas;
 pub mod oci;
 pub mod tekton;
 
@@ -35,6 +36,8 @@ pub enum Write {
     Gcs { name: String, content: Vec<u8> },
     /// A document in the collection `storage.docdb.url` names.
     Document(docdb::SignedDocument),
+    /// An occurrence (and its note) in `storage.grafeas.projectid`.
+    Grafeas(grafeas::Occurrence),
 }
 
 impl Write {
@@ -42,6 +45,7 @@ impl Write {
         match self {
             Self::Gcs { .. } => StorageBackend::Gcs,
             Self::Document(_) => StorageBackend::DocDb,
+            Self::Grafeas(_) => StorageBackend::Grafeas,
         }
     }
 }
@@ -125,6 +129,7 @@ pub fn backend(run: &Run, kind: StorageBackend) -> Result<&'static dyn Backend, 
         StorageBackend::Oci => Ok(&oci::backend::Oci),
         StorageBackend::Gcs => Ok(&gcs::Gcs),
         StorageBackend::DocDb => Ok(&docdb::DocDb),
+        StorageBackend::Grafeas => Ok(&grafeas::Grafeas),
         other => Err(SignError::StorageNotImplemented {
             run: run.id(),
             backend: other.as_str(),
@@ -145,25 +150,27 @@ pub struct Registries<'a> {
 /// their credentials) for the signer's lifetime.
 #[derive(Debug, Default)]
 pub struct Stores {
-    /// Objects and documents written, by backend (`gcs`, `docdb`).
-    writes: [std::sync::Arc<signet_runtime::health::Counter>; 2],
+    /// Objects, documents and occurrences written, by backend (`gcs`, `docdb`, `grafeas`).
+    writes: [std::sync::Arc<signet_runtime::health::Counter>; 3],
     #[cfg(feature = "gcs")]
     gcs: tokio::sync::OnceCell<Result<gcs::GcsClient, String>>,
     #[cfg(feature = "docdb")]
     docdb: docdb::Collections,
+    #[cfg(feature = "grafeas")]
+    grafeas: tokio::sync::OnceCell<Result<grafeas::GrafeasClient, String>>,
 }
 
 impl Stores {
-    /// `signet_signer_storage_writes_total{backend}`: objects (`gcs`) and documents (`docdb`)
-    /// written, one request each.
+    /// `signet_signer_storage_writes_total{backend}`: objects (`gcs`), documents (`docdb`) and
+    /// occurrences (`grafeas`) written, one request each (a note created is not counted).
     pub fn writes_total(&self) -> signet_runtime::health::Sampled {
         let counters = self.writes.clone();
         signet_runtime::health::Sampled {
             name: "signet_signer_storage_writes_total",
-            help: "Objects (gcs) and documents (docdb) written to storage backends outside the cluster, one request each.",
+            help: "Objects (gcs), documents (docdb) and occurrences (grafeas) written to storage backends outside the cluster, one request each.",
             type_: "counter",
             read: std::sync::Arc::new(move || {
-                ["gcs", "docdb"]
+                ["gcs", "docdb", "grafeas"]
                     .iter()
                     .zip(&counters)
                     // Counts stay far below 2^53.
@@ -178,7 +185,11 @@ impl Stores {
     }
 
     fn count(&self, write: &Write) {
-        let i = usize::from(matches!(write, Write::Document(_)));
+        let i = match write {
+            Write::Gcs { .. } => 0,
+            Write::Document(_) => 1,
+            Write::Grafeas(_) => 2,
+        };
         if let Some(counter) = self.writes.get(i) {
             counter.inc();
         }
@@ -205,6 +216,16 @@ impl Stores {
             }
             #[cfg(feature = "docdb")]
             Write::Document(document) => self.docdb.put(config, document).await,
+            #[cfg(feature = "grafeas")]
+            Write::Grafeas(occurrence) => {
+                let client = self
+                    .grafeas
+                    .get_or_init(|| async { grafeas::GrafeasClient::from_env() })
+                    .await
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                client.create(occurrence).await
+            }
             #[allow(unreachable_patterns)]
             other => Err(format!(
                 "not built into this signer (cargo feature {})",
