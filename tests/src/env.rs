@@ -107,6 +107,8 @@ pub struct TestEnv {
     /// (Cloud Storage's JSON API) and FerretDB (MongoDB's wire protocol, on SQLite).
     pub fake_gcs: PathBuf,
     pub ferretdb: PathBuf,
+    /// A Python with Google's Grafeas v1 types, for the Grafeas double.
+    pub grafeas_python: PathBuf,
     /// The Prometheus operator's ServiceMonitor and PrometheusRule CRDs (YAML files), which
     /// the monitoring tests install and remove.
     pub prometheus_crds: PathBuf,
@@ -216,6 +218,7 @@ impl TestEnv {
             tuf_python: PathBuf::from(get("SIGNET_TUF_PYTHON")?),
             fake_gcs: PathBuf::from(get("SIGNET_FAKE_GCS")?),
             ferretdb: PathBuf::from(get("SIGNET_FERRETDB")?),
+            grafeas_python: PathBuf::from(get("SIGNET_GRAFEAS_PYTHON")?),
             prometheus_crds: PathBuf::from(get("SIGNET_PROMETHEUS_CRDS")?),
             kubeconfig,
             admin,

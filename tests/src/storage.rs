@@ -1,7 +1,8 @@
 //! The storage backends' peers, started per test on ephemeral 127.0.0.1 ports and read back
 //! through their own APIs: fake-gcs-server (Cloud Storage's JSON API, TLS from the test CA),
 //! FerretDB (MongoDB's wire protocol on SQLite, read with the official `mongodb` crate) and
-//! moto's server (DynamoDB's API). Firestore is served by the cloud double (`crate::clouds`).
+//! moto's server (DynamoDB's API). Firestore is served by the cloud double (`crate::clouds`),
+//! Container Analysis by the Grafeas double (`tests/env/doubles/container_analysis.py`).
 
 use std::process::Command;
 
@@ -193,7 +194,9 @@ impl FerretDb {
 fn json_of(value: &mongodb::bson::Bson) -> Value {
     use mongodb::bson::Bson;
     match value {
-        Bson::Document(d) => Value::Object(d.iter().map(|(k, v)| (k.clone(), json_of(v))).collect()),
+        Bson::Document(d) => {
+            Value::Object(d.iter().map(|(k, v)| (k.clone(), json_of(v))).collect())
+        }
         Bson::Array(items) => Value::Array(items.iter().map(json_of).collect()),
         Bson::String(s) => json!(s),
         Bson::Double(f) => json!(f),
@@ -227,4 +230,89 @@ pub async fn dynamodb(url: &str, action: &str, body: &Value) -> Result<Value, En
         return Err(err(format!("DynamoDB {action}: {status}: {answer}")));
     }
     Ok(answer)
+}
+
+/// The Grafeas double (Container Analysis' REST API), accepting tokens the Google double at
+/// `google` issued.
+pub struct GrafeasDouble {
+    pub server: Server,
+    /// `https://127.0.0.1:<port>`.
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl GrafeasDouble {
+    pub async fn start(env: &TestEnv, google: &str) -> Result<Self, EnvError> {
+        let pki = env
+            .ca_file
+            .parent()
+            .ok_or_else(|| err("no pki"))?
+            .to_path_buf();
+        let python = env.grafeas_python.clone();
+        let script = crate::env::repo_root().join("tests/env/doubles/container_analysis.py");
+        let (ca, tokeninfo) = (env.ca_file.clone(), format!("{google}/v1/tokeninfo"));
+        let server = Server::start("grafeas-double", move |port, _, _| {
+            let mut command = Command::new(&python);
+            command
+                .arg(&script)
+                .args(["--port", &port.to_string(), "--tokeninfo", &tokeninfo])
+                .arg("--cert")
+                .arg(pki.join("registry.crt"))
+                .arg("--key")
+                .arg(pki.join("registry.key"))
+                .arg("--ca")
+                .arg(&ca);
+            command
+        })?;
+        server.wait_listening().await?;
+        let url = server.url.replace("http://", "https://");
+        Ok(Self {
+            server,
+            url,
+            http: tls_client(env)?,
+        })
+    }
+
+    /// A GET of the API with `token`, its JSON answer.
+    pub async fn get(&self, path: &str, token: &str) -> Result<Value, EnvError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(err)?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(err(format!("GET {path}: {status}: {answer}")));
+        }
+        Ok(answer)
+    }
+
+    /// The occurrences in `project` on `resource`.
+    pub async fn occurrences(
+        &self,
+        project: &str,
+        resource: &str,
+        token: &str,
+    ) -> Result<Vec<Value>, EnvError> {
+        let filter: String = format!("resourceUrl=\"{resource}\"")
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let list = self
+            .get(
+                &format!("/v1/projects/{project}/occurrences?filter={filter}"),
+                token,
+            )
+            .await?;
+        Ok(list["occurrences"].as_array().cloned().unwrap_or_default())
+    }
 }

@@ -19,7 +19,7 @@ use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 use signet_e2e::clouds::{CloudDouble, Federation};
 use signet_e2e::operator::OperatorProcess;
-use signet_e2e::storage::{FakeGcs, FerretDb, dynamodb};
+use signet_e2e::storage::{FakeGcs, FerretDb, GrafeasDouble, dynamodb};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
 const PROVIDER: &str = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/signet/providers/cluster";
@@ -55,14 +55,16 @@ fn cosign_verify_blob(env: &TestEnv, public_key: &str, payload: &[u8], signature
 }
 
 /// The Google side: the cloud double (STS, impersonation, Firestore) federating the signer's
-/// ServiceAccount, fake-gcs-server with the bucket, the operator with `spec` (merged with the
-/// GCP identity), and a signer with the rendered external-account credentials, pointed at the
-/// two peers, holding a token minted for `audience` (`None`: the provider's own).
+/// ServiceAccount, fake-gcs-server with the bucket, the Grafeas double, the operator with
+/// `spec` (merged with the GCP identity), and a signer with the rendered external-account
+/// credentials, pointed at the three peers, holding a token minted for `audience` (`None`: the
+/// provider's own).
 struct GoogleScene {
     env: &'static TestEnv,
     admin: kube::Client,
     google: CloudDouble,
     gcs: FakeGcs,
+    grafeas: GrafeasDouble,
     federated: ServiceAccountIdentity,
     signer: OperatorProcess,
     work: TestNamespace,
@@ -94,6 +96,7 @@ impl GoogleScene {
         .unwrap();
         let gcs = FakeGcs::start(env).await.unwrap();
         gcs.create_bucket(BUCKET).await.unwrap();
+        let grafeas = GrafeasDouble::start(env, &google.url).await.unwrap();
         let base = common::merged(
             &json!({
                 "identity": {"gcp": {"serviceAccount": ACCOUNT, "workloadIdentityProvider": PROVIDER}},
@@ -120,6 +123,10 @@ impl GoogleScene {
                     "CLOUDSDK_API_ENDPOINT_OVERRIDES_FIRESTORE",
                     google.url.as_str(),
                 ),
+                (
+                    "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINERANALYSIS",
+                    grafeas.url.as_str(),
+                ),
             ],
         )
         .await
@@ -130,6 +137,7 @@ impl GoogleScene {
             admin,
             google,
             gcs,
+            grafeas,
             federated: credentials.federated,
             signer,
             work,
@@ -139,13 +147,17 @@ impl GoogleScene {
         }
     }
 
-    /// A Firestore document of the collection, read with a token of the service account.
-    async fn firestore_document(&self, id: &str) -> Value {
-        let token = self
-            .google
+    /// An access token of the service account, as the signer obtains one.
+    async fn token(&self) -> String {
+        self.google
             .google_token(PROVIDER, &self.federated.token, ACCOUNT)
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A Firestore document of the collection, read with a token of the service account.
+    async fn firestore_document(&self, id: &str) -> Value {
+        let token = self.token().await;
         self.google
             .get(&format!("/v1/{FIRESTORE}/{id}"), &token)
             .await
@@ -532,4 +544,170 @@ async fn dynamodb_and_mongodb_hold_chains_documents_that_cosign_verifies() {
     drop(stack);
     let _ = std::fs::remove_dir_all(&files);
     drop(turn);
+}
+
+/// Container Analysis (the Grafeas double, which parses every request with Google's Grafeas v1
+/// types): a TaskRun that built an image gets an ATTESTATION occurrence on the image (its
+/// simple-signing payload and signature) and BUILD occurrences on the image and on the run (the
+/// statement as Grafeas' SLSA v0.2 proto, and the DSSE envelope); a PipelineRun a BUILD
+/// occurrence on itself. The notes `tekton-<namespace>-simplesigning` (with Chains' default
+/// hint) and `…-intoto` are created once for all of them. Read back through the API, every
+/// signature verifies with cosign.
+#[tokio::test]
+async fn grafeas_occurrences_hold_what_cosign_verifies_and_notes_are_created_once() {
+    let scene = GoogleScene::up(
+        "storage-grafeas",
+        &json!({"artifacts": {
+            "taskRun": {"storage": ["tekton", "grafeas"]},
+            "pipelineRun": {"storage": ["grafeas"]},
+            "oci": {"storage": ["grafeas"]}},
+            "storage": {"grafeas": {"projectId": "signet-test"}}}),
+        None,
+    )
+    .await;
+    let (env, admin, ns, key) = (
+        scene.env,
+        &scene.admin,
+        scene.work.name(),
+        &scene.stack.public_key,
+    );
+    let log = || scene.signer.log_text();
+    let uid = build_run(
+        admin,
+        ns,
+        "build",
+        &format!("{IMAGE}:v1"),
+        DIGEST,
+        None,
+        common::FINISHED,
+    )
+    .await;
+    wait_signed(admin, ns, "build", log).await;
+    let second = build_run(
+        admin,
+        ns,
+        "again",
+        &format!("{IMAGE}:v1"),
+        DIGEST,
+        None,
+        "2026-11-26T10:02:00Z",
+    )
+    .await;
+    wait_signed(admin, ns, "again", log).await;
+    let token = scene.token().await;
+    let grafeas = &scene.grafeas;
+
+    let image = format!("{IMAGE}@{DIGEST}");
+    let on_image = grafeas
+        .occurrences("signet-test", &image, &token)
+        .await
+        .unwrap();
+    let attestations: Vec<&Value> = on_image
+        .iter()
+        .filter(|o| o["kind"] == "ATTESTATION")
+        .collect();
+    assert_eq!(
+        attestations.len(),
+        2,
+        "one per signed image of each run: {on_image:#?}"
+    );
+    for attestation in &attestations {
+        assert_eq!(
+            attestation["noteName"],
+            format!("projects/signet-test/notes/tekton-{ns}-simplesigning")
+        );
+        let details = &attestation["attestation"];
+        let payload = unbase64(&details["serializedPayload"]);
+        let signature = unbase64(&details["signatures"][0]["signature"]);
+        cosign_verify_blob(env, key, &payload, &signature);
+        assert_eq!(unbase64(&attestation["envelope"]["payload"]), payload);
+        assert_eq!(
+            attestation["envelope"]["payloadType"],
+            "application/vnd.dev.cosign.simplesigning.v1+json"
+        );
+    }
+    let builds: Vec<&Value> = on_image.iter().filter(|o| o["kind"] == "BUILD").collect();
+    assert_eq!(
+        builds.len(),
+        2,
+        "one per run that built the image: {on_image:#?}"
+    );
+    let run_uri = format!("/apis/tekton.dev/v1/namespaces/{ns}/TaskRun/build@{uid}");
+    let on_run = grafeas
+        .occurrences("signet-test", &run_uri, &token)
+        .await
+        .unwrap();
+    assert_eq!(on_run.len(), 1, "{on_run:#?}");
+    let build = &on_run[0];
+    assert_eq!(
+        build["noteName"],
+        format!("projects/signet-test/notes/tekton-{ns}-intoto")
+    );
+    let envelope = unbase64(&build["envelope"]["signatures"][0]["sig"]);
+    assert_cosign_accepts(env, key, &envelope, "slsaprovenance");
+    let statement = &build["build"]["intotoStatement"];
+    assert_eq!(
+        statement["predicateType"],
+        "https://slsa.dev/provenance/v0.2"
+    );
+    assert_eq!(
+        statement["slsaProvenanceZeroTwo"]["metadata"]["buildStartedOn"],
+        "2026-11-26T10:00:00Z"
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&unbase64(&build["envelope"]["payload"])).unwrap(),
+        common::statement_of(&envelope),
+        "the envelope's payload is the statement signed"
+    );
+    let second_uri = format!("/apis/tekton.dev/v1/namespaces/{ns}/TaskRun/again@{second}");
+    assert_eq!(
+        grafeas
+            .occurrences("signet-test", &second_uri, &token)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let hint = grafeas
+        .get(
+            &format!("/v1/projects/signet-test/notes/tekton-{ns}-simplesigning"),
+            &token,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hint["attestation"]["hint"]["humanReadableName"],
+        "This attestation note was generated by Tekton Chains"
+    );
+    // Two notes for two runs and two images: each created once (a second POST would have been
+    // answered 409, which the signer accepts, but it keeps the notes it knows).
+    let posts = grafeas
+        .server
+        .log()
+        .matches("POST /v1/projects/signet-test/notes")
+        .count();
+    assert_eq!(posts, 2, "{}", grafeas.server.log());
+
+    let finished = "2026-11-26T10:05:00Z";
+    let (pr_uid, _) = signed_pipelinerun(
+        &pipelineruns(admin, ns),
+        "release",
+        json!({"status": {"startTime": "2026-11-26T10:00:00Z", "completionTime": finished,
+            "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": finished}]}}),
+        log,
+    )
+    .await;
+    let pr_uri = format!("/apis/tekton.dev/v1/namespaces/{ns}/PipelineRun/release@{pr_uid}");
+    let on_pr = grafeas
+        .occurrences("signet-test", &pr_uri, &token)
+        .await
+        .unwrap();
+    assert_eq!(on_pr.len(), 1, "{on_pr:#?}");
+    assert_cosign_accepts(
+        env,
+        key,
+        &unbase64(&on_pr[0]["envelope"]["signatures"][0]["sig"]),
+        "slsaprovenance",
+    );
 }

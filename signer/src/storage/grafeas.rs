@@ -99,13 +99,13 @@ pub fn build_details(statement: &Value) -> (&'static str, Value) {
                 "byproducts": details["byproducts"],
             },
         });
-        let mut out = json!({"_type": statement["_type"], "subject": subject,
+        let mut out = json!({"type": statement["_type"], "subject": subject,
                              "predicateType": predicate_type, "predicate": predicate});
         prune(&mut out);
         return ("inTotoSlsaProvenanceV1", out);
     }
     let mut out =
-        json!({"_type": statement["_type"], "subject": subject, "predicateType": predicate_type});
+        json!({"type": statement["_type"], "subject": subject, "predicateType": predicate_type});
     if predicate_type == "https://slsa.dev/provenance/v0.2" {
         let metadata = &p["metadata"];
         let invocation = &p["invocation"];
@@ -306,8 +306,9 @@ mod client {
         /// Creates the occurrence, and its note first unless it is known to exist.
         pub async fn create(&self, occurrence: &Occurrence) -> Result<(), String> {
             let note_name = format!("{}/notes/{}", occurrence.project, occurrence.note_id);
-            let known = self.notes.lock().await.contains(&note_name);
-            if !known {
+            // Held while the note is created, so that concurrent writes create it once.
+            let mut notes = self.notes.lock().await;
+            if !notes.contains(&note_name) {
                 let (status, answer) = self
                     .post(
                         &format!("{}/notes?noteId={}", occurrence.project, occurrence.note_id),
@@ -321,8 +322,9 @@ mod client {
                         answer["error"]["message"].as_str().unwrap_or("no details")
                     ));
                 }
-                self.notes.lock().await.insert(note_name.clone());
+                notes.insert(note_name.clone());
             }
+            drop(notes);
             let mut body = occurrence.occurrence.clone();
             body["noteName"] = Value::String(note_name.clone());
             let (status, answer) = self

@@ -9,7 +9,9 @@ speaks their REST wire formats for the calls Signet makes, with real ECDSA P-256
   gcp:   POST /v1/token (STS token exchange), POST /v1/projects/-/serviceAccounts/<sa>:generateAccessToken,
          GET /v1/<key version>/publicKey, POST /v1/<key version>:asymmetricSign,
          Firestore's REST API (v1): PATCH / GET /v1/projects/P/databases/D/documents/<collection>/<id>
-         (create or replace, read) and GET …/documents/<collection> (list); Firestore has no
+         (create or replace, read) and GET …/documents/<collection> (list), and GET /v1/tokeninfo
+         (as oauth2.googleapis.com/tokeninfo: is this access token one it issued; the Grafeas
+         double asks it); Firestore has no
          emulator here (Google's ships as a Java/gcloud component), and values are checked to
          be Firestore Values (one type each).
 
@@ -282,6 +284,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(403, {"error": {"code": 403, "status": "PERMISSION_DENIED",
                                                   "message": "Permission 'iam.serviceAccounts.getAccessToken' denied"}})
             return self.reply(200, {"accessToken": self.issue(), "expireTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))})
+        if method == "GET" and path == "/v1/tokeninfo":
+            token = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query)).get("access_token", "")
+            if token in self.server.tokens and token not in self.server.federated:
+                return self.reply(200, {"azp": a.service_account, "email": a.service_account,
+                                        "scope": "https://www.googleapis.com/auth/cloud-platform", "expires_in": "3599"})
+            return self.reply(400, {"error": "invalid_token", "error_description": "Invalid Value"})
         if not self.bearer_ok() or self.headers.get("authorization", "")[7:] in self.server.federated:
             return self.reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "Request had invalid authentication credentials."}})
         if path.startswith("/v1/projects/") and "/databases/" in path and "/documents/" in path:
