@@ -7,7 +7,8 @@
 //! and a log entry per run), as its ServiceAccount with the Deployment's environment. Prints
 //! runs signed per second and completion -> `signed=true` latency per set-up. Then the storage
 //! backends outside the cluster, each added to `tekton` with the signing Secret's key (gcs on
-//! fake-gcs-server, docdb on moto's DynamoDB, FerretDB and the Firestore double), with the
+//! fake-gcs-server, docdb on moto's DynamoDB, FerretDB and the Firestore double, grafeas on the
+//! Container Analysis double), with the
 //! requests each costs per run (`signet_signer_storage_writes_total`).
 
 // A benchmark program: a failed set-up step aborts it.
@@ -80,6 +81,7 @@ async fn main() {
         "docdb-dynamodb",
         "docdb-mongo",
         "docdb-firestore",
+        "grafeas",
     ]
     .into_iter()
     .filter(|which| {
@@ -104,6 +106,7 @@ async fn main() {
             "docdb-dynamodb" => kms_fixtures::dynamodb(env).await,
             "docdb-mongo" => kms_fixtures::mongo(env).await,
             "docdb-firestore" => kms_fixtures::firestore(env, &admin, &signer_ns).await,
+            "grafeas" => kms_fixtures::grafeas(env, &admin, &signer_ns).await,
             _ => kms_fixtures::keyless(env, &admin, &signer_ns).await,
         }
         .expect("KMS fixture");
@@ -189,7 +192,7 @@ async fn main() {
         )
         .await;
         let mut writes = 0;
-        for backend in ["gcs", "docdb"] {
+        for backend in ["gcs", "docdb", "grafeas"] {
             writes += signer
                 .metric(&format!(
                     "signet_signer_storage_writes_total{{backend=\"{backend}\"}}"

@@ -296,6 +296,35 @@ pub async fn firestore(
     })
 }
 
+/// Storage in Container Analysis (the Grafeas double) with workload identity federation: a
+/// BUILD occurrence per run (the runs build no image in a registry: one on the run), notes
+/// created once.
+pub async fn grafeas(
+    env: &TestEnv,
+    admin: &kube::Client,
+    ns: &str,
+) -> Result<KmsFixture, EnvError> {
+    let dir = scratch("grafeas")?;
+    let (double, credentials) = google_federation(env, admin, ns, "none", &dir).await?;
+    let grafeas = crate::storage::GrafeasDouble::start(env, &double.url).await?;
+    let mut spec = stored_in("grafeas", &json!({"grafeas": {"projectId": "signet-test"}}));
+    spec["identity"] = gcp_identity();
+    Ok(KmsFixture {
+        label: "key + tekton and grafeas (Container Analysis double, workload identity federation)",
+        spec,
+        env: vars(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", &credentials),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINERANALYSIS",
+                &grafeas.url,
+            ),
+        ]),
+        images: None,
+        peers: vec![Box::new(double), Box::new(grafeas)],
+        dir,
+    })
+}
+
 /// Storage in DynamoDB (moto's server, static keys).
 pub async fn dynamodb(env: &TestEnv) -> Result<KmsFixture, EnvError> {
     let dir = scratch("dynamodb")?;
