@@ -23,6 +23,20 @@ fn tls_client(env: &TestEnv) -> Result<reqwest::Client, EnvError> {
         .map_err(err)
 }
 
+/// `value` for a URL's path segment or query, every byte but the unreserved ones escaped.
+fn percent_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// fake-gcs-server, in memory, over TLS.
 pub struct FakeGcs {
     pub server: Server,
@@ -111,16 +125,7 @@ impl FakeGcs {
 
     /// An object's content, read through the JSON API (`alt=media`).
     pub async fn object(&self, bucket: &str, name: &str) -> Result<Vec<u8>, EnvError> {
-        let encoded: String = name
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let encoded = percent_encoded(name);
         let response = self
             .http
             .get(format!(
@@ -297,16 +302,7 @@ impl GrafeasDouble {
         resource: &str,
         token: &str,
     ) -> Result<Vec<Value>, EnvError> {
-        let filter: String = format!("resourceUrl=\"{resource}\"")
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let filter = percent_encoded(&format!("resourceUrl=\"{resource}\""));
         let list = self
             .get(
                 &format!("/v1/projects/{project}/occurrences?filter={filter}"),

@@ -92,6 +92,51 @@ impl GoogleAuth {
         self.token.clear();
     }
 
+    /// Sends `request` (made with [`Self::http`]) with a token; the status and the JSON answer
+    /// (`Null` when it is not JSON or larger than 1 MiB: no answer of these APIs is). A refused
+    /// token (401, 403) is forgotten, so the next call gets a new one. `what` names the call in
+    /// errors.
+    pub async fn send(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Value), String> {
+        let token = self.token().await.map_err(|e| e.to_string())?;
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        let answer = if body.len() <= 1024 * 1024 {
+            serde_json::from_slice(&body).unwrap_or_default()
+        } else {
+            Value::Null
+        };
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            self.clear();
+        }
+        Ok((status, answer))
+    }
+
+    /// [`Self::send`] for a call that must succeed: a failure is an error with the API's
+    /// `error.message`.
+    pub async fn call(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, String> {
+        let (status, answer) = self.send(what, request).await?;
+        if !status.is_success() {
+            return Err(format!(
+                "{what}: {status}: {}",
+                answer["error"]["message"].as_str().unwrap_or("no details")
+            ));
+        }
+        Ok(answer)
+    }
+
     async fn json(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, KmsError> {
         let response = request
             .send()

@@ -145,42 +145,22 @@ mod client {
 
         /// Writes `content` as `bucket/name` (replacing what is there) and checks the answer.
         pub async fn put(&self, bucket: &str, name: &str, content: &[u8]) -> Result<(), String> {
-            let token = self.auth.token().await.map_err(|e| e.to_string())?;
             let url = format!(
                 "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
                 self.endpoint,
                 encode(bucket),
                 encode(name)
             );
-            let response = self
+            let request = self
                 .auth
                 .http()
                 .post(&url)
-                .bearer_auth(token)
                 .header("content-type", "application/octet-stream")
-                .body(content.to_vec())
-                .send()
-                .await
-                .map_err(|e| format!("writing gs://{bucket}/{name}: {e}"))?;
-            let status = response.status();
-            // An object resource is small; a larger answer is not one.
-            let body = response.bytes().await.unwrap_or_default();
-            let answer: Value = if body.len() <= 64 * 1024 {
-                serde_json::from_slice(&body).unwrap_or_default()
-            } else {
-                Value::Null
-            };
-            if !status.is_success() {
-                if status == reqwest::StatusCode::UNAUTHORIZED
-                    || status == reqwest::StatusCode::FORBIDDEN
-                {
-                    self.auth.clear();
-                }
-                return Err(format!(
-                    "writing gs://{bucket}/{name}: {status}: {}",
-                    answer["error"]["message"].as_str().unwrap_or("no details")
-                ));
-            }
+                .body(content.to_vec());
+            let answer = self
+                .auth
+                .call(&format!("writing gs://{bucket}/{name}"), request)
+                .await?;
             check_answer(&answer, bucket, name, content)
                 .map_err(|e| format!("writing gs://{bucket}/{name}: the answer {e}"))
         }

@@ -278,29 +278,12 @@ mod client {
             path: &str,
             body: &Value,
         ) -> Result<(reqwest::StatusCode, Value), String> {
-            let token = self.auth.token().await.map_err(|e| e.to_string())?;
-            let response = self
+            let request = self
                 .auth
                 .http()
                 .post(format!("{}/v1/{path}", self.endpoint))
-                .bearer_auth(token)
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| format!("POST {path}: {e}"))?;
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            let answer: Value = if body.len() <= 1024 * 1024 {
-                serde_json::from_slice(&body).unwrap_or_default()
-            } else {
-                Value::Null
-            };
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
-                self.auth.clear();
-            }
-            Ok((status, answer))
+                .json(body);
+            self.auth.send(&format!("POST {path}"), request).await
         }
 
         /// Creates the occurrence, and its note first unless it is known to exist.

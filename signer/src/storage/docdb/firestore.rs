@@ -81,31 +81,13 @@ impl Collection {
             .string_field(&self.name_field)
             .filter(|id| !id.is_empty() && !id.contains('/'))
             .ok_or_else(|| format!("the document's {} is not a document ID", self.name_field))?;
-        let token = self.auth.token().await.map_err(|e| e.to_string())?;
         let name = format!("{}/{id}", self.path);
-        let response = self
+        let request = self
             .auth
             .http()
             .patch(format!("{}/v1/{name}", self.endpoint))
-            .bearer_auth(token)
-            .json(&document_fields(document, &self.name_field))
-            .send()
-            .await
-            .map_err(|e| format!("writing {name}: {e}"))?;
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
-        if !status.is_success() {
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
-                self.auth.clear();
-            }
-            return Err(format!(
-                "writing {name}: {status}: {}",
-                answer["error"]["message"].as_str().unwrap_or("no details")
-            ));
-        }
+            .json(&document_fields(document, &self.name_field));
+        let answer = self.auth.call(&format!("writing {name}"), request).await?;
         // The answer is the document as stored: it must be the one sent.
         if answer["name"].as_str() != Some(name.as_str()) {
             return Err(format!(
