@@ -392,7 +392,7 @@ data:
     }
 
     #[test]
-    fn a_chains_config_with_gcs_and_docdb_renders_back_the_same_keys() {
+    fn a_chains_config_with_gcs_docdb_or_grafeas_renders_back_the_same_keys() {
         for (storage, options) in [
             ("gcs", "  storage.gcs.bucket: provenance\n"),
             (
@@ -406,6 +406,10 @@ data:
             (
                 "docdb",
                 "  storage.docdb.url: mongo://tekton-chains/attestations?id_field=Name\n  storage.docdb.mongo-server-url-path: /etc/secrets/mongo/mongo-url\n",
+            ),
+            (
+                "grafeas",
+                "  storage.grafeas.projectid: signet-test\n  storage.grafeas.noteid: builds\n  storage.grafeas.notehint: Signed by our Tekton\n",
             ),
         ] {
             let document = format!(

@@ -415,7 +415,8 @@ async fn dynamodb_and_mongodb_hold_chains_documents_that_cosign_verifies() {
         env,
         &admin,
         &signer_ns,
-        json!({"artifacts": {"taskRun": {"storage": ["tekton", "docdb"]}, "oci": {"storage": ["docdb"]}},
+        json!({"artifacts": {"taskRun": {"storage": ["tekton", "docdb"]}, "pipelineRun": {"storage": ["docdb"]},
+                             "oci": {"storage": ["docdb"]}},
                "storage": {"docdb": {"url": "dynamodb://chains?partition_key=Name&region=us-east-1"}}}),
     )
     .await;
@@ -486,6 +487,31 @@ async fn dynamodb_and_mongodb_hold_chains_documents_that_cosign_verifies() {
         &unbase64(&image_item["Signature"]["S"]),
     );
 
+    let finished = "2026-11-26T10:05:00Z";
+    let pr_status = json!({"status": {"startTime": "2026-11-26T10:00:00Z", "completionTime": finished,
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": finished}]}});
+    let (pr_uid, _) = signed_pipelinerun(
+        &pipelineruns(&admin, ns),
+        "release-dynamodb",
+        pr_status.clone(),
+        log,
+    )
+    .await;
+    let pr_item = dynamodb(
+        &moto.url,
+        "GetItem",
+        &json!({"TableName": "chains", "Key": {"Name": {"S": format!("pipelinerun-{pr_uid}")}}}),
+    )
+    .await
+    .unwrap()["Item"]
+        .clone();
+    assert_cosign_accepts(
+        env,
+        key,
+        &unbase64(&pr_item["Signature"]["S"]),
+        "slsaprovenance",
+    );
+
     // The same backend, now MongoDB: the server URL is read from a file, as from a Secret.
     stack
         .apply(json!({"targetNamespace": signer_ns, "storage": {"docdb": {
@@ -500,7 +526,17 @@ async fn dynamodb_and_mongodb_hold_chains_documents_that_cosign_verifies() {
     )
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let uid = completed_taskrun(&admin, ns, "to-mongo").await;
+    let other = "sha256:4444444444444444444444444444444444444444444444444444444444444444";
+    let uid = build_run(
+        &admin,
+        ns,
+        "to-mongo",
+        &format!("{IMAGE}:v2"),
+        other,
+        None,
+        common::FINISHED,
+    )
+    .await;
     wait_signed(&admin, ns, "to-mongo", log).await;
     let documents = mongo
         .documents("tekton-chains", "attestations")
