@@ -593,7 +593,7 @@ async fn a_spec_the_operator_cannot_act_on_degrades_and_leaves_the_signer_alone(
         .generation;
     apply_config(
         admin,
-        json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"storage": ["gcs"]}}}),
+        json!({"targetNamespace": ns1, "artifacts": {"taskRun": {"storage": ["archivista"]}}}),
     )
     .await;
     let degraded = eventually("Degraded=True", log, || async {
