@@ -192,7 +192,7 @@ impl AwsApi {
                 secret_access_key: field("SecretAccessKey")?,
                 session_token: Some(field("SessionToken")?),
             },
-            Duration::from_secs(3600),
+            lifetime(&text, SystemTime::now()),
         ))
     }
 
@@ -278,6 +278,15 @@ impl AwsApi {
     }
 }
 
+/// How long STS's credentials live, from the answer's `Expiration` (an account may cap role
+/// sessions below the hour asked for); an hour when it has none or it does not parse.
+fn lifetime(answer: &str, now: SystemTime) -> Duration {
+    xml_field(answer, "Expiration")
+        .and_then(|at| humantime::parse_rfc3339_weak(at.trim()).ok())
+        .and_then(|at| at.duration_since(now).ok())
+        .unwrap_or(Duration::from_secs(3600))
+}
+
 /// The text of the first `<name>…</name>` element (STS answers are small and flat).
 fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let open = format!("<{name}>");
@@ -299,5 +308,20 @@ mod tests {
         assert_eq!(xml_field(xml, "AccessKeyId"), Some("ASIA1"));
         assert_eq!(xml_field(xml, "SessionToken"), Some("tok"));
         assert_eq!(xml_field(xml, "Expiration"), None);
+    }
+
+    #[test]
+    fn credentials_live_as_long_as_sts_says() {
+        let now = humantime::parse_rfc3339("2026-11-29T10:00:00Z").unwrap();
+        let answer = "<Credentials><Expiration>2026-11-29T10:15:00Z</Expiration></Credentials>";
+        assert_eq!(lifetime(answer, now), Duration::from_secs(900));
+        assert_eq!(
+            lifetime("<Credentials></Credentials>", now),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            lifetime("<Expiration>yesterday</Expiration>", now),
+            Duration::from_secs(3600)
+        );
     }
 }

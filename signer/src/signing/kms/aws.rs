@@ -23,6 +23,10 @@ use signet_config::KmsConfig;
 
 #[derive(Clone)]
 struct KeyInfo {
+    /// The key's ARN, as `GetPublicKey` names it: what signs, even when the URI names an alias
+    /// (an alias moved between reading the public key and signing would otherwise yield a
+    /// signature that does not verify with the key published).
+    arn: String,
     public_der: Vec<u8>,
     algorithm: String,
 }
@@ -33,6 +37,8 @@ pub struct Aws {
     key_id: String,
     api: AwsApi,
     key: Expiring<KeyInfo>,
+    /// The ARN the URI named at the last read, to notice an alias moved.
+    last_arn: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Aws {
@@ -101,6 +107,7 @@ impl Aws {
             key_id,
             api,
             key: Expiring::default(),
+            last_arn: std::sync::Mutex::default(),
         })
     }
 
@@ -137,7 +144,22 @@ impl Aws {
                 ))
             })?
             .to_owned();
+        let arn = required(&answer, "/KeyId")
+            .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?
+            .to_owned();
+        if let Ok(mut last) = self.last_arn.lock() {
+            if let Some(before) = last.as_deref().filter(|before| *before != arn) {
+                tracing::warn!(
+                    kmsref = %self.named.0,
+                    before,
+                    now = %arn,
+                    "the KMS key the URI names has changed: signatures from now on verify with the new key's public key"
+                );
+            }
+            *last = Some(arn.clone());
+        }
         let info = KeyInfo {
+            arn,
             public_der,
             algorithm,
         };
@@ -171,7 +193,7 @@ impl RemoteSigner for Aws {
             let answer = self
                 .call(
                     "Sign",
-                    &json!({"KeyId": self.key_id, "Message": STANDARD.encode(digest),
+                    &json!({"KeyId": info.arn, "Message": STANDARD.encode(digest),
                             "MessageType": "DIGEST", "SigningAlgorithm": info.algorithm}),
                 )
                 .await?;
