@@ -41,6 +41,9 @@ pub struct GoogleAuth {
     source: Source,
     http: reqwest::Client,
     token: Expiring<String>,
+    /// Held while a token is obtained, so that concurrent calls (a run's objects are written
+    /// at once) wait for one exchange instead of each making their own.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for GoogleAuth {
@@ -79,6 +82,7 @@ impl GoogleAuth {
             source,
             http,
             token: Expiring::default(),
+            refreshing: tokio::sync::Mutex::default(),
         })
     }
 
@@ -160,6 +164,11 @@ impl GoogleAuth {
         if let Some(token) = self.token.get() {
             return Ok(token);
         }
+        let _one_at_a_time = self.refreshing.lock().await;
+        // Another call may have obtained one while this one waited.
+        if let Some(token) = self.token.get() {
+            return Ok(token);
+        }
         let (token, lifetime) = match &self.source {
             Source::Metadata(host) => {
                 let url = format!(
@@ -211,7 +220,10 @@ impl GoogleAuth {
         let token_url = config["token_url"]
             .as_str()
             .unwrap_or("https://sts.googleapis.com/v1/token");
-        let audience = config["audience"].as_str().unwrap_or_default();
+        let audience = config["audience"]
+            .as_str()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| self.named.auth("external_account without audience"))?;
         let subject_type = config["subject_token_type"]
             .as_str()
             .unwrap_or("urn:ietf:params:oauth:token-type:jwt");
@@ -234,7 +246,14 @@ impl GoogleAuth {
                 ]),
             )
             .await?;
-        let federated = sts["access_token"].as_str().unwrap_or_default().to_owned();
+        let federated = sts["access_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                self.named
+                    .auth("STS token exchange: the answer has no access_token")
+            })?
+            .to_owned();
         let Some(impersonate) = config["service_account_impersonation_url"].as_str() else {
             return Ok((federated, sts["expires_in"].as_u64().unwrap_or(300)));
         };
