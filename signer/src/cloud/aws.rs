@@ -1,40 +1,141 @@
-//! AWS credentials as the SDKs' default chain finds them in a pod — `AWS_ROLE_ARN` with
-//! `AWS_WEB_IDENTITY_TOKEN_FILE` (EKS IRSA and Pod Identity webhooks inject these; the token is
-//! re-read at each exchange) through STS `AssumeRoleWithWebIdentity`, else
-//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` — and one JSON API call
-//! signed with Signature Version 4 (KMS, DynamoDB). Issue 18 replaces this with `aws-config`.
+//! AWS credentials through `aws-config`'s default chain — what every AWS SDK finds in a pod:
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, a profile (`AWS_PROFILE`, `~/.aws/config`,
+//! SSO), web identity (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`: EKS IRSA), container
+//! credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`:
+//! EKS Pod Identity, ECS), and instance metadata (`IMDSv2`) — over rustls with ring, with the
+//! chain's own caching, retries and expiry handling; and one JSON API call signed with
+//! `aws-sigv4` for DynamoDB (the KMS signer uses `aws-sdk-kms`).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+#[cfg(feature = "docdb")]
+use std::time::SystemTime;
 
+use aws_config::{BehaviorVersion, Region, SdkConfig, timeout::TimeoutConfig};
+#[cfg(feature = "docdb")]
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_smithy_http_client::tls;
+#[cfg(feature = "docdb")]
 use serde_json::Value;
 
 use super::env;
-use crate::signing::kms::KmsError;
-use crate::signing::kms::common::{Expiring, Named, http_client};
-use crate::signing::kms::sigv4::{Credentials, amz_timestamp, sign_v4, uri_encode};
+#[cfg(feature = "docdb")]
+use crate::signing::kms::{
+    KmsError,
+    common::{Expiring, Named, http_client},
+};
 
-#[derive(Clone, Debug)]
-enum Source {
-    Static,
-    WebIdentity {
-        role_arn: String,
-        token_file: String,
-        session_name: String,
-        sts_endpoint: String,
-    },
+/// What every credential error of the chain starts with (and how errors are told apart as
+/// credential errors, whatever the SDK wraps them in).
+pub const CREDENTIALS: &str = "AWS credentials";
+
+/// Which source of the chain the environment selects, in the chain's order — said in errors so
+/// that "STS refused the token" and "no credentials at all" read differently.
+pub fn source() -> String {
+    if env("AWS_ACCESS_KEY_ID").is_some() {
+        "environment keys (AWS_ACCESS_KEY_ID)".to_owned()
+    } else if let Some(profile) = env("AWS_PROFILE") {
+        format!("profile {profile}")
+    } else if env("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
+        "web identity (STS AssumeRoleWithWebIdentity)".to_owned()
+    } else if env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some()
+        || env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
+    {
+        "container credentials (EKS Pod Identity or ECS)".to_owned()
+    } else {
+        "the default chain (profile files, then instance metadata IMDSv2)".to_owned()
+    }
 }
 
-/// One AWS service's JSON API at `endpoint`, with the pod's credentials.
+/// The chain's credentials, errors prefixed with [`CREDENTIALS`] and the selected source.
+#[derive(Debug)]
+struct Labeled {
+    inner: SharedCredentialsProvider,
+    source: String,
+}
+
+impl ProvideCredentials for Labeled {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            self.inner.provide_credentials().await.map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "{CREDENTIALS} from {}: {}",
+                    self.source,
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ))
+            })
+        })
+    }
+}
+
+/// The shared configuration of the AWS clients: region (`region`, else `AWS_REGION`, the
+/// profile, or IMDS), the default credential chain, TLS through rustls + ring verified against
+/// the system's roots (`SSL_CERT_FILE`), 5 s to connect, 30 s per attempt, the SDK's standard
+/// retries (throttling included). `AWS_ENDPOINT_URL[_<SERVICE>]` is the SDK's own.
+pub async fn load(region: Option<String>) -> Result<(SdkConfig, SharedCredentialsProvider), String> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(
+            "no AWS region: use a key ARN, set AWS_REGION, or run where a profile or instance metadata names one"
+                .to_owned(),
+        );
+    }
+    let inner = config
+        .credentials_provider()
+        .ok_or_else(|| format!("{CREDENTIALS}: the SDK found no credential chain"))?;
+    let labeled = SharedCredentialsProvider::new(Labeled {
+        inner,
+        source: source(),
+    });
+    Ok((config, labeled))
+}
+
+#[cfg(feature = "docdb")]
+/// A service's endpoint as the SDKs choose it: `AWS_ENDPOINT_URL_<SERVICE>`, else
+/// `AWS_ENDPOINT_URL`, else `https://<service>.<region>.amazonaws.com`.
+pub fn env_endpoint(service_variable: &str, service: &str, region: &str) -> String {
+    env(&format!("AWS_ENDPOINT_URL_{service_variable}"))
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[cfg(feature = "docdb")]
+/// One AWS service's JSON API at `endpoint` (DynamoDB), signed with SigV4 with the chain's
+/// credentials.
 pub struct AwsApi {
     named: Named,
     service: &'static str,
-    region: String,
-    endpoint: String,
-    source: Source,
+    region: Option<String>,
+    endpoint: Option<String>,
     http: reqwest::Client,
+    /// Region and credentials, loaded at the first call.
+    loaded: tokio::sync::OnceCell<Result<(String, String, SharedCredentialsProvider), String>>,
     credentials: Expiring<Credentials>,
 }
 
+#[cfg(feature = "docdb")]
 impl std::fmt::Debug for AwsApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsApi")
@@ -46,158 +147,67 @@ impl std::fmt::Debug for AwsApi {
     }
 }
 
-/// The region of the environment: `AWS_REGION`, else `AWS_DEFAULT_REGION`.
-pub fn env_region() -> Option<String> {
-    env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"))
-}
-
-/// A service's endpoint as the SDKs choose it: `AWS_ENDPOINT_URL_<SERVICE>`, else
-/// `AWS_ENDPOINT_URL`, else `https://<service>.<region>.amazonaws.com`.
-pub fn env_endpoint(service_variable: &str, service: &str, region: &str) -> String {
-    env(&format!("AWS_ENDPOINT_URL_{service_variable}"))
-        .or_else(|| env("AWS_ENDPOINT_URL"))
-        .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com"))
-        .trim_end_matches('/')
-        .to_owned()
-}
-
+#[cfg(feature = "docdb")]
 impl AwsApi {
-    /// A client of `service` (the SigV4 signing name: `kms`, `dynamodb`) in `region` at
-    /// `endpoint`; errors name what is missing from the environment.
+    /// A client of `service` (the SigV4 signing name and endpoint prefix: `dynamodb`) with its
+    /// endpoint variable's suffix (`DYNAMODB`); `region` and `endpoint` override the chain's.
     pub fn new(
         named: Named,
         service: &'static str,
-        region: String,
-        endpoint: &str,
+        region: Option<String>,
+        endpoint: Option<String>,
     ) -> Result<Self, String> {
-        let source = match (env("AWS_ROLE_ARN"), env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
-            (Some(role_arn), Some(token_file)) => Source::WebIdentity {
-                role_arn,
-                token_file,
-                session_name: env("AWS_ROLE_SESSION_NAME")
-                    .unwrap_or_else(|| "signet-signer".to_owned()),
-                sts_endpoint: env_endpoint("STS", "sts", &region),
-            },
-            _ if env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some() => {
-                Source::Static
-            }
-            _ => {
-                return Err(
-                    "no AWS credentials: set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE (workload identity), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                        .to_owned(),
-                );
-            }
-        };
         let http = http_client(&named).map_err(|e| e.to_string())?;
         Ok(Self {
             named,
             service,
             region,
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
-            source,
+            endpoint,
             http,
+            loaded: tokio::sync::OnceCell::new(),
             credentials: Expiring::default(),
         })
     }
 
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    async fn loaded(&self) -> Result<&(String, String, SharedCredentialsProvider), KmsError> {
+        self.loaded
+            .get_or_init(|| async {
+                let (config, provider) = load(self.region.clone()).await?;
+                let region = config.region().map(ToString::to_string).unwrap_or_default();
+                let endpoint = self.endpoint.clone().unwrap_or_else(|| {
+                    env_endpoint(&self.service.to_uppercase(), self.service, &region)
+                });
+                Ok((region, endpoint, provider))
+            })
+            .await
+            .as_ref()
+            .map_err(|e| self.named.config(e))
     }
 
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
-    async fn credentials(&self) -> Result<Credentials, KmsError> {
+    async fn credentials(&self, provider: &SharedCredentialsProvider) -> Result<Credentials, KmsError> {
         if let Some(credentials) = self.credentials.get() {
             return Ok(credentials);
         }
-        let (credentials, expires) = match &self.source {
-            Source::Static => (
-                Credentials {
-                    access_key_id: env("AWS_ACCESS_KEY_ID").unwrap_or_default(),
-                    secret_access_key: env("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
-                    session_token: env("AWS_SESSION_TOKEN"),
-                },
-                // Re-read the environment now and then is pointless; it cannot change.
-                None,
-            ),
-            Source::WebIdentity {
-                role_arn,
-                token_file,
-                session_name,
-                sts_endpoint,
-            } => {
-                let (credentials, lifetime) = self
-                    .assume_role(sts_endpoint, role_arn, token_file, session_name)
-                    .await?;
-                // Exchange again well before STS's expiry.
-                (credentials, Some(Instant::now() + lifetime.mul_f32(0.8)))
-            }
-        };
-        self.credentials.set(credentials.clone(), expires);
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| {
+                self.named.auth(aws_smithy_types::error::display::DisplayErrorContext(&e))
+            })?;
+        // Renewed five minutes before the chain's expiry (none: keys that do not expire).
+        let until = credentials.expiry().map(|at| {
+            let left = at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(Duration::from_secs(300));
+            std::time::Instant::now() + left
+        });
+        self.credentials.set(credentials.clone(), until);
         Ok(credentials)
     }
 
-    /// STS `AssumeRoleWithWebIdentity` (unsigned; the web identity token is the proof).
-    async fn assume_role(
-        &self,
-        sts: &str,
-        role_arn: &str,
-        token_file: &str,
-        session_name: &str,
-    ) -> Result<(Credentials, Duration), KmsError> {
-        let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-            self.named.auth(format!(
-                "reading AWS_WEB_IDENTITY_TOKEN_FILE {token_file}: {e}"
-            ))
-        })?;
-        let form = [
-            ("Action", "AssumeRoleWithWebIdentity"),
-            ("Version", "2011-06-15"),
-            ("RoleArn", role_arn),
-            ("RoleSessionName", session_name),
-            ("WebIdentityToken", token.trim()),
-            ("DurationSeconds", "3600"),
-        ];
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", uri_encode(v, true)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let response = self
-            .http
-            .post(format!("{sts}/"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.named.auth(format!("STS {sts}: {e}")))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.named.auth(format!(
-                "STS AssumeRoleWithWebIdentity for {role_arn}: {status}: {}",
-                xml_field(&text, "Message").unwrap_or("no details")
-            )));
-        }
-        let field = |name| {
-            xml_field(&text, name)
-                .map(str::to_owned)
-                .ok_or_else(|| self.named.auth(format!("STS answer without {name}")))
-        };
-        Ok((
-            Credentials {
-                access_key_id: field("AccessKeyId")?,
-                secret_access_key: field("SecretAccessKey")?,
-                session_token: Some(field("SessionToken")?),
-            },
-            lifetime(&text, SystemTime::now()),
-        ))
-    }
-
     /// One JSON API call (`X-Amz-Target: <target>`), signed. Credentials the service refuses
-    /// are `Auth` (and dropped, so the next call exchanges again); other failures `Remote`
+    /// are `Auth` (and dropped, so the next call asks the chain again); other failures `Remote`
     /// with the service's error type and message.
     pub async fn call(
         &self,
@@ -205,47 +215,25 @@ impl AwsApi {
         target: &str,
         body: &Value,
     ) -> Result<Value, KmsError> {
-        let credentials = self.credentials().await?;
+        let (region, endpoint, provider) = self.loaded().await?;
+        let credentials = self.credentials(provider).await?;
         let payload = serde_json::to_vec(body).map_err(|e| self.named.remote(e))?;
-        let url = format!("{}/", self.endpoint);
-        let host = reqwest::Url::parse(&url)
-            .ok()
-            .and_then(|u| {
-                u.host_str().map(|h| {
-                    u.port()
-                        .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
-                })
-            })
-            .ok_or_else(|| self.named.remote(format!("endpoint {url} has no host")))?;
-        let (amz_date, _) = amz_timestamp(SystemTime::now());
-        let mut headers = vec![
-            ("content-type".to_owned(), content_type.to_owned()),
-            ("host".to_owned(), host),
-            ("x-amz-date".to_owned(), amz_date.clone()),
-            ("x-amz-target".to_owned(), target.to_owned()),
-        ];
-        if let Some(token) = &credentials.session_token {
-            headers.push(("x-amz-security-token".to_owned(), token.clone()));
-        }
-        let authorization = sign_v4(
+        let url = format!("{}/", endpoint.trim_end_matches('/'));
+        let headers = [("content-type", content_type), ("x-amz-target", target)];
+        let signed = sign(
             &credentials,
-            &self.region,
-            self.service,
-            "POST",
-            "/",
+            (region, self.service, SystemTime::now()),
+            &url,
             &headers,
             &payload,
-            &amz_date,
-        );
+        )
+            .map_err(|e| self.named.auth(format!("{CREDENTIALS}: signing: {e}")))?;
         let mut request = self.http.post(&url).body(payload);
-        for (name, value) in &headers {
-            if name != "host" {
-                request = request.header(name.as_str(), value.as_str());
-            }
+        for (name, value) in headers.iter().map(|(n, v)| (*n, (*v).to_owned())).chain(signed) {
+            request = request.header(name, value);
         }
         let action = target.rsplit('.').next().unwrap_or(target);
         let response = request
-            .header("authorization", authorization)
             .send()
             .await
             .map_err(|e| self.named.remote(format!("{action}: {e}")))?;
@@ -262,14 +250,7 @@ impl AwsApi {
             .or_else(|| answer["Message"].as_str())
             .unwrap_or("no details");
         let text = format!("{action}: {status} {kind}: {message}");
-        if matches!(
-            kind,
-            "AccessDeniedException"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "ExpiredTokenException"
-                | "MissingAuthenticationTokenException"
-        ) {
+        if is_credentials_refused(kind) {
             self.credentials.clear();
             Err(self.named.auth(text))
         } else {
@@ -278,50 +259,112 @@ impl AwsApi {
     }
 }
 
-/// How long STS's credentials live, from the answer's `Expiration` (an account may cap role
-/// sessions below the hour asked for); an hour when it has none or it does not parse.
-fn lifetime(answer: &str, now: SystemTime) -> Duration {
-    xml_field(answer, "Expiration")
-        .and_then(|at| humantime::parse_rfc3339_weak(at.trim()).ok())
-        .and_then(|at| at.duration_since(now).ok())
-        .unwrap_or(Duration::from_secs(3600))
+/// The error codes with which AWS services refuse the caller's credentials.
+pub fn is_credentials_refused(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException"
+            | "MissingAuthenticationTokenException"
+    )
 }
 
-/// The text of the first `<name>…</name>` element (STS answers are small and flat).
-fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{name}>"))? + start;
-    Some(&xml[start..end])
+#[cfg(feature = "docdb")]
+/// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`) of a POST of
+/// `payload` with `headers` to `url`, for `(region, service, time)`.
+fn sign(
+    credentials: &Credentials,
+    (region, service, time): (&str, &str, SystemTime),
+    url: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) -> Result<Vec<(&'static str, String)>, String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings};
+    let identity = credentials.clone().into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(payload),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = aws_sigv4::http_request::sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let (signed, _) = instructions.into_parts();
+    Ok(signed
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_owned()))
+        .collect())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "docdb"))]
 mod tests {
     use super::*;
 
+    fn header(headers: &[(&str, String)], name: &str) -> Option<String> {
+        headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+    }
+
+    /// AWS's Signature Version 4 test suite, post-vanilla: the signature is the suite's.
     #[test]
-    fn sts_answers_yield_their_credentials() {
-        let xml = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
-                   <AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>s3cr3t</SecretAccessKey>\
-                   <SessionToken>tok</SessionToken></Credentials></AssumeRoleWithWebIdentityResult>\
-                   </AssumeRoleWithWebIdentityResponse>";
-        assert_eq!(xml_field(xml, "AccessKeyId"), Some("ASIA1"));
-        assert_eq!(xml_field(xml, "SessionToken"), Some("tok"));
-        assert_eq!(xml_field(xml, "Expiration"), None);
+    fn signatures_match_the_aws_test_suite() {
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let headers = sign(
+            &credentials,
+            ("us-east-1", "service", at),
+            "https://example.amazonaws.com/",
+            &[],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            header(&headers, "authorization").as_deref(),
+            Some(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"
+            )
+        );
+        assert_eq!(header(&headers, "x-amz-date").as_deref(), Some("20150830T123600Z"));
     }
 
     #[test]
-    fn credentials_live_as_long_as_sts_says() {
-        let now = humantime::parse_rfc3339("2026-11-29T10:00:00Z").unwrap();
-        let answer = "<Credentials><Expiration>2026-11-29T10:15:00Z</Expiration></Credentials>";
-        assert_eq!(lifetime(answer, now), Duration::from_secs(900));
-        assert_eq!(
-            lifetime("<Credentials></Credentials>", now),
-            Duration::from_secs(3600)
-        );
-        assert_eq!(
-            lifetime("<Expiration>yesterday</Expiration>", now),
-            Duration::from_secs(3600)
-        );
+    fn the_session_token_and_target_are_signed() {
+        let credentials = Credentials::new("AKID", "secret", Some("tok".to_owned()), None, "test");
+        let headers = sign(
+            &credentials,
+            ("eu-west-1", "dynamodb", SystemTime::now()),
+            "https://dynamodb.eu-west-1.amazonaws.com/",
+            &[("x-amz-target", "DynamoDB_20120810.PutItem")],
+            b"{}",
+        )
+        .unwrap();
+        let authorization = header(&headers, "authorization").unwrap();
+        assert!(authorization.contains("/eu-west-1/dynamodb/aws4_request"), "{authorization}");
+        assert!(authorization.contains("x-amz-security-token;x-amz-target"), "{authorization}");
+        assert_eq!(header(&headers, "x-amz-security-token").as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn refused_credentials_are_told_from_other_errors() {
+        assert!(is_credentials_refused("ExpiredTokenException"));
+        assert!(!is_credentials_refused("ThrottlingException"));
     }
 }

@@ -3,7 +3,7 @@
 //! signed or bearer calls made with them. One implementation per cloud, so that the KMS key
 //! and a storage backend of the same cloud authenticate the same way.
 
-#[cfg(any(feature = "awskms", feature = "docdb"))]
+#[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(any(
     feature = "gcpkms",

@@ -121,6 +121,7 @@ impl Context {
             ),
             self.metrics.failures_by_reason(),
             self.stores.writes_total(),
+            crate::signing::kms::key_changes_total(),
         ]
     }
 

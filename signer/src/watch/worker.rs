@@ -125,6 +125,7 @@ pub(crate) async fn process(
                     metrics.payload_stored.inc();
                     metrics.marked_signed.inc();
                     tracing::info!(run = %run.id(), uid = %run.uid, "signed");
+                    key_changes(ctx, &obj.object_ref(&resource(kind))).await;
                     Step::Done
                 }
                 Written::Conflict => Step::Again,
@@ -177,6 +178,27 @@ pub(crate) async fn process(
             } else {
                 Step::Done
             }
+        }
+    }
+}
+
+/// An Event `KMSKeyChanged` on a run just signed for each change of the KMS key reported since
+/// the last (an alias moved, a new version signing): where a user looking at the runs sees
+/// from which run on signatures verify with the new key.
+async fn key_changes(ctx: &Context, reference: &k8s_openapi::api::core::v1::ObjectReference) {
+    for change in crate::signing::kms::take_key_changes() {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "KMSKeyChanged".to_owned(),
+            note: Some(format!(
+                "{} now names {} (was {}): this run and those after it verify with the new key's public key",
+                change.uri, change.now, change.before
+            )),
+            action: "Sign".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, reference).await {
+            tracing::debug!(error = %e, "failed to record an Event");
         }
     }
 }

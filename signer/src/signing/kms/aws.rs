@@ -1,24 +1,26 @@
 //! `awskms://[endpoint]/<key id | alias/name | key or alias ARN>`: an AWS KMS asymmetric key,
-//! over KMS's JSON API signed with Signature Version 4 (no SDK).
+//! through the official SDK (`aws-sdk-kms`, credentials from `aws-config`'s default chain).
 //!
 //! As sigstore's provider: an endpoint in the URI means `https://<endpoint>`; otherwise
 //! `AWS_ENDPOINT_URL_KMS` or `AWS_ENDPOINT_URL` (the SDKs' variables), else
-//! `https://kms.<region>.amazonaws.com`. The region comes from a key ARN, else `AWS_REGION` /
-//! `AWS_DEFAULT_REGION`. The key signs a SHA-256 (or SHA-384/512, per its first signing
+//! `https://kms.<region>.amazonaws.com`. The region comes from a key ARN, else the chain's
+//! (`AWS_REGION`, the profile, instance metadata). The key signs a SHA-256 (or SHA-384/512, per its first signing
 //! algorithm) digest (`MessageType: DIGEST`) with the first algorithm `GetPublicKey` lists —
 //! what cosign does with the same key. Key metadata is cached for `SIGNET_KMS_KEY_TTL` (default
-//! five minutes), so an alias moved to a new key is followed.
+//! five minutes), so an alias moved to a new key is followed — the key ARN read signs, and a
+//! move is reported ([`super::key_changed`]).
 //!
-//! Credentials and the signed call: `crate::cloud::aws` (shared with DynamoDB storage).
+//! Credentials: `crate::cloud::aws` (shared with DynamoDB storage).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::common::{Expiring, Named, key_deadline, required};
+use super::common::{Expiring, Named, key_deadline};
 use super::{BoxFuture, KmsError, RemoteSigner};
-use crate::cloud::aws::{AwsApi, env_endpoint, env_region};
+use crate::cloud::aws::{CREDENTIALS, is_credentials_refused, load};
 use signet_config::KmsConfig;
 
 #[derive(Clone)]
@@ -28,14 +30,18 @@ struct KeyInfo {
     /// signature that does not verify with the key published).
     arn: String,
     public_der: Vec<u8>,
-    algorithm: String,
+    algorithm: SigningAlgorithmSpec,
 }
 
-/// An AWS KMS key and a client for its endpoint.
+/// An AWS KMS key and the SDK's client for it, made at the first call.
 pub struct Aws {
     named: Named,
     key_id: String,
-    api: AwsApi,
+    /// From a key ARN; else the chain's (`AWS_REGION`, profile, IMDS).
+    region: Option<String>,
+    /// From the URI; else the SDK's (`AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, AWS's).
+    endpoint: Option<String>,
+    client: tokio::sync::OnceCell<Result<Client, String>>,
     key: Expiring<KeyInfo>,
     /// The ARN the URI named at the last read, to notice an alias moved.
     last_arn: std::sync::Mutex<Option<String>>,
@@ -45,8 +51,8 @@ impl std::fmt::Debug for Aws {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Aws")
             .field("uri", &self.named.0)
-            .field("endpoint", &self.api.endpoint())
-            .field("region", &self.api.region())
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
             .finish_non_exhaustive()
     }
 }
@@ -89,37 +95,63 @@ pub fn parse_uri(uri: &str) -> Result<(Option<String>, String), String> {
 impl Aws {
     pub fn from_config(config: &KmsConfig) -> Result<Self, KmsError> {
         let named = Named(config.kmsref.clone().unwrap_or_default());
-        let bad = |message: String| named.config(message);
-        let (host, key_id) = parse_uri(&named.0).map_err(&bad)?;
+        let (host, key_id) = parse_uri(&named.0).map_err(|e| named.config(e))?;
         let region = key_id
             .strip_prefix("arn:")
             .and_then(|arn| arn.split(':').nth(2))
-            .map(str::to_owned)
-            .or_else(env_region)
-            .ok_or_else(|| bad("no AWS region: use a key ARN or set AWS_REGION".to_owned()))?;
-        let endpoint = match host {
-            Some(host) => format!("https://{host}"),
-            None => env_endpoint("KMS", "kms", &region),
-        };
-        let api = AwsApi::new(named.clone(), "kms", region, &endpoint).map_err(&bad)?;
+            .map(str::to_owned);
         Ok(Self {
             named,
             key_id,
-            api,
+            region,
+            endpoint: host.map(|host| format!("https://{host}")),
+            client: tokio::sync::OnceCell::new(),
             key: Expiring::default(),
             last_arn: std::sync::Mutex::default(),
         })
     }
 
-    /// One KMS API call (`TrentService.<action>`), signed.
-    async fn call(&self, action: &str, body: &Value) -> Result<Value, KmsError> {
-        self.api
-            .call(
-                "application/x-amz-json-1.1",
-                &format!("TrentService.{action}"),
-                body,
-            )
+    async fn client(&self) -> Result<&Client, KmsError> {
+        self.client
+            .get_or_init(|| async {
+                let (config, credentials) = load(self.region.clone()).await?;
+                let mut builder =
+                    aws_sdk_kms::config::Builder::from(&config).credentials_provider(credentials);
+                if let Some(endpoint) = &self.endpoint {
+                    builder = builder.endpoint_url(endpoint);
+                }
+                Ok(Client::from_conf(builder.build()))
+            })
             .await
+            .as_ref()
+            .map_err(|e| self.named.config(e))
+    }
+
+    /// A failed call as `Auth` (the chain could not give credentials, or KMS refused them) or
+    /// `Remote` (KMS's error code and message, or the transport's failure).
+    fn error<E>(&self, action: &str, error: &SdkError<E, aws_sdk_kms::config::http::HttpResponse>) -> KmsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        if let SdkError::ServiceError(service) = error {
+            let code = service.err().code().unwrap_or("error");
+            let text = format!(
+                "{action}: {} {code}: {}",
+                service.raw().status().as_u16(),
+                service.err().message().unwrap_or("no details")
+            );
+            return if is_credentials_refused(code) {
+                self.named.auth(text)
+            } else {
+                self.named.remote(text)
+            };
+        }
+        let text = format!("{action}: {}", DisplayErrorContext(error));
+        if text.contains(CREDENTIALS) {
+            self.named.auth(text)
+        } else {
+            self.named.remote(text)
+        }
     }
 
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
@@ -127,34 +159,38 @@ impl Aws {
             return Ok(info);
         }
         let answer = self
-            .call("GetPublicKey", &json!({"KeyId": self.key_id}))
-            .await?;
-        let public_der = required(&answer, "/PublicKey")
-            .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?;
-        let public_der = STANDARD
-            .decode(public_der)
-            .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?;
-        let algorithm = answer["SigningAlgorithms"][0]
-            .as_str()
+            .client()
+            .await?
+            .get_public_key()
+            .key_id(&self.key_id)
+            .send()
+            .await
+            .map_err(|e| self.error("GetPublicKey", &e))?;
+        let missing = |field: &str| self.named.remote(format!("GetPublicKey: the answer has no {field}"));
+        let public_der = answer
+            .public_key()
+            .map(|blob| blob.as_ref().to_vec())
+            .filter(|der| !der.is_empty())
+            .ok_or_else(|| missing("PublicKey"))?;
+        let algorithm = answer
+            .signing_algorithms()
+            .first()
+            .cloned()
             .ok_or_else(|| {
                 self.named.remote(format!(
                     "key {} ({}) cannot sign: it lists no signing algorithm",
                     self.key_id,
-                    answer["KeySpec"].as_str().unwrap_or("unknown spec")
+                    answer.key_spec().map_or("unknown spec", |spec| spec.as_str())
                 ))
-            })?
-            .to_owned();
-        let arn = required(&answer, "/KeyId")
-            .map_err(|e| self.named.remote(format!("GetPublicKey: {e}")))?
+            })?;
+        let arn = answer
+            .key_id()
+            .filter(|arn| !arn.is_empty())
+            .ok_or_else(|| missing("KeyId"))?
             .to_owned();
         if let Ok(mut last) = self.last_arn.lock() {
             if let Some(before) = last.as_deref().filter(|before| *before != arn) {
-                tracing::warn!(
-                    kmsref = %self.named.0,
-                    before,
-                    now = %arn,
-                    "the KMS key the URI names has changed: signatures from now on verify with the new key's public key"
-                );
+                super::key_changed(&self.named.0, before, &arn);
             }
             *last = Some(arn.clone());
         }
@@ -189,19 +225,24 @@ impl RemoteSigner for Aws {
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {
         Box::pin(async move {
             let info = self.key_info().await?;
-            let digest = digest(&info.algorithm, message).map_err(|e| self.named.remote(e))?;
+            let digest =
+                digest(info.algorithm.as_str(), message).map_err(|e| self.named.remote(e))?;
             let answer = self
-                .call(
-                    "Sign",
-                    &json!({"KeyId": info.arn, "Message": STANDARD.encode(digest),
-                            "MessageType": "DIGEST", "SigningAlgorithm": info.algorithm}),
-                )
-                .await?;
-            let signature = required(&answer, "/Signature")
-                .map_err(|e| self.named.remote(format!("Sign: {e}")))?;
-            STANDARD
-                .decode(signature)
-                .map_err(|e| self.named.remote(format!("Sign: {e}")))
+                .client()
+                .await?
+                .sign()
+                .key_id(&info.arn)
+                .message(Blob::new(digest))
+                .message_type(MessageType::Digest)
+                .signing_algorithm(info.algorithm.clone())
+                .send()
+                .await
+                .map_err(|e| self.error("Sign", &e))?;
+            answer
+                .signature()
+                .map(|blob| blob.as_ref().to_vec())
+                .filter(|signature| !signature.is_empty())
+                .ok_or_else(|| self.named.remote("Sign: the answer has no Signature"))
         })
     }
 

@@ -27,8 +27,6 @@ pub(crate) mod common;
 pub mod der;
 #[cfg(feature = "gcpkms")]
 pub mod gcp;
-#[cfg(any(feature = "awskms", feature = "docdb"))]
-pub mod sigv4;
 #[cfg(feature = "hashivault")]
 pub mod vault;
 
@@ -148,6 +146,68 @@ impl KmsSigners {
         let made = from_config(config);
         *slot = Some((config.clone(), made.clone()));
         Some(made)
+    }
+}
+
+/// A key that a `kmsref` names and that changed between two reads: an alias moved to another
+/// key, a new key version made the one that signs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyChange {
+    pub uri: String,
+    pub before: String,
+    pub now: String,
+}
+
+/// Changes not yet published as Events (bounded: the oldest are dropped past 32), and their
+/// count for `signet_signer_kms_key_changes_total`.
+static KEY_CHANGES: std::sync::Mutex<Vec<KeyChange>> = std::sync::Mutex::new(Vec::new());
+static KEY_CHANGES_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Reports that `uri` now names key `now` where it named `before`: logged, counted, and queued
+/// for the next signed run's Event ([`take_key_changes`]). Signatures from now on verify with
+/// the new key's public key; nothing signs with one key while publishing another's.
+pub fn key_changed(uri: &str, before: &str, now: &str) {
+    tracing::warn!(
+        kmsref = %uri,
+        before,
+        now,
+        "the KMS key the URI names has changed: signatures from now on verify with the new key's public key"
+    );
+    KEY_CHANGES_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut queued = match KEY_CHANGES.lock() {
+        Ok(queued) => queued,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if queued.len() >= 32 {
+        queued.remove(0);
+    }
+    queued.push(KeyChange {
+        uri: uri.to_owned(),
+        before: before.to_owned(),
+        now: now.to_owned(),
+    });
+}
+
+/// The key changes reported since the last call.
+pub fn take_key_changes() -> Vec<KeyChange> {
+    match KEY_CHANGES.lock() {
+        Ok(mut queued) => std::mem::take(&mut *queued),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    }
+}
+
+/// `signet_signer_kms_key_changes_total`.
+pub fn key_changes_total() -> signet_runtime::health::Sampled {
+    signet_runtime::health::Sampled {
+        name: "signet_signer_kms_key_changes_total",
+        help: "Times the KMS key that signers.kms.kmsref names changed (an alias moved, a new version became the signing one).",
+        type_: "counter",
+        read: std::sync::Arc::new(|| {
+            // Counts stay far below 2^53.
+            #[allow(clippy::cast_precision_loss)]
+            let value = KEY_CHANGES_TOTAL.load(std::sync::atomic::Ordering::Relaxed) as f64;
+            vec![(String::new(), value)]
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use super::SignedDocument;
-use crate::cloud::aws::{AwsApi, env_endpoint, env_region};
+use crate::cloud::aws::AwsApi;
 use crate::signing::kms::common::Named;
 
 fn string(value: &str) -> Value {
@@ -68,21 +68,19 @@ impl Table {
         region: Option<&str>,
         endpoint: Option<&str>,
     ) -> Result<Self, String> {
-        let region = region
-            .map(str::to_owned)
-            .or_else(env_region)
-            .ok_or("no AWS region: add region=… to the URL or set AWS_REGION")?;
-        let endpoint = endpoint.map_or_else(
-            || env_endpoint("DYNAMODB", "dynamodb", &region),
-            |e| {
-                if e.contains("://") {
-                    e.to_owned()
-                } else {
-                    format!("https://{e}")
-                }
-            },
-        );
-        let api = AwsApi::new(Named(url.to_owned()), "dynamodb", region, &endpoint)?;
+        let endpoint = endpoint.map(|e| {
+            if e.contains("://") {
+                e.to_owned()
+            } else {
+                format!("https://{e}")
+            }
+        });
+        let api = AwsApi::new(
+            Named(url.to_owned()),
+            "dynamodb",
+            region.map(str::to_owned),
+            endpoint,
+        )?;
         Ok(Self {
             api,
             name: table.to_owned(),
