@@ -15,26 +15,40 @@ pub struct IdentitySpec {
     pub gcp: Option<GcpIdentity>,
 }
 
-/// Azure Workload Identity: a managed identity or app registration federated with the
-/// cluster's OIDC issuer.
+/// Azure: Workload Identity (a managed identity or app registration federated with the
+/// cluster's OIDC issuer: `clientId` and `tenantId`), or, with `managedIdentity`, the managed
+/// identity of the node (or the user-assigned one `clientId` names) without federation.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AzureIdentity {
-    /// Client (application) id of the identity.
+    /// Client (application) id of the identity. Required for Workload Identity; with
+    /// `managedIdentity`, selects a user-assigned identity (unset: the node's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub client_id: String,
-    /// Directory (tenant) id.
+    pub client_id: Option<String>,
+    /// Directory (tenant) id. Required for Workload Identity; unset with `managedIdentity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub tenant_id: String,
+    pub tenant_id: Option<String>,
+    /// Tokens from the instance metadata endpoint (AKS node or user-assigned managed
+    /// identity) instead of a federated ServiceAccount token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed_identity: bool,
 }
 
-/// AWS IAM roles for service accounts (web identity).
+/// AWS: IAM roles for service accounts (`roleArn`, web identity), or EKS Pod Identity
+/// (`podIdentity: true`: the role is bound to the signer's ServiceAccount by an association,
+/// `aws eks create-pod-identity-association`, and nothing is rendered for it).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsIdentity {
-    /// The role to assume, `arn:aws:iam::<account>:role/<name>`.
+    /// The role to assume with web identity, `arn:aws:iam::<account>:role/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
-    pub role_arn: String,
+    pub role_arn: Option<String>,
+    /// Credentials from the EKS Pod Identity Agent (the association names the role).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pod_identity: bool,
 }
 
 /// GCP Workload Identity Federation.

@@ -23,8 +23,8 @@ pub use signing::{
     TransparencySpec, TrustedRootRef, TufSource, VaultOidcAuth, VaultSpireAuth,
 };
 pub use status::{
-    Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfigStatus, SigningServices,
-    VerificationStatus,
+    CloudIdentityStatus, Condition, ConditionStatus, IdentityStatus, SignerStatus,
+    SignetConfigStatus, SigningServices, VerificationStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

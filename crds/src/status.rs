@@ -92,6 +92,23 @@ pub struct IdentityStatus {
     /// provider the certificates carry the SPIFFE ID SPIRE issues the signer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_identity: Option<String>,
+    /// Per cloud of `spec.identity`: the credentials the signer uses and what the cloud must
+    /// trust for them to work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clouds: Vec<CloudIdentityStatus>,
+}
+
+/// The credentials the signer uses with one cloud.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudIdentityStatus {
+    /// `aws`, `azure` or `gcp`.
+    pub cloud: String,
+    /// Which credentials: `web identity (IRSA)`, `EKS Pod Identity`, `workload identity`,
+    /// `managed identity`, `workload identity federation`, `GKE metadata server`.
+    pub credentials: String,
+    /// What has to be set up on the cloud's side, with the names to use.
+    pub trust: String,
 }
 
 /// `True`, `False` or `Unknown`.

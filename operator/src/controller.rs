@@ -219,6 +219,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         keyless_token: spec.signing.keyless.enabled
             && spec.signing.keyless.provider != Some(signet_crds::FulcioProvider::Spiffe),
         now: jiff_now(),
+        identity: Some(&spec.identity),
         ..Facts::default()
     };
     let validated = match validate::validate(spec) {

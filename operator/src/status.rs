@@ -5,7 +5,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use signet_crds::{
-    Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfig, SignetConfigStatus,
+    CloudIdentityStatus, Condition, ConditionStatus, IdentityStatus, SignerStatus, SignetConfig,
+    SignetConfigStatus,
 };
 
 use crate::names::{FIELD_MANAGER, RESTART_HASH_ANNOTATION, SIGNER, VERSION};
@@ -34,6 +35,8 @@ pub struct Facts<'a> {
     pub monitoring: Option<String>,
     /// What was published for verifiers (`None`: nothing to publish).
     pub verification: Option<signet_crds::VerificationStatus>,
+    /// `spec.identity`, for `status.identity.clouds`.
+    pub identity: Option<&'a signet_crds::IdentitySpec>,
 }
 
 fn rolled_out(d: &Deployment) -> bool {
@@ -157,8 +160,97 @@ pub fn compute(previous: Option<&SignetConfigStatus>, facts: &Facts) -> SignetCo
                     facts.target_namespace
                 )
             }),
+            clouds: facts
+                .identity
+                .map(|identity| clouds(identity, issuer, facts.target_namespace))
+                .unwrap_or_default(),
         }),
     }
+}
+
+/// The credentials each cloud of `identity` gives the signer, and what the cloud must trust
+/// (with the cluster's `issuer` and the signer's ServiceAccount in `namespace`).
+fn clouds(
+    identity: &signet_crds::IdentitySpec,
+    issuer: &str,
+    namespace: &str,
+) -> Vec<CloudIdentityStatus> {
+    let subject = format!("system:serviceaccount:{namespace}:{SIGNER}");
+    let mut out = Vec::new();
+    let mut add = |cloud: &str, credentials: &str, trust: String| {
+        out.push(CloudIdentityStatus {
+            cloud: cloud.to_owned(),
+            credentials: credentials.to_owned(),
+            trust,
+        });
+    };
+    if let Some(aws) = &identity.aws {
+        match &aws.role_arn {
+            Some(role) => add(
+                "aws",
+                "web identity (IRSA)",
+                format!(
+                    "IAM role {role} trusts the OIDC provider of issuer {issuer} for sub {subject} and aud sts.amazonaws.com"
+                ),
+            ),
+            None => add(
+                "aws",
+                "EKS Pod Identity",
+                format!(
+                    "an association of the role with the ServiceAccount: aws eks create-pod-identity-association --cluster <cluster> --namespace {namespace} --service-account {SIGNER} --role-arn <role>; the role trusts pods.eks.amazonaws.com (sts:AssumeRole, sts:TagSession)"
+                ),
+            ),
+        }
+    }
+    if let Some(azure) = &identity.azure {
+        if azure.managed_identity {
+            let which = azure.client_id.as_deref().map_or_else(
+                || "the node's managed identity".to_owned(),
+                |id| format!("user-assigned managed identity {id}, assigned to the nodes,"),
+            );
+            add(
+                "azure",
+                "managed identity",
+                format!(
+                    "{which} holds the Key Vault role (e.g. Key Vault Crypto User); nothing is federated"
+                ),
+            );
+        } else {
+            add(
+                "azure",
+                "workload identity",
+                format!(
+                    "a federated identity credential on client {}: issuer {issuer}, subject {subject}, audience api://AzureADTokenExchange",
+                    azure.client_id.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if let Some(gcp) = &identity.gcp {
+        let account = &gcp.service_account;
+        if let Some(provider) = &gcp.workload_identity_provider {
+            add(
+                "gcp",
+                "workload identity federation",
+                format!(
+                    "provider {provider} trusts issuer {issuer}; {account} grants roles/iam.workloadIdentityUser to the provider's pool principal subject/{subject}"
+                ),
+            );
+        } else {
+            let project = account
+                .split_once('@')
+                .and_then(|(_, domain)| domain.split('.').next())
+                .unwrap_or_default();
+            add(
+                "gcp",
+                "GKE metadata server",
+                format!(
+                    "{account} grants roles/iam.workloadIdentityUser to serviceAccount:{project}.svc.id.goog[{namespace}/{SIGNER}]"
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// Writes `status` unless it equals what the object already has. Returns whether it wrote.
@@ -180,4 +272,31 @@ pub async fn write(
     )
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cloud_says_which_credentials_and_what_to_trust() {
+        let identity: signet_crds::IdentitySpec = serde_json::from_value(serde_json::json!({
+            "aws": {"podIdentity": true},
+            "azure": {"clientId": "c1", "tenantId": "t1"},
+            "gcp": {"serviceAccount": "signer@proj-1.iam.gserviceaccount.com"}
+        }))
+        .unwrap();
+        let clouds = clouds(&identity, "https://issuer.example", "signet-system");
+        let of = |cloud: &str| clouds.iter().find(|c| c.cloud == cloud).unwrap();
+        assert_eq!(of("aws").credentials, "EKS Pod Identity");
+        assert!(of("aws").trust.contains("create-pod-identity-association --cluster <cluster> --namespace signet-system --service-account signet-signer"));
+        assert_eq!(of("azure").credentials, "workload identity");
+        assert!(of("azure").trust.contains("issuer https://issuer.example, subject system:serviceaccount:signet-system:signet-signer"));
+        assert_eq!(of("gcp").credentials, "GKE metadata server");
+        assert!(
+            of("gcp")
+                .trust
+                .contains("serviceAccount:proj-1.svc.id.goog[signet-system/signet-signer]")
+        );
+    }
 }

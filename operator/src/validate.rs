@@ -154,6 +154,50 @@ fn storage_options(config: &sc::SignerConfig) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// One way per cloud to get credentials: AWS web identity (`roleArn`) or EKS Pod Identity;
+/// Azure Workload Identity (client and tenant) or a managed identity.
+fn identity(spec: &SignetConfigSpec) -> Result<(), ValidationError> {
+    if let Some(aws) = &spec.identity.aws {
+        match (&aws.role_arn, aws.pod_identity) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "identity.aws",
+                    "set roleArn (IRSA, web identity) or podIdentity (EKS Pod Identity), not both: with Pod Identity the association names the role",
+                ));
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "identity.aws",
+                    "set roleArn (IRSA, web identity) or podIdentity: true (EKS Pod Identity)",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(azure) = &spec.identity.azure {
+        if azure.managed_identity && azure.tenant_id.is_some() {
+            return Err(invalid(
+                "identity.azure.tenantId",
+                "a managed identity takes no tenant (it is the node's); remove tenantId or managedIdentity",
+            ));
+        }
+        if !azure.managed_identity {
+            for (field, value) in [
+                ("clientId", &azure.client_id),
+                ("tenantId", &azure.tenant_id),
+            ] {
+                if value.as_deref().is_none_or(str::is_empty) {
+                    return Err(invalid(
+                        format!("identity.azure.{field}"),
+                        "Workload Identity needs clientId and tenantId (or set managedIdentity: true)",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Validates `spec` and renders the signer's configuration from it.
 pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
     let signer_config = signer_config(spec)?;
@@ -202,6 +246,7 @@ pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
         }
     }
     keyless_rekor_v2_has_timestamps(&signer_config)?;
+    identity(spec)?;
     if let Some(reference) = &spec.signing.trusted_root {
         trusted_root_source(spec, reference)?;
     }

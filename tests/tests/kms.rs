@@ -12,7 +12,7 @@ mod common;
 
 use common::{
     GoogleCredentials, STACK, Stack, assert_cosign_accepts, assert_fails, burst_through_outage,
-    completed_taskrun, cosign_verify, tempdir, unbase64, wait_rendered, wait_signed,
+    completed_taskrun, cosign_verify, tempdir, unbase64, wait_event, wait_rendered, wait_signed,
     write_secret_file,
 };
 use serde_json::{Value, json};
@@ -197,6 +197,20 @@ async fn vault_transit_signs_with_a_token_file_and_the_rotated_key_signs_the_nex
         .await
         .unwrap();
     let envelope = signed_envelope(admin, ns, "build-2", log).await;
+    // The rotation is told where users look: an Event on the first run the new version
+    // signed, and the counter.
+    let note = wait_event(admin, ns, "build-2", "KMSKeyChanged", "Warning").await;
+    assert!(
+        note.contains("version 1") && note.contains("version 2"),
+        "{note}"
+    );
+    assert_eq!(
+        scene
+            .signer
+            .metric("signet_signer_kms_key_changes_total")
+            .await,
+        Some(1)
+    );
     let v2 = bao.public_pem("signet", 2).await.unwrap();
     assert_cosign_accepts(env, &v2, &envelope, "slsaprovenance");
     assert!(

@@ -115,26 +115,44 @@ fn wiring(spec: &SignetConfigSpec) -> Wiring {
         w.mounts.push(mount("oidc-token", dir));
     }
     if let Some(azure) = &spec.identity.azure {
-        w.labels
-            .insert("azure.workload.identity/use".to_owned(), "true".to_owned());
-        w.volumes.push(projected_token(
-            "azure-identity-token",
-            "api://AzureADTokenExchange",
-            "azure-identity-token",
-        ));
-        w.mounts
-            .push(mount("azure-identity-token", AZURE_TOKEN_DIR));
-        w.env.extend([
-            env("AZURE_CLIENT_ID", &azure.client_id),
-            env("AZURE_TENANT_ID", &azure.tenant_id),
-            env(
-                "AZURE_FEDERATED_TOKEN_FILE",
-                &format!("{AZURE_TOKEN_DIR}/azure-identity-token"),
-            ),
-            env("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
-        ]);
+        if azure.managed_identity {
+            // The metadata endpoint; a user-assigned identity is chosen by its client id.
+            w.env
+                .extend(azure.client_id.iter().map(|id| env("AZURE_CLIENT_ID", id)));
+        } else {
+            w.labels
+                .insert("azure.workload.identity/use".to_owned(), "true".to_owned());
+            w.volumes.push(projected_token(
+                "azure-identity-token",
+                "api://AzureADTokenExchange",
+                "azure-identity-token",
+            ));
+            w.mounts
+                .push(mount("azure-identity-token", AZURE_TOKEN_DIR));
+            w.env.extend([
+                env(
+                    "AZURE_CLIENT_ID",
+                    azure.client_id.as_deref().unwrap_or_default(),
+                ),
+                env(
+                    "AZURE_TENANT_ID",
+                    azure.tenant_id.as_deref().unwrap_or_default(),
+                ),
+                env(
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                    &format!("{AZURE_TOKEN_DIR}/azure-identity-token"),
+                ),
+                env("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
+            ]);
+        }
     }
-    if let Some(aws) = &spec.identity.aws {
+    // EKS Pod Identity needs nothing here: its webhook adds the agent's URI and token.
+    if let Some(role_arn) = spec
+        .identity
+        .aws
+        .as_ref()
+        .and_then(|aws| aws.role_arn.as_ref())
+    {
         w.volumes.push(projected_token(
             "aws-iam-token",
             "sts.amazonaws.com",
@@ -142,7 +160,7 @@ fn wiring(spec: &SignetConfigSpec) -> Wiring {
         ));
         w.mounts.push(mount("aws-iam-token", AWS_TOKEN_DIR));
         w.env.extend([
-            env("AWS_ROLE_ARN", &aws.role_arn),
+            env("AWS_ROLE_ARN", role_arn),
             env(
                 "AWS_WEB_IDENTITY_TOKEN_FILE",
                 &format!("{AWS_TOKEN_DIR}/token"),

@@ -211,21 +211,23 @@ pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
 /// Annotations each cloud's workload identity reads from the ServiceAccount.
 fn identity_annotations(spec: &SignetConfigSpec) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    if let Some(azure) = &spec.identity.azure {
-        out.insert(
-            "azure.workload.identity/client-id".to_owned(),
-            azure.client_id.clone(),
-        );
-        out.insert(
-            "azure.workload.identity/tenant-id".to_owned(),
-            azure.tenant_id.clone(),
-        );
+    if let Some(azure) = spec.identity.azure.as_ref().filter(|a| !a.managed_identity) {
+        for (key, value) in [
+            ("client-id", &azure.client_id),
+            ("tenant-id", &azure.tenant_id),
+        ] {
+            if let Some(value) = value {
+                out.insert(format!("azure.workload.identity/{key}"), value.clone());
+            }
+        }
     }
-    if let Some(aws) = &spec.identity.aws {
-        out.insert(
-            "eks.amazonaws.com/role-arn".to_owned(),
-            aws.role_arn.clone(),
-        );
+    if let Some(role_arn) = spec
+        .identity
+        .aws
+        .as_ref()
+        .and_then(|aws| aws.role_arn.as_ref())
+    {
+        out.insert("eks.amazonaws.com/role-arn".to_owned(), role_arn.clone());
     }
     if let Some(gcp) = &spec.identity.gcp {
         out.insert(

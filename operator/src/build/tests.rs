@@ -159,3 +159,99 @@ fn limiting_the_signed_namespaces_limits_where_the_signer_reads_secrets() {
             .map(|ns| (ns.to_owned(), "signet-signer-credentials".to_owned()))
     );
 }
+
+/// The container's env as `name → value`, and the names of the pod's volumes.
+fn pod_env_and_volumes(d: &Desired) -> (BTreeMap<String, String>, Vec<String>) {
+    let pod = d.deployment.spec.template.spec.as_ref().unwrap();
+    let env = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+        .collect();
+    let volumes = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .collect();
+    (env, volumes)
+}
+
+#[test]
+fn eks_pod_identity_and_azure_managed_identity_render_no_federation() {
+    let d = desired(serde_json::json!({
+        "identity": {
+            "aws": {"podIdentity": true},
+            "azure": {"managedIdentity": true, "clientId": "uami-1"}
+        }
+    }));
+    let (env, volumes) = pod_env_and_volumes(&d);
+    // Pod Identity's webhook adds the agent's URI and token; nothing of IRSA is rendered.
+    assert!(!env.contains_key("AWS_ROLE_ARN") && !env.contains_key("AWS_WEB_IDENTITY_TOKEN_FILE"));
+    // A user-assigned managed identity is chosen by client id; no federated token.
+    assert_eq!(env["AZURE_CLIENT_ID"], "uami-1");
+    assert!(
+        !env.contains_key("AZURE_FEDERATED_TOKEN_FILE") && !env.contains_key("AZURE_TENANT_ID")
+    );
+    assert!(
+        volumes
+            .iter()
+            .all(|v| v != "aws-iam-token" && v != "azure-identity-token"),
+        "{volumes:?}"
+    );
+    assert!(d.service_account.metadata.annotations.is_none());
+    let labels = d
+        .deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    assert!(!labels.contains_key("azure.workload.identity/use"));
+
+    let irsa = desired(serde_json::json!({
+        "identity": {"aws": {"roleArn": "arn:aws:iam::123456789012:role/signer"}}
+    }));
+    let (env, volumes) = pod_env_and_volumes(&irsa);
+    assert_eq!(env["AWS_ROLE_ARN"], "arn:aws:iam::123456789012:role/signer");
+    assert!(volumes.iter().any(|v| v == "aws-iam-token"));
+}
+
+#[test]
+fn each_cloud_takes_one_way_to_credentials() {
+    let refused = |spec: serde_json::Value| {
+        let spec: SignetConfigSpec = serde_json::from_value(spec).unwrap();
+        validate(&spec).err().map(|e| e.to_string())
+    };
+    let both = refused(serde_json::json!({"identity": {"aws": {
+        "roleArn": "arn:aws:iam::123456789012:role/signer", "podIdentity": true}}}));
+    assert!(
+        both.as_deref().is_some_and(|e| e.contains("identity.aws")),
+        "{both:?}"
+    );
+    let neither = refused(serde_json::json!({"identity": {"aws": {}}}));
+    assert!(
+        neither
+            .as_deref()
+            .is_some_and(|e| e.contains("podIdentity")),
+        "{neither:?}"
+    );
+    let no_tenant = refused(serde_json::json!({"identity": {"azure": {"clientId": "c1"}}}));
+    assert!(
+        no_tenant
+            .as_deref()
+            .is_some_and(|e| e.contains("identity.azure.tenantId")),
+        "{no_tenant:?}"
+    );
+    let managed_with_tenant = refused(serde_json::json!({"identity": {"azure": {
+        "managedIdentity": true, "tenantId": "t1"}}}));
+    assert!(managed_with_tenant.is_some());
+    assert_eq!(
+        refused(serde_json::json!({"identity": {"azure": {"managedIdentity": true}}})),
+        None
+    );
+}

@@ -76,7 +76,9 @@ impl ProvideCredentials for Labeled {
 /// profile, or IMDS), the default credential chain, TLS through rustls + ring verified against
 /// the system's roots (`SSL_CERT_FILE`), 5 s to connect, 30 s per attempt, the SDK's standard
 /// retries (throttling included). `AWS_ENDPOINT_URL[_<SERVICE>]` is the SDK's own.
-pub async fn load(region: Option<String>) -> Result<(SdkConfig, SharedCredentialsProvider), String> {
+pub async fn load(
+    region: Option<String>,
+) -> Result<(SdkConfig, SharedCredentialsProvider), String> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
@@ -184,16 +186,17 @@ impl AwsApi {
             .map_err(|e| self.named.config(e))
     }
 
-    async fn credentials(&self, provider: &SharedCredentialsProvider) -> Result<Credentials, KmsError> {
+    async fn credentials(
+        &self,
+        provider: &SharedCredentialsProvider,
+    ) -> Result<Credentials, KmsError> {
         if let Some(credentials) = self.credentials.get() {
             return Ok(credentials);
         }
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| {
-                self.named.auth(aws_smithy_types::error::display::DisplayErrorContext(&e))
-            })?;
+        let credentials = provider.provide_credentials().await.map_err(|e| {
+            self.named
+                .auth(aws_smithy_types::error::display::DisplayErrorContext(&e))
+        })?;
         // Renewed five minutes before the chain's expiry (none: keys that do not expire).
         let until = credentials.expiry().map(|at| {
             let left = at
@@ -227,9 +230,13 @@ impl AwsApi {
             &headers,
             &payload,
         )
-            .map_err(|e| self.named.auth(format!("{CREDENTIALS}: signing: {e}")))?;
+        .map_err(|e| self.named.auth(format!("{CREDENTIALS}: signing: {e}")))?;
         let mut request = self.http.post(&url).body(payload);
-        for (name, value) in headers.iter().map(|(n, v)| (*n, (*v).to_owned())).chain(signed) {
+        for (name, value) in headers
+            .iter()
+            .map(|(n, v)| (*n, (*v).to_owned()))
+            .chain(signed)
+        {
             request = request.header(name, value);
         }
         let action = target.rsplit('.').next().unwrap_or(target);
@@ -314,7 +321,10 @@ mod tests {
     use super::*;
 
     fn header(headers: &[(&str, String)], name: &str) -> Option<String> {
-        headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// AWS's Signature Version 4 test suite, post-vanilla: the signature is the suite's.
@@ -342,7 +352,10 @@ mod tests {
                 "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"
             )
         );
-        assert_eq!(header(&headers, "x-amz-date").as_deref(), Some("20150830T123600Z"));
+        assert_eq!(
+            header(&headers, "x-amz-date").as_deref(),
+            Some("20150830T123600Z")
+        );
     }
 
     #[test]
@@ -357,9 +370,18 @@ mod tests {
         )
         .unwrap();
         let authorization = header(&headers, "authorization").unwrap();
-        assert!(authorization.contains("/eu-west-1/dynamodb/aws4_request"), "{authorization}");
-        assert!(authorization.contains("x-amz-security-token;x-amz-target"), "{authorization}");
-        assert_eq!(header(&headers, "x-amz-security-token").as_deref(), Some("tok"));
+        assert!(
+            authorization.contains("/eu-west-1/dynamodb/aws4_request"),
+            "{authorization}"
+        );
+        assert!(
+            authorization.contains("x-amz-security-token;x-amz-target"),
+            "{authorization}"
+        );
+        assert_eq!(
+            header(&headers, "x-amz-security-token").as_deref(),
+            Some("tok")
+        );
     }
 
     #[test]

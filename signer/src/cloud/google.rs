@@ -4,7 +4,15 @@
 //! then a service account impersonated if configured — what the operator renders outside
 //! GKE), else the metadata server (`GCE_METADATA_HOST`, default `metadata.google.internal`;
 //! GKE's workload identity). Service account key files are refused on purpose: a long-lived
-//! key is what workload identity exists to avoid. Issue 18 replaces this with google-cloud-auth.
+//! key is what workload identity exists to avoid.
+//!
+//! The subject token comes from `credential_source.file` (the projected token) or
+//! `credential_source.url` (with its `headers`), as text or JSON (`format`); the
+//! impersonated token lives `service_account_impersonation.token_lifetime_seconds` (default
+//! 3600) and is renewed by the answer's `expireTime`; `universe_domain` (default
+//! `googleapis.com`, or `GOOGLE_CLOUD_UNIVERSE_DOMAIN`) names the endpoints of a sovereign
+//! universe ([`GoogleAuth::endpoint`]). google-cloud-auth was weighed and not taken: see
+//! docs/kms.md.
 
 use serde_json::{Value, json};
 
@@ -39,6 +47,8 @@ enum Source {
 pub struct GoogleAuth {
     named: Named,
     source: Source,
+    /// `googleapis.com`, or the credential configuration's `universe_domain`.
+    universe: String,
     http: reqwest::Client,
     token: Expiring<String>,
     /// Held while a token is obtained, so that concurrent calls (a run's objects are written
@@ -76,14 +86,34 @@ impl GoogleAuth {
                 env("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".to_owned()),
             ),
         };
+        let universe = match &source {
+            Source::ExternalAccount(file) => file["universe_domain"].as_str().map(str::to_owned),
+            Source::Metadata(_) => None,
+        }
+        .or_else(|| env("GOOGLE_CLOUD_UNIVERSE_DOMAIN"))
+        .unwrap_or_else(|| "googleapis.com".to_owned());
+        if universe.is_empty()
+            || !universe
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!("universe_domain {universe:?} is not a domain"));
+        }
         let http = http_client(&named).map_err(|e| e.to_string())?;
         Ok(Self {
             named,
             source,
+            universe,
             http,
             token: Expiring::default(),
             refreshing: tokio::sync::Mutex::default(),
         })
+    }
+
+    /// `https://<service>.<universe domain>`: a Google API's endpoint in the credentials'
+    /// universe (`cloudkms`, `storage`, `firestore`, `containeranalysis`).
+    pub fn endpoint(&self, service: &str) -> String {
+        format!("https://{service}.{}", self.universe)
     }
 
     /// The HTTP client the token was obtained with (TLS verified, timeouts), for the API calls.
@@ -194,20 +224,42 @@ impl GoogleAuth {
         Ok(token)
     }
 
-    async fn exchange(&self, config: &Value) -> Result<(String, u64), KmsError> {
-        let file = config["credential_source"]["file"]
-            .as_str()
-            .ok_or_else(|| {
+    /// The subject token named by `credential_source`: a file, or a URL (with headers).
+    async fn subject_token(&self, source: &Value) -> Result<String, KmsError> {
+        let raw = if let Some(file) = source["file"].as_str() {
+            tokio::fs::read_to_string(file).await.map_err(|e| {
                 self.named
-                    .auth("external_account without credential_source.file")
-            })?;
-        let raw = tokio::fs::read_to_string(file).await.map_err(|e| {
-            self.named
-                .auth(format!("reading the subject token {file}: {e}"))
-        })?;
-        let subject_token = match config["credential_source"]["format"]["type"].as_str() {
+                    .auth(format!("reading the subject token {file}: {e}"))
+            })?
+        } else if let Some(url) = source["url"].as_str() {
+            let mut request = self.http.get(url);
+            for (name, value) in source["headers"].as_object().into_iter().flatten() {
+                if let Some(value) = value.as_str() {
+                    request = request.header(name.as_str(), value);
+                }
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| self.named.auth(format!("subject token from {url}: {e}")))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(self
+                    .named
+                    .auth(format!("subject token from {url}: {status}")));
+            }
+            response
+                .text()
+                .await
+                .map_err(|e| self.named.auth(format!("subject token from {url}: {e}")))?
+        } else {
+            return Err(self
+                .named
+                .auth("external_account without credential_source.file or credential_source.url"));
+        };
+        let token = match source["format"]["type"].as_str() {
             Some("json") => {
-                let field = config["credential_source"]["format"]["subject_token_field_name"]
+                let field = source["format"]["subject_token_field_name"]
                     .as_str()
                     .unwrap_or_default();
                 serde_json::from_str::<Value>(&raw).unwrap_or_default()[field]
@@ -217,9 +269,16 @@ impl GoogleAuth {
             }
             _ => raw.trim().to_owned(),
         };
-        let token_url = config["token_url"]
-            .as_str()
-            .unwrap_or("https://sts.googleapis.com/v1/token");
+        if token.is_empty() {
+            return Err(self.named.auth("the subject token is empty"));
+        }
+        Ok(token)
+    }
+
+    async fn exchange(&self, config: &Value) -> Result<(String, u64), KmsError> {
+        let subject_token = self.subject_token(&config["credential_source"]).await?;
+        let default_sts = format!("{}/v1/token", self.endpoint("sts"));
+        let token_url = config["token_url"].as_str().unwrap_or(&default_sts);
         let audience = config["audience"]
             .as_str()
             .filter(|a| !a.is_empty())
@@ -257,25 +316,54 @@ impl GoogleAuth {
         let Some(impersonate) = config["service_account_impersonation_url"].as_str() else {
             return Ok((federated, sts["expires_in"].as_u64().unwrap_or(300)));
         };
+        let lifetime = config["service_account_impersonation"]["token_lifetime_seconds"]
+            .as_u64()
+            .unwrap_or(3600);
         let body = self
             .json(
                 "service account impersonation",
                 self.http
                     .post(impersonate)
                     .bearer_auth(federated)
-                    .json(&json!({"scope": [SCOPE], "lifetime": "3600s"})),
+                    .json(&json!({"scope": [SCOPE], "lifetime": format!("{lifetime}s")})),
             )
             .await?;
-        Ok((
-            body["accessToken"].as_str().unwrap_or_default().to_owned(),
-            3600,
-        ))
+        let token = body["accessToken"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                self.named
+                    .auth("service account impersonation: the answer has no accessToken")
+            })?
+            .to_owned();
+        Ok((token, expires_in(&body["expireTime"], lifetime)))
     }
+}
+
+/// Seconds until an RFC 3339 `expireTime`, else `asked` (an answer without one, or unparsable).
+fn expires_in(expire_time: &Value, asked: u64) -> u64 {
+    expire_time
+        .as_str()
+        .and_then(|at| humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).ok())
+        .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
+        .map_or(asked, |left| left.as_secs())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impersonated_tokens_live_until_their_expire_time() {
+        let in_ten_minutes = humantime::format_rfc3339(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(600),
+        )
+        .to_string();
+        let left = expires_in(&Value::String(in_ten_minutes), 3600);
+        assert!((595..=600).contains(&left), "{left}");
+        assert_eq!(expires_in(&Value::Null, 1800), 1800);
+        assert_eq!(expires_in(&Value::String("soon".into()), 900), 900);
+    }
 
     #[test]
     fn crc32c_matches_the_standard_check_value() {

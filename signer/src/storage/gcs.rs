@@ -130,16 +130,20 @@ mod client {
                 env("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE"),
                 env("STORAGE_EMULATOR_HOST"),
             ) {
-                (Some(url), _) => url,
-                (None, Some(host)) if host.contains("://") => host,
-                (None, Some(host)) => format!("http://{host}"),
-                (None, None) => "https://storage.googleapis.com".to_owned(),
+                (Some(url), _) => Some(url),
+                (None, Some(host)) if host.contains("://") => Some(host),
+                (None, Some(host)) => Some(format!("http://{host}")),
+                (None, None) => None,
             };
+            let auth = GoogleAuth::from_env(Named(format!(
+                "gcs {}",
+                endpoint.as_deref().unwrap_or("storage")
+            )))?;
             let endpoint = endpoint
+                .unwrap_or_else(|| auth.endpoint("storage"))
                 .trim_end_matches('/')
                 .trim_end_matches("/storage/v1")
                 .to_owned();
-            let auth = GoogleAuth::from_env(Named(format!("gcs {endpoint}")))?;
             Ok(Self { auth, endpoint })
         }
 

@@ -260,12 +260,14 @@ mod client {
 
     impl GrafeasClient {
         pub fn from_env() -> Result<Self, String> {
-            let endpoint = env("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINERANALYSIS")
-                .unwrap_or_else(|| "https://containeranalysis.googleapis.com".to_owned())
+            let override_ = env("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINERANALYSIS");
+            let named = override_.as_deref().unwrap_or("containeranalysis");
+            let auth = GoogleAuth::from_env(Named(format!("grafeas {named}")))?;
+            let endpoint = override_
+                .unwrap_or_else(|| auth.endpoint("containeranalysis"))
                 .trim_end_matches('/')
                 .trim_end_matches("/v1")
                 .to_owned();
-            let auth = GoogleAuth::from_env(Named(format!("grafeas {endpoint}")))?;
             Ok(Self {
                 auth,
                 endpoint,

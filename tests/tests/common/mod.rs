@@ -378,6 +378,40 @@ impl Stack {
     }
 }
 
+/// Waits up to 15 s (an Event is published right after the annotations it follows) for an
+/// Event `reason` of type `type_` on the object `name`, and returns its note.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    type_: &str,
+) -> String {
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = events
+            .list(&kube::api::ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.type_.as_deref() == Some(type_)
+            });
+        if let Some(event) = found {
+            return event.message.unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: no {reason} Event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits for `name` to end `failed` and returns its failure reason, checking it was never
 /// `signed=true` and that a Warning Event says why.
 pub async fn assert_fails(
@@ -390,30 +424,7 @@ pub async fn assert_fails(
     let annotations = &run["metadata"]["annotations"];
     assert_eq!(annotations["chains.tekton.dev/signed"], "failed", "{name}");
     assert_eq!(annotations["chains.tekton.dev/retries"], "3", "{name}");
-    // The Event is published right after the annotations are written: allow it a moment.
-    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let found = events
-            .list(&kube::api::ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .any(|e| {
-                e.involved_object.name.as_deref() == Some(name)
-                    && e.reason.as_deref() == Some("SigningFailed")
-                    && e.type_.as_deref() == Some("Warning")
-            });
-        if found {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: no SigningFailed Event"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_event(client, ns, name, "SigningFailed", "Warning").await;
     annotations["chains.tekton.dev/failure-reason"]
         .as_str()
         .unwrap()

@@ -129,7 +129,11 @@ impl Aws {
 
     /// A failed call as `Auth` (the chain could not give credentials, or KMS refused them) or
     /// `Remote` (KMS's error code and message, or the transport's failure).
-    fn error<E>(&self, action: &str, error: &SdkError<E, aws_sdk_kms::config::http::HttpResponse>) -> KmsError
+    fn error<E>(
+        &self,
+        action: &str,
+        error: &SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+    ) -> KmsError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -166,7 +170,10 @@ impl Aws {
             .send()
             .await
             .map_err(|e| self.error("GetPublicKey", &e))?;
-        let missing = |field: &str| self.named.remote(format!("GetPublicKey: the answer has no {field}"));
+        let missing = |field: &str| {
+            self.named
+                .remote(format!("GetPublicKey: the answer has no {field}"))
+        };
         let public_der = answer
             .public_key()
             .map(|blob| blob.as_ref().to_vec())
@@ -180,7 +187,9 @@ impl Aws {
                 self.named.remote(format!(
                     "key {} ({}) cannot sign: it lists no signing algorithm",
                     self.key_id,
-                    answer.key_spec().map_or("unknown spec", |spec| spec.as_str())
+                    answer
+                        .key_spec()
+                        .map_or("unknown spec", |spec| spec.as_str())
                 ))
             })?;
         let arn = answer

@@ -1,5 +1,5 @@
 //! `azurekms://<vault host>/<key>[/<version>]`: an Azure Key Vault key, over Key Vault's REST
-//! API (`api-version=7.4`) with a Microsoft Entra token (no SDK).
+//! API (`api-version=7.4`) with a Microsoft Entra token (no SDK: see docs/kms.md for why).
 //!
 //! As sigstore's provider: the vault is `https://<vault host>/`; without a version the latest
 //! one signs (its key metadata, and so the version, is re-read after `SIGNET_KMS_KEY_TTL`,
@@ -7,10 +7,18 @@
 //! RSA keys with RS256/384/512 by size, over the matching SHA-2 digest; Key Vault's raw
 //! `r || s` becomes the DER cosign verifies.
 //!
-//! Credentials as `WorkloadIdentityCredential` takes them from the pod: `AZURE_CLIENT_ID`,
-//! `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE` (re-read at each exchange) and
-//! `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com/`), exchanged for a
-//! token with the client-credentials grant and a JWT client assertion.
+//! Credentials, as the Azure SDKs' `DefaultAzureCredential` finds them in a pod:
+//! - workload identity, when `AZURE_FEDERATED_TOKEN_FILE` is set: `AZURE_CLIENT_ID`,
+//!   `AZURE_TENANT_ID`, the token file (re-read at each exchange) and `AZURE_AUTHORITY_HOST`
+//!   (default `https://login.microsoftonline.com/`), exchanged for a token with the
+//!   client-credentials grant and a JWT client assertion;
+//! - otherwise managed identity (the node's, or a user-assigned one by `AZURE_CLIENT_ID`) from
+//!   the instance metadata endpoint (`AZURE_POD_IDENTITY_AUTHORITY_HOST`, as azidentity reads
+//!   it, default `http://169.254.169.254`), with the `Metadata: true` header.
+//!
+//! The token's audience follows the vault's host: `https://vault.azure.net` for
+//! `*.vault.azure.net`, `https://managedhsm.azure.net` for a Managed HSM, and the sovereign
+//! clouds' suffixes alike (`*.vault.azure.cn`, `*.vault.usgovcloudapi.net`, …).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,7 +31,39 @@ use super::{BoxFuture, KmsError, RemoteSigner};
 use signet_config::KmsConfig;
 
 const API_VERSION: &str = "7.4";
-const SCOPE: &str = "https://vault.azure.net/.default";
+/// The audience of public Azure's Key Vault, for a vault host that names no cloud (an IP).
+const PUBLIC_VAULT: &str = "https://vault.azure.net";
+
+/// The resource a token for `host`'s vault is for: the host without its first label when the
+/// rest is a Key Vault or Managed HSM domain (`signet.vault.azure.cn` → `https://vault.azure.cn`),
+/// else public Azure's.
+fn resource(host: &str) -> String {
+    let host = host.split(':').next().unwrap_or(host);
+    match host.split_once('.') {
+        Some((_, domain))
+            if (domain.starts_with("vault.") || domain.starts_with("managedhsm."))
+                && domain.split('.').count() >= 3 =>
+        {
+            format!("https://{domain}")
+        }
+        _ => PUBLIC_VAULT.to_owned(),
+    }
+}
+
+/// Where the pod's Entra token comes from.
+#[derive(Debug)]
+enum Credential {
+    Workload {
+        client_id: String,
+        tenant_id: String,
+        token_file: String,
+        authority: String,
+    },
+    Managed {
+        client_id: Option<String>,
+        endpoint: String,
+    },
+}
 
 #[derive(Clone)]
 struct KeyInfo {
@@ -40,13 +80,14 @@ pub struct Azure {
     vault: String,
     key: String,
     version: Option<String>,
-    client_id: String,
-    tenant_id: String,
-    token_file: String,
-    authority: String,
+    /// `https://vault.azure.net` or the vault's cloud's.
+    resource: String,
+    credential: Credential,
     http: reqwest::Client,
     token: Expiring<String>,
     info: Expiring<KeyInfo>,
+    /// The version that signed at the last read, to notice a rotation.
+    last_version: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Azure {
@@ -103,63 +144,148 @@ impl Azure {
             })
         };
         let http = http_client(&named)?;
-        let mut authority = env("AZURE_AUTHORITY_HOST")
-            .unwrap_or_else(|| "https://login.microsoftonline.com/".to_owned());
-        if !authority.ends_with('/') {
-            authority.push('/');
-        }
+        let credential = if let Some(token_file) = env("AZURE_FEDERATED_TOKEN_FILE") {
+            let mut authority = env("AZURE_AUTHORITY_HOST")
+                .unwrap_or_else(|| "https://login.microsoftonline.com/".to_owned());
+            if !authority.ends_with('/') {
+                authority.push('/');
+            }
+            Credential::Workload {
+                client_id: need("AZURE_CLIENT_ID")?,
+                tenant_id: need("AZURE_TENANT_ID")?,
+                token_file,
+                authority,
+            }
+        } else {
+            Credential::Managed {
+                client_id: env("AZURE_CLIENT_ID"),
+                endpoint: env("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+                    .unwrap_or_else(|| "http://169.254.169.254".to_owned())
+                    .trim_end_matches('/')
+                    .to_owned(),
+            }
+        };
         Ok(Self {
             vault: format!("https://{host}"),
+            resource: resource(&host),
             key,
             version,
-            client_id: need("AZURE_CLIENT_ID")?,
-            tenant_id: need("AZURE_TENANT_ID")?,
-            token_file: need("AZURE_FEDERATED_TOKEN_FILE")?,
-            authority,
+            credential,
             http,
             token: Expiring::default(),
             info: Expiring::default(),
+            last_version: std::sync::Mutex::default(),
             named,
         })
     }
 
-    /// An access token for Key Vault from the federated token (client-credentials grant with
-    /// a JWT client assertion), cached until shortly before it expires.
+    /// An access token for the vault, cached until shortly before it expires.
     async fn token(&self) -> Result<String, KmsError> {
         if let Some(token) = self.token.get() {
             return Ok(token);
         }
-        let assertion = tokio::fs::read_to_string(&self.token_file)
-            .await
-            .map_err(|e| {
-                self.named.auth(format!(
-                    "reading AZURE_FEDERATED_TOKEN_FILE {}: {e}",
-                    self.token_file
-                ))
-            })?;
-        let url = format!("{}{}/oauth2/v2.0/token", self.authority, self.tenant_id);
+        let (token, lifetime) = match &self.credential {
+            Credential::Workload {
+                client_id,
+                tenant_id,
+                token_file,
+                authority,
+            } => {
+                self.workload_token(client_id, tenant_id, token_file, authority)
+                    .await?
+            }
+            Credential::Managed {
+                client_id,
+                endpoint,
+            } => self.managed_token(client_id.as_deref(), endpoint).await?,
+        };
+        self.token.set(token.clone(), Some(renew_at(lifetime)));
+        Ok(token)
+    }
+
+    /// The federated token exchanged with the client-credentials grant and a JWT client
+    /// assertion.
+    async fn workload_token(
+        &self,
+        client_id: &str,
+        tenant_id: &str,
+        token_file: &str,
+        authority: &str,
+    ) -> Result<(String, u64), KmsError> {
+        let assertion = tokio::fs::read_to_string(token_file).await.map_err(|e| {
+            self.named.auth(format!(
+                "reading AZURE_FEDERATED_TOKEN_FILE {token_file}: {e}"
+            ))
+        })?;
+        let url = format!("{authority}{tenant_id}/oauth2/v2.0/token");
+        let scope = format!("{}/.default", self.resource);
         let response = self
             .http
             .post(&url)
             .form(&[
-                ("client_id", self.client_id.as_str()),
+                ("client_id", client_id),
                 ("client_assertion", assertion.trim()),
                 (
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                 ),
                 ("grant_type", "client_credentials"),
-                ("scope", SCOPE),
+                ("scope", &scope),
             ])
             .send()
             .await
             .map_err(|e| self.named.auth(format!("token request to {url}: {e}")))?;
+        self.token_answer(
+            response,
+            &format!("Microsoft Entra token for client {client_id}"),
+        )
+        .await
+    }
+
+    /// A managed identity's token from the instance metadata endpoint.
+    async fn managed_token(
+        &self,
+        client_id: Option<&str>,
+        endpoint: &str,
+    ) -> Result<(String, u64), KmsError> {
+        let url = format!("{endpoint}/metadata/identity/oauth2/token");
+        let mut query = vec![
+            ("api-version", "2018-02-01"),
+            ("resource", self.resource.as_str()),
+        ];
+        if let Some(client_id) = client_id {
+            query.push(("client_id", client_id));
+        }
+        let response = self
+            .http
+            .get(&url)
+            .query(&query)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .map_err(|e| {
+                self.named
+                    .auth(format!("managed identity token from {url}: {e}"))
+            })?;
+        let what = client_id.map_or_else(
+            || "managed identity token (the node's identity)".to_owned(),
+            |id| format!("managed identity token for client {id}"),
+        );
+        self.token_answer(response, &what).await
+    }
+
+    /// `(access_token, lifetime in seconds)` from a token endpoint's answer; `expires_in` is a
+    /// number from Entra and a string from the metadata endpoint.
+    async fn token_answer(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<(String, u64), KmsError> {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or_default();
         if !status.is_success() {
             return Err(self.named.auth(format!(
-                "Microsoft Entra token for client {}: {status}: {}",
-                self.client_id,
+                "{what}: {status}: {}",
                 body["error_description"]
                     .as_str()
                     .or_else(|| body["error"].as_str())
@@ -169,11 +295,16 @@ impl Azure {
         let token = body["access_token"]
             .as_str()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| self.named.auth("token answer without access_token"))?
+            .ok_or_else(|| {
+                self.named
+                    .auth(format!("{what}: answer without access_token"))
+            })?
             .to_owned();
-        let lifetime = body["expires_in"].as_u64().unwrap_or(300);
-        self.token.set(token.clone(), Some(renew_at(lifetime)));
-        Ok(token)
+        let lifetime = body["expires_in"]
+            .as_u64()
+            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(300);
+        Ok((token, lifetime))
     }
 
     async fn call(
@@ -237,6 +368,14 @@ impl Azure {
             .filter(|v| !v.is_empty())
             .ok_or_else(|| self.named.remote("the key has no kid"))?
             .to_owned();
+        if self.version.is_none()
+            && let Ok(mut last) = self.last_version.lock()
+        {
+            if let Some(before) = last.as_deref().filter(|before| *before != version) {
+                super::key_changed(&self.named.0, before, &version);
+            }
+            *last = Some(version.clone());
+        }
         let info = KeyInfo {
             version,
             public_der,
@@ -293,6 +432,25 @@ impl RemoteSigner for Azure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_for_the_vaults_cloud() {
+        assert_eq!(
+            resource("signet.vault.azure.net"),
+            "https://vault.azure.net"
+        );
+        assert_eq!(resource("signet.vault.azure.cn"), "https://vault.azure.cn");
+        assert_eq!(
+            resource("signet.vault.usgovcloudapi.net"),
+            "https://vault.usgovcloudapi.net"
+        );
+        assert_eq!(
+            resource("hsm1.managedhsm.azure.net"),
+            "https://managedhsm.azure.net"
+        );
+        assert_eq!(resource("127.0.0.1:8443"), "https://vault.azure.net");
+        assert_eq!(resource("vault.example"), "https://vault.azure.net");
+    }
 
     #[test]
     fn uris_name_the_vault_key_and_optional_version() {

@@ -37,6 +37,8 @@ pub struct Gcp {
     endpoint: String,
     auth: GoogleAuth,
     info: Expiring<KeyInfo>,
+    /// The version that signed at the last read, to notice a new one.
+    last_version: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Gcp {
@@ -82,7 +84,7 @@ impl Gcp {
         let auth = GoogleAuth::from_env(named.clone()).map_err(&bad)?;
         Ok(Self {
             endpoint: env("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS")
-                .unwrap_or_else(|| "https://cloudkms.googleapis.com/".to_owned())
+                .unwrap_or_else(|| auth.endpoint("cloudkms"))
                 .trim_end_matches('/')
                 .trim_end_matches("/v1")
                 .to_owned(),
@@ -91,6 +93,7 @@ impl Gcp {
             version,
             auth,
             info: Expiring::default(),
+            last_version: std::sync::Mutex::default(),
         })
     }
 
@@ -155,6 +158,14 @@ impl Gcp {
             required(&answer, pointer).map_err(|e| self.named.remote(format!("publicKey: {e}")))
         };
         let public_der = spki_from_pem(field("/pem")?).map_err(|e| self.named.remote(e))?;
+        if self.version.is_none()
+            && let Ok(mut last) = self.last_version.lock()
+        {
+            if let Some(before) = last.as_deref().filter(|before| *before != name) {
+                super::key_changed(&self.named.0, before, &name);
+            }
+            *last = Some(name.clone());
+        }
         let info = KeyInfo {
             name,
             public_der,

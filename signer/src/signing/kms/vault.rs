@@ -59,6 +59,8 @@ pub struct Vault {
     http: reqwest::Client,
     token: Expiring<String>,
     public_keys: Mutex<HashMap<u64, Vec<u8>>>,
+    /// The version that signed last, to notice a rotation.
+    last_signed: Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -151,6 +153,7 @@ impl Vault {
             http,
             token: Expiring::default(),
             public_keys: Mutex::new(HashMap::new()),
+            last_signed: Mutex::new(None),
         })
     }
 
@@ -401,6 +404,16 @@ impl RemoteSigner for Vault {
             let (version, signature) = parse_signature(value).map_err(|e| self.named.remote(e))?;
             // Make sure the version that signed has a public key verifiers can fetch.
             self.public_key(version).await?;
+            if let Ok(mut last) = self.last_signed.lock() {
+                if let Some(before) = last.filter(|before| *before != version) {
+                    super::key_changed(
+                        &self.named.0,
+                        &format!("version {before}"),
+                        &format!("version {version}"),
+                    );
+                }
+                *last = Some(version);
+            }
             Ok(signature)
         })
     }

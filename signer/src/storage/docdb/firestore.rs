@@ -63,13 +63,14 @@ pub struct Collection {
 
 impl Collection {
     pub fn new(url: &str, collection: &str, name_field: &str) -> Result<Self, String> {
+        let auth = GoogleAuth::from_env(Named(url.to_owned()))?;
         let endpoint = env("CLOUDSDK_API_ENDPOINT_OVERRIDES_FIRESTORE")
-            .unwrap_or_else(|| "https://firestore.googleapis.com".to_owned())
+            .unwrap_or_else(|| auth.endpoint("firestore"))
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_owned();
         Ok(Self {
-            auth: GoogleAuth::from_env(Named(url.to_owned()))?,
+            auth,
             endpoint,
             path: collection.to_owned(),
             name_field: name_field.to_owned(),
