@@ -208,3 +208,318 @@ pub async fn start_sts(env: &TestEnv) -> Result<Server, EnvError> {
     server.wait_listening().await?;
     Ok(server)
 }
+
+/// The access key ids the credential endpoints hand out.
+pub const POD_IDENTITY_KEY_ID: &str = "ASIAPODIDENTITY00001";
+pub const INSTANCE_ROLE_KEY_ID: &str = "ASIAINSTANCEROLE0001";
+/// The role name instance metadata lists.
+const INSTANCE_ROLE: &str = "signet-node-role";
+
+/// TEST DOUBLE of the two AWS credential endpoints a pod may be given instead of a web
+/// identity token — no implementation of either can run here (they are the EKS Pod Identity
+/// Agent on each node and EC2's instance metadata service), so this speaks their documented
+/// wire formats, which the SDK's providers read:
+///
+/// - container credentials (EKS Pod Identity, ECS): `GET /v1/credentials` with the pod's token
+///   in `Authorization` (anything else is 401) → `AccessKeyId`, `SecretAccessKey`, `Token`,
+///   `Expiration`;
+/// - `IMDSv2`: `PUT /latest/api/token` (with `X-aws-ec2-metadata-token-ttl-seconds`) → a session
+///   token; `GET /latest/meta-data/iam/security-credentials/[<role>]` and
+///   `/latest/meta-data/placement/region` only with that token (`IMDSv1` requests are 401).
+///
+/// Every other request is forwarded to `upstream` (local-kms), and the access key id its
+/// SigV4 `Authorization` names is recorded: the proof that KMS calls were signed with the
+/// credentials handed out here (local-kms itself checks no signature).
+pub struct CredentialEndpoints {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    state: std::sync::Arc<EndpointState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct EndpointState {
+    pod_token: std::sync::Mutex<String>,
+    upstream: String,
+    http: reqwest::Client,
+    session_tokens: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// What was asked: `container`, `container-refused`, `imds-token`, `imds-credentials`,
+    /// `imds-region`, `imds-v1-refused`.
+    asked: std::sync::Mutex<Vec<&'static str>>,
+    signed_with: std::sync::Mutex<Vec<String>>,
+}
+
+impl CredentialEndpoints {
+    /// Serves on an ephemeral 127.0.0.1 port (a thread of its own, so a blocking cosign in the
+    /// test does not stop it); `pod_token` is the token container credentials accept.
+    pub fn start(upstream: &str, pod_token: &str) -> Result<Self, EnvError> {
+        use hyper::server::conn::http1;
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(err)?;
+        listener.set_nonblocking(true).map_err(err)?;
+        let url = format!("http://{}", listener.local_addr().map_err(err)?);
+        let state = std::sync::Arc::new(EndpointState {
+            pod_token: std::sync::Mutex::new(pod_token.to_owned()),
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            session_tokens: std::sync::Mutex::default(),
+            asked: std::sync::Mutex::default(),
+            signed_with: std::sync::Mutex::default(),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(err)?;
+        let served = state.clone();
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let serve = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let state = served.clone();
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req| {
+                                let state = state.clone();
+                                async move {
+                                    Ok::<_, std::convert::Infallible>(state.answer(req).await)
+                                }
+                            });
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Ok(Self {
+            url,
+            state,
+            stop: Some(stop),
+        })
+    }
+
+    /// The container-credentials URI (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub fn container_uri(&self) -> String {
+        format!("{}/v1/credentials", self.url)
+    }
+
+    /// Changes the token container credentials accept.
+    pub fn accept_pod_token(&self, token: &str) {
+        if let Ok(mut accepted) = self.state.pod_token.lock() {
+            token.clone_into(&mut accepted);
+        }
+    }
+
+    /// What was asked, in order.
+    pub fn asked(&self) -> Vec<&'static str> {
+        self.state
+            .asked
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// The access key ids of the forwarded (KMS) requests, in order.
+    pub fn signed_with(&self) -> Vec<String> {
+        self.state
+            .signed_with
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CredentialEndpoints {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+type Answer = http::Response<http_body_util::Full<bytes::Bytes>>;
+
+fn reply(status: u16, content_type: &str, body: impl Into<bytes::Bytes>) -> Answer {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(http_body_util::Full::new(body.into()))
+        .unwrap_or_default()
+}
+
+fn credentials_json(key_id: &str, imds: bool) -> String {
+    let expiration =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600))
+            .to_string();
+    let mut body = json!({
+        "AccessKeyId": key_id,
+        "SecretAccessKey": "double-secret-access-key",
+        "Token": format!("double-session-token-{key_id}"),
+        "Expiration": expiration,
+    });
+    if imds {
+        body["Code"] = json!("Success");
+        body["Type"] = json!("AWS-HMAC");
+        body["LastUpdated"] =
+            json!(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    }
+    body.to_string()
+}
+
+impl EndpointState {
+    fn note(&self, what: &'static str) {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push(what);
+        }
+    }
+
+    fn session_ok(&self, req: &http::Request<hyper::body::Incoming>) -> bool {
+        let token = req
+            .headers()
+            .get("x-aws-ec2-metadata-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        self.session_tokens
+            .lock()
+            .is_ok_and(|tokens| tokens.contains(token))
+    }
+
+    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> Answer {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/v1/credentials") => {
+                let given = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let accepted = self.pod_token.lock().map(|t| t.clone()).unwrap_or_default();
+                if given.is_empty() || given != accepted {
+                    self.note("container-refused");
+                    return reply(
+                        401,
+                        "application/json",
+                        r#"{"code":"InvalidToken","message":"the pod's ServiceAccount token is not valid for this association"}"#,
+                    );
+                }
+                self.note("container");
+                reply(
+                    200,
+                    "application/json",
+                    credentials_json(POD_IDENTITY_KEY_ID, false),
+                )
+            }
+            ("PUT", "/latest/api/token") => {
+                if req
+                    .headers()
+                    .get("x-aws-ec2-metadata-token-ttl-seconds")
+                    .is_none()
+                {
+                    return reply(
+                        400,
+                        "text/plain",
+                        "missing x-aws-ec2-metadata-token-ttl-seconds",
+                    );
+                }
+                let token = format!("imds-session-{}", self.asked.lock().map_or(0, |a| a.len()));
+                if let Ok(mut tokens) = self.session_tokens.lock() {
+                    tokens.insert(token.clone());
+                }
+                self.note("imds-token");
+                reply(200, "text/plain", token)
+            }
+            ("GET", p) if p.starts_with("/latest/") => {
+                if !self.session_ok(&req) {
+                    self.note("imds-v1-refused");
+                    return reply(401, "text/plain", "");
+                }
+                match p {
+                    "/latest/meta-data/iam/security-credentials/" => {
+                        reply(200, "text/plain", INSTANCE_ROLE)
+                    }
+                    p if p
+                        == format!(
+                            "/latest/meta-data/iam/security-credentials/{INSTANCE_ROLE}"
+                        ) =>
+                    {
+                        self.note("imds-credentials");
+                        reply(
+                            200,
+                            "text/plain",
+                            credentials_json(INSTANCE_ROLE_KEY_ID, true),
+                        )
+                    }
+                    "/latest/meta-data/placement/region" => {
+                        self.note("imds-region");
+                        reply(200, "text/plain", "us-east-1")
+                    }
+                    _ => reply(404, "text/plain", ""),
+                }
+            }
+            _ => self.forward(req).await,
+        }
+    }
+
+    /// Forwards a KMS request to local-kms, recording the access key id it was signed with.
+    async fn forward(&self, req: http::Request<hyper::body::Incoming>) -> Answer {
+        use http_body_util::BodyExt as _;
+        let (parts, body) = req.into_parts();
+        let key_id = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("unsigned")
+            .to_owned();
+        if let Ok(mut seen) = self.signed_with.lock() {
+            seen.push(key_id);
+        }
+        let Ok(body) = body
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+        else {
+            return reply(400, "text/plain", "unreadable body");
+        };
+        let mut request = self
+            .http
+            .request(
+                parts.method,
+                format!("{}{}", self.upstream, parts.uri.path()),
+            )
+            .body(body);
+        for name in ["content-type", "x-amz-target"] {
+            if let Some(value) = parts.headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/x-amz-json-1.1")
+                    .to_owned();
+                let body = response.bytes().await.unwrap_or_default();
+                reply(status, &content_type, body)
+            }
+            Err(e) => reply(502, "text/plain", e.to_string()),
+        }
+    }
+}

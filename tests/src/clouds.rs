@@ -25,6 +25,10 @@ pub struct Federation {
     pub service_account: String,
 }
 
+/// The client id of the user-assigned managed identity the Azure double's metadata endpoint
+/// serves (besides the node's own, asked for without a client id).
+pub const MANAGED_IDENTITY: &str = "uami-signet";
+
 fn err(message: impl std::fmt::Display) -> EnvError {
     EnvError::Bundle(format!("cloud KMS double: {message}"))
 }
@@ -75,7 +79,8 @@ impl CloudDouble {
                     &f.client_id,
                     "--service-account",
                     &f.service_account,
-                ]);
+                ])
+                .args(["--managed-identity", MANAGED_IDENTITY]);
             command
         })?;
         server.wait_listening().await?;
@@ -107,6 +112,45 @@ impl CloudDouble {
         answer["version"]
             .as_u64()
             .ok_or_else(|| err("rotate: no version"))
+    }
+
+    /// A managed identity's token from the Azure double's metadata endpoint.
+    pub async fn managed_token(&self, client_id: &str) -> Result<String, EnvError> {
+        let answer: Value = self
+            .http
+            .get(format!("{}/metadata/identity/oauth2/token", self.url))
+            .query(&[
+                ("api-version", "2018-02-01"),
+                ("resource", "https://vault.azure.net"),
+                ("client_id", client_id),
+            ])
+            .header("Metadata", "true")
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        answer["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| err(format!("managed identity token: {answer}")))
+    }
+
+    /// How many managed-identity tokens the metadata endpoint issued.
+    pub async fn managed_requests(&self) -> Result<u64, EnvError> {
+        let answer: Value = self
+            .http
+            .get(format!("{}/_double/managed", self.url))
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        answer["requests"]
+            .as_u64()
+            .ok_or_else(|| err("no request count"))
     }
 
     /// A GET with `token` (as the cloud's CLI would export a public key).

@@ -570,6 +570,129 @@ async fn an_aws_kms_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_agai
     assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
 }
 
+/// EKS Pod Identity, then instance metadata (`IMDSv2`), through the SDK's default chain against
+/// the credential-endpoint double (docs/testing.md): the operator renders nothing for Pod
+/// Identity and says in `status.identity` which association to create; a token the agent
+/// refuses fails the run naming the key and the container credentials, never the token; the
+/// accepted token signs, and every KMS call was signed with the agent's credentials. A second
+/// signer with no credentials in its environment and no region takes both from instance
+/// metadata, through the session-token handshake (no `IMDSv1` request).
+#[tokio::test]
+async fn aws_kms_signs_with_eks_pod_identity_and_with_instance_metadata() {
+    use signet_e2e::aws::{CredentialEndpoints, INSTANCE_ROLE_KEY_ID, POD_IDENTITY_KEY_ID};
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let kms = LocalKms::start(env).await.unwrap();
+    kms.signing_key("ECC_NIST_P256", "signet").await.unwrap();
+    let signer_ns = format!("signet-e2e-kms-aws-pod-{}", std::process::id());
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+        "signing": {"kms": {"ref": AWS_KEY}},
+        "identity": {"aws": {"podIdentity": true}}
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let (role, _) = rendered(&admin, &signer_ns, "AWS_ROLE_ARN", "aws-iam-token").await;
+    assert_eq!(role, Value::Null, "Pod Identity renders no IRSA role");
+    let status = kube::Api::<signet_crds::SignetConfig>::all(admin.clone())
+        .get("config")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let clouds = status.identity.map(|i| i.clouds).unwrap_or_default();
+    assert!(
+        clouds.iter().any(|c| c.cloud == "aws"
+            && c.credentials == "EKS Pod Identity"
+            && c.trust.contains(&format!(
+                "--namespace {signer_ns} --service-account signet-signer"
+            ))),
+        "{clouds:?}"
+    );
+
+    let files = tempdir("kms-aws-pod");
+    let pod_token = ServiceAccountIdentity::mint(
+        &admin,
+        &signer_ns,
+        "signet-signer",
+        &["pods.eks.amazonaws.com"],
+        3600,
+    )
+    .await
+    .unwrap()
+    .token;
+    let token_file = write_secret_file(&files, "eks-pod-identity-token", &pod_token);
+    let endpoints = CredentialEndpoints::start(&kms.server.url, "another pod's token").unwrap();
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let container_uri = endpoints.container_uri();
+    let mut signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", container_uri.as_str()),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token_file.as_str(),
+            ),
+            ("AWS_ENDPOINT_URL_KMS", endpoints.url.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let work = TestNamespace::create(&admin, "kms-aws-pod").await.unwrap();
+    let ns = work.name();
+    completed_taskrun(&admin, ns, "refused").await;
+    let reason = assert_fails(&admin, ns, "refused", || signer.log_text()).await;
+    assert!(
+        reason.contains(AWS_KEY) && reason.contains("container credentials"),
+        "{reason}"
+    );
+    assert!(!reason.contains(&pod_token) && !signer.log_text().contains(&pod_token));
+    assert!(endpoints.asked().contains(&"container-refused"));
+
+    endpoints.accept_pod_token(&pod_token);
+    let envelope = signed_envelope(&admin, ns, "build-1", || signer.log_text()).await;
+    let exported = kms.public_pem("alias/signet").await.unwrap();
+    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    let signed_with = endpoints.signed_with();
+    assert!(
+        !signed_with.is_empty() && signed_with.iter().all(|k| k == POD_IDENTITY_KEY_ID),
+        "{signed_with:?}"
+    );
+    signer.stop();
+
+    let before = endpoints.signed_with().len();
+    let signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoints.url.as_str()),
+            ("AWS_ENDPOINT_URL_KMS", endpoints.url.as_str()),
+        ],
+    )
+    .await
+    .unwrap();
+    let envelope = signed_envelope(&admin, ns, "build-2", || signer.log_text()).await;
+    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    let asked = endpoints.asked();
+    for step in ["imds-token", "imds-region", "imds-credentials"] {
+        assert!(asked.contains(&step), "{step} not in {asked:?}");
+    }
+    assert!(!asked.contains(&"imds-v1-refused"), "{asked:?}");
+    let signed_with = endpoints.signed_with().split_off(before);
+    assert!(
+        !signed_with.is_empty() && signed_with.iter().all(|k| k == INSTANCE_ROLE_KEY_ID),
+        "{signed_with:?}"
+    );
+    drop(stack);
+    let _ = std::fs::remove_dir_all(&files);
+}
+
 /// The Azure double (Entra token exchange that checks the cluster's JWKS, audience and
 /// subject; Key Vault with key `signet`), the operator's Workload Identity rendering, and a
 /// signer with a federated token minted for ServiceAccount `account` (the signer's own, or a
@@ -681,19 +804,23 @@ impl AzureScene {
             .as_str()
             .unwrap()
             .to_owned();
-        let jwk = self
-            .vault
-            .get(&format!("/keys/signet/{version}?api-version=7.4"), &token)
-            .await
-            .unwrap();
-        let part = |n: &str| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(jwk["key"][n].as_str().unwrap())
-                .unwrap()
-        };
-        pem_of(&signet_signer::signing::kms::der::spki_ec("P-256", &part("x"), &part("y")).unwrap())
+        azure_public_pem(&self.vault, &token, version).await
     }
+}
+
+/// Key version `version`'s public key (PEM) from the Azure double's vault, read with `token`.
+async fn azure_public_pem(vault: &CloudDouble, token: &str, version: u64) -> String {
+    let jwk = vault
+        .get(&format!("/keys/signet/{version}?api-version=7.4"), token)
+        .await
+        .unwrap();
+    let part = |n: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwk["key"][n].as_str().unwrap())
+            .unwrap()
+    };
+    pem_of(&signet_signer::signing::kms::der::spki_ec("P-256", &part("x"), &part("y")).unwrap())
 }
 
 impl Drop for AzureScene {
@@ -745,6 +872,97 @@ async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_ex
             .status
             .success()
     );
+}
+
+/// Azure managed identity (`identity.azure.managedIdentity` with a user-assigned client id):
+/// the operator renders the client id and no federated token; the signer gets its token from
+/// the metadata endpoint (the Azure double's, `AZURE_POD_IDENTITY_AUTHORITY_HOST`) for the
+/// vault's resource; a client id not assigned to the node fails the run naming the key and the
+/// managed identity; the assigned one signs what cosign verifies with the vault's key.
+#[tokio::test]
+async fn azure_key_vault_signs_with_a_managed_identity_from_the_metadata_endpoint() {
+    use signet_e2e::clouds::MANAGED_IDENTITY;
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-kms-azure-mi-{}", std::process::id());
+    let vault = CloudDouble::start(
+        env,
+        &Federation {
+            mode: "azure",
+            audience: "api://AzureADTokenExchange".to_owned(),
+            subject: "nobody federates here".to_owned(),
+            key_name: "signet".to_owned(),
+            tenant: "tenant-1".to_owned(),
+            client_id: "client-1".to_owned(),
+            service_account: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let uri = format!("azurekms://{}/signet", vault.host());
+    let base = json!({
+        "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
+        "signing": {"kms": {"ref": uri}},
+        "identity": {"azure": {"managedIdentity": true, "clientId": MANAGED_IDENTITY}}
+    });
+    let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
+    let (client_id, audience) = rendered(
+        &admin,
+        &signer_ns,
+        "AZURE_CLIENT_ID",
+        "azure-identity-token",
+    )
+    .await;
+    assert_eq!(client_id, MANAGED_IDENTITY);
+    assert_eq!(audience, Value::Null, "no federated token volume");
+    let (token_file, _) = rendered(&admin, &signer_ns, "AZURE_FEDERATED_TOKEN_FILE", "").await;
+    assert_eq!(token_file, Value::Null);
+
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let work = TestNamespace::create(&admin, "kms-azure-mi").await.unwrap();
+    let ns = work.name();
+    let mut signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", vault.url.as_str()),
+            ("AZURE_CLIENT_ID", "uami-not-on-this-node"),
+        ],
+    )
+    .await
+    .unwrap();
+    completed_taskrun(&admin, ns, "unassigned").await;
+    let reason = assert_fails(&admin, ns, "unassigned", || signer.log_text()).await;
+    assert!(
+        reason.contains(&uri)
+            && reason.contains("managed identity token for client uami-not-on-this-node"),
+        "{reason}"
+    );
+    signer.stop();
+
+    let signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", vault.url.as_str())],
+    )
+    .await
+    .unwrap();
+    let envelope = signed_envelope(&admin, ns, "build-1", || signer.log_text()).await;
+    let token = vault.managed_token(MANAGED_IDENTITY).await.unwrap();
+    let exported = azure_public_pem(&vault, &token, 1).await;
+    assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    assert!(
+        !cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance")
+            .status
+            .success()
+    );
+    // The signer's token and the export's.
+    assert!(vault.managed_requests().await.unwrap() >= 2);
 }
 
 /// The vault down mid-burst: every run ends signed or failed naming the key; back up, runs

@@ -5,6 +5,8 @@ lowkey-vault, ships only as a container image; Google publishes no KMS emulator)
 speaks their REST wire formats for the calls Signet makes, with real ECDSA P-256 keys:
 
   azure: POST /<tenant>/oauth2/v2.0/token (client credentials + JWT client assertion),
+         GET /metadata/identity/oauth2/token (managed identity, as the instance metadata
+         endpoint: `Metadata: true`, api-version 2018-02-01, resource, client_id),
          GET /keys/<name>[/<version>], POST /keys/<name>/<version>/sign        (api-version 7.4)
   gcp:   POST /v1/token (STS token exchange), POST /v1/projects/-/serviceAccounts/<sa>:generateAccessToken,
          GET /v1/<key version>/publicKey, POST /v1/<key version>:asymmetricSign,
@@ -201,6 +203,21 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(401, {"error": "invalid_client",
                                         "error_description": "AADSTS70021: No matching federated identity record found: " + problem})
             return self.reply(200, {"token_type": "Bearer", "expires_in": 3600, "access_token": self.issue()})
+        if method == "GET" and path == "/metadata/identity/oauth2/token":
+            # Managed identity, as the instance metadata endpoint answers it (expires_in is a
+            # string there). Only the identities assigned to this "node" get a token.
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(self.path).query))
+            if self.headers.get("metadata") != "true":
+                return self.reply(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            if query.get("api-version") != "2018-02-01" or query.get("resource") != "https://vault.azure.net":
+                return self.reply(400, {"error": "invalid_request", "error_description": "bad api-version or resource %s" % query.get("resource")})
+            if query.get("client_id", "") not in a.managed_identity:
+                return self.reply(400, {"error": "invalid_request", "error_description": "Identity not found"})
+            self.server.managed_requests += 1
+            return self.reply(200, {"token_type": "Bearer", "expires_in": "86399", "resource": query["resource"],
+                                    "access_token": self.issue()})
+        if method == "GET" and path == "/_double/managed":
+            return self.reply(200, {"requests": self.server.managed_requests})
         parts = path.strip("/").split("/")
         if not self.bearer_ok():
             return self.reply(401, {"error": {"code": "Unauthorized", "message": "no valid bearer token"}})
@@ -367,6 +384,8 @@ def main():
     p.add_argument("--tenant", default="")
     p.add_argument("--client-id", default="")
     p.add_argument("--service-account", default="")
+    p.add_argument("--managed-identity", action="append", default=[],
+                   help="azure: a managed identity's client id the metadata endpoint serves ('' for the node's own)")
     args = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
@@ -376,6 +395,7 @@ def main():
     server.tokens = set()
     server.federated = set()
     server.documents = {}
+    server.managed_requests = 0
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
