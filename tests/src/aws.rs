@@ -252,12 +252,7 @@ impl CredentialEndpoints {
     /// Serves on an ephemeral 127.0.0.1 port (a thread of its own, so a blocking cosign in the
     /// test does not stop it); `pod_token` is the token container credentials accept.
     pub fn start(upstream: &str, pod_token: &str) -> Result<Self, EnvError> {
-        use hyper::server::conn::http1;
-        use hyper::service::service_fn;
-        use hyper_util::rt::TokioIo;
-
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(err)?;
-        listener.set_nonblocking(true).map_err(err)?;
         let url = format!("http://{}", listener.local_addr().map_err(err)?);
         let state = std::sync::Arc::new(EndpointState {
             pod_token: std::sync::Mutex::new(pod_token.to_owned()),
@@ -267,42 +262,11 @@ impl CredentialEndpoints {
             asked: std::sync::Mutex::default(),
             signed_with: std::sync::Mutex::default(),
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(err)?;
         let served = state.clone();
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let serve = async {
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let state = served.clone();
-                        tokio::spawn(async move {
-                            let service = service_fn(move |req| {
-                                let state = state.clone();
-                                async move {
-                                    Ok::<_, std::convert::Infallible>(state.answer(req).await)
-                                }
-                            });
-                            let _ = http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
-                }
-            });
-        });
+        let stop = crate::serve::serve_on_thread(listener, move |req| {
+            let state = served.clone();
+            async move { state.answer(req).await }
+        })?;
         Ok(Self {
             url,
             state,

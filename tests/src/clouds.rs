@@ -98,17 +98,14 @@ impl CloudDouble {
         self.url.trim_start_matches("https://").to_owned()
     }
 
+    /// Sends `request` and reads the JSON answer.
+    async fn json(request: reqwest::RequestBuilder) -> Result<Value, EnvError> {
+        request.send().await.map_err(err)?.json().await.map_err(err)
+    }
+
     /// Adds a key version; returns its number.
     pub async fn rotate(&self) -> Result<u64, EnvError> {
-        let answer: Value = self
-            .http
-            .post(format!("{}/_double/rotate", self.url))
-            .send()
-            .await
-            .map_err(err)?
-            .json()
-            .await
-            .map_err(err)?;
+        let answer = Self::json(self.http.post(format!("{}/_double/rotate", self.url))).await?;
         answer["version"]
             .as_u64()
             .ok_or_else(|| err("rotate: no version"))
@@ -116,21 +113,17 @@ impl CloudDouble {
 
     /// A managed identity's token from the Azure double's metadata endpoint.
     pub async fn managed_token(&self, client_id: &str) -> Result<String, EnvError> {
-        let answer: Value = self
-            .http
-            .get(format!("{}/metadata/identity/oauth2/token", self.url))
-            .query(&[
-                ("api-version", "2018-02-01"),
-                ("resource", "https://vault.azure.net"),
-                ("client_id", client_id),
-            ])
-            .header("Metadata", "true")
-            .send()
-            .await
-            .map_err(err)?
-            .json()
-            .await
-            .map_err(err)?;
+        let answer = Self::json(
+            self.http
+                .get(format!("{}/metadata/identity/oauth2/token", self.url))
+                .query(&[
+                    ("api-version", "2018-02-01"),
+                    ("resource", "https://vault.azure.net"),
+                    ("client_id", client_id),
+                ])
+                .header("Metadata", "true"),
+        )
+        .await?;
         answer["access_token"]
             .as_str()
             .map(str::to_owned)
@@ -139,15 +132,7 @@ impl CloudDouble {
 
     /// How many managed-identity tokens the metadata endpoint issued.
     pub async fn managed_requests(&self) -> Result<u64, EnvError> {
-        let answer: Value = self
-            .http
-            .get(format!("{}/_double/managed", self.url))
-            .send()
-            .await
-            .map_err(err)?
-            .json()
-            .await
-            .map_err(err)?;
+        let answer = Self::json(self.http.get(format!("{}/_double/managed", self.url))).await?;
         answer["requests"]
             .as_u64()
             .ok_or_else(|| err("no request count"))
@@ -155,15 +140,12 @@ impl CloudDouble {
 
     /// A GET with `token` (as the cloud's CLI would export a public key).
     pub async fn get(&self, path: &str, token: &str) -> Result<Value, EnvError> {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(err)?
-            .json()
-            .await
-            .map_err(err)
+        Self::json(
+            self.http
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     /// A Google access token for `account`, obtained as the signer obtains one: `subject_token`
@@ -213,14 +195,6 @@ impl CloudDouble {
 
     /// A form POST (token endpoints), its JSON answer.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, EnvError> {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .form(form)
-            .send()
-            .await
-            .map_err(err)?
-            .json()
-            .await
-            .map_err(err)
+        Self::json(self.http.post(format!("{}{path}", self.url)).form(form)).await
     }
 }

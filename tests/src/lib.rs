@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod olm;
 pub mod operator;
 pub mod registry;
+pub mod serve;
 pub mod sigstore;
 pub mod storage;
 pub mod tuf;

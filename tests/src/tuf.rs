@@ -3,15 +3,11 @@
 //! plain file server on 127.0.0.1, so a test can change what the mirror serves on disk.
 //! Stops serving and removes its directory when dropped.
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 use crate::env::{EnvError, TestEnv};
 
@@ -37,46 +33,13 @@ impl TufRepo {
     pub fn start(env: &TestEnv, dir: &Path, targets: &[(&str, &Path)]) -> Result<Self, EnvError> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(err)?;
-        // Served from a thread of its own: a test that runs cosign (blocking) on a
-        // current-thread runtime must not stop the mirror cosign reads.
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(err)?;
-        listener.set_nonblocking(true).map_err(err)?;
         let url = format!("http://{}", listener.local_addr().map_err(err)?);
         let served = dir.join("repo");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(err)?;
-        std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let serve = async {
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let served = served.clone();
-                        tokio::spawn(async move {
-                            let service =
-                                service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                                    let answer = file(&served, req.uri().path());
-                                    async move { Ok::<_, Infallible>(answer) }
-                                });
-                            let _ = http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
-                }
-            });
-        });
+        let stop = crate::serve::serve_on_thread(listener, move |req| {
+            let answer = file(&served, req.uri().path());
+            async move { answer }
+        })?;
         let repo = Self {
             python: env.tuf_python.clone(),
             dir: dir.to_owned(),

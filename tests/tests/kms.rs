@@ -711,6 +711,20 @@ struct AzureScene {
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// The Azure double's federation: client `client-1` in `tenant-1` trusts `subject`'s tokens
+/// for Entra's audience; the vault holds key `signet`.
+fn azure_federation(subject: String) -> Federation {
+    Federation {
+        mode: "azure",
+        audience: "api://AzureADTokenExchange".to_owned(),
+        subject,
+        key_name: "signet".to_owned(),
+        tenant: "tenant-1".to_owned(),
+        client_id: "client-1".to_owned(),
+        service_account: String::new(),
+    }
+}
+
 impl AzureScene {
     async fn up(name: &str, account: &str) -> Self {
         let turn = STACK.lock().await;
@@ -719,15 +733,7 @@ impl AzureScene {
         let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
         let vault = CloudDouble::start(
             env,
-            &Federation {
-                mode: "azure",
-                audience: "api://AzureADTokenExchange".to_owned(),
-                subject: format!("system:serviceaccount:{signer_ns}:signet-signer"),
-                key_name: "signet".to_owned(),
-                tenant: "tenant-1".to_owned(),
-                client_id: "client-1".to_owned(),
-                service_account: String::new(),
-            },
+            &azure_federation(format!("system:serviceaccount:{signer_ns}:signet-signer")),
         )
         .await
         .unwrap();
@@ -886,20 +892,9 @@ async fn azure_key_vault_signs_with_a_managed_identity_from_the_metadata_endpoin
     let env = TestEnv::get();
     let admin = env.admin_client().unwrap();
     let signer_ns = format!("signet-e2e-kms-azure-mi-{}", std::process::id());
-    let vault = CloudDouble::start(
-        env,
-        &Federation {
-            mode: "azure",
-            audience: "api://AzureADTokenExchange".to_owned(),
-            subject: "nobody federates here".to_owned(),
-            key_name: "signet".to_owned(),
-            tenant: "tenant-1".to_owned(),
-            client_id: "client-1".to_owned(),
-            service_account: String::new(),
-        },
-    )
-    .await
-    .unwrap();
+    let vault = CloudDouble::start(env, &azure_federation("nobody federates here".to_owned()))
+        .await
+        .unwrap();
     let uri = format!("azurekms://{}/signet", vault.host());
     let base = json!({
         "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}},
