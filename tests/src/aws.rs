@@ -387,23 +387,28 @@ impl EndpointState {
                 )
             }
             ("PUT", "/latest/api/token") => {
-                if req
+                let Some(ttl) = req
                     .headers()
                     .get("x-aws-ec2-metadata-token-ttl-seconds")
-                    .is_none()
-                {
+                    .cloned()
+                else {
                     return reply(
                         400,
                         "text/plain",
                         "missing x-aws-ec2-metadata-token-ttl-seconds",
                     );
-                }
+                };
                 let token = format!("imds-session-{}", self.asked.lock().map_or(0, |a| a.len()));
                 if let Ok(mut tokens) = self.session_tokens.lock() {
                     tokens.insert(token.clone());
                 }
                 self.note("imds-token");
-                reply(200, "text/plain", token)
+                let mut answer = reply(200, "text/plain", token);
+                // IMDS echoes the session's lifetime; the SDK refuses a token without it.
+                answer
+                    .headers_mut()
+                    .insert("x-aws-ec2-metadata-token-ttl-seconds", ttl);
+                answer
             }
             ("GET", p) if p.starts_with("/latest/") => {
                 if !self.session_ok(&req) {

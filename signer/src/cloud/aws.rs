@@ -48,6 +48,22 @@ pub fn source() -> String {
     }
 }
 
+/// An SDK error as one line: the `Display` of each error in its chain, joined by `: `, a part
+/// that repeats the one before left out (the SDK's own `DisplayErrorContext` adds `Debug` dumps
+/// of raw responses — too long for an Event's note and for a run's failure reason).
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 /// The chain's credentials, errors prefixed with [`CREDENTIALS`] and the selected source.
 #[derive(Debug)]
 struct Labeled {
@@ -65,7 +81,7 @@ impl ProvideCredentials for Labeled {
                 CredentialsError::provider_error(format!(
                     "{CREDENTIALS} from {}: {}",
                     self.source,
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    one_line(&e)
                 ))
             })
         })
@@ -132,8 +148,9 @@ pub struct AwsApi {
     region: Option<String>,
     endpoint: Option<String>,
     http: reqwest::Client,
-    /// Region and credentials, loaded at the first call.
-    loaded: tokio::sync::OnceCell<Result<(String, String, SharedCredentialsProvider), String>>,
+    /// Region, endpoint and credentials, loaded at the first call that can (a failure is
+    /// tried again at the next call).
+    loaded: tokio::sync::OnceCell<(String, String, SharedCredentialsProvider)>,
     credentials: Expiring<Credentials>,
 }
 
@@ -173,8 +190,10 @@ impl AwsApi {
 
     async fn loaded(&self) -> Result<&(String, String, SharedCredentialsProvider), KmsError> {
         self.loaded
-            .get_or_init(|| async {
-                let (config, provider) = load(self.region.clone()).await?;
+            .get_or_try_init(|| async {
+                let (config, provider) = load(self.region.clone())
+                    .await
+                    .map_err(|e| self.named.config(e))?;
                 let region = config.region().map(ToString::to_string).unwrap_or_default();
                 let endpoint = self.endpoint.clone().unwrap_or_else(|| {
                     env_endpoint(&self.service.to_uppercase(), self.service, &region)
@@ -182,8 +201,6 @@ impl AwsApi {
                 Ok((region, endpoint, provider))
             })
             .await
-            .as_ref()
-            .map_err(|e| self.named.config(e))
     }
 
     async fn credentials(
@@ -193,10 +210,10 @@ impl AwsApi {
         if let Some(credentials) = self.credentials.get() {
             return Ok(credentials);
         }
-        let credentials = provider.provide_credentials().await.map_err(|e| {
-            self.named
-                .auth(aws_smithy_types::error::display::DisplayErrorContext(&e))
-        })?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| self.named.auth(one_line(&e)))?;
         // Renewed five minutes before the chain's expiry (none: keys that do not expire).
         let until = credentials.expiry().map(|at| {
             let left = at
@@ -314,6 +331,43 @@ fn sign(
         .into_iter()
         .map(|h| (h.name(), h.value().to_owned()))
         .collect())
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::one_line;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn sdk_errors_become_one_line_of_their_causes() {
+        let error = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer("connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            one_line(&error),
+            "dispatch failure: io error: connection refused"
+        );
+        let repeated = Layer("timeout: 5s", Some(Box::new(Layer("5s", None))));
+        assert_eq!(one_line(&repeated), "timeout: 5s");
+    }
 }
 
 #[cfg(all(test, feature = "docdb"))]

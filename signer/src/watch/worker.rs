@@ -164,7 +164,7 @@ pub(crate) async fn process(
                 let event = Event {
                     type_: EventType::Warning,
                     reason: note.to_owned(),
-                    note: Some(error.to_string()),
+                    note: Some(event_note(error.to_string())),
                     action: "Sign".to_owned(),
                     secondary: None,
                 };
@@ -190,15 +190,42 @@ async fn key_changes(ctx: &Context, reference: &k8s_openapi::api::core::v1::Obje
         let event = Event {
             type_: EventType::Warning,
             reason: "KMSKeyChanged".to_owned(),
-            note: Some(format!(
+            note: Some(event_note(format!(
                 "{} now names {} (was {}): this run and those after it verify with the new key's public key",
                 change.uri, change.now, change.before
-            )),
+            ))),
             action: "Sign".to_owned(),
             secondary: None,
         };
         if let Err(e) = ctx.recorder.publish(&event, reference).await {
             tracing::debug!(error = %e, "failed to record an Event");
         }
+    }
+}
+
+/// An Event's note as the API server takes it: at most 1 kB (a longer one is refused, and the
+/// Event lost), cut at a character boundary with an ellipsis.
+fn event_note(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() > MAX {
+        let mut end = MAX - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_note;
+
+    #[test]
+    fn event_notes_fit_the_api_servers_limit() {
+        assert_eq!(event_note("short".to_owned()), "short");
+        let long = event_note("é".repeat(700));
+        assert!(long.len() <= 1024 && long.ends_with('…'), "{}", long.len());
     }
 }

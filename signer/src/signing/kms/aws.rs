@@ -13,14 +13,14 @@
 //! Credentials: `crate::cloud::aws` (shared with DynamoDB storage).
 
 use aws_sdk_kms::Client;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::common::{Expiring, Named, key_deadline};
 use super::{BoxFuture, KmsError, RemoteSigner};
-use crate::cloud::aws::{CREDENTIALS, is_credentials_refused, load};
+use crate::cloud::aws::{CREDENTIALS, is_credentials_refused, load, one_line};
 use signet_config::KmsConfig;
 
 #[derive(Clone)]
@@ -41,7 +41,9 @@ pub struct Aws {
     region: Option<String>,
     /// From the URI; else the SDK's (`AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`, AWS's).
     endpoint: Option<String>,
-    client: tokio::sync::OnceCell<Result<Client, String>>,
+    /// Made once it could be (a failure — no region yet, instance metadata not answering — is
+    /// tried again at the next call, not kept).
+    client: tokio::sync::OnceCell<Client>,
     key: Expiring<KeyInfo>,
     /// The ARN the URI named at the last read, to notice an alias moved.
     last_arn: std::sync::Mutex<Option<String>>,
@@ -113,8 +115,10 @@ impl Aws {
 
     async fn client(&self) -> Result<&Client, KmsError> {
         self.client
-            .get_or_init(|| async {
-                let (config, credentials) = load(self.region.clone()).await?;
+            .get_or_try_init(|| async {
+                let (config, credentials) = load(self.region.clone())
+                    .await
+                    .map_err(|e| self.named.config(e))?;
                 let mut builder =
                     aws_sdk_kms::config::Builder::from(&config).credentials_provider(credentials);
                 if let Some(endpoint) = &self.endpoint {
@@ -123,8 +127,6 @@ impl Aws {
                 Ok(Client::from_conf(builder.build()))
             })
             .await
-            .as_ref()
-            .map_err(|e| self.named.config(e))
     }
 
     /// A failed call as `Auth` (the chain could not give credentials, or KMS refused them) or
@@ -150,7 +152,7 @@ impl Aws {
                 self.named.remote(text)
             };
         }
-        let text = format!("{action}: {}", DisplayErrorContext(error));
+        let text = format!("{action}: {}", one_line(error));
         if text.contains(CREDENTIALS) {
             self.named.auth(text)
         } else {
