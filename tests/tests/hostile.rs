@@ -144,7 +144,7 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
                 v.as_object_mut().unwrap().remove("Signature");
             }))],
             Outcome::Failed,
-            "no /Signature",
+            "has no Signature",
         ),
         (
             "random-signature",
