@@ -63,12 +63,18 @@ test: lint unit-test
 	$(CARGO) build --workspace --bins --locked
 	status=0; $(CARGO) test -p signet-e2e --locked --no-fail-fast || status=$$?; tests/env/down; exit $$status
 
-# Benchmarks against the running environment (started if needed), release binaries.
+# Benchmarks against the running environment (started if needed), release binaries. Ends
+# with one table of every phase, written as target/bench/bench.json beside bench.svg;
+# `make bench BASELINE=<an earlier bench.json>` adds each figure's ratio to that run.
+export BASELINE
 bench:
 	$(CARGO) build --release --workspace --bins --locked
+	rm -f $(CARGO_TARGET_DIR)/bench/results.jsonl
 	$(CARGO) bench -p signet-e2e --bench operator --locked
 	$(CARGO) bench -p signet-e2e --bench signer --locked
 	$(CARGO) bench -p signet-e2e --bench kms --locked
+	$(CARGO) bench -p signet-e2e --bench scale --locked
+	$(CARGO) run -q -p signet-e2e --example bench_report --locked
 
 # docs/monitoring/dashboard.svg: the dashboard's panels plotted from a real (release) signer's
 # /metrics, scraped every second while it signs a steady load, a spell of failures and a burst.

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand, ValueEnum};
 use signet_config::trusted_root::TrustedRoot;
 use signet_signer::annotations::ANNOTATION_PREFIX;
-use signet_signer::metrics::LEASE_NAME as SIGNER_LEASE;
+use signet_signer::metrics::lease_for;
 use signet_signer::run::RunKind;
 use signet_signer::storage::oci::auth::logins_of;
 use signet_signer::storage::oci::registry::Clients;
@@ -216,7 +216,10 @@ async fn run(args: Args) -> Result<bool, Failure> {
                 .map_err(|e| e.to_string())?
                 .ok_or("there is no SignetConfig named config in this cluster")?;
             let lease = cluster
-                .lease(&config.spec.target_namespace, SIGNER_LEASE)
+                .lease(
+                    &config.spec.target_namespace,
+                    &lease_for(config.spec.signer.replicas, None),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let shown = status::status(&config, lease.as_ref());
@@ -235,7 +238,10 @@ async fn explain(cluster: &Cluster, args: &RunArgs, output: Output) -> Result<bo
         .map_err(|e| e.to_string())?;
     let leader = match &config {
         Some(config) => cluster
-            .lease(&config.spec.target_namespace, SIGNER_LEASE)
+            .lease(
+                &config.spec.target_namespace,
+                &lease_for(config.spec.signer.replicas, Some(&run.uid)),
+            )
             .await
             .map_err(|e| e.to_string())?
             .as_ref()

@@ -15,7 +15,9 @@ pub struct SignerSpec {
     /// Signer image; defaults to the signer built with this operator's version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Pods; only the leader signs, the others stand by to take over.
+    /// Pods. One signs, the others stand by (one Lease); more than one share the runs, divided
+    /// by UID into one shard per replica, each shard held through its own Lease and taken over
+    /// by the others when its holder stops renewing it.
     #[schemars(range(min = 0, max = 10))]
     pub replicas: i32,
     /// CPU and memory requests and limits of the signer container.
@@ -47,8 +49,10 @@ pub struct SignerSpec {
     /// Namespaces whose runs are signed; empty means all namespaces.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
-    /// Runs signed concurrently.
-    #[schemars(range(min = 1, max = 256))]
+    /// Runs in flight at once per replica (most of a run's time is spent waiting on
+    /// registries, KMS and logs; requests per registry host and KMS key are limited
+    /// separately); the backlog found at start takes at most a quarter of them.
+    #[schemars(range(min = 1, max = 1024))]
     pub workers: i32,
     /// Sustained requests per second to the API server.
     #[schemars(range(min = 1, max = 10000))]
@@ -77,7 +81,7 @@ impl Default for SignerSpec {
             extra_volumes: Vec::new(),
             extra_volume_mounts: Vec::new(),
             namespaces: Vec::new(),
-            workers: 4,
+            workers: 128,
             kube_api_qps: 150,
             kube_api_burst: 300,
             log_level: "info".to_owned(),

@@ -45,6 +45,17 @@ pub struct LeaseError {
     source: kube::Error,
 }
 
+/// Where a lease stands after [`LeaseLock::attempt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// This process holds it (took or renewed it).
+    Holds,
+    /// Another process holds it, and its claim has not expired.
+    HeldElsewhere,
+    /// Free or expired, and not taken (the caller did not ask to).
+    Available,
+}
+
 /// Annotations the holder writes on the Lease with each renewal (what it reports about
 /// itself, e.g. its counters), at no extra API request.
 pub type Annotator = std::sync::Arc<dyn Fn() -> BTreeMap<String, String> + Send + Sync>;
@@ -176,6 +187,12 @@ impl LeaseLock {
     /// Takes or renews the lease. `Ok(true)` when this process holds it afterwards.
     /// Optimistic concurrency (resourceVersion) makes two contenders unable to both win.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaseError> {
+        Ok(self.attempt(true).await? == Attempt::Holds)
+    }
+
+    /// Renews the lease if this process holds it; takes it if it is free or expired and
+    /// `take` is set; says which.
+    pub async fn attempt(&self, take: bool) -> Result<Attempt, LeaseError> {
         let now = Timestamp::now();
         let name = &self.settings.name;
         let Some(mut lease) = self
@@ -183,6 +200,9 @@ impl LeaseLock {
             .await?
             .map_err(|e| self.err("read", e))?
         else {
+            if !take {
+                return Ok(Attempt::Available);
+            }
             let lease = Lease {
                 metadata: self.annotate(ObjectMeta {
                     name: Some(name.clone()),
@@ -194,8 +214,8 @@ impl LeaseLock {
                 .call("create", self.api.create(&PostParams::default(), &lease))
                 .await?
             {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Ok(_) => Ok(Attempt::Holds),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::HeldElsewhere),
                 Err(e) => Err(self.err("create", e)),
             };
         };
@@ -208,7 +228,10 @@ impl LeaseLock {
                 .expired(&current, tokio::time::Instant::now()),
         };
         if !ours && !expired {
-            return Ok(false);
+            return Ok(Attempt::HeldElsewhere);
+        }
+        if !ours && !take {
+            return Ok(Attempt::Available);
         }
         lease.spec = Some(self.spec(Some(&current), now));
         lease.metadata = self.annotate(lease.metadata);
@@ -219,8 +242,8 @@ impl LeaseLock {
             )
             .await?
         {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Ok(_) => Ok(Attempt::Holds),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::HeldElsewhere),
             Err(e) => Err(self.err("update", e)),
         }
     }

@@ -6,3 +6,4 @@ pub mod health;
 pub mod lease;
 pub mod process;
 pub mod ratelimit;
+pub mod shards;

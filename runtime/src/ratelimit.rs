@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -78,9 +79,22 @@ pub struct TokenBucket<S> {
     bucket: Arc<Mutex<Bucket>>,
 }
 
-impl<S, R> tower::Service<R> for TokenBucket<S>
+/// Requests this process made to the API server: reads (GET: gets, lists and watches) and
+/// writes (every other verb). For the signer's `signet_signer_api_requests_total`.
+static READS: AtomicU64 = AtomicU64::new(0);
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// `(reads, writes)` made through any [`TokenBucketLayer`] of this process so far.
+pub fn requests() -> (u64, u64) {
+    (
+        READS.load(Ordering::Relaxed),
+        WRITES.load(Ordering::Relaxed),
+    )
+}
+
+impl<S, B> tower::Service<http::Request<B>> for TokenBucket<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<http::Request<B>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -91,7 +105,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let counter = if request.method() == http::Method::GET {
+            &READS
+        } else {
+            &WRITES
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let wait = self
             .bucket
             .lock()
@@ -114,13 +134,13 @@ mod tests {
     /// Each request's send time, as the inner service sees it (when its future is polled).
     async fn send_times(layer: &TokenBucketLayer, count: usize) -> Vec<Duration> {
         let start = Instant::now();
-        let service = layer.layer(tower::service_fn(move |()| async move {
+        let service = layer.layer(tower::service_fn(move |_: http::Request<()>| async move {
             Ok::<_, std::convert::Infallible>(start.elapsed())
         }));
         let mut pending = Vec::new();
         for _ in 0..count {
             let mut service = service.clone();
-            pending.push(service.ready().await.unwrap().call(()));
+            pending.push(service.ready().await.unwrap().call(http::Request::new(())));
         }
         futures::future::join_all(pending)
             .await

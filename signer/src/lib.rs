@@ -16,6 +16,7 @@ pub mod annotations;
 pub mod cloud;
 pub mod formats;
 pub mod metrics;
+pub mod peers;
 pub mod run;
 pub mod signing;
 pub mod storage;

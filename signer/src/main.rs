@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use signet_runtime::health::{self, Health};
 use signet_runtime::lease::{self, LeaseLock, LeaseSettings};
 use signet_runtime::process::{self, ClientArgs, LogArgs};
+use signet_runtime::shards::{ShardHolder, ShardSettings};
 use signet_signer::watch::sources::Sources;
 use signet_signer::watch::{self, Context, Metrics};
 
@@ -45,9 +46,15 @@ struct Args {
         default_value = ""
     )]
     namespaces: Vec<String>,
-    /// Runs signed concurrently.
-    #[arg(long, env = "SIGNET_WORKERS", default_value_t = 4)]
+    /// Runs in flight at once (most of a run's time is spent waiting on registries, KMS
+    /// and logs); the backlog found at start takes at most a quarter of them.
+    #[arg(long, env = "SIGNET_WORKERS", default_value_t = 128)]
     workers: usize,
+    /// Replicas sharing the runs (the Deployment's `replicas`). With more than one, runs are
+    /// divided into as many shards by their UID, each owned through a Lease of its own;
+    /// with one, a single Lease makes one process the signer and the others standbys.
+    #[arg(long, env = "SIGNET_REPLICAS", default_value_t = 1)]
+    replicas: usize,
     /// The signer's own ServiceAccount (in `--namespace`): its pull secrets are the registry
     /// credentials used when the run's ServiceAccount has none for a registry.
     #[arg(long, env = "SIGNET_SERVICE_ACCOUNT", default_value = "signet-signer")]
@@ -93,17 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     health::serve(args.health_addr, health.clone()).await?;
     health.set_ready(true);
-    let lock = LeaseLock::new(
-        client.clone(),
-        LeaseSettings {
-            namespace: args.namespace.clone(),
-            name: signet_signer::metrics::LEASE_NAME.to_owned(),
-            identity: lease::process_identity(),
-            duration: args.lease_duration.into(),
-            renew_every: args.lease_renew.into(),
-        },
-    )
-    .with_annotations({
+    let annotator: lease::Annotator = {
         let started = k8s_openapi::jiff::Timestamp::now();
         let since = started
             .round(k8s_openapi::jiff::Unit::Second)
@@ -111,7 +108,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .to_string();
         let metrics = metrics.clone();
         Arc::new(move || metrics.lease_annotations(&since))
-    });
+    };
+    let lease_settings = LeaseSettings {
+        namespace: args.namespace.clone(),
+        name: signet_signer::metrics::LEASE_NAME.to_owned(),
+        identity: lease::process_identity(),
+        duration: args.lease_duration.into(),
+        renew_every: args.lease_renew.into(),
+    };
     let sources = Sources::watch(
         &client,
         &health,
@@ -119,25 +123,83 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (&args.config_map, &args.signing_secret),
     );
     let own_account = (args.namespace.clone(), args.service_account.clone());
-    let ctx = Arc::new(Context::new(
-        client,
-        sources,
-        metrics,
-        args.workers,
-        own_account,
-    )?);
-    for family in ctx.gauges() {
-        health.add_sampled(family);
-    }
+    let ctx = Context::new(client.clone(), sources, metrics, args.workers, own_account)?;
     let namespaces: Vec<String> = args
         .namespaces
         .into_iter()
         .filter(|n| !n.is_empty())
         .collect();
+    if args.replicas > 1 {
+        return share(
+            client,
+            ctx,
+            &health,
+            namespaces,
+            (lease_settings, annotator),
+            args.replicas,
+        )
+        .await;
+    }
+    let ctx = Arc::new(ctx);
+    for family in ctx.gauges() {
+        health.add_sampled(family);
+    }
+    let lock = LeaseLock::new(client, lease_settings).with_annotations(annotator);
     let reporting = health.clone();
     lease::lead(&lock, &health, |stop| {
         watch::run(ctx, &reporting, namespaces, stop)
     })
     .await?;
+    Ok(())
+}
+
+/// Active-active: signs the runs of the shards this replica holds among `replicas`, until
+/// shutdown; then gives its shards up.
+async fn share(
+    client: kube::Client,
+    ctx: Context,
+    health: &Arc<Health>,
+    namespaces: Vec<String>,
+    (settings, annotator): (LeaseSettings, lease::Annotator),
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let holder = ShardHolder::new(
+        &client,
+        ShardSettings {
+            namespace: settings.namespace,
+            base: settings.name,
+            identity: settings.identity,
+            shards: replicas,
+            replicas,
+            duration: settings.duration,
+            renew_every: settings.renew_every,
+        },
+        Some(&annotator),
+    );
+    let ctx = Arc::new(ctx.with_shards(holder.owned()));
+    for family in ctx.gauges() {
+        health.add_sampled(family);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        process::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let working = async {
+        // The watch lists once the first shards are held, so their runs come with the list.
+        if first_rx.await.is_ok() {
+            watch::run(ctx, health, namespaces, stopped(stop_rx.clone())).await;
+        }
+    };
+    tokio::join!(
+        holder.hold(first_tx, health, stopped(stop_rx.clone())),
+        working
+    );
+    holder.release().await;
+    tracing::info!("stopped; shards released");
     Ok(())
 }

@@ -39,6 +39,18 @@ impl KindMetrics {
 /// The Lease the signers elect their leader with, in the signer's namespace.
 pub const LEASE_NAME: &str = "signet-signer";
 
+/// The Lease naming the signer of the run with `uid` among `replicas`: [`LEASE_NAME`] with one
+/// replica; with more, the Lease of the run's shard (shard 0 when no run is in question).
+pub fn lease_for(replicas: i32, uid: Option<&str>) -> String {
+    let replicas = usize::try_from(replicas).unwrap_or(1);
+    if replicas > 1 {
+        let shard = uid.map_or(0, |uid| signet_runtime::shards::shard_of(uid, replicas));
+        signet_runtime::shards::lease_name(LEASE_NAME, shard, replicas)
+    } else {
+        LEASE_NAME.to_owned()
+    }
+}
+
 /// The annotation on the signer's Lease where the leader reports its counters with every
 /// renewal (`kubectl signet status` reads it): JSON, see [`Metrics::lease_annotations`].
 pub const COUNTERS_ANNOTATION: &str = "signet.dev/counters";

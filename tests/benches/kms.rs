@@ -208,7 +208,7 @@ async fn main() {
         "KMS signing and storage benchmark (release build, 4 workers; peers on the same 2-core machine)"
     );
     for (result, writes) in &results {
-        result.print();
+        result.report("kms");
         if *writes > 0 {
             println!(
                 "    storage requests per run: {:.1} ({writes} objects or documents written)",

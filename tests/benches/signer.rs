@@ -222,7 +222,7 @@ async fn main() {
         "signer benchmark (release build, 4 workers, default client limit 150 QPS / burst 300, 2-core machine shared with the API server and etcd)"
     );
     for phase in &phases {
-        phase.print();
+        phase.report("signer");
     }
     println!("  signer peak RSS {peak_rss} KiB over all phases (target <= 65536 KiB)");
     println!(

@@ -15,7 +15,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::bench::{burst, wait_leading};
 use signet_e2e::operator::{OperatorProcess, apply_config, start_operator};
+use signet_e2e::plot::{Panel, draw};
 use signet_e2e::{ServiceAccountIdentity, TestEnv, TestNamespace};
 
 /// One scrape: seconds since the start, and every sample line as `name{labels}` → value.
@@ -123,106 +123,6 @@ fn gauge(scrapes: &[Scrape], name: &str) -> Vec<(f64, f64)> {
         .iter()
         .map(|(t, s)| (*t, sum(s, name, &[])))
         .collect()
-}
-
-const COLOURS: [&str; 4] = ["#3274d9", "#e0752d", "#56a64b", "#a352cc"];
-
-/// One panel: title, unit, and `(legend, points)` series.
-struct Panel {
-    title: &'static str,
-    unit: &'static str,
-    series: Vec<(String, Vec<(f64, f64)>)>,
-}
-
-/// A nice upper bound for an axis.
-fn ceiling(max: f64) -> f64 {
-    if max <= 0.0 {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|v| *v >= max)
-        .unwrap_or(max)
-}
-
-fn draw(out: &mut String, panel: &Panel, (x, y): (f64, f64), duration: f64) {
-    let (w, h) = (440.0, 230.0);
-    let (left, top, right, bottom) = (x + 48.0, y + 30.0, x + w - 12.0, y + h - 42.0);
-    let max = panel
-        .series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(_, v)| *v))
-        .fold(0.0, f64::max);
-    let top_value = ceiling(max);
-    let _ = write!(
-        out,
-        r##"<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="4" fill="#181b1f" stroke="#2c3235"/><text x="{}" y="{}" fill="#ccccdc" font-size="13" font-weight="bold">{}</text>"##,
-        x + 10.0,
-        y + 19.0,
-        panel.title
-    );
-    for i in 0..=4 {
-        let value = top_value * f64::from(i) / 4.0;
-        let gy = bottom - (bottom - top) * f64::from(i) / 4.0;
-        let _ = write!(
-            out,
-            r##"<line x1="{left}" y1="{gy}" x2="{right}" y2="{gy}" stroke="#2c3235"/><text x="{}" y="{}" fill="#8e8e8e" font-size="10" text-anchor="end">{}</text>"##,
-            left - 4.0,
-            gy + 3.0,
-            format_value(value, panel.unit)
-        );
-    }
-    for i in 0..=6 {
-        let t = duration * f64::from(i) / 6.0;
-        let gx = left + (right - left) * f64::from(i) / 6.0;
-        let _ = write!(
-            out,
-            r##"<text x="{gx}" y="{}" fill="#8e8e8e" font-size="10" text-anchor="middle">{:.0}s</text>"##,
-            bottom + 13.0,
-            t
-        );
-    }
-    let mut legend_x = left;
-    for (i, (legend, points)) in panel.series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let path: Vec<String> = points
-            .iter()
-            .map(|(t, v)| {
-                format!(
-                    "{:.1},{:.1}",
-                    left + (right - left) * t / duration,
-                    bottom - (bottom - top) * v / top_value
-                )
-            })
-            .collect();
-        if path.len() > 1 {
-            let _ = write!(
-                out,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{}"/>"#,
-                path.join(" ")
-            );
-        }
-        let _ = write!(
-            out,
-            r##"<rect x="{legend_x}" y="{}" width="10" height="3" fill="{colour}"/><text x="{}" y="{}" fill="#ccccdc" font-size="10">{legend}</text>"##,
-            bottom + 24.0,
-            legend_x + 14.0,
-            bottom + 28.0
-        );
-        legend_x += 14.0 + 6.2 * legend.len() as f64 + 14.0;
-    }
-}
-
-fn format_value(v: f64, unit: &str) -> String {
-    match unit {
-        "s" if v < 1.0 && v > 0.0 => format!("{:.0} ms", v * 1e3),
-        "s" => format!("{v:.1} s"),
-        "/s" if v.fract() != 0.0 => format!("{v:.1}/s"),
-        "/s" => format!("{v:.0}/s"),
-        _ => format!("{v:.0}"),
-    }
 }
 
 #[tokio::main]
@@ -338,7 +238,7 @@ async fn main() {
         .collect();
     let panels = [
         Panel {
-            title: "Runs signed and failed attempts per second",
+            title: "Runs signed and failed attempts per second".to_owned(),
             unit: "/s",
             series: vec![
                 (
@@ -352,12 +252,12 @@ async fn main() {
             ],
         },
         Panel {
-            title: "Failed attempts per second by reason",
+            title: "Failed attempts per second by reason".to_owned(),
             unit: "/s",
             series: reasons,
         },
         Panel {
-            title: "Queue latency: seen done → a worker takes it",
+            title: "Queue latency: seen done → a worker takes it".to_owned(),
             unit: "s",
             series: vec![
                 (
@@ -371,7 +271,7 @@ async fn main() {
             ],
         },
         Panel {
-            title: "Sign latency: taken → outcome written",
+            title: "Sign latency: taken → outcome written".to_owned(),
             unit: "s",
             series: vec![
                 (
@@ -385,7 +285,7 @@ async fn main() {
             ],
         },
         Panel {
-            title: "Runs in flight",
+            title: "Runs in flight".to_owned(),
             unit: "",
             series: vec![(
                 "runs in flight".to_owned(),
@@ -393,7 +293,7 @@ async fn main() {
             )],
         },
         Panel {
-            title: "Longest wait of a run in flight",
+            title: "Longest wait of a run in flight".to_owned(),
             unit: "s",
             series: vec![(
                 "longest wait".to_owned(),

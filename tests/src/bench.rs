@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 
-use crate::measure::{percentile, rss_kib};
+use crate::measure::{cpu_ms, percentile, rss_kib};
 use crate::operator::OperatorProcess;
 use crate::{TestEnv, TestNamespace};
 
@@ -91,6 +91,15 @@ pub struct Phase {
     pub latencies: Vec<Duration>,
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// The signer's CPU time (user + system) over the phase, in milliseconds.
+    pub cpu_ms: u64,
+    /// The signer's requests to the API server over the phase (reads, writes), from its
+    /// `signet_signer_api_requests_total`; `None` for a signer without that counter.
+    pub api: Option<(u64, u64)>,
+    /// `(seconds since the phase started, RSS KiB)`, every 250 ms.
+    pub rss_samples: Vec<(f64, u64)>,
+    /// `(seconds since the phase started when signed, completion -> signed ms)` per run.
+    pub points: Vec<(f64, f64)>,
 }
 
 impl Phase {
@@ -117,7 +126,97 @@ impl Phase {
             self.peak_rss_kib,
             self.rss_kib
         );
+        let api = self.api.map_or_else(
+            || "API requests per run n/a (signer without the counter)".to_owned(),
+            |(reads, writes)| {
+                format!(
+                    "API requests per run {:.2} ({:.2} reads, {:.2} writes)",
+                    (reads + writes) as f64 / count,
+                    reads as f64 / count,
+                    writes as f64 / count
+                )
+            },
+        );
+        println!(
+            "    {api}; signer CPU {:.2} ms per run",
+            self.cpu_ms as f64 / count
+        );
     }
+
+    /// The phase as one JSON object (the row `bench_report` prints and plots).
+    pub fn to_json(&self, bench: &str) -> serde_json::Value {
+        let count = self.count as f64;
+        let ms = |percent| {
+            if self.latencies.is_empty() {
+                0.0
+            } else {
+                percentile(&self.latencies, percent).as_secs_f64() * 1e3
+            }
+        };
+        json!({
+            "bench": bench,
+            "phase": self.label,
+            "runs": self.count,
+            "runs_per_s": count / self.signed_in.as_secs_f64().max(1e-9),
+            "p50_ms": ms(50),
+            "p99_ms": ms(99),
+            "rss_peak_kib": self.peak_rss_kib,
+            "rss_after_kib": self.rss_kib,
+            "api_per_run": self.api.map(|(r, w)| (r + w) as f64 / count),
+            "api_reads_per_run": self.api.map(|(r, _)| r as f64 / count),
+            "api_writes_per_run": self.api.map(|(_, w)| w as f64 / count),
+            "cpu_ms_per_run": self.cpu_ms as f64 / count,
+            "rss": self.rss_samples,
+            "latency": self.points,
+        })
+    }
+
+    /// Prints the phase and appends it to the benchmark results file ([`record`]).
+    pub fn report(&self, bench: &str) {
+        self.print();
+        record(&self.to_json(bench));
+    }
+}
+
+/// Where the benchmarks append their phases (one JSON object per line), for `bench_report`:
+/// `$SIGNET_BENCH_RESULTS`, else `<target dir>/bench/results.jsonl`.
+pub fn results_file() -> std::path::PathBuf {
+    std::env::var_os("SIGNET_BENCH_RESULTS").map_or_else(
+        || {
+            let target: std::path::PathBuf = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| crate::env::repo_root().join("target"), Into::into);
+            target.join("bench/results.jsonl")
+        },
+        Into::into,
+    )
+}
+
+/// Appends one result to [`results_file`]; a failure to write is reported, not fatal.
+pub fn record(result: &serde_json::Value) {
+    use std::io::Write;
+    let path = results_file();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{result}"));
+    if let Err(e) = written {
+        eprintln!("could not record the result in {}: {e}", path.display());
+    }
+}
+
+/// The signer's API requests so far, `(reads, writes)`, when it counts them.
+pub async fn api_requests(signer: &OperatorProcess) -> Option<(u64, u64)> {
+    let reads = signer
+        .metric("signet_signer_api_requests_total{verb=\"read\"}")
+        .await?;
+    let writes = signer
+        .metric("signet_signer_api_requests_total{verb=\"write\"}")
+        .await?;
+    Some((reads, writes))
 }
 
 /// Writes `count` completed TaskRuns into a fresh namespace (at once, or one every `pace`)
@@ -133,58 +232,30 @@ pub async fn phase(
     let work = TestNamespace::create(admin, "bench-runs")
         .await
         .expect("namespace");
-    if images.is_some() {
-        crate::registry::give_registry_login(admin, TestEnv::get(), work.name(), "default")
-            .await
-            .expect("registry login");
+    if let Some(images) = &images {
+        // A login for each registry the images are on (the test registry, or a proxy of it).
+        let mut hosts: Vec<String> = images
+            .iter()
+            .filter_map(|(url, _)| url.split('/').next().map(str::to_owned))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        crate::registry::give_registry_logins(
+            admin,
+            TestEnv::get(),
+            work.name(),
+            "default",
+            &hosts,
+        )
+        .await
+        .expect("registry login");
     }
     // Watch for signed=true while the runs are written.
-    let signed_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let seen = signed_at.clone();
-    let watch = tokio::spawn({
-        let runs = taskruns(admin, work.name());
-        async move {
-            let mut events = watcher(runs, watcher::Config::default()).boxed();
-            while let Ok(Some(event)) = events.try_next().await {
-                if let watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) = event {
-                    let is_signed = obj
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get("chains.tekton.dev/signed"))
-                        .is_some_and(|v| v == "true");
-                    if is_signed {
-                        seen.lock()
-                            .expect("lock")
-                            .entry(obj.metadata.name.clone().unwrap_or_default())
-                            .or_insert_with(Instant::now);
-                    }
-                }
-            }
-        }
-    });
+    let (signed_at, watch) = watch_signed(admin, work.name());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    // The signer's RSS through the phase: its peak here, and a timeline when asked for.
-    let pid = signer.pid();
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let sampler = tokio::spawn({
-        let peak = peak.clone();
-        let timeline = std::env::var_os("SIGNET_BENCH_RSS_TIMELINE").is_some();
-        async move {
-            loop {
-                let kib = rss_kib(pid, "VmRSS:");
-                peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
-                if timeline {
-                    eprintln!(
-                        "    t={:>6.1}s rss={kib} KiB",
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    });
+    let sampler = RssSampler::start(signer.pid(), started);
+    let (api_before, cpu_before) = (api_requests(signer).await, cpu_ms(signer.pid()));
     let completed = burst(admin, work.name(), "run", count, pace, images).await;
     let written_in = started.elapsed();
     let finish_deadline = Instant::now() + Duration::from_secs(600);
@@ -204,18 +275,29 @@ pub async fn phase(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watch.abort();
-    sampler.abort();
+    let api = match (api_before, api_requests(signer).await) {
+        (Some((r0, w0)), Some((r1, w1))) => Some((r1 - r0, w1 - w0)),
+        _ => None,
+    };
+    let cpu = cpu_ms(signer.pid()).saturating_sub(cpu_before);
+    let (peak, rss_samples) = sampler.stop();
     let signed_runs = signed_at.lock().expect("lock").clone();
     let last = signed_runs.values().max().copied().unwrap_or(started);
+    let mut points: Vec<(f64, f64)> = Vec::new();
     let mut latencies: Vec<Duration> = completed
         .iter()
         .filter_map(|(n, done)| {
-            signed_runs
-                .get(n)
-                .map(|s| s.saturating_duration_since(*done))
+            let at = signed_runs.get(n)?;
+            let latency = at.saturating_duration_since(*done);
+            points.push((
+                at.saturating_duration_since(started).as_secs_f64(),
+                latency.as_secs_f64() * 1e3,
+            ));
+            Some(latency)
         })
         .collect();
     latencies.sort();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
     Phase {
         label,
         count,
@@ -223,7 +305,129 @@ pub async fn phase(
         signed_in: last - started,
         latencies,
         rss_kib: rss_kib(signer.pid(), "VmRSS:"),
-        peak_rss_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
+        peak_rss_kib: peak,
+        cpu_ms: cpu,
+        api,
+        rss_samples,
+        points,
+    }
+}
+
+/// When each TaskRun in `ns` was first seen `signed=true`, kept up to date until the
+/// returned task is aborted.
+pub fn watch_signed(
+    admin: &Client,
+    ns: &str,
+) -> (
+    Arc<Mutex<HashMap<String, Instant>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let signed_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = signed_at.clone();
+    let runs = taskruns(admin, ns);
+    let task = tokio::spawn(async move {
+        let mut events = watcher(runs, watcher::Config::default()).boxed();
+        while let Ok(Some(event)) = events.try_next().await {
+            if let watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) = event {
+                let is_signed = obj
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("chains.tekton.dev/signed"))
+                    .is_some_and(|v| v == "true");
+                if is_signed {
+                    seen.lock()
+                        .expect("lock")
+                        .entry(obj.metadata.name.clone().unwrap_or_default())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        }
+    });
+    (signed_at, task)
+}
+
+/// Waits until the operator rendered `value` under `key` in the signer's ConfigMap in `ns`.
+pub async fn wait_rendered(
+    admin: &Client,
+    ns: &str,
+    key: &str,
+    value: &str,
+    operator: &OperatorProcess,
+) {
+    let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rendered = cms
+            .get_opt("signet-signer-config")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.data)
+            .and_then(|d| d.get(key).cloned());
+        if rendered.as_deref() == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key}={value} not rendered:\n{}",
+            operator.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the SignetConfig `config` reports the signing key's public key (the
+/// operator made the signing Secret).
+pub async fn wait_public_key(admin: &Client) {
+    let configs: Api<signet_crds::SignetConfig> = Api::all(admin.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while configs
+        .get("config")
+        .await
+        .ok()
+        .and_then(|c| c.status)
+        .and_then(|s| s.public_key)
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no signing key");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A process's RSS sampled every 250 ms until stopped: the peak and the curve.
+pub struct RssSampler {
+    task: tokio::task::JoinHandle<()>,
+    samples: Arc<Mutex<Vec<(f64, u64)>>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, since: Instant) -> Self {
+        let samples: Arc<Mutex<Vec<(f64, u64)>>> = Arc::default();
+        let timeline = std::env::var_os("SIGNET_BENCH_RSS_TIMELINE").is_some();
+        let task = tokio::spawn({
+            let samples = samples.clone();
+            async move {
+                loop {
+                    let kib = rss_kib(pid, "VmRSS:");
+                    let at = since.elapsed().as_secs_f64();
+                    if timeline {
+                        eprintln!("    t={at:>6.1}s rss={kib} KiB");
+                    }
+                    samples.lock().expect("lock").push((at, kib));
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        });
+        Self { task, samples }
+    }
+
+    /// Stops sampling: `(peak KiB, samples)`.
+    pub fn stop(self) -> (u64, Vec<(f64, u64)>) {
+        self.task.abort();
+        let samples = self.samples.lock().expect("lock").clone();
+        let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+        (peak, samples)
     }
 }
 

@@ -126,6 +126,8 @@ struct State {
     http: reqwest::Client,
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<Seen>>,
+    /// Whether requests are recorded (a benchmark's thousands are not).
+    keep: std::sync::atomic::AtomicBool,
 }
 
 /// The running proxy.
@@ -165,6 +167,7 @@ impl FaultProxy {
             http,
             rules: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
+            keep: std::sync::atomic::AtomicBool::new(true),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -197,6 +200,13 @@ impl FaultProxy {
         if let Ok(mut slot) = self.state.rules.lock() {
             *slot = rules;
         }
+    }
+
+    /// Whether to record requests from now on (on by default).
+    pub fn keep_requests(&self, keep: bool) {
+        self.state
+            .keep
+            .store(keep, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every request received so far.
@@ -241,7 +251,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    if let Ok(mut seen) = state.seen.lock() {
+    if state.keep.load(std::sync::atomic::Ordering::Relaxed)
+        && let Ok(mut seen) = state.seen.lock()
+    {
         seen.push(Seen {
             method: parts.method.clone(),
             path: path.clone(),

@@ -15,6 +15,7 @@ pub mod measure;
 pub mod namespace;
 pub mod olm;
 pub mod operator;
+pub mod plot;
 pub mod registry;
 pub mod serve;
 pub mod sigstore;

@@ -90,11 +90,33 @@ pub async fn give_registry_login(
     ns: &str,
     account: &str,
 ) -> Result<(), crate::env::EnvError> {
+    give_registry_logins(admin, env, ns, account, &[]).await
+}
+
+/// As [`give_registry_login`], with the same login also for each of `also` (`host:port` of
+/// a proxy in front of the test registry).
+pub async fn give_registry_logins(
+    admin: &kube::Client,
+    env: &TestEnv,
+    ns: &str,
+    account: &str,
+    also: &[String],
+) -> Result<(), crate::env::EnvError> {
     use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
     use kube::api::{Api, Patch, PatchParams, PostParams};
     let path = env.docker_config.join("config.json");
     let config =
         std::fs::read(&path).map_err(|source| crate::env::EnvError::Read { path, source })?;
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&config).map_err(kube::Error::SerdeError)?;
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", env.registry_user, env.registry_password),
+    );
+    for host in also {
+        config["auths"][host] = serde_json::json!({ "auth": auth });
+    }
+    let config = config.to_string();
     let secrets = Api::<Secret>::namespaced(admin.clone(), ns);
     if secrets.get_opt(LOGIN_SECRET).await?.is_none() {
         let secret: Secret = serde_json::from_value(serde_json::json!({

@@ -452,6 +452,215 @@ async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
     );
 }
 
+/// Three replicas (`signer.replicas: 3`) share the runs: each holds one shard's Lease and
+/// signs only the runs whose UID hashes into it. One is killed (SIGKILL) mid-burst: the others take
+/// its shard once its lease expires, sign what it left, and no run is signed twice — every
+/// change to every run is watched, and the replicas' logs together name each run once.
+#[tokio::test]
+async fn replicas_share_runs_by_shard_and_one_killed_mid_burst_leaves_each_run_signed_once() {
+    const RUNS: usize = 150;
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let stack = Stack::up(
+        env,
+        &admin,
+        &format!("signet-e2e-replicas-{}", std::process::id()),
+    )
+    .await;
+    let identity = signet_e2e::ServiceAccountIdentity::mint(
+        &admin,
+        &stack.signer_ns,
+        "signet-signer",
+        &[],
+        3600,
+    )
+    .await
+    .unwrap();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            signet_e2e::operator::OperatorProcess::start_signer_with(
+                env,
+                &admin,
+                &identity,
+                &[("SIGNET_REPLICAS", "3")],
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        admin.clone(),
+        &stack.signer_ns,
+    );
+    let holders = || async {
+        let mut holders = Vec::new();
+        for i in 0..3 {
+            let name = signet_runtime::shards::lease_name("signet-signer", i, 3);
+            holders.push(
+                leases
+                    .get_opt(&name)
+                    .await
+                    .unwrap()
+                    .and_then(|l| l.spec?.holder_identity)
+                    .unwrap_or_default(),
+            );
+        }
+        holders
+    };
+    let identity_of = |p: &signet_e2e::operator::OperatorProcess| format!("local_{}", p.pid());
+    // One shard each: the fair share of three among three.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut held = holders().await;
+        held.sort();
+        let mut want: Vec<String> = replicas.iter().map(identity_of).collect();
+        want.sort();
+        if held == want {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "shards not shared one each: {held:?} for {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let killed_shard = holders()
+        .await
+        .iter()
+        .position(|h| *h == identity_of(&replicas[0]))
+        .unwrap();
+    let work = TestNamespace::create(&admin, "replica-runs").await.unwrap();
+    let runs = taskruns(&admin, work.name());
+    let (seen, watching) = watch_signatures(&admin, work.name());
+    let creating = {
+        let admin = admin.clone();
+        let ns = work.name().to_owned();
+        tokio::spawn(async move {
+            futures::StreamExt::collect::<Vec<_>>(futures::StreamExt::buffer_unordered(
+                futures::stream::iter((0..RUNS).map(|i| {
+                    let admin = admin.clone();
+                    let ns = ns.clone();
+                    async move { completed_taskrun(&admin, &ns, &format!("run-{i}")).await }
+                })),
+                8,
+            ))
+            .await
+        })
+    };
+    let all_logs = |replicas: &[signet_e2e::operator::OperatorProcess]| {
+        replicas
+            .iter()
+            .map(signet_e2e::operator::OperatorProcess::log_text)
+            .collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while signed_in_log(&replicas[0].log_text()).len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first replica never signed:\n{}",
+            replicas[0].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replicas[0].kill();
+    let killed_at = tokio::time::Instant::now();
+    // Its shard goes to a survivor once its 6 s lease has expired.
+    let taken_over = loop {
+        let holder = holders().await[killed_shard].clone();
+        if !holder.is_empty() && holder != identity_of(&replicas[0]) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "shard {killed_shard} never taken over: {holder}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        taken_over < Duration::from_secs(12),
+        "taken over after {taken_over:?} (lease 6 s, renewals every 1 s)"
+    );
+    creating.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = runs.list(&kube::api::ListParams::default()).await.unwrap();
+        let done = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("chains.tekton.dev/signed"))
+                    .is_some_and(|v| v == "true")
+            })
+            .count();
+        if done == RUNS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {RUNS} signed; survivors:\n{}",
+            all_logs(&replicas[1..]).join("\n---\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watching.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), RUNS, "every run carries a signature");
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(_, s)| s.len() > 1)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(twice.is_empty(), "signed more than once: {twice:?}");
+    // Every run written `signed` by exactly one replica, each replica only in its shards.
+    let mut by_run: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut per_replica = Vec::new();
+    let mut killed_shard_by_survivors = 0;
+    for (index, log) in all_logs(&replicas).iter().enumerate() {
+        let mut signed = 0;
+        for line in log.lines().filter(|l| l.contains("\"message\":\"signed\"")) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            *by_run
+                .entry(v["run"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+            let shard = signet_runtime::shards::shard_of(v["uid"].as_str().unwrap(), 3);
+            if index > 0 && shard == killed_shard {
+                killed_shard_by_survivors += 1;
+            }
+            if index == 0 {
+                assert_eq!(
+                    shard, killed_shard,
+                    "the killed replica signed outside its shard"
+                );
+            }
+            signed += 1;
+        }
+        per_replica.push(signed);
+    }
+    assert_eq!(by_run.len(), RUNS, "{per_replica:?}");
+    assert!(
+        by_run.values().all(|&n| n == 1),
+        "a run written signed by two replicas: {:?}",
+        by_run.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert!(
+        per_replica.iter().all(|&n| n > 0),
+        "every replica signed: {per_replica:?}"
+    );
+    assert!(
+        killed_shard_by_survivors > 0,
+        "the survivors signed none of the killed replica's runs: {per_replica:?}"
+    );
+    eprintln!(
+        "replicas signed {per_replica:?}; shard {killed_shard} taken over {taken_over:?} after the kill, {killed_shard_by_survivors} of its runs signed by the survivors"
+    );
+}
+
 /// Keys made by cosign — its own P-256 pair, then P-384, Ed25519 and RSA keys it imported —
 /// sign in Signet, and cosign verifies each attestation. The later keys replace the Secret's
 /// data while the signer runs: the next run is signed with the new key, without a restart.

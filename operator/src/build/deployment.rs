@@ -285,6 +285,8 @@ fn signer_container(v: &Validated, inputs: &BuildInputs, w: &Wiring) -> Containe
         env("SIGNET_SIGNING_SECRET", &spec.signing.keys.secret_name),
         env("SIGNET_LOG_LEVEL", &spec.signer.log_level),
         env("SIGNET_WORKERS", &spec.signer.workers.to_string()),
+        // The replicas share the runs by shard; each must know how many shards there are.
+        env("SIGNET_REPLICAS", &spec.signer.replicas.max(1).to_string()),
         env("SIGNET_KUBE_API_QPS", &spec.signer.kube_api_qps.to_string()),
         env(
             "SIGNET_KUBE_API_BURST",
@@ -415,8 +417,10 @@ pub fn render_deployment(v: &Validated, inputs: &BuildInputs) -> Deployment {
                 match_labels: Some(signer_selector()),
                 match_expressions: None,
             },
+            // Old pods stop (and give their leases up) before new ones start: pods of two
+            // shard counts never run at once, so no run is in two replicas' shards.
             strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_owned()),
+                type_: Some("Recreate".to_owned()),
                 rolling_update: None,
             }),
             template,

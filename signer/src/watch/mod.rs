@@ -62,6 +62,8 @@ pub struct Context {
     own_account: (String, String),
     /// Clients of the storage backends outside the cluster (gcs, docdb).
     stores: crate::storage::Stores,
+    /// With several replicas, the shards of runs this one holds; `None`: every run.
+    shards: Option<signet_runtime::shards::Owned>,
 }
 
 impl Context {
@@ -90,7 +92,20 @@ impl Context {
             tsa_chains: TsaChains::default(),
             own_account,
             stores: crate::storage::Stores::default(),
+            shards: None,
         })
+    }
+
+    /// Signs only the runs of the shards in `owned` (active-active replicas).
+    #[must_use]
+    pub fn with_shards(mut self, owned: signet_runtime::shards::Owned) -> Self {
+        self.shards = Some(owned);
+        self
+    }
+
+    /// Whether the run with `uid` is this replica's (always, without shards).
+    pub fn owns(&self, uid: &str) -> bool {
+        self.shards.as_ref().is_none_or(|s| s.owns(uid))
     }
 }
 
@@ -122,7 +137,27 @@ impl Context {
             self.metrics.failures_by_reason(),
             self.stores.writes_total(),
             crate::signing::kms::key_changes_total(),
+            Sampled {
+                name: "signet_signer_api_requests_total",
+                help: "Requests made to the API server: reads (get, list, watch) and writes.",
+                type_: "counter",
+                // Counts fit f64 exactly for any realistic uptime.
+                #[allow(clippy::cast_precision_loss)]
+                read: Arc::new(|| {
+                    let (reads, writes) = signet_runtime::ratelimit::requests();
+                    vec![
+                        ("verb=\"read\"".to_owned(), reads as f64),
+                        ("verb=\"write\"".to_owned(), writes as f64),
+                    ]
+                }),
+            },
         ]
+        .into_iter()
+        .chain(crate::peers::sampled(&[
+            self.clients.limits().clone(),
+            self.kms.limits().clone(),
+        ]))
+        .collect()
     }
 
     fn signing_key_ready(&self) -> bool {
@@ -170,7 +205,7 @@ pub async fn run(
 ) {
     ctx.sources.wait_synced().await;
     tracing::info!(workers = ctx.workers, "signing TaskRuns and PipelineRuns");
-    let (mut events, mut statuses) = watch_runs(&ctx.client, health, namespaces);
+    let (mut events, mut statuses) = watch_runs(&ctx.client, health, namespaces.clone());
     // Two queues: runs that complete while we watch (signed first), and the backlog found at
     // start (drained in the background, newest first). The backlog holds references, not
     // objects, so a large backlog costs little memory.
@@ -183,6 +218,7 @@ pub async fn run(
         backlog.clone(),
         permits.clone(),
     ));
+    rescan_on_takeover(&ctx, &backlog, &namespaces);
     let (holds_tx, holds_rx) = tokio::sync::mpsc::unbounded_channel::<Hold>();
     let holder = tokio::spawn(write_holds(ctx.clone(), holds_rx));
     tokio::pin!(stop);
@@ -321,12 +357,95 @@ fn watch_runs(
     (events, statuses)
 }
 
-/// Whether `run` is this signer's to sign under the configuration in force
-/// (`filter.managed-by`); with an unreadable configuration it is, and fails saying why.
+/// Whether `run` is this signer's to sign: in a shard it holds, and under the configuration
+/// in force (`filter.managed-by`); with an unreadable configuration it is, and fails saying
+/// why.
 fn is_ours(ctx: &Context, run: &Run) -> bool {
-    ctx.sources
-        .config()
-        .map_or(true, |config| run.is_ours(&config.managed_by))
+    ctx.owns(&run.uid)
+        && ctx
+            .sources
+            .config()
+            .map_or(true, |config| run.is_ours(&config.managed_by))
+}
+
+/// Runs a page at a time when shards are taken over.
+const RESCAN_PAGE: u32 = 500;
+
+/// With shards: when this replica takes a shard after the watch listed (another replica
+/// died, or the shard was taken in a later round), the shard's completed unsigned runs were
+/// skipped; lists the runs a page at a time and puts those into the backlog.
+fn rescan_on_takeover(ctx: &Arc<Context>, backlog: &Arc<Backlog>, namespaces: &[String]) {
+    if let Some(owned) = ctx.shards.clone() {
+        tokio::spawn(rescans(
+            ctx.clone(),
+            owned,
+            backlog.clone(),
+            namespaces.to_vec(),
+        ));
+    }
+}
+
+async fn rescans(
+    ctx: Arc<Context>,
+    owned: signet_runtime::shards::Owned,
+    backlog: Arc<Backlog>,
+    namespaces: Vec<String>,
+) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let mut seen = owned.gains();
+    loop {
+        owned.gained.notified().await;
+        // Several shards taken in one round: one listing.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let gains = owned.gains();
+        if gains == seen {
+            continue;
+        }
+        seen = gains;
+        let now = owned.count();
+        let mut found = 0;
+        for scope in &scopes {
+            for kind in [RunKind::TaskRun, RunKind::PipelineRun] {
+                let api = runs(&ctx.client, kind, scope.as_deref());
+                let mut params = kube::api::ListParams::default().limit(RESCAN_PAGE);
+                loop {
+                    let page = match api.list(&params).await {
+                        Ok(page) => page,
+                        Err(error) => {
+                            tracing::warn!(%error, "failed to list the runs of a shard taken over; they are signed at their next change");
+                            break;
+                        }
+                    };
+                    for obj in page.items {
+                        let created = obj.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                        let run =
+                            Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
+                        if run.is_done()
+                            && !run.is_finished()
+                            && is_ours(&ctx, &run)
+                            && ctx.in_flight.insert(&run.uid).is_some()
+                        {
+                            found += 1;
+                            backlog.push(created, run.reference());
+                        }
+                    }
+                    match page.metadata.continue_ {
+                        Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            shards = now,
+            runs = found,
+            "shards taken over: their unsigned runs queued"
+        );
+    }
 }
 
 /// A finalizer change waiting to be written: only the run's reference and the new list, so a
@@ -363,36 +482,63 @@ async fn write_holds(ctx: Arc<Context>, rx: tokio::sync::mpsc::UnboundedReceiver
         .await;
 }
 
-/// Hands work to the workers: live runs first, then the newest of the backlog.
+/// A backlog run's place: freeing it wakes the dispatcher, which may be waiting for one.
+struct BacklogPlace {
+    place: Option<tokio::sync::OwnedSemaphorePermit>,
+    backlog: Arc<Backlog>,
+}
+
+impl Drop for BacklogPlace {
+    fn drop(&mut self) {
+        // The place first, then the wake-up: woken earlier, the dispatcher would find no
+        // place and wait again with the wake-up spent.
+        drop(self.place.take());
+        self.backlog.added.notify_one();
+    }
+}
+
+/// Hands work out, up to `ctx.workers` runs in flight: live runs first, then the newest of
+/// the backlog, which may hold at most a quarter of the places — so that a run completed
+/// while a long backlog drains finds a place at once and its API requests queue behind
+/// few of the backlog's in the client's rate limiter.
 async fn dispatch(
     ctx: Arc<Context>,
     mut live: tokio::sync::mpsc::UnboundedReceiver<Work>,
     backlog: Arc<Backlog>,
     permits: Arc<Semaphore>,
 ) {
+    let backlog_places = Arc::new(Semaphore::new((ctx.workers / 4).max(1)));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let work = loop {
+        let (work, backlog_place) = loop {
             match live.try_recv() {
-                Ok(work) => break work,
+                Ok(work) => break (work, None),
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return,
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
             }
-            if let Some(work) = backlog.pop_newest() {
-                break work;
+            if let Ok(place) = backlog_places.clone().try_acquire_owned()
+                && let Some(work) = backlog.pop_newest()
+            {
+                break (work, Some(place));
             }
+            // Woken by a new live run, a new backlog run, or a backlog place freed.
             tokio::select! {
                 work = live.recv() => match work {
-                    Some(work) => break work,
+                    Some(work) => break (work, None),
                     None => return,
                 },
                 () = backlog.added.notified() => {}
             }
         };
         let ctx = ctx.clone();
+        let backlog = backlog.clone();
         tokio::spawn(async move {
+            let _place = backlog_place.map(|place| BacklogPlace {
+                place: Some(place),
+                backlog,
+            });
             let Work {
                 run,
                 mut cached,

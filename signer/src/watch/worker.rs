@@ -100,9 +100,7 @@ pub(crate) async fn process(
         return Step::Done;
     }
     let retries = run.retries();
-    if retries > 0 {
-        tokio::time::sleep(attempt_delay(retries)).await;
-    }
+    tokio::time::sleep(attempt_delay(retries)).await;
     let outcome = match (ctx.sources.config(), children(&ctx.client, &run).await) {
         (Err(error), _) => Err(SignError::Other {
             run: run.id(),
@@ -117,6 +115,10 @@ pub(crate) async fn process(
         },
     };
     let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+    if !ctx.owns(&run.uid) {
+        // Its shard was given up while it was being signed: the new owner signs it.
+        return Step::Done;
+    }
     match outcome {
         Ok(annotations) => {
             metrics.sign_created.inc();

@@ -122,10 +122,72 @@ pub fn from_config(config: &KmsConfig) -> Made {
 }
 
 /// The KMS signer for the `signers.kms.*` in force, made once per distinct configuration (so
-/// a cached token or public key lives as long as the configuration does).
-#[derive(Default)]
+/// a cached token or public key lives as long as the configuration does), its signing
+/// requests limited per key (see [`crate::peers`]).
 pub struct KmsSigners {
     current: std::sync::Mutex<Option<(KmsConfig, Made)>>,
+    limits: std::sync::Arc<crate::peers::PeerLimits>,
+}
+
+/// Signing requests to one KMS key at once, at first and at most.
+const KMS_CONCURRENCY: (usize, usize) = (64, 256);
+
+impl Default for KmsSigners {
+    fn default() -> Self {
+        Self {
+            current: std::sync::Mutex::default(),
+            limits: std::sync::Arc::new(crate::peers::PeerLimits::new(
+                "kms",
+                KMS_CONCURRENCY.0,
+                KMS_CONCURRENCY.1,
+            )),
+        }
+    }
+}
+
+/// A KMS key's signer behind its key's concurrency limit.
+#[derive(Debug)]
+struct Limited {
+    inner: std::sync::Arc<dyn RemoteSigner>,
+    limits: std::sync::Arc<crate::peers::PeerLimits>,
+}
+
+/// Whether a KMS error says the service is throttling or overloaded (each provider words
+/// it differently; all include the status or the provider's name for it).
+fn is_throttled(error: &KmsError) -> bool {
+    let text = error.to_string();
+    [
+        "429",
+        "503",
+        "Throttl",
+        "TooManyRequests",
+        "RESOURCE_EXHAUSTED",
+        "SlowDown",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
+}
+
+impl RemoteSigner for Limited {
+    fn uri(&self) -> &str {
+        self.inner.uri()
+    }
+
+    fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>> {
+        Box::pin(async move {
+            let permit = self.limits.acquire(self.inner.uri()).await;
+            let signed = self.inner.sign(message).await;
+            match &signed {
+                Err(e) if is_throttled(e) => permit.throttled(),
+                _ => permit.answered(),
+            }
+            signed
+        })
+    }
+
+    fn public_der(&self) -> BoxFuture<'_, Result<Vec<u8>, KmsError>> {
+        self.inner.public_der()
+    }
 }
 
 type Made = Result<std::sync::Arc<dyn RemoteSigner>, KmsError>;
@@ -143,9 +205,21 @@ impl KmsSigners {
         {
             return Some(made.clone());
         }
-        let made = from_config(config);
+        let made = from_config(config).map(|inner| {
+            std::sync::Arc::new(Limited {
+                inner,
+                limits: self.limits.clone(),
+            }) as std::sync::Arc<dyn RemoteSigner>
+        });
         *slot = Some((config.clone(), made.clone()));
         Some(made)
+    }
+}
+
+impl KmsSigners {
+    /// The per-key limits (their metric families).
+    pub fn limits(&self) -> &std::sync::Arc<crate::peers::PeerLimits> {
+        &self.limits
     }
 }
 

@@ -88,6 +88,51 @@ pub async fn service_account_logins(
     Ok(logins)
 }
 
+/// Pull-secret logins of ServiceAccounts read in the last few seconds: a burst of runs from
+/// one namespace reads its ServiceAccount and pull secrets once, not once per run. A changed
+/// pull secret is seen within [`LOGIN_TTL`] (a run that failed for want of it is retried
+/// later than that).
+#[derive(Debug, Default)]
+pub struct LoginCache(std::sync::Mutex<LoginsRead>);
+
+/// Logins by ServiceAccount `(namespace, name)`, with when they were read.
+type LoginsRead =
+    std::collections::HashMap<(String, String), (std::time::Instant, std::sync::Arc<[Login]>)>;
+
+/// How long logins read from the API are used before they are read again.
+pub const LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// ServiceAccounts kept at most; past it the cache starts again.
+const LOGIN_ENTRIES: usize = 1024;
+
+impl LoginCache {
+    /// The logins of `namespace/name`, read through the API unless read in the last
+    /// [`LOGIN_TTL`].
+    pub async fn logins(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<std::sync::Arc<[Login]>, kube::Error> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Ok(cache) = self.0.lock()
+            && let Some((at, logins)) = cache.get(&key)
+            && at.elapsed() < LOGIN_TTL
+        {
+            return Ok(logins.clone());
+        }
+        let logins: std::sync::Arc<[Login]> = service_account_logins(client, namespace, name)
+            .await?
+            .into();
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= LOGIN_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, (std::time::Instant::now(), logins.clone()));
+        }
+        Ok(logins)
+    }
+}
+
 /// Pushes a Sigstore bundle as a referrer of `subject`. Where the registry has no referrers
 /// API (no `OCI-Subject` in its answer), the referrer is also listed in the index under the
 /// fallback tag, as OCI 1.1 clients look for it. Returns whether anything was added.
@@ -103,8 +148,7 @@ async fn push_referrer(
         message,
     })?;
     let digest = layout::digest_of(&manifest);
-    target.push_blob(&push.layer.data).await?;
-    target.push_blob(b"{}").await?;
+    futures::future::try_join(target.push_blob(&push.layer.data), target.push_blob(b"{}")).await?;
     let processed = target.put(&digest, &manifest, layout::OCI_MANIFEST).await?;
     if processed {
         return Ok(true);
@@ -133,7 +177,8 @@ async fn push_referrer(
 
 /// Adds each layer to its image's `.sig`/`.att`, after checking the image exists. Layers
 /// already there are not added again, so a retry after a partial failure adds only what is
-/// missing.
+/// missing. Images are checked, and different tags written, concurrently; the layers of one
+/// tag one after another (each appends to the manifest the previous one wrote).
 pub async fn push_all(
     clients: &Clients,
     logins: &[Login],
@@ -144,61 +189,96 @@ pub async fn push_all(
     // is answered once, and each image is checked once however many layers it gets.
     let mut repositories: std::collections::HashMap<(String, String), Repository> =
         std::collections::HashMap::new();
-    let mut subjects: std::collections::HashMap<ImageRef, layout::Descriptor> =
-        std::collections::HashMap::new();
-    let mut written = 0;
-    for push in pushes {
-        for image in [&push.image, &push.target] {
-            repositories
-                .entry((image.registry.clone(), image.repository.clone()))
-                .or_insert_with(|| {
-                    Repository::new(
-                        clients,
-                        &image.registry,
-                        &image.repository,
-                        auth::credential_for(logins, image).cloned(),
-                        insecure,
-                    )
-                });
-        }
-        let repository =
-            |image: &ImageRef| &repositories[&(image.registry.clone(), image.repository.clone())];
-        let subject = if let Some(subject) = subjects.get(&push.image) {
-            subject.clone()
-        } else {
-            let found = repository(&push.image)
-                .head_manifest(&push.image.digest)
-                .await?
-                .ok_or_else(|| RegistryError {
-                    registry: push.image.registry.clone(),
-                    repository: push.image.repository.clone(),
-                    message: format!("image {} does not exist", push.image),
-                })?;
-            subjects.insert(push.image.clone(), found.clone());
-            found
-        };
-        let target = repository(&push.target);
-        let tag = push.tag();
-        if push.kind == Attachment::Referrer {
-            written += usize::from(push_referrer(target, &subject, push, &tag).await?);
-            continue;
-        }
-        let existing = target.manifest(&tag).await?;
-        let appended =
-            layout::append(existing.as_deref(), &push.layer).map_err(|message| RegistryError {
-                registry: push.target.registry.clone(),
-                repository: push.target.repository.clone(),
-                message: format!("{tag}: {message}"),
-            })?;
-        let Some(appended) = appended else {
-            continue;
-        };
-        target.push_blob(&push.layer.data).await?;
-        target.push_blob(&appended.config).await?;
-        target.put_manifest(&tag, &appended.manifest).await?;
-        written += 1;
+    for image in pushes.iter().flat_map(|p| [&p.image, &p.target]) {
+        repositories
+            .entry((image.registry.clone(), image.repository.clone()))
+            .or_insert_with(|| {
+                Repository::new(
+                    clients,
+                    &image.registry,
+                    &image.repository,
+                    auth::credential_for(logins, image).cloned(),
+                    insecure,
+                )
+            });
     }
-    Ok(written)
+    let repository =
+        |image: &ImageRef| &repositories[&(image.registry.clone(), image.repository.clone())];
+    let mut images: Vec<&ImageRef> = pushes.iter().map(|p| &p.image).collect();
+    images.sort();
+    images.dedup();
+    let found = futures::future::try_join_all(images.iter().map(|image| async move {
+        let subject = repository(image)
+            .head_manifest(&image.digest)
+            .await?
+            .ok_or_else(|| RegistryError {
+                registry: image.registry.clone(),
+                repository: image.repository.clone(),
+                message: format!("image {image} does not exist"),
+            })?;
+        Ok::<_, RegistryError>(((*image).clone(), subject))
+    }))
+    .await?;
+    let subjects: std::collections::HashMap<ImageRef, layout::Descriptor> =
+        found.into_iter().collect();
+    // The pushes per tag, in their order.
+    let mut by_tag: Vec<(TagKey, Vec<&Push>)> = Vec::new();
+    for push in pushes {
+        let key = (
+            push.target.registry.clone(),
+            push.target.repository.clone(),
+            push.tag(),
+        );
+        match by_tag.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(push),
+            None => by_tag.push((key, vec![push])),
+        }
+    }
+    let written = futures::future::try_join_all(by_tag.iter().map(|(_, list)| {
+        let (subjects, repository) = (&subjects, &repository);
+        async move {
+            let mut written = 0;
+            for push in list {
+                let subject = &subjects[&push.image];
+                written += usize::from(push_one(repository(&push.target), subject, push).await?);
+            }
+            Ok::<_, RegistryError>(written)
+        }
+    }))
+    .await?;
+    Ok(written.into_iter().sum())
+}
+
+/// `(registry, repository, tag)`.
+type TagKey = (String, String, String);
+
+/// Adds one layer to its tag (or as a referrer); whether anything was added.
+async fn push_one(
+    target: &Repository,
+    subject: &layout::Descriptor,
+    push: &Push,
+) -> Result<bool, RegistryError> {
+    let tag = push.tag();
+    if push.kind == Attachment::Referrer {
+        return push_referrer(target, subject, push, &tag).await;
+    }
+    let existing = target.manifest(&tag).await?;
+    let appended =
+        layout::append(existing.as_deref(), &push.layer).map_err(|message| RegistryError {
+            registry: push.target.registry.clone(),
+            repository: push.target.repository.clone(),
+            message: format!("{tag}: {message}"),
+        })?;
+    let Some(appended) = appended else {
+        return Ok(false);
+    };
+    futures::future::try_join(
+        target.upload_blob(&push.layer.data),
+        target.upload_blob(&appended.config),
+    )
+    .await?;
+    target.put_manifest(&tag, &appended.manifest).await?;
+    Ok(true)
 }
 
 /// Pushes a run's planned layers with the credentials of the run's ServiceAccount, then —
@@ -216,7 +296,10 @@ pub(crate) async fn push_for_run(
     let read = |namespace: &str, name: &str| {
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
         async move {
-            service_account_logins(registries.client, &namespace, &name)
+            registries
+                .clients
+                .logins()
+                .logins(registries.client, &namespace, &name)
                 .await
                 .map_err(|e| {
                     failed(format!(
@@ -225,7 +308,7 @@ pub(crate) async fn push_for_run(
                 })
         }
     };
-    let mut logins = read(&run.namespace, &run.service_account()).await?;
+    let mut logins = read(&run.namespace, &run.service_account()).await?.to_vec();
     let uncovered = pushes.iter().any(|p| {
         [&p.image, &p.target]
             .iter()
@@ -233,7 +316,7 @@ pub(crate) async fn push_for_run(
     });
     if uncovered {
         let (own_ns, own_name) = registries.own_account;
-        logins.extend(read(own_ns, own_name).await?);
+        logins.extend(read(own_ns, own_name).await?.iter().cloned());
     }
     let written = push_all(
         registries.clients,

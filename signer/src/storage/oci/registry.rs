@@ -22,11 +22,50 @@ pub struct RegistryError {
     pub message: String,
 }
 
-/// HTTP clients: one verifying TLS, one for registries marked insecure.
+/// HTTP clients: one verifying TLS, one for registries marked insecure; the requests allowed
+/// at once per registry; and the registries' answers to authentication, kept across runs.
 #[derive(Clone, Debug)]
 pub struct Clients {
     verified: reqwest::Client,
     insecure: reqwest::Client,
+    limits: std::sync::Arc<crate::peers::PeerLimits>,
+    auth: std::sync::Arc<AuthCache>,
+    logins: std::sync::Arc<super::LoginCache>,
+}
+
+/// Requests to one registry at once, at first and at most (see [`crate::peers`]).
+const REGISTRY_CONCURRENCY: (usize, usize) = (64, 256);
+/// A request the registry refused with 429/503 is sent again this many times.
+const THROTTLE_RETRIES: u32 = 2;
+
+/// How each registry and repository wanted to be authenticated, per credential, so that a
+/// run does not pay the 401 and the token request that the previous run already paid.
+/// Tokens are kept for their `expires_in` (less a margin), a basic-auth answer five minutes;
+/// a kept answer that is refused is replaced through the normal challenge.
+#[derive(Debug, Default)]
+struct AuthCache(Mutex<std::collections::HashMap<AuthKey, (Auth, std::time::Instant)>>);
+
+/// `(registry, repository, hash of the credential)`: the credential itself is not kept here.
+type AuthKey = (String, String, u64);
+
+/// Kept answers at most; past it the cache starts again (bounds memory under many repos).
+const AUTH_CACHE_ENTRIES: usize = 4096;
+
+impl AuthCache {
+    fn get(&self, key: &AuthKey) -> Option<Auth> {
+        let cache = self.0.lock().ok()?;
+        let (auth, until) = cache.get(key)?;
+        (std::time::Instant::now() < *until).then(|| auth.clone())
+    }
+
+    fn put(&self, key: AuthKey, auth: Auth, ttl: std::time::Duration) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= AUTH_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, (auth, std::time::Instant::now() + ttl));
+        }
+    }
 }
 
 impl Clients {
@@ -55,10 +94,28 @@ impl Clients {
         Ok(Self {
             verified: build(false)?,
             insecure: build(true)?,
+            limits: std::sync::Arc::new(crate::peers::PeerLimits::new(
+                "registry",
+                REGISTRY_CONCURRENCY.0,
+                REGISTRY_CONCURRENCY.1,
+            )),
+            auth: std::sync::Arc::default(),
+            logins: std::sync::Arc::default(),
         })
+    }
+
+    /// Pull-secret logins recently read, by ServiceAccount.
+    pub fn logins(&self) -> &super::LoginCache {
+        &self.logins
+    }
+
+    /// The per-registry limits (their metric families).
+    pub fn limits(&self) -> &std::sync::Arc<crate::peers::PeerLimits> {
+        &self.limits
     }
 }
 
+#[derive(Clone, Debug)]
 enum Auth {
     None,
     Basic,
@@ -76,6 +133,17 @@ pub struct Repository {
     repository: String,
     credential: Option<Credential>,
     auth: Mutex<Auth>,
+    limits: std::sync::Arc<crate::peers::PeerLimits>,
+    cache: std::sync::Arc<AuthCache>,
+}
+
+fn auth_key(registry: &str, repository: &str, credential: Option<&Credential>) -> AuthKey {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Some(c) = credential {
+        (&c.username, &c.password).hash(&mut hasher);
+    }
+    (registry.to_owned(), repository.to_owned(), hasher.finish())
 }
 
 /// `key="value"` pairs of a `WWW-Authenticate` challenge.
@@ -110,6 +178,8 @@ impl Repository {
         credential: Option<Credential>,
         insecure: bool,
     ) -> Self {
+        let key = auth_key(registry, repository, credential.as_ref());
+        let auth = clients.auth.get(&key).unwrap_or(Auth::None);
         Self {
             http: if insecure {
                 clients.insecure.clone()
@@ -121,7 +191,9 @@ impl Repository {
             registry: registry.to_owned(),
             repository: repository.to_owned(),
             credential,
-            auth: Mutex::new(Auth::None),
+            auth: Mutex::new(auth),
+            limits: clients.limits.clone(),
+            cache: clients.auth.clone(),
         }
     }
 
@@ -171,6 +243,7 @@ impl Repository {
     ) -> Result<reqwest::Response, RegistryError> {
         // At most one fall-back to plain HTTP (insecure registries) and one answered challenge.
         let (mut fell_back, mut answered) = (false, false);
+        let mut throttled = 0;
         loop {
             let url = self.url(path);
             let ours = self.is_registry(&url);
@@ -191,6 +264,9 @@ impl Repository {
                     _ => request,
                 };
             }
+            // A place at the registry for the request only (not for a token request below,
+            // which may go to the same host).
+            let permit = self.limits.acquire(&self.registry).await;
             let response = match request.send().await {
                 Ok(r) => r,
                 // An insecure registry may speak plain HTTP: try that once.
@@ -208,6 +284,25 @@ impl Repository {
                 }
                 Err(e) => return Err(self.error(format!("{method} failed: {}", without_url(&e)))),
             };
+            if crate::peers::is_throttling(response.status().as_u16()) {
+                permit.throttled();
+                drop(permit);
+                if throttled < THROTTLE_RETRIES {
+                    throttled += 1;
+                    let backoff = std::time::Duration::from_millis(500) * 2u32.pow(throttled);
+                    let wait = crate::peers::retry_after(
+                        response.headers(),
+                        backoff,
+                        std::time::Duration::from_secs(5),
+                    );
+                    tracing::debug!(registry = %self.registry, status = %response.status(), ?wait, "registry asked to slow down; asking again");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Ok(response);
+            }
+            permit.answered();
+            drop(permit);
             // Another host's challenge is not answered: the credential is the registry's.
             if response.status() != StatusCode::UNAUTHORIZED || answered || !ours {
                 return Ok(response);
@@ -219,7 +314,12 @@ impl Repository {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
-            let next = self.authenticate(&challenge).await?;
+            let (next, ttl) = self.authenticate(&challenge).await?;
+            self.cache.put(
+                auth_key(&self.registry, &self.repository, self.credential.as_ref()),
+                next.clone(),
+                ttl,
+            );
             if let Ok(mut auth) = self.auth.lock() {
                 *auth = next;
             }
@@ -227,11 +327,15 @@ impl Repository {
     }
 
     /// Answers a `WWW-Authenticate` challenge: basic, or a bearer token from the realm.
-    async fn authenticate(&self, challenge: &str) -> Result<Auth, RegistryError> {
+    /// Returns how long the answer may be kept for the next runs.
+    async fn authenticate(
+        &self,
+        challenge: &str,
+    ) -> Result<(Auth, std::time::Duration), RegistryError> {
         let scheme = challenge.split_whitespace().next().unwrap_or_default();
         if scheme.eq_ignore_ascii_case("basic") {
             return if self.credential.is_some() {
-                Ok(Auth::Basic)
+                Ok((Auth::Basic, std::time::Duration::from_secs(300)))
             } else {
                 Err(self.error("401 Unauthorized: the registry wants credentials and no pull secret matched it"))
             };
@@ -279,10 +383,15 @@ impl Repository {
             .json()
             .await
             .map_err(|e| self.error(format!("token response unreadable: {}", without_url(&e))))?;
+        // Docker's token protocol: 60 s when the answer does not say; kept 10 s less, and
+        // never more than five minutes.
+        let lifetime = body["expires_in"].as_u64().unwrap_or(60).min(300);
+        let ttl = std::time::Duration::from_secs(lifetime.saturating_sub(10));
         body["token"]
             .as_str()
             .or_else(|| body["access_token"].as_str())
-            .map(|t| Auth::Bearer(t.to_owned()))
+            .filter(|t| !t.is_empty())
+            .map(|t| (Auth::Bearer(t.to_owned()), ttl))
             .ok_or_else(|| self.error("token response without a token"))
     }
 
@@ -435,6 +544,14 @@ impl Repository {
         if head.status().is_success() {
             return Ok(());
         }
+        self.upload_blob(data).await
+    }
+
+    /// Uploads `data` as a blob without asking first whether the registry has it: for a
+    /// small blob that is new nearly every time (a signature layer, the config listing a
+    /// tag's layers), the question costs a round trip more than uploading it again would.
+    pub async fn upload_blob(&self, data: &[u8]) -> Result<(), RegistryError> {
+        let digest = digest_of(data);
         let start = format!("/v2/{}/blobs/uploads/", self.repository);
         let started = self
             .send(Method::POST, &start, HeaderMap::new(), Some(Bytes::new()))
