@@ -198,13 +198,32 @@ pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
     let strings = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
     rules
         .iter()
-        .map(|(groups, resources, verbs, names)| PolicyRule {
-            api_groups: Some(strings(groups)),
-            resources: Some(strings(resources)),
-            verbs: strings(verbs),
-            resource_names: (!names.is_empty()).then(|| strings(names)),
-            ..PolicyRule::default()
+        .map(|(groups, resources, verbs, names)| {
+            let mut names = strings(names);
+            // The signer's Lease stands for the shard Leases of every replica count too.
+            if *resources == ["leases"] && names.iter().any(|n| n == SIGNER) {
+                names.extend(signer_shard_leases());
+            }
+            PolicyRule {
+                api_groups: Some(strings(groups)),
+                resources: Some(strings(resources)),
+                verbs: strings(verbs),
+                resource_names: (!names.is_empty()).then_some(names),
+                ..PolicyRule::default()
+            }
         })
+        .collect()
+}
+
+/// The most signer replicas the SignetConfig allows (`spec.signer.replicas`).
+pub const MAX_SIGNER_REPLICAS: usize = 10;
+
+/// The Leases active-active signers hold their shards with, for every replica count from 2
+/// to [`MAX_SIGNER_REPLICAS`] (`signet-signer-shard-<i>-of-<n>`): named, so the signer may
+/// touch no other Lease.
+pub fn signer_shard_leases() -> Vec<String> {
+    (2..=MAX_SIGNER_REPLICAS)
+        .flat_map(|n| (0..n).map(move |i| signet_runtime::shards::lease_name(SIGNER, i, n)))
         .collect()
 }
 
