@@ -24,7 +24,8 @@ use crate::operator::OperatorProcess;
 use crate::{TestEnv, TestNamespace};
 
 const DIGEST: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
-const CONCURRENCY: usize = 16;
+/// Runs created and completed at once by [`burst`] (16 unless a benchmark sets more).
+pub static WRITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(16);
 
 pub fn taskruns(client: &Client, ns: &str) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", "TaskRun"));
@@ -32,7 +33,7 @@ pub fn taskruns(client: &Client, ns: &str) -> Api<DynamicObject> {
 }
 
 /// Creates `count` TaskRuns and completes each through the status subresource — all at once
-/// (16 in flight), or one every `pace`; returns when each completion was written.
+/// ([`WRITERS`] in flight), or one every `pace`; returns when each completion was written.
 pub async fn burst(
     client: &Client,
     ns: &str,
@@ -43,7 +44,11 @@ pub async fn burst(
 ) -> HashMap<String, Instant> {
     let runs = taskruns(client, ns);
     let start = tokio::time::Instant::now();
-    let in_flight = if pace.is_some() { 256 } else { CONCURRENCY };
+    let in_flight = if pace.is_some() {
+        256
+    } else {
+        WRITERS.load(std::sync::atomic::Ordering::Relaxed)
+    };
     futures::stream::iter(0..count)
         .map(|i| {
             let runs = runs.clone();
@@ -446,4 +451,64 @@ pub async fn wait_leading(signer: &OperatorProcess) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Requests the API server itself counted (`apiserver_request_total`), by
+/// `(verb, resource, subresource)`: client-independent figures, so that a signer without its
+/// own counter (an older build) can be measured too.
+pub async fn apiserver_requests(
+    admin: &Client,
+) -> std::collections::BTreeMap<(String, String, String), f64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = admin.request_text(request).await.unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let key = (label("verb"), label("resource"), label("subresource"));
+        *counts.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+/// What the API server counted between two [`apiserver_requests`] readings for the requests
+/// a signer makes per run: run patches (not the status subresource the bench writes), run
+/// reads (GET of one run, not lists), ServiceAccount and Secret reads, Events, Leases.
+pub fn signer_requests_per_run(
+    before: &std::collections::BTreeMap<(String, String, String), f64>,
+    after: &std::collections::BTreeMap<(String, String, String), f64>,
+    runs: usize,
+) -> String {
+    let delta = |verb: &str, resources: &[&str]| {
+        after
+            .iter()
+            .filter(|((v, r, sub), _)| {
+                v == verb && resources.contains(&r.as_str()) && sub.is_empty()
+            })
+            .map(|(k, n)| n - before.get(k).copied().unwrap_or(0.0))
+            .sum::<f64>()
+            / runs.max(1) as f64
+    };
+    format!(
+        "API server counted per run: {:.2} run PATCH, {:.2} run GET, {:.2} ServiceAccount/Secret GET, {:.2} Event writes, {:.2} Lease GET+PUT (the bench's own creates and status writes not included)",
+        delta("PATCH", &["taskruns", "pipelineruns"]),
+        delta("GET", &["taskruns", "pipelineruns"]),
+        delta("GET", &["serviceaccounts", "secrets"]),
+        delta("POST", &["events"]) + delta("PATCH", &["events"]),
+        delta("GET", &["leases"]) + delta("PUT", &["leases"]),
+    )
 }

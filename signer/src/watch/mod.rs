@@ -241,6 +241,9 @@ pub async fn run(
                     }
                     watcher::Event::InitDone => {
                         status.listed();
+                        if statuses.iter().all(WatchStatus::has_listed) {
+                            backlog.open();
+                        }
                         continue;
                     }
                     // A (re)list is starting: neither success nor failure yet.

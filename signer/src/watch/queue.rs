@@ -77,11 +77,14 @@ impl Drop for Claim {
     }
 }
 
-/// Runs found at start, newest first.
+/// Runs found at start, newest first. Handed out only once every watch has listed: while
+/// the lists page in, signing the backlog would put its API requests in the client's rate
+/// limiter ahead of the next pages, and delay the watch that brings new runs.
 #[derive(Default)]
 pub struct Backlog {
     heap: Mutex<std::collections::BinaryHeap<Backlogged>>,
     pub added: tokio::sync::Notify,
+    open: std::sync::atomic::AtomicBool,
 }
 
 /// Ordered by creation time (then arrival), so the heap yields the newest first.
@@ -126,8 +129,18 @@ impl Backlog {
         self.added.notify_one();
     }
 
-    /// The newest run still waiting, as work.
+    /// Every watch has listed: the backlog may be handed out.
+    pub fn open(&self) {
+        if !self.open.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.added.notify_one();
+        }
+    }
+
+    /// The newest run still waiting, as work; none before [`Backlog::open`].
     pub fn pop_newest(&self) -> Option<Work> {
+        if !self.open.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         self.heap.lock().ok()?.pop().map(|b| Work {
             run: b.run,
             cached: None,
@@ -169,6 +182,11 @@ mod tests {
         backlog.push(at("2026-01-01T00:00:00Z"), run("old"));
         backlog.push(at("2026-03-01T00:00:00Z"), run("new"));
         backlog.push(at("2026-02-01T00:00:00Z"), run("mid"));
+        assert!(
+            backlog.pop_newest().is_none(),
+            "not before the lists are done"
+        );
+        backlog.open();
         let order: Vec<String> = std::iter::from_fn(|| backlog.pop_newest().map(|w| w.run))
             .map(|r| r.name)
             .collect();

@@ -90,10 +90,20 @@ async fn load_key(secret: Option<Secret>, id: String) -> KeyResult {
         .map(|(k, v)| (k, v.0))
         .collect();
     let name = id.clone();
-    // scrypt is deliberately slow: keep it off the async workers.
-    let loaded = tokio::task::spawn_blocking(move || SigningKey::from_secret_data(&name, &data))
-        .await
-        .unwrap_or_else(|_| Err(SigningKeyError::Missing { secret: id.clone() }));
+    // scrypt is deliberately slow: keep it off the async workers, on a thread of its own that
+    // ends when the key is open, so that the allocator hands the 64 MiB scrypt works in back
+    // to the system at once (a pooled blocking thread would keep it for its 10 s idle life).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("open-signing-key".to_owned())
+        .spawn(move || {
+            let _ = tx.send(SigningKey::from_secret_data(&name, &data));
+        });
+    let loaded = match spawned {
+        Ok(_) => rx.await.ok(),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| Err(SigningKeyError::Missing { secret: id.clone() }));
     match &loaded {
         Ok(_) => tracing::info!(secret = %id, "signing key loaded"),
         Err(error) => tracing::error!(%error, "signing key unusable; key-based signing fails"),

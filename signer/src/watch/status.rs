@@ -31,6 +31,11 @@ impl WatchStatus {
         }
     }
 
+    /// Whether the watch has listed at least once.
+    pub fn has_listed(&self) -> bool {
+        self.listed
+    }
+
     /// The initial list (or a re-list after an expired watch) completed.
     pub fn listed(&mut self) {
         self.listed = true;
