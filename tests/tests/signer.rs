@@ -358,6 +358,39 @@ fn signed_in_log(log: &str) -> std::collections::BTreeMap<String, usize> {
     counts
 }
 
+/// Waits until `count` runs in `runs` are `signed=true`; the failure shows `log()`.
+async fn wait_all_signed(
+    runs: &Api<DynamicObject>,
+    count: usize,
+    within: Duration,
+    log: impl Fn() -> String,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let list = runs.list(&kube::api::ListParams::default()).await.unwrap();
+        let done = list
+            .items
+            .iter()
+            .filter(|r| {
+                r.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("chains.tekton.dev/signed"))
+                    .is_some_and(|v| v == "true")
+            })
+            .count();
+        if done == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {count} signed:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
     const RUNS: usize = 120;
@@ -406,30 +439,7 @@ async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
     first.kill();
     let second = stack.signer(&admin, env).await;
     creating.await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let list = runs.list(&kube::api::ListParams::default()).await.unwrap();
-        let done = list
-            .items
-            .iter()
-            .filter(|r| {
-                r.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("chains.tekton.dev/signed"))
-                    .is_some_and(|v| v == "true")
-            })
-            .count();
-        if done == RUNS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{done} of {RUNS} signed; second signer:\n{}",
-            second.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_all_signed(&runs, RUNS, Duration::from_secs(90), || second.log_text()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watching.abort();
     let seen = seen.lock().unwrap().clone();
@@ -584,30 +594,10 @@ async fn replicas_share_runs_by_shard_and_one_killed_mid_burst_leaves_each_run_s
         "taken over after {taken_over:?} (lease 6 s, renewals every 1 s)"
     );
     creating.await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let list = runs.list(&kube::api::ListParams::default()).await.unwrap();
-        let done = list
-            .items
-            .iter()
-            .filter(|r| {
-                r.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("chains.tekton.dev/signed"))
-                    .is_some_and(|v| v == "true")
-            })
-            .count();
-        if done == RUNS {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{done} of {RUNS} signed; survivors:\n{}",
-            all_logs(&replicas[1..]).join("\n---\n")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_all_signed(&runs, RUNS, Duration::from_secs(120), || {
+        all_logs(&replicas[1..]).join("\n---\n")
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watching.abort();
     let seen = seen.lock().unwrap().clone();
