@@ -1,8 +1,9 @@
 //! How many requests go to one peer at once — a registry host, a KMS key — so that hundreds
 //! of runs in flight do not become hundreds of simultaneous requests to one server. Each
 //! peer's limit adapts as TCP's congestion window does: halved when the peer answers 429 or
-//! 503 (at most once a second, so one wave of refusals counts once), and raised by one after
-//! a limit's worth of answers while every permit was in use, up to a ceiling.
+//! 503 (at most once a second, so one wave of refusals counts once), and raised while every
+//! permit is in use — by one per answer until the peer first refuses (slow start: a far-away
+//! peer's limit doubles each round trip), then by one per limit's worth — up to a ceiling.
 //!
 //! Must not retry or sleep itself: callers decide what a refusal means for their request.
 
@@ -48,6 +49,9 @@ struct State {
     debt: usize,
     /// Answers since the last change while the peer was saturated.
     saturated_answers: usize,
+    /// Until the peer first refuses a request, its limit grows by one per saturated answer
+    /// (doubling each round trip, as TCP's slow start), not by one per limit's worth.
+    slow_start: bool,
     last_cut: Option<Instant>,
     throttled_total: u64,
 }
@@ -89,6 +93,7 @@ impl PeerLimits {
                 ceiling: self.ceiling,
                 debt: 0,
                 saturated_answers: 0,
+                slow_start: true,
                 last_cut: None,
                 throttled_total: 0,
             }),
@@ -185,6 +190,7 @@ impl PeerPermit {
             return;
         }
         s.last_cut = Some(now);
+        s.slow_start = false;
         let cut = s.limit - (s.limit / 2).max(1);
         s.limit -= cut;
         s.saturated_answers = 0;
@@ -194,14 +200,15 @@ impl PeerPermit {
     }
 
     /// The peer answered (anything but 429/503): while it is saturated, raise its limit by
-    /// one after a limit's worth of answers.
+    /// one after a limit's worth of answers (after each answer until it first refused one).
     pub fn answered(&self) {
         if !self.saturated {
             return;
         }
         let mut s = self.limit.lock();
         s.saturated_answers += 1;
-        if s.saturated_answers >= s.limit && s.limit < s.ceiling {
+        let step = if s.slow_start { 1 } else { s.limit };
+        if s.saturated_answers >= step && s.limit < s.ceiling {
             s.saturated_answers = 0;
             s.limit += 1;
             if s.debt > 0 {
@@ -274,6 +281,14 @@ mod tests {
             vec![("r".to_owned(), 5, 2)],
             "raised by one"
         );
+        // Before any refusal, each saturated answer raises the limit (slow start).
+        let fresh = PeerLimits::new("registry", 2, 10);
+        for _ in 0..3 {
+            let mut p = fresh.acquire("s").await;
+            p.saturated = true;
+            p.answered();
+        }
+        assert_eq!(fresh.snapshot(), vec![("s".to_owned(), 5, 0)], "slow start");
         // Other peers are not affected.
         let other = limits.acquire("elsewhere").await;
         drop(other);
