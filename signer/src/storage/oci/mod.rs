@@ -89,15 +89,15 @@ pub async fn service_account_logins(
 }
 
 /// Pull-secret logins of ServiceAccounts read in the last few seconds: a burst of runs from
-/// one namespace reads its ServiceAccount and pull secrets once, not once per run. A changed
-/// pull secret is seen within [`LOGIN_TTL`] (a run that failed for want of it is retried
-/// later than that).
+/// one namespace reads its ServiceAccount and pull secrets once, not once per run — runs
+/// that ask while the first read is under way wait for it. A changed pull secret is seen
+/// within [`LOGIN_TTL`] (a run that failed for want of it is retried later than that).
 #[derive(Debug, Default)]
-pub struct LoginCache(std::sync::Mutex<LoginsRead>);
+pub struct LoginCache(std::sync::Mutex<LoginSlots>);
 
-/// Logins by ServiceAccount `(namespace, name)`, with when they were read.
-type LoginsRead =
-    std::collections::HashMap<(String, String), (std::time::Instant, std::sync::Arc<[Login]>)>;
+/// One slot per ServiceAccount `(namespace, name)`: the logins and when they were read.
+type LoginSlots = std::collections::HashMap<(String, String), std::sync::Arc<LoginSlot>>;
+type LoginSlot = tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<[Login]>)>>;
 
 /// How long logins read from the API are used before they are read again.
 pub const LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -113,9 +113,21 @@ impl LoginCache {
         namespace: &str,
         name: &str,
     ) -> Result<std::sync::Arc<[Login]>, kube::Error> {
-        let key = (namespace.to_owned(), name.to_owned());
-        if let Ok(cache) = self.0.lock()
-            && let Some((at, logins)) = cache.get(&key)
+        let slot = {
+            let mut slots = match self.0.lock() {
+                Ok(slots) => slots,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if slots.len() >= LOGIN_ENTRIES {
+                slots.retain(|_, slot| std::sync::Arc::strong_count(slot) > 1);
+            }
+            slots
+                .entry((namespace.to_owned(), name.to_owned()))
+                .or_default()
+                .clone()
+        };
+        let mut kept = slot.lock().await;
+        if let Some((at, logins)) = kept.as_ref()
             && at.elapsed() < LOGIN_TTL
         {
             return Ok(logins.clone());
@@ -123,12 +135,7 @@ impl LoginCache {
         let logins: std::sync::Arc<[Login]> = service_account_logins(client, namespace, name)
             .await?
             .into();
-        if let Ok(mut cache) = self.0.lock() {
-            if cache.len() >= LOGIN_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key, (std::time::Instant::now(), logins.clone()));
-        }
+        *kept = Some((std::time::Instant::now(), logins.clone()));
         Ok(logins)
     }
 }
