@@ -150,7 +150,14 @@ async fn latency_bound(
         for ms in list("SIGNET_BENCH_DELAYS", "0,50,200") {
             let ms: u64 = ms.parse().expect("SIGNET_BENCH_DELAYS: milliseconds");
             delayed(ms);
-            let signer = OperatorProcess::start_signer(env, admin, &identity)
+            // `SIGNET_BENCH_SIGNER_WORKERS=4`: an earlier signer's default, for a comparison.
+            let workers = std::env::var("SIGNET_BENCH_SIGNER_WORKERS").unwrap_or_default();
+            let extra: Vec<(&str, &str)> = if workers.is_empty() {
+                Vec::new()
+            } else {
+                vec![("SIGNET_WORKERS", workers.as_str())]
+            };
+            let signer = OperatorProcess::start_signer_with(env, admin, &identity, &extra)
                 .await
                 .expect("signer");
             wait_leading(&signer).await;
