@@ -218,7 +218,10 @@ pub async fn run(
         backlog.clone(),
         permits.clone(),
     ));
-    rescan_on_takeover(&ctx, &backlog, &namespaces);
+    let helpers = [
+        Some(open_backlog_later(&backlog)),
+        rescan_on_takeover(&ctx, &backlog, &namespaces),
+    ];
     let (holds_tx, holds_rx) = tokio::sync::mpsc::unbounded_channel::<Hold>();
     let holder = tokio::spawn(write_holds(ctx.clone(), holds_rx));
     tokio::pin!(stop);
@@ -227,38 +230,11 @@ pub async fn run(
             () = &mut stop => break,
             e = events.next() => e,
         };
-        let (kind, obj, initial) = match event {
-            Some((kind, index, Ok(event))) => {
-                let status = &mut statuses[index];
-                match event {
-                    watcher::Event::Apply(obj) => {
-                        status.working();
-                        (kind, obj, false)
-                    }
-                    watcher::Event::InitApply(obj) => {
-                        status.working();
-                        (kind, obj, true)
-                    }
-                    watcher::Event::InitDone => {
-                        status.listed();
-                        if statuses.iter().all(WatchStatus::has_listed) {
-                            backlog.open();
-                        }
-                        continue;
-                    }
-                    // A (re)list is starting: neither success nor failure yet.
-                    watcher::Event::Init => continue,
-                    watcher::Event::Delete(_) => {
-                        status.working();
-                        continue;
-                    }
-                }
-            }
-            Some((_, index, Err(error))) => {
-                statuses[index].failed(&error);
-                continue;
-            }
-            None => break,
+        let Some((kind, index, event)) = event else {
+            break;
+        };
+        let Some((obj, initial)) = observe(event, index, &mut statuses, &backlog) else {
+            continue;
         };
         let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
         if run.is_finished() || !is_ours(&ctx, &run) {
@@ -304,10 +280,51 @@ pub async fn run(
     }
     dispatcher.abort();
     holder.abort();
+    for helper in helpers.into_iter().flatten() {
+        helper.abort();
+    }
     // Wait for in-flight runs to finish before returning (graceful shutdown).
     let _ = permits
         .acquire_many(u32::try_from(ctx.workers).unwrap_or(u32::MAX))
         .await;
+}
+
+/// Reports a watch event to its watch's standing and opens the backlog once every watch has
+/// listed; the run it carries, if any, and whether it came with a list.
+fn observe(
+    event: Result<watcher::Event<DynamicObject>, watcher::Error>,
+    index: usize,
+    statuses: &mut [WatchStatus],
+    backlog: &Backlog,
+) -> Option<(DynamicObject, bool)> {
+    let status = &mut statuses[index];
+    match event {
+        Ok(watcher::Event::Apply(obj)) => {
+            status.working();
+            Some((obj, false))
+        }
+        Ok(watcher::Event::InitApply(obj)) => {
+            status.working();
+            Some((obj, true))
+        }
+        Ok(watcher::Event::InitDone) => {
+            status.listed();
+            if statuses.iter().all(WatchStatus::has_listed) {
+                backlog.open();
+            }
+            None
+        }
+        // A (re)list is starting: neither success nor failure yet.
+        Ok(watcher::Event::Init) => None,
+        Ok(watcher::Event::Delete(_)) => {
+            status.working();
+            None
+        }
+        Err(error) => {
+            status.failed(&error);
+            None
+        }
+    }
 }
 
 type RunEvents = futures::stream::SelectAll<
@@ -373,21 +390,37 @@ fn is_ours(ctx: &Context, run: &Run) -> bool {
             .map_or(true, |config| run.is_ours(&config.managed_by))
 }
 
+/// The backlog is handed out once every watch has listed, or after this long at the latest.
+const BACKLOG_OPENS_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens the backlog after [`BACKLOG_OPENS_AFTER`] at the latest: a watch that cannot list
+/// (a missing CRD, a 403) must not hold back the others' backlog.
+fn open_backlog_later(backlog: &Arc<Backlog>) -> tokio::task::JoinHandle<()> {
+    let backlog = backlog.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(BACKLOG_OPENS_AFTER).await;
+        backlog.open();
+    })
+}
+
 /// Runs per page when the watches list and when shards are taken over.
 const LIST_PAGE: u32 = 100;
 
 /// With shards: when this replica takes a shard after the watch listed (another replica
 /// died, or the shard was taken in a later round), the shard's completed unsigned runs were
 /// skipped; lists the runs a page at a time and puts those into the backlog.
-fn rescan_on_takeover(ctx: &Arc<Context>, backlog: &Arc<Backlog>, namespaces: &[String]) {
-    if let Some(owned) = ctx.shards.clone() {
-        tokio::spawn(rescans(
-            ctx.clone(),
-            owned,
-            backlog.clone(),
-            namespaces.to_vec(),
-        ));
-    }
+fn rescan_on_takeover(
+    ctx: &Arc<Context>,
+    backlog: &Arc<Backlog>,
+    namespaces: &[String],
+) -> Option<tokio::task::JoinHandle<()>> {
+    let owned = ctx.shards.clone()?;
+    Some(tokio::spawn(rescans(
+        ctx.clone(),
+        owned,
+        backlog.clone(),
+        namespaces.to_vec(),
+    )))
 }
 
 async fn rescans(

@@ -77,9 +77,10 @@ impl Drop for Claim {
     }
 }
 
-/// Runs found at start, newest first. Handed out only once every watch has listed: while
-/// the lists page in, signing the backlog would put its API requests in the client's rate
-/// limiter ahead of the next pages, and delay the watch that brings new runs.
+/// Runs found at start, newest first. Handed out only once every watch has listed (or after
+/// 30 s, should one never list): while the lists page in, signing the backlog would put its
+/// API requests in the client's rate limiter ahead of the next pages, and delay the watch
+/// that brings new runs.
 #[derive(Default)]
 pub struct Backlog {
     heap: Mutex<std::collections::BinaryHeap<Backlogged>>,
