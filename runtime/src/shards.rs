@@ -157,25 +157,41 @@ impl ShardHolder {
             let lock = &self.locks[i];
             let (last_ok, seen_free) = &mut state[i];
             if self.owned.holds(i) {
-                match lock.attempt(true).await {
-                    Ok(Attempt::Holds) => *last_ok = Some(tokio::time::Instant::now()),
-                    Ok(_) => {
+                // The renewal may take only what is left of the renew deadline since the last
+                // one: a slow call (or the renewals of the shards before it) must not keep a
+                // shard past the moment another replica may take it.
+                let deadline = lock.renew_deadline();
+                let left = deadline.saturating_sub(last_ok.map_or(deadline, |t| t.elapsed()));
+                let renewed = if left.is_zero() {
+                    None
+                } else {
+                    tokio::time::timeout(left, lock.attempt(true)).await.ok()
+                };
+                let past_deadline = match renewed {
+                    Some(Ok(Attempt::Holds)) => {
+                        *last_ok = Some(tokio::time::Instant::now());
+                        false
+                    }
+                    Some(Ok(_)) => {
                         tracing::warn!(
                             shard = i,
                             "another process took the shard; its runs are no longer ours"
                         );
                         self.owned.set(i, false);
+                        false
                     }
-                    Err(error) => {
+                    Some(Err(error)) => {
                         tracing::warn!(%error, shard = i, "failed to renew a shard");
-                        if last_ok.is_none_or(|t| t.elapsed() >= lock.renew_deadline()) {
-                            tracing::warn!(
-                                shard = i,
-                                "shard given up: not renewed within the renew deadline"
-                            );
-                            self.owned.set(i, false);
-                        }
+                        last_ok.is_none_or(|t| t.elapsed() >= deadline)
                     }
+                    None => true,
+                };
+                if past_deadline {
+                    tracing::warn!(
+                        shard = i,
+                        "shard given up: not renewed within the renew deadline"
+                    );
+                    self.owned.set(i, false);
                 }
                 continue;
             }
