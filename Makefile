@@ -7,7 +7,7 @@ export GOMODCACHE ?= $(SIGNET_CACHE)/go/mod
 export GOCACHE ?= $(SIGNET_CACHE)/go/build
 CARGO ?= cargo
 
-.PHONY: all bench build dashboard-picture demo fuzz generate lint unit-test e2e-test test env-up env-down env-build tidy
+.PHONY: all bench build dashboard-picture demo fuzz generate images lint unit-test e2e-test test env-up env-down env-build tidy
 
 all: build
 
@@ -24,6 +24,15 @@ demo:
 	@echo "[make demo] building signet-operator, signet-signer, kubectl-signet and the demo (first time: about 2 minutes)"
 	$(CARGO) build --workspace --bins --examples --locked
 	$(CARGO_TARGET_DIR)/debug/examples/demo
+
+# Signet's images without Docker (tests/env/images): static musl binaries in OCI images
+# assembled with crane, pushed to REGISTRY (default: the running test environment's registry)
+# and printed by digest. RELEASE=1 records the digests in olm/images.env for `make generate`.
+ENV_REGISTRY = $(shell sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env 2>/dev/null)
+REGISTRY ?= $(if $(ENV_REGISTRY),$(ENV_REGISTRY)/signet-dev,)
+images:
+	@test -n "$(REGISTRY)" || { echo "make images: set REGISTRY (e.g. ghcr.io/signet-dev), or start the test environment (make env-up)"; exit 1; }
+	tests/env/images $(REGISTRY) $(if $(RELEASE),--release,)
 
 # Regenerates every generated file; `make unit-test` fails when they drift.
 generate:
@@ -60,6 +69,7 @@ e2e-test:
 test: lint unit-test
 	tests/env/down
 	tests/env/up
+	tests/env/images "$$(sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env)/signet-dev"
 	$(CARGO) build --workspace --bins --locked
 	status=0; $(CARGO) test -p signet-e2e --locked --no-fail-fast || status=$$?; tests/env/down; exit $$status
 

@@ -53,14 +53,47 @@ pub fn csv_name(version: &str) -> String {
     format!("{OPERATOR}.v{version}")
 }
 
+/// `olm/images.env`: the digests `make images RELEASE=1` recorded for this tree's images.
+const IMAGE_DIGESTS: &str = include_str!("../../olm/images.env");
+
+/// The digest recorded for `name` (`SIGNET_OPERATOR_IMAGE_DIGEST`, …) if it is one: `sha256:`
+/// and 64 lower-case hex digits. A release references its images by digest.
+pub fn recorded_digest(name: &str) -> Option<&'static str> {
+    IMAGE_DIGESTS.lines().find_map(|line| {
+        let digest = line.strip_prefix(name)?.strip_prefix('=')?.trim();
+        let hex = digest.strip_prefix("sha256:")?;
+        (hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then_some(digest)
+    })
+}
+
+/// `repository:version`, and `@digest` when olm/images.env records one.
+fn image(repository: &str, version: &str, digest_name: &str) -> String {
+    match recorded_digest(digest_name) {
+        Some(digest) => format!("{repository}:{version}@{digest}"),
+        None => format!("{repository}:{version}"),
+    }
+}
+
 /// The operator image of `version`.
 pub fn operator_image(version: &str) -> String {
-    format!("{OPERATOR_IMAGE_REPOSITORY}:{version}")
+    image(
+        OPERATOR_IMAGE_REPOSITORY,
+        version,
+        "SIGNET_OPERATOR_IMAGE_DIGEST",
+    )
 }
 
 /// The signer image of `version` (the operator deploys its own version).
 pub fn signer_image(version: &str) -> String {
-    format!("{DEFAULT_SIGNER_IMAGE_REPOSITORY}:{version}")
+    image(
+        DEFAULT_SIGNER_IMAGE_REPOSITORY,
+        version,
+        "SIGNET_SIGNER_IMAGE_DIGEST",
+    )
 }
 
 fn labels() -> BTreeMap<String, String> {

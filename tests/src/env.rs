@@ -112,6 +112,10 @@ pub struct TestEnv {
     /// The Prometheus operator's ServiceMonitor and PrometheusRule CRDs (YAML files), which
     /// the monitoring tests install and remove.
     pub prometheus_crds: PathBuf,
+    /// The real node (tests/env/node: kubelet + containerd + runc), when this environment has
+    /// one, and crane, which pushes images to the registry that node pulls from.
+    pub node: Option<String>,
+    pub crane: Option<PathBuf>,
     admin: Config,
 }
 
@@ -220,6 +224,8 @@ impl TestEnv {
             ferretdb: PathBuf::from(get("SIGNET_FERRETDB")?),
             grafeas_python: PathBuf::from(get("SIGNET_GRAFEAS_PYTHON")?),
             prometheus_crds: PathBuf::from(get("SIGNET_PROMETHEUS_CRDS")?),
+            node: get("SIGNET_NODE").ok(),
+            crane: get("SIGNET_CRANE").ok().map(PathBuf::from),
             kubeconfig,
             admin,
         })

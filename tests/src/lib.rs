@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod olm;
 pub mod operator;
 pub mod plot;
+pub mod pods;
 pub mod registry;
 pub mod serve;
 pub mod sigstore;

@@ -136,6 +136,34 @@ impl Bundle {
         ServiceAccountIdentity::mint(admin, namespace, account, &[], 3600).await
     }
 
+    /// The bundle with its images replaced, as a registry mirror would give them: every
+    /// string in the CSV naming the operator image of this version (the Deployment's image,
+    /// `containerImage`, `relatedImages`) becomes `operator`, every one naming the signer image
+    /// (`SIGNET_SIGNER_IMAGE`, `relatedImages`) becomes `signer`. Returns how many it replaced.
+    pub fn with_images(&mut self, operator: &str, signer: &str) -> usize {
+        fn walk(v: &mut Value, from: &[(String, &str)], count: &mut usize) {
+            match v {
+                Value::String(s) => {
+                    if let Some((_, to)) = from.iter().find(|(f, _)| f == s) {
+                        *s = (*to).to_owned();
+                        *count += 1;
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|i| walk(i, from, count)),
+                Value::Object(map) => map.values_mut().for_each(|i| walk(i, from, count)),
+                _ => {}
+            }
+        }
+        let version = signet_operator::names::VERSION;
+        let from = [
+            (signet_operator::install::operator_image(version), operator),
+            (signet_operator::install::signer_image(version), signer),
+        ];
+        let mut count = 0;
+        walk(&mut self.csv, &from, &mut count);
+        count
+    }
+
     /// The install strategy's Deployments.
     pub fn deployments(&self) -> Result<Vec<(String, DeploymentSpec)>, EnvError> {
         self.strategy()["deployments"]

@@ -190,3 +190,32 @@ fn serde_json_maps_are_sorted_in_this_build() {
         "serde_json's preserve_order feature is on in this build: find the dependency that enables it (cargo tree -e features -i serde_json)"
     );
 }
+
+/// Every line of olm/images.env is a comment or a digest the bundle will use: a malformed one
+/// would silently leave the release referencing its images by tag.
+#[test]
+fn recorded_image_digests_are_well_formed() {
+    for line in IMAGE_DIGESTS.lines() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split('=').next().unwrap_or_default();
+        assert!(
+            matches!(
+                name,
+                "SIGNET_OPERATOR_IMAGE_DIGEST" | "SIGNET_SIGNER_IMAGE_DIGEST"
+            ) && recorded_digest(name).is_some(),
+            "olm/images.env: {line:?} is not SIGNET_{{OPERATOR,SIGNER}}_IMAGE_DIGEST=sha256:<64 hex>"
+        );
+    }
+    match recorded_digest("SIGNET_OPERATOR_IMAGE_DIGEST") {
+        Some(digest) => assert_eq!(
+            operator_image("0.1.0"),
+            format!("{OPERATOR_IMAGE_REPOSITORY}:0.1.0@{digest}")
+        ),
+        None => assert_eq!(
+            operator_image("0.1.0"),
+            format!("{OPERATOR_IMAGE_REPOSITORY}:0.1.0")
+        ),
+    }
+}
