@@ -116,7 +116,18 @@ pub struct TestEnv {
     /// one, and crane, which pushes images to the registry that node pulls from.
     pub node: Option<String>,
     pub crane: Option<PathBuf>,
+    /// Tekton's controller on that node (tests/env/tekton): the one namespace it watches, and
+    /// the step images built here (busybox; busybox + crane), by digest.
+    pub tekton: Option<Tekton>,
     admin: Config,
+}
+
+/// Tekton Pipelines running for real (tests/env/tekton).
+#[derive(Clone, Debug)]
+pub struct Tekton {
+    pub runs_namespace: String,
+    pub busybox_image: String,
+    pub build_image: String,
 }
 
 static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
@@ -226,6 +237,18 @@ impl TestEnv {
             prometheus_crds: PathBuf::from(get("SIGNET_PROMETHEUS_CRDS")?),
             node: get("SIGNET_NODE").ok(),
             crane: get("SIGNET_CRANE").ok().map(PathBuf::from),
+            tekton: match (
+                get("SIGNET_TEKTON_RUNS_NAMESPACE"),
+                get("TEKTON_BUSYBOX_IMAGE"),
+                get("TEKTON_BUILD_IMAGE"),
+            ) {
+                (Ok(runs_namespace), Ok(busybox_image), Ok(build_image)) => Some(Tekton {
+                    runs_namespace,
+                    busybox_image,
+                    build_image,
+                }),
+                _ => None,
+            },
             kubeconfig,
             admin,
         })

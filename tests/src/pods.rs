@@ -19,6 +19,8 @@ pub const REAL_NODE_LABEL: &str = "signet.dev/real-node";
 pub struct Images {
     pub operator: String,
     pub signer: String,
+    /// The OLM bundle image.
+    pub bundle: String,
 }
 
 fn target_dir() -> PathBuf {
@@ -53,10 +55,11 @@ impl Images {
         let images = Self {
             operator: get("SIGNET_OPERATOR_IMAGE")?,
             signer: get("SIGNET_SIGNER_IMAGE")?,
+            bundle: get("SIGNET_BUNDLE_IMAGE")?,
         };
         // Built for another environment (another registry address): say so instead of
         // pods that never pull.
-        for image in [&images.operator, &images.signer] {
+        for image in [&images.operator, &images.signer, &images.bundle] {
             if !image.starts_with(&format!("{}/", env.referrers_registry))
                 || !image.contains("@sha256:")
             {
@@ -93,7 +96,21 @@ pub async fn real_node_namespace(
         },
         ..Namespace::default()
     };
-    Api::<Namespace>::all(admin.clone())
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    // One an earlier test deleted may still be terminating: a patch would not bring it back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while let Some(existing) = namespaces.get_opt(name).await? {
+        if existing.metadata.deletion_timestamp.is_none() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(EnvError::Bundle(format!(
+                "namespace {name} is still terminating after 90 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    namespaces
         .patch(
             name,
             &PatchParams::apply("signet-e2e-real-node").force(),

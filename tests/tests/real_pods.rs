@@ -12,17 +12,26 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{FINISHED, assert_cosign_accepts, build_run, unbase64, wait_signed};
+use std::collections::BTreeSet;
+
+use common::{
+    FINISHED, assert_cosign_accepts, assert_ok, build_run, unbase64, verify_pinned, wait_signed,
+};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
-use serde_json::json;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde_json::{Value, json};
 use signet_crds::SignetConfig;
+use signet_e2e::env::{Tekton, repo_root};
 use signet_e2e::olm::Bundle;
 use signet_e2e::operator::{ConfigCleanup, OPERATOR_NAMESPACE, install_crd, merged};
 use signet_e2e::pods::{
-    Images, pod_log, pod_memory_peak, real_node_namespace, restarts_and_oom, wait_ready_pod,
+    Images, REAL_NODE_LABEL, pod_log, pod_memory_peak, real_node_namespace, restarts_and_oom,
+    wait_ready_pod,
 };
 use signet_e2e::registry::{give_registry_login, push_random_image};
 use signet_e2e::{TestEnv, TestNamespace};
@@ -66,8 +75,17 @@ impl Drop for OperatorCleanup {
                 .unwrap();
             rt.block_on(async {
                 if let Ok(client) = env.admin_client() {
-                    let _ = Api::<Deployment>::namespaced(client, OPERATOR_NAMESPACE)
+                    let _ = Api::<Deployment>::namespaced(client.clone(), OPERATOR_NAMESPACE)
                         .delete("signet-operator", &DeleteParams::foreground())
+                        .await;
+                    // Other tests install into this namespace with kwok running their pods.
+                    let unlabel = json!({"metadata": {"labels": {REAL_NODE_LABEL: null}}});
+                    let _ = Api::<Namespace>::all(client)
+                        .patch(
+                            OPERATOR_NAMESPACE,
+                            &PatchParams::default(),
+                            &Patch::Merge(&unlabel),
+                        )
                         .await;
                 }
             });
@@ -333,4 +351,340 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
         peak as f64 / 1048576.0
     );
     assert!(peak < 256 * 1024 * 1024, "peak {peak} bytes");
+    // Tekton Pipelines for real: a Task that builds an image and pushes it (step images built
+    // here), run as a TaskRun and inside a PipelineRun by Tekton's controller on the node; the
+    // signer pod signs both runs and the image; cosign and policy-controller verify.
+    let tekton = env
+        .tekton
+        .clone()
+        .expect("this environment has no Tekton controller (tests/env/tekton)");
+    really_run_and_signed(&admin, env, &tekton, &signer_ns, &public_key).await;
+
+    // Dogfooding: a release TaskRun reports Signet's own images (operator, signer, bundle) as
+    // its IMAGES result, as a release pipeline's last step would; the Signet running from those
+    // very images signs them, and cosign verifies each.
+    let ns = tekton.runs_namespace.as_str();
+    let release = format!("signet-release-{}", common::rand_nanos());
+    let refs = [&images.operator, &images.signer, &images.bundle];
+    let listed: Vec<&str> = refs.iter().map(|r| r.as_str()).collect();
+    let uid = tekton_api(&admin, ns, "TaskRun")
+        .create(&PostParams::default(), &serde_json::from_value(json!({
+            "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": release},
+            "spec": {"taskSpec": {"results": [{"name": "IMAGES"}], "steps": [{"name": "report",
+                "image": tekton.busybox_image,
+                "script": format!("#!/bin/sh\nprintf '%s' '{}' > $(results.IMAGES.path)\n", listed.join(","))}]}}
+        })).unwrap())
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let run = wait_signed(&admin, ns, &release, || logs(env, &signer_ns, SIGNER_PODS)).await;
+    let envelope = unbase64(
+        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
+    );
+    let statement = common::statement_of(&envelope);
+    assert_eq!(
+        statement["subject"].as_array().map(Vec::len),
+        Some(3),
+        "{statement:#}"
+    );
+    let key = common::tempdir("real-pods-dogfood");
+    let key_file = key.join("cosign.pub");
+    std::fs::write(&key_file, &public_key).unwrap();
+    for image in refs {
+        assert_ok(
+            &verify_pinned(env, key_file.to_str().unwrap(), image, &[]),
+            &format!("cosign verify {image}"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&key);
+}
+
+fn tekton_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", kind));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+async fn create(api: &Api<DynamicObject>, object: Value) -> DynamicObject {
+    let object: DynamicObject = serde_json::from_value(object).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap()
+}
+
+/// Every key path of `v` (`a.b[].c`), arrays' elements folded into one.
+fn key_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(path.clone());
+                key_paths(v, &path, out);
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| key_paths(i, &format!("{prefix}[]"), out)),
+        _ => {}
+    }
+}
+
+/// The `sha256` hex of an image reference by digest (`…@sha256:<hex>`).
+fn sha256_of(reference: &str) -> String {
+    reference
+        .rsplit_once("@sha256:")
+        .map(|(_, hex)| hex.to_owned())
+        .unwrap_or_default()
+}
+
+/// A Task that writes a file and pushes it as an image with crane (reporting IMAGE_URL and
+/// IMAGE_DIGEST as a Kaniko task does, and FILES), run by Tekton as a TaskRun and as the first
+/// task of a PipelineRun; both runs signed by the signer pod, their provenance checked against
+/// the golden file's shape and against what Tekton recorded, the image verified.
+async fn really_run_and_signed(
+    admin: &Client,
+    env: &TestEnv,
+    tekton: &Tekton,
+    signer_ns: &str,
+    public_key: &str,
+) {
+    let ns = tekton.runs_namespace.as_str();
+    let ca = std::fs::read_to_string(&env.ca_file).unwrap();
+    Api::<ConfigMap>::namespaced(admin.clone(), ns)
+        .patch(
+            "signet-test-ca",
+            &PatchParams::apply("signet-e2e").force(),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "signet-test-ca"}, "data": {"ca.crt": ca}})),
+        )
+        .await
+        .unwrap();
+    let suffix = common::rand_nanos();
+    let task = format!("build-and-push-{suffix}");
+    create(&tekton_api(admin, ns, "Task"), json!({
+        "apiVersion": "tekton.dev/v1", "kind": "Task", "metadata": {"name": task},
+        "spec": {
+            "params": [{"name": "IMAGE", "type": "string"}],
+            "results": [{"name": "IMAGE_URL"}, {"name": "IMAGE_DIGEST"}, {"name": "FILES"}],
+            "volumes": [{"name": "ca", "configMap": {"name": "signet-test-ca"}}],
+            "steps": [
+                {"name": "write", "image": tekton.busybox_image, "script":
+                    "#!/bin/sh\nset -e\nmkdir -p /workspace/rootfs/app\necho \"$(params.IMAGE) $(context.taskRun.uid)\" > /workspace/rootfs/app/built\nprintf app/built > $(results.FILES.path)\n"},
+                {"name": "push", "image": tekton.build_image,
+                 "env": [{"name": "SSL_CERT_FILE", "value": "/etc/test-ca/ca.crt"}],
+                 "volumeMounts": [{"name": "ca", "mountPath": "/etc/test-ca"}],
+                 "script": "#!/bin/sh\nset -e\ntar -C /workspace/rootfs -cf /workspace/layer.tar app\ncrane append --oci-empty-base -f /workspace/layer.tar -t \"$(params.IMAGE)\" >/dev/null\nref=$(crane mutate --set-platform linux/amd64 \"$(params.IMAGE)\")\nprintf %s \"$(params.IMAGE)\" > $(results.IMAGE_URL.path)\nprintf %s \"${ref#*@}\" > $(results.IMAGE_DIGEST.path)\n"}
+            ]
+        }
+    })).await;
+    let image = format!("{}/real-pods/app-{suffix}", env.referrers_registry);
+    let taskruns = tekton_api(admin, ns, "TaskRun");
+    let run_name = format!("build-{suffix}");
+    let uid = create(&taskruns, json!({
+        "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": run_name},
+        "spec": {"taskRef": {"name": task}, "params": [{"name": "IMAGE", "value": format!("{image}:v1")}]}
+    })).await.metadata.uid.unwrap();
+    let log = || logs(env, signer_ns, SIGNER_PODS);
+    let run = wait_signed(admin, ns, &run_name, log).await;
+    let status = &run["status"];
+    assert_eq!(
+        status["conditions"][0]["reason"], "Succeeded",
+        "Tekton ran it: {status}"
+    );
+    let result = |name: &str| {
+        status["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["value"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let digest = result("IMAGE_DIGEST");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    // Its provenance: the golden file's shape, filled from what Tekton recorded.
+    let envelope = unbase64(
+        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
+    );
+    assert_cosign_accepts(env, public_key, &envelope, "slsaprovenance1");
+    let statement = common::statement_of(&envelope);
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo_root().join("signer/testdata/taskrun-kaniko.slsa-v2alpha4.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (mut want, mut got) = (BTreeSet::new(), BTreeSet::new());
+    key_paths(&golden, "", &mut want);
+    key_paths(&statement, "", &mut got);
+    // The golden run also had a git source (a named resolved dependency); this one has none.
+    want.remove("predicate.buildDefinition.resolvedDependencies[].name");
+    want.remove("predicate.buildDefinition.resolvedDependencies[].digest.sha1");
+    // A really-run TaskRun carries Tekton's feature flags in status.provenance, which Chains
+    // (and Signet) put under internalParameters; the golden run had none.
+    got.retain(|p| !p.starts_with("predicate.buildDefinition.internalParameters."));
+    assert_eq!(
+        (
+            got.difference(&want).collect::<Vec<_>>(),
+            want.difference(&got).collect::<Vec<_>>()
+        ),
+        (vec![], vec![]),
+        "(keys only in the real run's provenance, keys only in the golden file): {statement:#}"
+    );
+    assert_eq!(
+        statement["predicate"]["buildDefinition"]["internalParameters"]["tekton-pipelines-feature-flags"]
+            ["resultExtractionMethod"],
+        "termination-message"
+    );
+    assert_eq!(
+        statement["subject"],
+        json!([{"name": format!("{image}:v1"), "digest": {"sha256": digest.trim_start_matches("sha256:")}}])
+    );
+    let meta = &statement["predicate"]["runDetails"]["metadata"];
+    assert_eq!(meta["startedOn"], status["startTime"]);
+    assert_eq!(meta["finishedOn"], status["completionTime"]);
+    assert_eq!(meta["invocationId"], json!(uid));
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    for step in status["steps"].as_array().unwrap() {
+        let image_id = step["imageID"].as_str().unwrap();
+        assert!(
+            deps.iter()
+                .any(|d| d["digest"]["sha256"] == json!(sha256_of(image_id))
+                    && image_id
+                        .starts_with(d["uri"].as_str().unwrap().trim_start_matches("oci://"))),
+            "step image {image_id} is not a resolved dependency: {deps:?}"
+        );
+    }
+    assert_eq!(status["steps"].as_array().unwrap().len(), 2);
+    let byproducts = statement["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(byproducts.len(), 1, "{byproducts:?}");
+    assert_eq!(
+        byproducts[0]["name"],
+        json!(format!("taskRunResults/{run_name}/FILES"))
+    );
+    assert_eq!(unbase64(&byproducts[0]["content"]), b"\"app/built\"");
+
+    // The image the TaskRun pushed: signed and attested next to it, verified by cosign and
+    // admitted by policy-controller.
+    let key = common::tempdir("real-pods-key");
+    let key_file = key.join("cosign.pub");
+    std::fs::write(&key_file, public_key).unwrap();
+    let key_file = key_file.to_str().unwrap();
+    let pinned = format!("{image}@{digest}");
+    assert_ok(
+        &verify_pinned(env, key_file, &pinned, &[]),
+        "cosign verify (image built by Tekton)",
+    );
+    let out = common::cosign_registry(
+        env,
+        &[
+            "verify-attestation",
+            "--key",
+            key_file,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "slsaprovenance1",
+            &pinned,
+        ],
+        &[],
+    );
+    assert_ok(&out, "cosign verify-attestation");
+    let policy = key.join("policy.yaml");
+    let indented: String = public_key
+        .lines()
+        .map(|l| format!("        {l}\n"))
+        .collect();
+    std::fs::write(&policy, format!(
+        "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: signet-real-pods\nspec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: signet\n    key:\n      data: |\n{indented}"
+    )).unwrap();
+    let out = Command::new(&env.policy_tester)
+        .args(["--policy", policy.to_str().unwrap(), "--image", &pinned])
+        .env("SSL_CERT_FILE", &env.ca_file)
+        .output()
+        .unwrap();
+    assert_ok(&out, "policy-controller tester (image built by Tekton)");
+
+    // A PipelineRun of that Task and a second one reading its result: Tekton runs both tasks,
+    // the signer signs the PipelineRun with the image the pipeline reports.
+    let pipeline = format!("release-{suffix}");
+    create(&tekton_api(admin, ns, "Pipeline"), json!({
+        "apiVersion": "tekton.dev/v1", "kind": "Pipeline", "metadata": {"name": pipeline},
+        "spec": {
+            "params": [{"name": "IMAGE", "type": "string"}],
+            "results": [
+                {"name": "IMAGE_URL", "value": "$(tasks.build.results.IMAGE_URL)"},
+                {"name": "IMAGE_DIGEST", "value": "$(tasks.build.results.IMAGE_DIGEST)"}
+            ],
+            "tasks": [
+                {"name": "build", "taskRef": {"name": task}, "params": [{"name": "IMAGE", "value": "$(params.IMAGE)"}]},
+                {"name": "check", "runAfter": ["build"], "params": [{"name": "DIGEST", "value": "$(tasks.build.results.IMAGE_DIGEST)"}],
+                 "taskSpec": {"params": [{"name": "DIGEST"}], "steps": [{"name": "check", "image": tekton.busybox_image,
+                    "script": "#!/bin/sh\necho \"built $(params.DIGEST)\"\n"}]}}
+            ]
+        }
+    })).await;
+    let pr_name = format!("release-{suffix}");
+    let pr_uid = create(&tekton_api(admin, ns, "PipelineRun"), json!({
+        "apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": pr_name},
+        "spec": {"pipelineRef": {"name": pipeline}, "params": [{"name": "IMAGE", "value": format!("{image}:v2")}]}
+    })).await.metadata.uid.unwrap();
+    let prs = tekton_api(admin, ns, "PipelineRun");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let pr = loop {
+        let v = serde_json::to_value(prs.get(&pr_name).await.unwrap()).unwrap();
+        if v["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true" {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PipelineRun never signed: {v:#}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        pr["status"]["conditions"][0]["reason"], "Succeeded",
+        "{:#}",
+        pr["status"]
+    );
+    let envelope = unbase64(
+        &pr["metadata"]["annotations"][format!("chains.tekton.dev/signature-pipelinerun-{pr_uid}")],
+    );
+    assert_cosign_accepts(env, public_key, &envelope, "slsaprovenance1");
+    let statement = common::statement_of(&envelope);
+    let pr_digest = pr["status"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "IMAGE_DIGEST")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        json!(pr_digest.trim_start_matches("sha256:"))
+    );
+    // Both child TaskRuns ran for real and were signed too.
+    let children = taskruns
+        .list(&ListParams::default().labels(&format!("tekton.dev/pipelineRun={pr_name}")))
+        .await
+        .unwrap();
+    assert_eq!(children.items.len(), 2);
+    assert_ok(
+        &verify_pinned(env, key_file, &format!("{image}@{pr_digest}"), &[]),
+        "cosign verify (image built in the PipelineRun)",
+    );
+    let _ = std::fs::remove_dir_all(&key);
 }

@@ -306,8 +306,8 @@ pub(super) fn bundle_dockerfile(channels: &Channels, version: &str) -> String {
     let mut out = format!(
         "{GENERATED}# The OLM bundle image. Build from the repository root:\n\
          #   docker build -f bundle/bundle.Dockerfile -t {BUNDLE_IMAGE_REPOSITORY}:{version} bundle\n\
-         # (No image can be built on the development machine; `make test` validates the bundle\n\
-         # directory with OLM's validators instead.)\nFROM scratch\n"
+         # `make images` (tests/env/images) builds the same image without Docker, from these\n\
+         # LABEL lines.\nFROM scratch\n"
     );
     for (key, value) in bundle_labels(channels, version) {
         let _ = writeln!(out, "LABEL {key}={value}");
