@@ -437,7 +437,8 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
     // OIDC token it projects for Fulcio.
     let pod =
         kms_with_a_projected_web_identity(&admin, env, &node, &signer_ns, &config, &rolled).await;
-    keyless_with_a_projected_token(&admin, env, &node, &signer_ns, &config, &pod).await;
+    let pod = keyless_with_a_projected_token(&admin, env, &node, &signer_ns, &config, &pod).await;
+    spiffe_through_the_mounted_agent_socket(&admin, env, &node, &signer_ns, &config, &pod).await;
 }
 
 /// Applies `config` and waits for a signer pod other than `previous` to be Ready.
@@ -572,13 +573,13 @@ async fn keyless_with_a_projected_token(
     signer_ns: &str,
     config: &Value,
     previous: &Pod,
-) {
+) -> Pod {
     let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
     let keyless = merged(
         config,
         &json!({"spec": {"signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer}}}}),
     );
-    roll_to(admin, env, node, signer_ns, &keyless, previous).await;
+    let pod = roll_to(admin, env, node, signer_ns, &keyless, previous).await;
     let (envelope, run) = sign_one(admin, env, signer_ns, "real-pods-keyless").await;
     let uid = run["uid"].as_str().unwrap();
     let cert = run["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid}")]
@@ -621,6 +622,54 @@ async fn keyless_with_a_projected_token(
     ]);
     let public = openssl(&["x509", "-noout", "-pubkey", "-in", "cert.pem"]);
     assert_cosign_accepts(env, &public, envelope.as_bytes(), "slsaprovenance1");
+    let _ = std::fs::remove_dir_all(&dir);
+    pod
+}
+
+/// The SPIRE agent's socket mounted from the node (`spiffe.mode: hostPath`): the signer pod
+/// (uid 65532, attested by the agent's unix attestor) gets a JWT-SVID, which Fulcio certifies.
+async fn spiffe_through_the_mounted_agent_socket(
+    admin: &Client,
+    env: &TestEnv,
+    node: &str,
+    signer_ns: &str,
+    config: &Value,
+    previous: &Pod,
+) {
+    let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+    let socket = env.spiffe_socket.trim_start_matches("unix://");
+    let spiffe = merged(
+        config,
+        &json!({"spec": {
+            "signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.spire_issuer, "provider": "spiffe"}},
+            "spiffe": {"mode": "hostPath", "socketPath": socket}
+        }}),
+    );
+    let pod = roll_to(admin, env, node, signer_ns, &spiffe, previous).await;
+    let volumes = serde_json::to_value(&pod.spec.as_ref().unwrap().volumes).unwrap();
+    assert!(volumes.to_string().contains("hostPath"), "{volumes}");
+    let (_, run) = sign_one(admin, env, signer_ns, "real-pods-spiffe").await;
+    let uid = run["uid"].as_str().unwrap();
+    let cert = run["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid}")]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = common::tempdir("real-pods-spiffe");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            "cert.pem",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(sans.contains(&format!("URI:{}", env.spiffe_id)), "{sans}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
