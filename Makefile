@@ -17,12 +17,18 @@ build:
 # Signet end to end on this machine: control plane and registry, installed from the OLM
 # bundle, a TaskRun signed and verified with cosign. Leaves it running; `make env-down` stops it.
 # Builds only the peers the demo uses (tests/env/build demo), not the whole test environment.
+# `make demo REAL=1`: the same from Signet's own images (`make images`) as real pods on a real
+# node (kubelet + containerd + runc), with Tekton's controller really running a TaskRun that
+# builds and pushes an image. The first run builds the node and Tekton (about 20 minutes more).
 demo: export SIGNET_ENV_TIER = demo
+demo: export SIGNET_ENV_NODE = $(if $(REAL),1,0)
+demo: export SIGNET_DEMO_REAL = $(if $(REAL),1,)
 demo:
-	tests/env/debian-packages demo
-	tests/env/build demo
+	tests/env/debian-packages $(if $(REAL),real,demo)
+	tests/env/build demo $(if $(REAL),node tekton-controller,)
 	@echo "[make demo] building signet-operator, signet-signer, kubectl-signet and the demo (first time: about 2 minutes)"
 	$(CARGO) build --workspace --bins --examples --locked
+	$(if $(REAL),tests/env/up && tests/env/images "$$(sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env)/signet-dev",)
 	$(CARGO_TARGET_DIR)/debug/examples/demo
 
 # Signet's images without Docker (tests/env/images): static musl binaries in OCI images

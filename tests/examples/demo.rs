@@ -6,6 +6,9 @@
 //! provenance says and verifies image, signature and attestation with the real cosign. The
 //! operator and signer keep running afterwards so you can look around; a second `make demo`
 //! replaces them, and `make env-down` stops everything.
+//!
+//! `make demo REAL=1` (`SIGNET_DEMO_REAL=1`, module `real`): the same from Signet's own
+//! images as real pods on a real node, with Tekton really running the TaskRun.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::too_many_lines)]
 
@@ -26,6 +29,9 @@ use signet_e2e::operator::{
 };
 use signet_e2e::registry::{give_registry_login, push_random_image};
 use signet_e2e::{ServiceAccountIdentity, TestEnv};
+
+#[path = "demo/real.rs"]
+mod real;
 
 const DEMO_NAMESPACE: &str = "signet-demo";
 const STEPS: usize = 8;
@@ -82,6 +88,9 @@ async fn demo() -> Result<()> {
     let admin = env.admin_client()?;
     let dir = demo_dir(env);
     std::fs::create_dir_all(&dir)?;
+    if std::env::var("SIGNET_DEMO_REAL").is_ok_and(|v| v == "1") {
+        return real::demo(env, &admin, &dir).await;
+    }
 
     step(2, "Installing Signet as OLM would, from bundle/manifests");
     let bundle = Bundle::committed()?;

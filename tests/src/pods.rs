@@ -3,13 +3,23 @@
 //! the kubelet, and their memory read from the node's cgroups.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{ListParams, LogParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
+use serde_json::{Value, json};
 
-use crate::env::{EnvError, TestEnv};
+use crate::env::{EnvError, Tekton, TestEnv};
+use crate::olm::Bundle;
+use crate::operator::{OPERATOR_NAMESPACE, install_crd, merged};
+
+/// The operator's and the signer's pods.
+pub const OPERATOR_PODS: &str = "app.kubernetes.io/name=signet-operator";
+pub const SIGNER_PODS: &str = "app.kubernetes.io/name=signet-signer";
+/// Where pods find the test CA (the registries' TLS), mounted from ConfigMap `signet-test-ca`.
+pub const CA_DIR: &str = "/etc/signet-test-ca";
 
 /// The label that puts a namespace's pods on the real node (tests/env/node's admission policy).
 pub const REAL_NODE_LABEL: &str = "signet.dev/real-node";
@@ -179,7 +189,7 @@ pub async fn pod_log(admin: &Client, namespace: &str, pod: &str) -> String {
         .unwrap_or_else(|e| format!("(no log of {namespace}/{pod}: {e})"))
 }
 
-/// Restarts and whether any container of the pod was ever OOMKilled.
+/// Restarts and whether any container of the pod was ever `OOMKilled`.
 pub fn restarts_and_oom(pod: &Pod) -> (i32, bool) {
     let statuses = pod
         .status
@@ -226,4 +236,146 @@ pub fn pod_memory_peak(pod: &Pod) -> Option<u64> {
         }
     }
     None
+}
+
+/// `kubectl logs` of the pods matching `selector` (the last 60 lines of each, prefixed).
+pub fn kubectl_logs(env: &TestEnv, namespace: &str, selector: &str) -> String {
+    Command::new(&env.kubectl)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args([
+            "logs", "-n", namespace, "-l", selector, "--tail", "60", "--prefix",
+        ])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// ConfigMap `signet-test-ca` in `namespace`, holding the test CA as `ca.crt`.
+pub async fn test_ca_config_map(
+    admin: &Client,
+    env: &TestEnv,
+    namespace: &str,
+) -> Result<(), EnvError> {
+    let ca = std::fs::read_to_string(&env.ca_file).map_err(|source| EnvError::Read {
+        path: env.ca_file.clone(),
+        source,
+    })?;
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "signet-test-ca"}, "data": {"ca.crt": ca}});
+    Api::<ConfigMap>::namespaced(admin.clone(), namespace)
+        .patch(
+            "signet-test-ca",
+            &PatchParams::apply("signet-e2e").force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A SignetConfig whose signer trusts the test CA the way a user with a private CA would:
+/// the ConfigMap mounted through the escape hatches and `SSL_CERT_FILE` pointing at it.
+pub fn trusting_test_ca(config: &Value) -> Value {
+    merged(
+        config,
+        &json!({"spec": {"signer": {
+            "extraEnv": [{"name": "SSL_CERT_FILE", "value": format!("{CA_DIR}/ca.crt")}],
+            "extraVolumes": [{"name": "test-ca", "configMap": {"name": "signet-test-ca"}}],
+            "extraVolumeMounts": [{"name": "test-ca", "mountPath": CA_DIR, "readOnly": true}],
+        }}}),
+    )
+}
+
+/// Installs `bundle` as OLM's install strategy would, into namespaces labelled for the real
+/// node (the operator's, enforcing the restricted standard as OLM's suggested one does, and
+/// the example's signer namespace), and waits for the operator pod to be Ready there.
+pub async fn install_bundle_on_the_node(
+    admin: &Client,
+    env: &TestEnv,
+    bundle: &Bundle,
+    node: &str,
+    signer_ns: &str,
+) -> Result<Pod, EnvError> {
+    real_node_namespace(
+        admin,
+        OPERATOR_NAMESPACE,
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    )
+    .await?;
+    real_node_namespace(admin, signer_ns, &[]).await?;
+    test_ca_config_map(admin, env, signer_ns).await?;
+    install_crd(admin).await?;
+    bundle
+        .install_permissions(admin, OPERATOR_NAMESPACE)
+        .await?;
+    bundle.apply_deployments(admin, OPERATOR_NAMESPACE).await?;
+    wait_ready_pod(
+        admin,
+        OPERATOR_NAMESPACE,
+        OPERATOR_PODS,
+        node,
+        &[],
+        Duration::from_secs(120),
+    )
+    .await
+    .map_err(|e| {
+        EnvError::Bundle(format!(
+            "{e}\n{}",
+            kubectl_logs(env, OPERATOR_NAMESPACE, OPERATOR_PODS)
+        ))
+    })
+}
+
+/// Takes Signet off the real node: the operator Deployment, and the label on its namespace
+/// (other tests install there with kwok running their pods).
+pub async fn uninstall_from_the_node(admin: &Client) {
+    let _ = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        admin.clone(),
+        OPERATOR_NAMESPACE,
+    )
+    .delete("signet-operator", &kube::api::DeleteParams::foreground())
+    .await;
+    let unlabel = json!({"metadata": {"labels": {REAL_NODE_LABEL: null}}});
+    let _ = Api::<Namespace>::all(admin.clone())
+        .patch(
+            OPERATOR_NAMESPACE,
+            &PatchParams::default(),
+            &Patch::Merge(&unlabel),
+        )
+        .await;
+}
+
+/// A Tekton Task that writes a file and pushes it as a one-layer image with crane, reporting
+/// `IMAGE_URL` and `IMAGE_DIGEST` as a Kaniko task does, and `FILES`. Its second step trusts
+/// the test CA from ConfigMap `signet-test-ca`.
+pub fn build_and_push_task(name: &str, tekton: &Tekton) -> Value {
+    let write = "#!/bin/sh\nset -e\nmkdir -p /workspace/rootfs/app\n\
+        echo \"$(params.IMAGE) $(context.taskRun.uid)\" > /workspace/rootfs/app/built\n\
+        printf app/built > $(results.FILES.path)\n";
+    let push = "#!/bin/sh\nset -e\ntar -C /workspace/rootfs -cf /workspace/layer.tar app\n\
+        crane append --oci-empty-base -f /workspace/layer.tar -t \"$(params.IMAGE)\" >/dev/null\n\
+        ref=$(crane mutate --set-platform linux/amd64 \"$(params.IMAGE)\")\n\
+        printf %s \"$(params.IMAGE)\" > $(results.IMAGE_URL.path)\n\
+        printf %s \"${ref#*@}\" > $(results.IMAGE_DIGEST.path)\n";
+    json!({
+        "apiVersion": "tekton.dev/v1", "kind": "Task", "metadata": {"name": name},
+        "spec": {
+            "params": [{"name": "IMAGE", "type": "string"}],
+            "results": [{"name": "IMAGE_URL"}, {"name": "IMAGE_DIGEST"}, {"name": "FILES"}],
+            "volumes": [{"name": "ca", "configMap": {"name": "signet-test-ca"}}],
+            "steps": [
+                {"name": "write", "image": tekton.busybox_image, "script": write},
+                {"name": "push", "image": tekton.build_image,
+                 "env": [{"name": "SSL_CERT_FILE", "value": "/etc/test-ca/ca.crt"}],
+                 "volumeMounts": [{"name": "ca", "mountPath": "/etc/test-ca"}],
+                 "script": push}
+            ]
+        }
+    })
 }

@@ -9,16 +9,14 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
-
-use std::collections::BTreeSet;
 
 use common::{
     FINISHED, assert_cosign_accepts, assert_ok, build_run, unbase64, verify_pinned, wait_signed,
 };
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
@@ -29,39 +27,19 @@ use signet_crds::SignetConfig;
 use signet_e2e::aws::{LocalKms, start_sts};
 use signet_e2e::env::{Tekton, repo_root};
 use signet_e2e::olm::Bundle;
-use signet_e2e::operator::{ConfigCleanup, OPERATOR_NAMESPACE, install_crd, merged};
+use signet_e2e::operator::{ConfigCleanup, OPERATOR_NAMESPACE, merged};
 use signet_e2e::pods::{
-    Images, REAL_NODE_LABEL, pod_log, pod_memory_peak, real_node_namespace, restarts_and_oom,
-    wait_ready_pod,
+    Images, OPERATOR_PODS, SIGNER_PODS, build_and_push_task, install_bundle_on_the_node,
+    kubectl_logs, pod_log, pod_memory_peak, restarts_and_oom, test_ca_config_map, trusting_test_ca,
+    uninstall_from_the_node, wait_ready_pod,
 };
 use signet_e2e::registry::{give_registry_login, push_random_image};
 use signet_e2e::sigstore::Fulcio;
 use signet_e2e::{TestEnv, TestNamespace};
 
-const OPERATOR_PODS: &str = "app.kubernetes.io/name=signet-operator";
-const SIGNER_PODS: &str = "app.kubernetes.io/name=signet-signer";
-/// Where the signer pod finds the test CA (the registries' TLS), mounted from a ConfigMap
-/// through the SignetConfig's escape hatches, as a user with a private CA would.
-const CA_DIR: &str = "/etc/signet-test-ca";
-
-/// `kubectl logs` of the pods matching `selector` (for failure messages; sync, as
-/// `wait_signed` wants).
+/// `kubectl logs` of the pods matching `selector` (for failure messages).
 fn logs(env: &TestEnv, namespace: &str, selector: &str) -> String {
-    Command::new(&env.kubectl)
-        .args(["--kubeconfig"])
-        .arg(&env.kubeconfig)
-        .args([
-            "logs", "-n", namespace, "-l", selector, "--tail", "60", "--prefix",
-        ])
-        .output()
-        .map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-        .unwrap_or_default()
+    kubectl_logs(env, namespace, selector)
 }
 
 /// Deletes the operator Deployment (its pod stops on the node) when the test ends.
@@ -77,18 +55,7 @@ impl Drop for OperatorCleanup {
                 .unwrap();
             rt.block_on(async {
                 if let Ok(client) = env.admin_client() {
-                    let _ = Api::<Deployment>::namespaced(client.clone(), OPERATOR_NAMESPACE)
-                        .delete("signet-operator", &DeleteParams::foreground())
-                        .await;
-                    // Other tests install into this namespace with kwok running their pods.
-                    let unlabel = json!({"metadata": {"labels": {REAL_NODE_LABEL: null}}});
-                    let _ = Api::<Namespace>::all(client)
-                        .patch(
-                            OPERATOR_NAMESPACE,
-                            &PatchParams::default(),
-                            &Patch::Merge(&unlabel),
-                        )
-                        .await;
+                    uninstall_from_the_node(&client).await;
                 }
             });
         })
@@ -156,33 +123,9 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
 
     // The namespaces exist before the operator (OLM's OperatorGroup namespace; the signer's
     // namespace the operator then takes over), labelled to run on the real node.
-    real_node_namespace(
-        &admin,
-        OPERATOR_NAMESPACE,
-        &[("pod-security.kubernetes.io/enforce", "restricted")],
-    )
-    .await
-    .unwrap();
-    real_node_namespace(&admin, &signer_ns, &[]).await.unwrap();
-    install_crd(&admin).await.unwrap();
-    let _identity = bundle
-        .install_permissions(&admin, OPERATOR_NAMESPACE)
+    let operator_pod = install_bundle_on_the_node(&admin, env, &bundle, &node, &signer_ns)
         .await
         .unwrap();
-    bundle
-        .apply_deployments(&admin, OPERATOR_NAMESPACE)
-        .await
-        .unwrap();
-    let operator_pod = wait_ready_pod(
-        &admin,
-        OPERATOR_NAMESPACE,
-        OPERATOR_PODS,
-        &node,
-        &[],
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs(env, OPERATOR_NAMESPACE, OPERATOR_PODS)));
     let spec = operator_pod.spec.clone().unwrap();
     assert_eq!(
         spec.containers[0].image.as_deref(),
@@ -190,27 +133,7 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
     );
 
     // The SignetConfig a user would write: the example, trusting the test CA.
-    let ca = std::fs::read_to_string(&env.ca_file).unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), &signer_ns)
-        .patch(
-            "signet-test-ca",
-            &PatchParams::apply("signet-e2e").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "signet-test-ca"},
-                "data": {"ca.crt": ca},
-            })),
-        )
-        .await
-        .unwrap();
-    let config = merged(
-        &example,
-        &json!({"spec": {"signer": {
-            "extraEnv": [{"name": "SSL_CERT_FILE", "value": format!("{CA_DIR}/ca.crt")}],
-            "extraVolumes": [{"name": "test-ca", "configMap": {"name": "signet-test-ca"}}],
-            "extraVolumeMounts": [{"name": "test-ca", "mountPath": CA_DIR, "readOnly": true}],
-        }}}),
-    );
+    let config = trusting_test_ca(&example);
     let configs = Api::<SignetConfig>::all(admin.clone());
     configs
         .patch(
@@ -317,7 +240,7 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
         &signer_ns,
         SIGNER_PODS,
         &node,
-        &[before.clone()],
+        std::slice::from_ref(&before),
         Duration::from_secs(120),
     )
     .await
@@ -379,8 +302,8 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
     );
     let peak = pod_memory_peak(&rolled).expect("the rolled signer pod's memory cgroup on the node");
     eprintln!(
-        "signer pod memory peak: {:.1} MiB (limit 256 MiB)",
-        peak as f64 / 1048576.0
+        "signer pod memory peak: {} MiB (limit 256 MiB)",
+        peak / 1_048_576
     );
     assert!(peak < 256 * 1024 * 1024, "peak {peak} bytes");
     // Tekton Pipelines for real: a Task that builds an image and pushes it (step images built
@@ -478,7 +401,7 @@ async fn roll_to(
 }
 
 /// `extraEnv` of `config` plus `vars` (a list replaces, so the CA variable is kept).
-fn with_env(config: &Value, vars: &[(&str, &str)], spec: Value) -> Value {
+fn with_env(config: &Value, vars: &[(&str, &str)], spec: &Value) -> Value {
     let mut env = config["spec"]["signer"]["extraEnv"]
         .as_array()
         .cloned()
@@ -542,7 +465,7 @@ async fn kms_with_a_projected_web_identity(
             ("AWS_ENDPOINT_URL_KMS", &kms.server.url),
             ("AWS_ENDPOINT_URL_STS", &sts.url),
         ],
-        json!({
+        &json!({
             "artifacts": {"taskRun": {"signer": "kms"}},
             "signing": {"kms": {"ref": "awskms:///alias/signet"}},
             "identity": {"aws": {"roleArn": "arn:aws:iam::111122223333:role/signet-signer"}}
@@ -712,8 +635,8 @@ fn sha256_of(reference: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A Task that writes a file and pushes it as an image with crane (reporting IMAGE_URL and
-/// IMAGE_DIGEST as a Kaniko task does, and FILES), run by Tekton as a TaskRun and as the first
+/// A Task that writes a file and pushes it as an image with crane (reporting `IMAGE_URL` and
+/// `IMAGE_DIGEST` as a Kaniko task does, and `FILES`), run by Tekton as a TaskRun and as the first
 /// task of a PipelineRun; both runs signed by the signer pod, their provenance checked against
 /// the golden file's shape and against what Tekton recorded, the image verified.
 async fn really_run_and_signed(
@@ -724,33 +647,14 @@ async fn really_run_and_signed(
     public_key: &str,
 ) {
     let ns = tekton.runs_namespace.as_str();
-    let ca = std::fs::read_to_string(&env.ca_file).unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), ns)
-        .patch(
-            "signet-test-ca",
-            &PatchParams::apply("signet-e2e").force(),
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "signet-test-ca"}, "data": {"ca.crt": ca}})),
-        )
-        .await
-        .unwrap();
+    test_ca_config_map(admin, env, ns).await.unwrap();
     let suffix = common::rand_nanos();
     let task = format!("build-and-push-{suffix}");
-    create(&tekton_api(admin, ns, "Task"), json!({
-        "apiVersion": "tekton.dev/v1", "kind": "Task", "metadata": {"name": task},
-        "spec": {
-            "params": [{"name": "IMAGE", "type": "string"}],
-            "results": [{"name": "IMAGE_URL"}, {"name": "IMAGE_DIGEST"}, {"name": "FILES"}],
-            "volumes": [{"name": "ca", "configMap": {"name": "signet-test-ca"}}],
-            "steps": [
-                {"name": "write", "image": tekton.busybox_image, "script":
-                    "#!/bin/sh\nset -e\nmkdir -p /workspace/rootfs/app\necho \"$(params.IMAGE) $(context.taskRun.uid)\" > /workspace/rootfs/app/built\nprintf app/built > $(results.FILES.path)\n"},
-                {"name": "push", "image": tekton.build_image,
-                 "env": [{"name": "SSL_CERT_FILE", "value": "/etc/test-ca/ca.crt"}],
-                 "volumeMounts": [{"name": "ca", "mountPath": "/etc/test-ca"}],
-                 "script": "#!/bin/sh\nset -e\ntar -C /workspace/rootfs -cf /workspace/layer.tar app\ncrane append --oci-empty-base -f /workspace/layer.tar -t \"$(params.IMAGE)\" >/dev/null\nref=$(crane mutate --set-platform linux/amd64 \"$(params.IMAGE)\")\nprintf %s \"$(params.IMAGE)\" > $(results.IMAGE_URL.path)\nprintf %s \"${ref#*@}\" > $(results.IMAGE_DIGEST.path)\n"}
-            ]
-        }
-    })).await;
+    create(
+        &tekton_api(admin, ns, "Task"),
+        build_and_push_task(&task, tekton),
+    )
+    .await;
     let image = format!("{}/real-pods/app-{suffix}", env.referrers_registry);
     let taskruns = tekton_api(admin, ns, "TaskRun");
     let run_name = format!("build-{suffix}");
@@ -873,10 +777,12 @@ async fn really_run_and_signed(
     );
     assert_ok(&out, "cosign verify-attestation");
     let policy = key.join("policy.yaml");
-    let indented: String = public_key
-        .lines()
-        .map(|l| format!("        {l}\n"))
-        .collect();
+    let indented = public_key.lines().fold(String::new(), |mut out, l| {
+        out.push_str("        ");
+        out.push_str(l);
+        out.push('\n');
+        out
+    });
     std::fs::write(&policy, format!(
         "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: signet-real-pods\nspec:\n  images:\n  - glob: \"**\"\n  authorities:\n  - name: signet\n    key:\n      data: |\n{indented}"
     )).unwrap();
