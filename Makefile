@@ -28,7 +28,7 @@ demo:
 	tests/env/build demo $(if $(REAL),node tekton-controller,)
 	@echo "[make demo] building signet-operator, signet-signer, kubectl-signet and the demo (first time: about 2 minutes)"
 	$(CARGO) build --workspace --bins --examples --locked
-	$(if $(REAL),tests/env/up && tests/env/images "$$(sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env)/signet-dev",)
+	$(if $(REAL),tests/env/up && tests/env/images "$$(sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env)/signet-dev" --profile ci-images,)
 	$(CARGO_TARGET_DIR)/debug/examples/demo
 
 # Signet's images without Docker (tests/env/images): static musl binaries in OCI images
@@ -75,7 +75,7 @@ e2e-test:
 test: lint unit-test
 	tests/env/down
 	tests/env/up
-	tests/env/images "$$(sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env)/signet-dev"
+	tests/env/images "$$(sed -n 's/^SIGNET_REFERRERS_REGISTRY=//p' $(SIGNET_CACHE)/env/env)/signet-dev" --profile ci-images
 	$(CARGO) build --workspace --bins --locked
 	status=0; $(CARGO) test -p signet-e2e --locked --no-fail-fast || status=$$?; tests/env/down; exit $$status
 

@@ -59,7 +59,11 @@ const IMAGE_DIGESTS: &str = include_str!("../../olm/images.env");
 /// The digest recorded for `name` (`SIGNET_OPERATOR_IMAGE_DIGEST`, …) if it is one: `sha256:`
 /// and 64 lower-case hex digits. A release references its images by digest.
 pub fn recorded_digest(name: &str) -> Option<&'static str> {
-    IMAGE_DIGESTS.lines().find_map(|line| {
+    digest_in(IMAGE_DIGESTS, name)
+}
+
+fn digest_in<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
         let digest = line.strip_prefix(name)?.strip_prefix('=')?.trim();
         let hex = digest.strip_prefix("sha256:")?;
         (hex.len() == 64
@@ -72,7 +76,11 @@ pub fn recorded_digest(name: &str) -> Option<&'static str> {
 
 /// `repository:version`, and `@digest` when olm/images.env records one.
 fn image(repository: &str, version: &str, digest_name: &str) -> String {
-    match recorded_digest(digest_name) {
+    image_with(repository, version, recorded_digest(digest_name))
+}
+
+fn image_with(repository: &str, version: &str, digest: Option<&str>) -> String {
+    match digest {
         Some(digest) => format!("{repository}:{version}@{digest}"),
         None => format!("{repository}:{version}"),
     }

@@ -219,3 +219,25 @@ fn recorded_image_digests_are_well_formed() {
         ),
     }
 }
+
+/// A release's digests become `repository:version@sha256:…`; a malformed or missing one leaves
+/// the tag alone.
+#[test]
+fn a_recorded_digest_pins_the_image_and_a_malformed_one_does_not() {
+    let hex = "ab".repeat(32);
+    let text = format!(
+        "# comment\nSIGNET_OPERATOR_IMAGE_DIGEST=sha256:{hex}\nSIGNET_SIGNER_IMAGE_DIGEST=sha256:ABC\n"
+    );
+    let operator = digest_in(&text, "SIGNET_OPERATOR_IMAGE_DIGEST");
+    assert_eq!(
+        image_with(OPERATOR_IMAGE_REPOSITORY, "1.2.3", operator),
+        format!("{OPERATOR_IMAGE_REPOSITORY}:1.2.3@sha256:{hex}")
+    );
+    let signer = digest_in(&text, "SIGNET_SIGNER_IMAGE_DIGEST");
+    assert_eq!(signer, None);
+    assert_eq!(
+        image_with(DEFAULT_SIGNER_IMAGE_REPOSITORY, "1.2.3", signer),
+        format!("{DEFAULT_SIGNER_IMAGE_REPOSITORY}:1.2.3")
+    );
+    assert_eq!(digest_in(&text, "SIGNET_OPERATOR_IMAGE"), None);
+}
