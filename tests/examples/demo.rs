@@ -189,31 +189,11 @@ async fn demo() -> Result<()> {
     summarise(&statement);
 
     step(7, "Verifying with cosign");
-    let key = dir.join("cosign.pub");
-    std::fs::write(&key, &public_key)?;
-    let pinned = format!("{image}@{digest}");
-    let key_arg = key.to_string_lossy().into_owned();
-    cosign(
+    let key = verify_with_cosign(
         env,
-        &[
-            "verify",
-            "--key",
-            &key_arg,
-            "--insecure-ignore-tlog=true",
-            &pinned,
-        ],
-    )?;
-    cosign(
-        env,
-        &[
-            "verify-attestation",
-            "--key",
-            &key_arg,
-            "--insecure-ignore-tlog=true",
-            "--type",
-            "slsaprovenance1",
-            &pinned,
-        ],
+        dir.as_path(),
+        &public_key,
+        &format!("{image}@{digest}"),
     )?;
 
     step(
@@ -385,6 +365,42 @@ fn signet_cli(env: &TestEnv, args: &[&str]) -> Result<()> {
         return Err(format!("kubectl signet {} failed", args[0]).into());
     }
     Ok(())
+}
+
+/// Writes the public key beside the demo's state and verifies the image's signature and its
+/// SLSA provenance attestation with cosign; returns the key's path.
+fn verify_with_cosign(
+    env: &TestEnv,
+    dir: &Path,
+    public_key: &str,
+    pinned: &str,
+) -> Result<PathBuf> {
+    let key = dir.join("cosign.pub");
+    std::fs::write(&key, public_key)?;
+    let key_arg = key.to_string_lossy().into_owned();
+    cosign(
+        env,
+        &[
+            "verify",
+            "--key",
+            &key_arg,
+            "--insecure-ignore-tlog=true",
+            pinned,
+        ],
+    )?;
+    cosign(
+        env,
+        &[
+            "verify-attestation",
+            "--key",
+            &key_arg,
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "slsaprovenance1",
+            pinned,
+        ],
+    )?;
+    Ok(key)
 }
 
 fn cosign(env: &TestEnv, args: &[&str]) -> Result<()> {

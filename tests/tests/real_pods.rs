@@ -17,32 +17,31 @@ mod tekton;
 
 use std::time::Duration;
 
-use common::{
-    FINISHED, assert_cosign_accepts, assert_ok, build_run, unbase64, verify_pinned, wait_signed,
-};
+use common::{assert_cosign_accepts, assert_ok, unbase64, verify_pinned, wait_signed};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use signet_crds::SignetConfig;
+use signet_e2e::TestEnv;
 use signet_e2e::olm::Bundle;
 use signet_e2e::operator::{ConfigCleanup, OPERATOR_NAMESPACE, merged};
 use signet_e2e::pods::{
     Images, OPERATOR_PODS, SIGNER_PODS, install_bundle_on_the_node, kubectl_logs, pod_log,
     pod_memory_peak, restarts_and_oom, trusting_test_ca, uninstall_from_the_node, wait_ready_pod,
 };
-use signet_e2e::registry::{give_registry_login, push_random_image};
-use signet_e2e::{TestEnv, TestNamespace};
 
 /// `kubectl logs` of the pods matching `selector` (for failure messages).
 fn logs(env: &TestEnv, namespace: &str, selector: &str) -> String {
     kubectl_logs(env, namespace, selector)
 }
 
-/// Deletes the operator Deployment (its pod stops on the node) when the test ends.
-struct OperatorCleanup(&'static TestEnv);
+/// When the test ends, pass or fail: the operator Deployment goes (its pod stops on the node)
+/// and its namespace loses the real-node label; every Task, Pipeline and run in Tekton's
+/// watched namespace (this test's alone) is deleted, their pods with them.
+struct RealPodsCleanup(&'static TestEnv);
 
-impl Drop for OperatorCleanup {
+impl Drop for RealPodsCleanup {
     fn drop(&mut self) {
         let env = self.0;
         let _ = std::thread::spawn(move || {
@@ -51,37 +50,17 @@ impl Drop for OperatorCleanup {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(client) = env.admin_client() {
-                    uninstall_from_the_node(&client).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// Deletes every Task, Pipeline and run in Tekton's watched namespace (it is this test's
-/// alone): their pods go with them.
-struct TektonRunsCleanup(&'static TestEnv);
-
-impl Drop for TektonRunsCleanup {
-    fn drop(&mut self) {
-        let env = self.0;
-        let Some(tekton) = env.tekton.clone() else {
-            return;
-        };
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(client) = env.admin_client() {
-                    for kind in ["PipelineRun", "TaskRun", "Pipeline", "Task"] {
-                        let _ = tekton::tekton_api(&client, &tekton.runs_namespace, kind)
-                            .delete_collection(&DeleteParams::background(), &ListParams::default())
-                            .await;
-                    }
+                let Ok(client) = env.admin_client() else {
+                    return;
+                };
+                uninstall_from_the_node(&client).await;
+                let Some(tekton) = env.tekton.clone() else {
+                    return;
+                };
+                for kind in ["PipelineRun", "TaskRun", "Pipeline", "Task"] {
+                    let _ = tekton::tekton_api(&client, &tekton.runs_namespace, kind)
+                        .delete_collection(&DeleteParams::background(), &ListParams::default())
+                        .await;
                 }
             });
         })
@@ -115,8 +94,7 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
         env,
         namespaces: vec![signer_ns.clone()],
     };
-    let _operator_cleanup = OperatorCleanup(env);
-    let _runs_cleanup = TektonRunsCleanup(env);
+    let _real_pods_cleanup = RealPodsCleanup(env);
 
     // The namespaces exist before the operator (OLM's OperatorGroup namespace; the signer's
     // namespace the operator then takes over), labelled to run on the real node.
@@ -183,31 +161,8 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
     };
 
     // A TaskRun that built an image in the (authenticated) test registry.
-    let ns = TestNamespace::create(&admin, "real-pods").await.unwrap();
-    give_registry_login(&admin, env, ns.name(), "default")
-        .await
-        .unwrap();
-    let repo = format!("real-pods/app-{}", common::rand_nanos());
-    let digest = push_random_image(env, &repo, "v1").await.unwrap();
-    let image = format!("{}/{repo}", env.registry);
-    let uid = build_run(
-        &admin,
-        ns.name(),
-        "build",
-        &format!("{image}:v1"),
-        &digest,
-        None,
-        FINISHED,
-    )
-    .await;
-    let run = wait_signed(&admin, ns.name(), "build", || {
-        logs(env, &signer_ns, SIGNER_PODS)
-    })
-    .await;
-    let envelope = unbase64(
-        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
-    );
-    assert_cosign_accepts(env, &public_key, &envelope, "slsaprovenance1");
+    let (envelope, _) = identities::sign_one(&admin, env, &signer_ns, "real-pods").await;
+    assert_cosign_accepts(env, &public_key, envelope.as_bytes(), "slsaprovenance1");
     let first_log = pod_log(
         &admin,
         &signer_ns,
@@ -261,24 +216,8 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let uid2 = build_run(
-        &admin,
-        ns.name(),
-        "build-2",
-        &format!("{image}:v1"),
-        &digest,
-        None,
-        FINISHED,
-    )
-    .await;
-    let run = wait_signed(&admin, ns.name(), "build-2", || {
-        logs(env, &signer_ns, SIGNER_PODS)
-    })
-    .await;
-    let envelope = unbase64(
-        &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid2}")],
-    );
-    assert_cosign_accepts(env, &public_key, &envelope, "slsaprovenance1");
+    let (envelope, _) = identities::sign_one(&admin, env, &signer_ns, "real-pods-rolled").await;
+    assert_cosign_accepts(env, &public_key, envelope.as_bytes(), "slsaprovenance1");
 
     // Neither pod restarted or was OOMKilled; the rolled pod's peak memory (the node's cgroup)
     // is under its limit.

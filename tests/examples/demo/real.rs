@@ -24,7 +24,7 @@ use signet_e2e::pods::{
     kubectl_logs, test_ca_config_map, trusting_test_ca, wait_ready_pod,
 };
 
-use super::{Result, cosign, signet_cli, step, summarise};
+use super::{Result, signet_cli, step, summarise, verify_with_cosign};
 
 fn describe(pod: &Pod) -> String {
     let spec = pod.spec.clone().unwrap_or_default();
@@ -219,37 +219,10 @@ pub async fn demo(env: &'static TestEnv, admin: &Client, dir: &Path) -> Result<(
     summarise(&statement);
 
     step(6, "Verifying the image Tekton built with cosign");
-    let key = dir.join("cosign.pub");
-    std::fs::write(&key, &public_key)?;
-    let key_arg = key.to_string_lossy().into_owned();
-    let pinned = format!(
-        "{}@{digest}",
-        image
-            .rsplit_once(':')
-            .map_or(image.as_str(), |(repo, _)| repo)
-    );
-    cosign(
-        env,
-        &[
-            "verify",
-            "--key",
-            &key_arg,
-            "--insecure-ignore-tlog=true",
-            &pinned,
-        ],
-    )?;
-    cosign(
-        env,
-        &[
-            "verify-attestation",
-            "--key",
-            &key_arg,
-            "--insecure-ignore-tlog=true",
-            "--type",
-            "slsaprovenance1",
-            &pinned,
-        ],
-    )?;
+    let repository = image
+        .rsplit_once(':')
+        .map_or(image.as_str(), |(repo, _)| repo);
+    verify_with_cosign(env, dir, &public_key, &format!("{repository}@{digest}"))?;
 
     step(7, "Checking the run's whole record with kubectl signet");
     signet_cli(env, &["verify", "taskrun", &run_name, "-n", ns])?;

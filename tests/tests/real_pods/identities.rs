@@ -165,48 +165,11 @@ pub(crate) async fn keyless_with_a_projected_token(
     );
     let pod = roll_to(admin, env, node, signer_ns, &keyless, previous).await;
     let (envelope, run) = sign_one(admin, env, signer_ns, "real-pods-keyless").await;
-    let uid = run["uid"].as_str().unwrap();
-    let cert = run["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid}")]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let dir = common::tempdir("real-pods-keyless");
-    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
-    std::fs::write(dir.join("fulcio.pem"), fulcio.trust_bundle().await.unwrap()).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let identity =
         format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/signet-signer");
-    let sans = openssl(&[
-        "x509",
-        "-noout",
-        "-ext",
-        "subjectAltName",
-        "-in",
-        "cert.pem",
-    ]);
+    let (sans, public) = certified_by(&fulcio, &run).await;
     assert!(sans.contains(&format!("URI:{identity}")), "{sans}");
-    openssl(&[
-        "verify",
-        "-CAfile",
-        "fulcio.pem",
-        "-partial_chain",
-        "cert.pem",
-    ]);
-    let public = openssl(&["x509", "-noout", "-pubkey", "-in", "cert.pem"]);
     assert_cosign_accepts(env, &public, envelope.as_bytes(), "slsaprovenance1");
-    let _ = std::fs::remove_dir_all(&dir);
     pod
 }
 
@@ -232,27 +195,52 @@ pub(crate) async fn spiffe_through_the_mounted_agent_socket(
     let pod = roll_to(admin, env, node, signer_ns, &spiffe, previous).await;
     let volumes = serde_json::to_value(&pod.spec.as_ref().unwrap().volumes).unwrap();
     assert!(volumes.to_string().contains("hostPath"), "{volumes}");
-    let (_, run) = sign_one(admin, env, signer_ns, "real-pods-spiffe").await;
+    let (envelope, run) = sign_one(admin, env, signer_ns, "real-pods-spiffe").await;
+    let (sans, public) = certified_by(&fulcio, &run).await;
+    assert!(sans.contains(&format!("URI:{}", env.spiffe_id)), "{sans}");
+    assert_cosign_accepts(env, &public, envelope.as_bytes(), "slsaprovenance1");
+}
+
+/// The certificate stored with a keyless run (`sign_one`'s second value): checked to chain to
+/// `fulcio` (openssl), and its subject alternative names and public key (PEM).
+async fn certified_by(fulcio: &Fulcio, run: &Value) -> (String, String) {
     let uid = run["uid"].as_str().unwrap();
     let cert = run["annotations"][format!("chains.tekton.dev/cert-taskrun-{uid}")]
         .as_str()
         .unwrap()
         .to_owned();
-    let dir = common::tempdir("real-pods-spiffe");
+    let dir = common::tempdir("real-pods-cert");
     std::fs::write(dir.join("cert.pem"), &cert).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-            "-in",
-            "cert.pem",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let sans = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(sans.contains(&format!("URI:{}", env.spiffe_id)), "{sans}");
+    std::fs::write(dir.join("fulcio.pem"), fulcio.trust_bundle().await.unwrap()).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    openssl(&[
+        "verify",
+        "-CAfile",
+        "fulcio.pem",
+        "-partial_chain",
+        "cert.pem",
+    ]);
+    let sans = openssl(&[
+        "x509",
+        "-noout",
+        "-ext",
+        "subjectAltName",
+        "-in",
+        "cert.pem",
+    ]);
+    let public = openssl(&["x509", "-noout", "-pubkey", "-in", "cert.pem"]);
     let _ = std::fs::remove_dir_all(&dir);
+    (sans, public)
 }
