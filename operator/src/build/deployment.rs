@@ -342,10 +342,11 @@ fn signer_container(v: &Validated, inputs: &BuildInputs, w: &Wiring) -> Containe
 }
 
 /// The signer container's resources when `spec.signer.resources` is not set. The memory
-/// limit is 2.5 × the highest RSS measured (`make bench`, docs/performance.md): 103 MiB with 128
-/// runs in flight while the scrypt of an encrypted cosign key (N = 2^16, 64 MiB) runs once at
-/// start; steady signing and a 10,000-run backlog stay under 60 MiB. The requests are the idle
-/// figures, so the pod fits on a busy node.
+/// limit is 2.5 × the highest RSS measured (`make bench`, docs/testing.md#benchmarks): 103 MiB
+/// with 128 runs in flight while the scrypt of an encrypted cosign key (N = 2^16, 64 MiB) runs
+/// once at start; steady signing and a 10,000-run backlog stay under 60 MiB, and the signer pod
+/// of `tests/tests/real_pods.rs` peaks at 77 MiB (its cgroup, page cache included). The requests
+/// are the idle figures, so the pod fits on a busy node.
 pub fn default_signer_resources() -> ResourceRequirements {
     let quantity = |q: &str| Quantity(q.to_owned());
     ResourceRequirements {
