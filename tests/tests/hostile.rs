@@ -662,8 +662,9 @@ async fn a_signer_refused_by_the_api_server_backs_off_and_says_why_it_is_not_rea
 }
 
 /// A certificate authority that answers with a certificate for another key, a chain that does
-/// not link up, or no certificate at all never lets a run be signed keyless; answered
-/// honestly, it is.
+/// not link up, a chain through an end-entity certificate (a forged leaf for our key issued
+/// by an ordinary leaf), or no certificate at all never lets a run be signed keyless;
+/// answered honestly, it is.
 #[tokio::test]
 async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed() {
     let _turn = STACK.lock().await;
@@ -699,6 +700,7 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
         .unwrap()
     };
     let (other_leaf, other_root) = (fixture("leaf.pem"), fixture("other-root.pem"));
+    let impostor = Arc::new(Impostor::new(&dir.join("impostor")));
     let change = move |edit: ChainEdit| {
         Rule::new(json_fault(move |answer| {
             if let Some(chain) = fulcio_certificates(answer) {
@@ -722,7 +724,16 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
                 c[last] = json!(other_root);
             }))],
             Outcome::Failed,
-            "not signed by",
+            "does not chain to a trusted root",
+        ),
+        (
+            "forged-under-a-leaf",
+            vec![change(Box::new(move |c| {
+                let forged = impostor.forge(c[0].as_str().unwrap_or_default());
+                *c = vec![json!(forged), json!(impostor.leaf), json!(impostor.root)];
+            }))],
+            Outcome::Failed,
+            "not a CA",
         ),
         (
             "garbage",
@@ -752,6 +763,121 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
     assert!(!text.contains("panicked") && !text.contains(&token.token));
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Someone holding an ordinary code-signing leaf (and its key) under a root: what an impostor
+/// of Fulcio needs to "issue" certificates for any key when issuers are not checked for the
+/// CA flag. Made with openssl in `dir`.
+struct Impostor {
+    dir: std::path::PathBuf,
+    root: String,
+    leaf: String,
+}
+
+impl Impostor {
+    fn new(dir: &std::path::Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| openssl_in(dir, args);
+        for key in ["root.key", "leaf.key"] {
+            let _ = openssl(&[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+                key,
+            ]);
+        }
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n",
+        )
+        .unwrap();
+        let _ = openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "root.key",
+            "-subj",
+            "/CN=impostor root",
+            "-days",
+            "1",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-out",
+            "root.pem",
+        ]);
+        let _ = openssl(&[
+            "x509",
+            "-new",
+            "-key",
+            "leaf.key",
+            "-subj",
+            "/CN=an ordinary leaf",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ]);
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        Self {
+            dir: dir.to_owned(),
+            root: read("root.pem"),
+            leaf: read("leaf.pem"),
+        }
+    }
+
+    /// A certificate for the key of `genuine` (PEM), issued by the ordinary leaf.
+    fn forge(&self, genuine: &str) -> String {
+        let run = |args: &[&str]| openssl_in(&self.dir, args);
+        std::fs::write(self.dir.join("genuine.pem"), genuine).unwrap();
+        let public = run(&["x509", "-in", "genuine.pem", "-noout", "-pubkey"]);
+        std::fs::write(self.dir.join("sent.pub"), public).unwrap();
+        let _ = run(&[
+            "x509",
+            "-new",
+            "-force_pubkey",
+            "sent.pub",
+            "-subj",
+            "/CN=forged",
+            "-CA",
+            "leaf.pem",
+            "-CAkey",
+            "leaf.key",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "forged.pem",
+        ]);
+        std::fs::read_to_string(self.dir.join("forged.pem")).unwrap()
+    }
+}
+
+/// Runs openssl in `dir`; its standard output.
+fn openssl_in(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// A change to the certificate chain Fulcio answered.

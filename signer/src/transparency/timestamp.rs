@@ -24,14 +24,15 @@ use p256::pkcs8::der::asn1::{Int, ObjectIdentifier, OctetString};
 use p256::pkcs8::der::{Decode, Encode};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectKeyIdentifier};
+use x509_cert::ext::pkix::SubjectKeyIdentifier;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_tsp::{MessageImprint, TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 
 use signet_config::trusted_root::TrustedRoot;
 
 use super::trust::{PeerCache, Pinned, excerpt, pinned_file, read_capped, served};
-use crate::signing::keyless::chain::{read_bundle, signed_by, spki_der, valid_at};
+use crate::signing::keyless::chain::{read_bundle, signed_by, spki_der};
+use crate::signing::keyless::path::{self, Purpose};
 
 const ID_SHA_256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const ID_SHA_384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
@@ -40,7 +41,6 @@ const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 const ID_CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
 const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
-const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
 
 /// How far the timestamp's time may be from this signer's clock.
 const MAX_SKEW: Duration = Duration::from_secs(300);
@@ -247,44 +247,20 @@ fn identifies(sid: &SignerIdentifier, cert: &Certificate) -> bool {
     }
 }
 
-/// Whether `cert` may sign timestamps (extended key usage `timeStamping`).
-fn time_stamping(cert: &Certificate) -> bool {
-    matches!(cert.tbs_certificate.get::<ExtendedKeyUsage>(), Ok(Some((_, eku))) if eku.0.contains(&ID_KP_TIME_STAMPING))
-}
-
-/// Whether `cert` leads, through certificates in `pool`, to a self-signed root in `trusted`,
-/// every certificate on the way valid at `at`.
+/// Whether `cert` leads, through certificates in `pool` and `trusted`, to a self-signed root
+/// in `trusted` by RFC 5280 path validation for time stamping, at time `at`.
 fn chains_to(
     cert: &Certificate,
     trusted: &[Certificate],
     pool: &[Certificate],
     at: SystemTime,
 ) -> Result<(), String> {
-    let roots: Vec<&Certificate> = trusted.iter().filter(|c| signed_by(c, c)).collect();
-    let mut current = cert;
-    for depth in 0..8 {
-        if !valid_at(current, at) {
-            return Err(format!(
-                "certificate {depth} of its chain was not valid at the timestamp's time"
-            ));
-        }
-        if roots.contains(&current) {
-            return Ok(());
-        }
-        if let Some(root) = roots.iter().find(|r| signed_by(current, r)) {
-            return if valid_at(root, at) {
-                Ok(())
-            } else {
-                Err("the pinned root was not valid at the timestamp's time".to_owned())
-            };
-        }
-        current = pool
-            .iter()
-            .chain(trusted)
-            .find(|c| *c != current && !signed_by(c, c) && signed_by(current, c))
-            .ok_or("its signing certificate does not chain to the pinned TSA root")?;
-    }
-    Err("its certificate chain is longer than 8".to_owned())
+    let (roots, others): (Vec<Certificate>, Vec<Certificate>) =
+        trusted.iter().cloned().partition(|c| signed_by(c, c));
+    let pool: Vec<Certificate> = pool.iter().cloned().chain(others).collect();
+    path::validate(cert, &pool, &roots, at, Purpose::TimeStamping).map_err(|e| {
+        format!("its signing certificate fails path validation to the pinned TSA root: {e}")
+    })
 }
 
 /// Checks a timestamp a Sigstore bundle carries: `response` (DER `TimeStampResp`) is for
@@ -394,11 +370,6 @@ pub fn verify(
         signer_info.signature.as_bytes(),
     )
     .map_err(|e| format!("its signature does not verify: {e}"))?;
-    if !time_stamping(certificate) {
-        return Err(
-            "its signing certificate is not for time stamping (extended key usage)".to_owned(),
-        );
-    }
     let time = tst.gen_time.to_system_time();
     chains_to(certificate, trusted, &embedded, time)?;
     Ok(time)

@@ -1,8 +1,10 @@
 //! Checks Fulcio's answer before it is used: the leaf certificate certifies the key this
-//! signer sent, every certificate is within its validity period, each is signed by the next,
-//! and the chain ends at a trusted root — one of the certificates in `SIGSTORE_ROOT_FILE`
-//! (the variable cosign reads for a private Sigstore's Fulcio roots) or, when that is unset,
-//! the chain's own self-signed root (said once in the log: the root is then not pinned).
+//! signer sent, and the chain passes RFC 5280 path validation for code signing (`path.rs`:
+//! issuers are CAs allowed to sign certificates within their path length, the leaf is not a
+//! CA and carries codeSigning, everything valid at the time checked) up to a trusted root —
+//! one of the certificates in `SIGSTORE_ROOT_FILE` (the variable cosign reads for a private
+//! Sigstore's Fulcio roots) or, when that is unset, the chain's own self-signed CA root (said
+//! once in the log: the root is then not pinned).
 //!
 //! Pure but for reading that file; never decides what to do about a bad chain.
 
@@ -13,6 +15,8 @@ use x509_cert::Certificate;
 
 use signet_config::keys::verify_signature;
 
+use super::path::{self, Purpose};
+
 /// Why a chain was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
@@ -20,10 +24,8 @@ pub enum ChainError {
     Unreadable(usize),
     #[error("the certificate is for another public key than the one sent")]
     OtherKey,
-    #[error("certificate {0} of the chain is not valid now (outside its validity period)")]
-    Expired(usize),
-    #[error("certificate {0} of the chain is not signed by the certificate after it")]
-    BadSignature(usize),
+    #[error("the chain fails path validation: {0}")]
+    Path(String),
     #[error("the chain does not end at a trusted root ({0})")]
     Untrusted(String),
 }
@@ -84,6 +86,9 @@ pub struct Leaf {
     pub key: Vec<u8>,
     /// The identities in its subject alternative names (URIs and e-mail addresses).
     pub identities: Vec<String>,
+    /// The OIDC issuer Fulcio wrote in it (extension 1.3.6.1.4.1.57264.1.8, else the
+    /// deprecated 1.3.6.1.4.1.57264.1.1), when it has one.
+    pub issuer: Option<String>,
     /// The start of its validity period.
     pub not_before: SystemTime,
 }
@@ -109,8 +114,34 @@ pub fn read_leaf(leaf_pem: &str) -> Result<Leaf, ChainError> {
     Ok(Leaf {
         key: spki_der(&leaf),
         identities,
+        issuer: oidc_issuer(&leaf),
         not_before: leaf.tbs_certificate.validity.not_before.to_system_time(),
     })
+}
+
+/// Fulcio's OIDC issuer extension: v2 (`…57264.1.8`, a DER `UTF8String`) or, on certificates
+/// from before it, v1 (`…57264.1.1`, the raw bytes).
+fn oidc_issuer(cert: &Certificate) -> Option<String> {
+    use p256::pkcs8::der::asn1::{ObjectIdentifier, Utf8StringRef};
+    const V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.8");
+    const V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.1");
+    let extensions = cert
+        .tbs_certificate
+        .extensions
+        .as_deref()
+        .unwrap_or_default();
+    let value = |oid| {
+        extensions
+            .iter()
+            .find(|e| e.extn_id == oid)
+            .map(|e| e.extn_value.as_bytes())
+    };
+    if let Some(der) = value(V2) {
+        return Utf8StringRef::from_der(der)
+            .ok()
+            .map(|s| s.as_str().to_owned());
+    }
+    value(V1).and_then(|raw| String::from_utf8(raw.to_vec()).ok())
 }
 
 /// Whether `cert` is signed by the key of `issuer`.
@@ -122,11 +153,6 @@ pub(crate) fn signed_by(cert: &Certificate, issuer: &Certificate) -> bool {
         return false;
     };
     verify_signature(&spki_der(issuer), &tbs, signature).is_ok()
-}
-
-pub(crate) fn valid_at(cert: &Certificate, now: SystemTime) -> bool {
-    let validity = &cert.tbs_certificate.validity;
-    validity.not_before.to_system_time() <= now && now <= validity.not_after.to_system_time()
 }
 
 /// Checks `chain_pem` (leaf first) as described in the module documentation. `roots` are the
@@ -142,22 +168,21 @@ pub fn check_chain(
     if spki_der(leaf) != public_der {
         return Err(ChainError::OtherKey);
     }
-    for (i, cert) in chain.iter().enumerate() {
-        if !valid_at(cert, now) {
-            return Err(ChainError::Expired(i));
+    let anchors = match roots {
+        None => {
+            let top = chain.last().ok_or(ChainError::Unreadable(0))?;
+            if chain.len() < 2 || !signed_by(top, top) {
+                return Err(ChainError::Untrusted(
+                    "its last certificate is not a self-signed root".to_owned(),
+                ));
+            }
+            if !path::is_certificate_authority(top) {
+                return Err(ChainError::Untrusted(
+                    "its self-signed root is not a CA allowed to sign certificates".to_owned(),
+                ));
+            }
+            vec![top.clone()]
         }
-        if let Some(issuer) = chain.get(i + 1)
-            && !signed_by(cert, issuer)
-        {
-            return Err(ChainError::BadSignature(i));
-        }
-    }
-    let top = chain.last().ok_or(ChainError::Unreadable(0))?;
-    match roots {
-        None if signed_by(top, top) => Ok(()),
-        None => Err(ChainError::Untrusted(
-            "its last certificate is not self-signed".to_owned(),
-        )),
         Some(bundle) => {
             let roots = read_bundle(bundle);
             if roots.is_empty() {
@@ -165,18 +190,10 @@ pub fn check_chain(
                     "SIGSTORE_ROOT_FILE holds no certificate".to_owned(),
                 ));
             }
-            let trusted = roots
-                .iter()
-                .any(|root| root == top || (valid_at(root, now) && signed_by(top, root)));
-            if trusted {
-                Ok(())
-            } else {
-                Err(ChainError::Untrusted(
-                    "no certificate in SIGSTORE_ROOT_FILE issued it".to_owned(),
-                ))
-            }
+            roots
         }
-    }
+    };
+    path::validate(leaf, &chain[1..], &anchors, now, Purpose::CodeSigning).map_err(ChainError::Path)
 }
 
 #[cfg(test)]
@@ -204,7 +221,10 @@ mod tests {
     fn a_leaf_reads_as_its_key_and_a_bundle_splits_into_its_certificates() {
         let leaf = read_leaf(&fixture("leaf.pem")).unwrap();
         assert_eq!(leaf.key, leaf_key());
-        assert!(leaf.identities.is_empty(), "the fixture has no SAN");
+        assert_eq!(
+            leaf.identities,
+            ["https://kubernetes.io/namespaces/signet-system/serviceaccounts/signet-signer"]
+        );
         assert!(leaf.not_before < SystemTime::now());
         let bundle = format!("{}\n{}", fixture("root.pem"), fixture("other-root.pem"));
         let blocks = certificate_blocks(&bundle);
@@ -220,6 +240,22 @@ mod tests {
         assert_eq!(read_leaf("garbage"), Err(ChainError::Unreadable(0)));
     }
 
+    fn checked(names: &[&str], roots: Option<&str>) -> Result<(), ChainError> {
+        let chain: Vec<String> = names.iter().map(|n| fixture(n)).collect();
+        let roots = roots.map(fixture);
+        check_chain(&chain, &leaf_key(), roots.as_deref(), SystemTime::now())
+    }
+
+    fn refused_for(names: &[&str], roots: Option<&str>, why: &str) {
+        match checked(names, roots) {
+            Err(ChainError::Path(message)) => assert!(
+                message.contains(why),
+                "{names:?}: refused for {message:?}, expected {why:?}"
+            ),
+            other => panic!("{names:?}: {other:?}, expected a path error naming {why:?}"),
+        }
+    }
+
     #[test]
     fn a_chain_for_the_sent_key_ending_at_a_trusted_root_is_accepted() {
         let chain = [fixture("leaf.pem"), fixture("root.pem")];
@@ -232,10 +268,74 @@ mod tests {
             check_chain(&chain[..1], &leaf_key(), Some(&roots), now),
             Ok(())
         );
+        // Through an intermediate as Sigstore's (CA, path length 0, codeSigning).
+        let via = ["leaf-via-intermediate.pem", "intermediate.pem"];
+        assert_eq!(checked(&via, Some("root.pem")), Ok(()));
+        assert_eq!(checked(&[via[0], via[1], "root.pem"], None), Ok(()));
     }
 
     #[test]
-    fn another_key_a_forged_link_an_untrusted_root_or_expiry_is_refused() {
+    fn an_end_entity_certificate_never_issues_the_leaf() {
+        // A genuine leaf (for another key, from the trusted CA) "issuing" one for ours.
+        refused_for(
+            &["forged-leaf.pem", "genuine.pem"],
+            Some("root.pem"),
+            "not a CA",
+        );
+        refused_for(
+            &["forged-leaf.pem", "genuine.pem", "root.pem"],
+            None,
+            "not a CA",
+        );
+    }
+
+    #[test]
+    fn an_issuer_whose_key_usage_lacks_certificate_signing_is_refused() {
+        refused_for(
+            &["leaf-via-no-cert-sign.pem", "no-cert-sign.pem"],
+            Some("root.pem"),
+            "keyCertSign",
+        );
+    }
+
+    #[test]
+    fn a_chain_longer_than_an_issuers_path_length_is_refused() {
+        refused_for(
+            &[
+                "leaf-via-sub-intermediate.pem",
+                "sub-intermediate.pem",
+                "intermediate.pem",
+            ],
+            Some("root.pem"),
+            "path length",
+        );
+    }
+
+    #[test]
+    fn a_leaf_without_code_signing_or_that_is_a_ca_is_refused() {
+        refused_for(
+            &["leaf-not-code-signing.pem"],
+            Some("root.pem"),
+            "codeSigning",
+        );
+        refused_for(&["leaf-is-ca.pem"], Some("root.pem"), "is a CA");
+    }
+
+    #[test]
+    fn a_chain_is_checked_at_the_time_given() {
+        let chain = [fixture("leaf.pem"), fixture("root.pem")];
+        let later = SystemTime::now() + Duration::from_secs(200 * 365 * 24 * 3600);
+        let earlier = SystemTime::UNIX_EPOCH + Duration::from_secs(3600);
+        for at in [later, earlier] {
+            assert!(matches!(
+                check_chain(&chain, &leaf_key(), None, at),
+                Err(ChainError::Path(m)) if m.contains("validity period")
+            ));
+        }
+    }
+
+    #[test]
+    fn another_key_a_forged_link_or_an_untrusted_root_is_refused() {
         let now = SystemTime::now();
         let chain = [fixture("leaf.pem"), fixture("root.pem")];
         let other_key = pem_rfc7468::decode_vec(fixture("other.pub").as_bytes())
@@ -245,24 +345,16 @@ mod tests {
             check_chain(&chain, &other_key, None, now),
             Err(ChainError::OtherKey)
         );
-        let forged = [fixture("leaf.pem"), fixture("other-root.pem")];
-        assert_eq!(
-            check_chain(&forged, &leaf_key(), None, now),
-            Err(ChainError::BadSignature(0))
-        );
-        assert!(matches!(
-            check_chain(&chain, &leaf_key(), Some(&fixture("other-root.pem")), now),
-            Err(ChainError::Untrusted(_))
-        ));
+        refused_for(&["leaf.pem", "other-root.pem"], None, "does not chain");
+        refused_for(&["leaf.pem"], Some("other-root.pem"), "does not chain");
         assert!(matches!(
             check_chain(&chain[..1], &leaf_key(), None, now),
             Err(ChainError::Untrusted(_))
         ));
-        let later = now + Duration::from_secs(200 * 365 * 24 * 3600);
-        assert_eq!(
-            check_chain(&chain, &leaf_key(), None, later),
-            Err(ChainError::Expired(0))
-        );
+        let read = |name: &str| parse(&[fixture(name)]).unwrap().remove(0);
+        assert!(path::is_certificate_authority(&read("root.pem")));
+        assert!(!path::is_certificate_authority(&read("genuine.pem")));
+        assert!(!path::is_certificate_authority(&read("no-cert-sign.pem")));
         assert_eq!(
             check_chain(&["garbage".to_owned()], &leaf_key(), None, now),
             Err(ChainError::Unreadable(0))

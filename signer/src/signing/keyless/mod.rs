@@ -12,6 +12,7 @@
 pub mod spiffe;
 
 pub(crate) mod chain;
+pub mod path;
 
 use signet_config::trusted_root::TrustedRoot;
 use std::time::Duration;
