@@ -19,6 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand, ValueEnum};
 use signet_config::trusted_root::TrustedRoot;
+use signet_crds::SignetConfig;
 use signet_signer::annotations::ANNOTATION_PREFIX;
 use signet_signer::metrics::lease_for;
 use signet_signer::run::RunKind;
@@ -52,27 +53,8 @@ enum Command {
         run: RunArgs,
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        /// PEM public key to verify with, instead of the SignetConfig's status.publicKey.
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// Fulcio's root certificates (PEM), for keyless signatures.
-        #[arg(long, env = "SIGSTORE_ROOT_FILE")]
-        certificate_roots: Option<PathBuf>,
-        /// The identity keyless certificates must carry, instead of the SignetConfig's
-        /// status.identity.certificateIdentity.
-        #[arg(long)]
-        certificate_identity: Option<String>,
-        /// Rekor's PEM public key (default: read from the log itself).
-        #[arg(long, env = "SIGSTORE_REKOR_PUBLIC_KEY")]
-        rekor_public_key: Option<PathBuf>,
-        /// The timestamp authority's PEM certificate chain, for signed timestamps in bundles.
-        #[arg(long, env = "SIGSTORE_TSA_CERTIFICATE_FILE")]
-        timestamp_certificate_chain: Option<PathBuf>,
-        /// A Sigstore trusted root (`trusted_root.json`, as cosign v3 takes it): Fulcio roots,
-        /// the key of the SignetConfig's log and the chain of its timestamp authority, where
-        /// the flags above do not give them.
-        #[arg(long)]
-        trusted_root: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Says why a run is not signed (or that it is), with the fix.
     Explain {
@@ -91,6 +73,36 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// What `verify` trusts, where the cluster's SignetConfig does not say.
+#[derive(Debug, clap::Args)]
+struct TrustArgs {
+    /// PEM public key to verify with, instead of the SignetConfig's status.publicKey.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Fulcio's root certificates (PEM), for keyless signatures.
+    #[arg(long, env = "SIGSTORE_ROOT_FILE")]
+    certificate_roots: Option<PathBuf>,
+    /// The identity keyless certificates must carry, instead of the SignetConfig's
+    /// status.identity.certificateIdentity.
+    #[arg(long)]
+    certificate_identity: Option<String>,
+    /// The OIDC issuer keyless certificates must name, instead of the SignetConfig's
+    /// status.identity.issuer (published with the certificate identity).
+    #[arg(long)]
+    certificate_oidc_issuer: Option<String>,
+    /// Rekor's PEM public key (default: read from the log itself).
+    #[arg(long, env = "SIGSTORE_REKOR_PUBLIC_KEY")]
+    rekor_public_key: Option<PathBuf>,
+    /// The timestamp authority's PEM certificate chain, for signed timestamps in bundles.
+    #[arg(long, env = "SIGSTORE_TSA_CERTIFICATE_FILE")]
+    timestamp_certificate_chain: Option<PathBuf>,
+    /// A Sigstore trusted root (`trusted_root.json`, as cosign v3 takes it): Fulcio roots,
+    /// the key of the SignetConfig's log and the chain of its timestamp authority, where
+    /// the flags above do not give them.
+    #[arg(long)]
+    trusted_root: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,63 +151,9 @@ async fn run(args: Args) -> Result<bool, Failure> {
         .await
         .map_err(|e| e.to_string())?;
     match args.command {
-        Command::Verify {
-            run,
-            output,
-            key,
-            certificate_roots,
-            certificate_identity,
-            rekor_public_key,
-            timestamp_certificate_chain,
-            trusted_root,
-        } => {
+        Command::Verify { run, output, trust } => {
             let config = cluster.config().await.map_err(|e| e.to_string())?;
-            let status = config
-                .as_ref()
-                .and_then(|c| c.status.clone())
-                .unwrap_or_default();
-            let key = match key {
-                Some(path) => Some((read_key(&path)?, format!("the key in {}", path.display()))),
-                None => status
-                    .public_key
-                    .as_deref()
-                    .map(|pem| {
-                        public_key_der(pem)
-                            .map(|der| (der, "the SignetConfig's public key".to_owned()))
-                            .map_err(|e| format!("the SignetConfig's status.publicKey: {e}"))
-                    })
-                    .transpose()?,
-            };
-            let root = trusted_root
-                .map(|p| {
-                    TrustedRoot::parse(&read_text(&p)?).map_err(|e| format!("{}: {e}", p.display()))
-                })
-                .transpose()?;
-            let transparency = config.as_ref().map(|c| &c.spec.transparency);
-            let trust = Trust {
-                key,
-                roots: certificate_roots
-                    .map(|p| read_text(&p))
-                    .transpose()?
-                    .or_else(|| root.as_ref().map(TrustedRoot::fulcio_roots_pem))
-                    .filter(|pem| !pem.is_empty()),
-                identity: certificate_identity
-                    .or_else(|| status.identity.and_then(|i| i.certificate_identity)),
-                rekor_key: match rekor_public_key {
-                    Some(p) => Some(read_key(&p)?),
-                    None => root
-                        .as_ref()
-                        .zip(transparency)
-                        .and_then(|(r, t)| r.log_key(&t.url).map(<[u8]>::to_vec)),
-                },
-                tsa_chain: timestamp_certificate_chain
-                    .map(|p| read_text(&p))
-                    .transpose()?
-                    .or_else(|| {
-                        let (r, t) = root.as_ref().zip(transparency)?;
-                        r.timestamp_chain_pem(t.timestamp_url.as_deref()?)
-                    }),
-            };
+            let trust = trust_from(trust, config.as_ref())?;
             let verifier = Verifier {
                 trust,
                 spec: config.map(|c| c.spec),
@@ -205,6 +163,12 @@ async fn run(args: Args) -> Result<bool, Failure> {
             let run = read_run(&cluster, &run).await?;
             let report = verifier.verify(&run).await;
             print(output, &report, |r| r.text(colour_wanted()))?;
+            if report.undecided {
+                return Err(format!(
+                    "could not tell whether {} is genuine with what is trusted (see the checks marked undecided)",
+                    report.subject
+                ));
+            }
             Ok(report.verified)
         }
         Command::Explain { run, output } => explain(&cluster, &run, output).await,
@@ -227,6 +191,65 @@ async fn run(args: Args) -> Result<bool, Failure> {
             Ok(shown.ready)
         }
     }
+}
+
+/// What `verify` trusts: the flags, else what the SignetConfig publishes (its public key, the
+/// identity and issuer of its keyless certificates), else what a trusted root pins.
+fn trust_from(args: TrustArgs, config: Option<&SignetConfig>) -> Result<Trust, Failure> {
+    let status = config.and_then(|c| c.status.clone()).unwrap_or_default();
+    let key = match args.key {
+        Some(path) => Some((read_key(&path)?, format!("the key in {}", path.display()))),
+        None => status
+            .public_key
+            .as_deref()
+            .map(|pem| {
+                public_key_der(pem)
+                    .map(|der| (der, "the SignetConfig's public key".to_owned()))
+                    .map_err(|e| format!("the SignetConfig's status.publicKey: {e}"))
+            })
+            .transpose()?,
+    };
+    let root = args
+        .trusted_root
+        .map(|p| TrustedRoot::parse(&read_text(&p)?).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()?;
+    let transparency = config.map(|c| &c.spec.transparency);
+    Ok(Trust {
+        key,
+        roots: args
+            .certificate_roots
+            .map(|p| read_text(&p))
+            .transpose()?
+            .or_else(|| root.as_ref().map(TrustedRoot::fulcio_roots_pem))
+            .filter(|pem| !pem.is_empty()),
+        // The published issuer goes with the published identity: it is the cluster's token
+        // issuer, which Fulcio writes into the certificates it issues the signer.
+        issuer: args.certificate_oidc_issuer.or_else(|| {
+            let published = status.identity.as_ref()?;
+            published
+                .certificate_identity
+                .is_some()
+                .then(|| published.issuer.clone())
+        }),
+        identity: args
+            .certificate_identity
+            .or_else(|| status.identity.and_then(|i| i.certificate_identity)),
+        rekor_key: match args.rekor_public_key {
+            Some(p) => Some(read_key(&p)?),
+            None => root
+                .as_ref()
+                .zip(transparency)
+                .and_then(|(r, t)| r.log_key(&t.url).map(<[u8]>::to_vec)),
+        },
+        tsa_chain: args
+            .timestamp_certificate_chain
+            .map(|p| read_text(&p))
+            .transpose()?
+            .or_else(|| {
+                let (r, t) = root.as_ref().zip(transparency)?;
+                r.timestamp_chain_pem(t.timestamp_url.as_deref()?)
+            }),
+    })
 }
 
 async fn explain(cluster: &Cluster, args: &RunArgs, output: Output) -> Result<bool, Failure> {

@@ -13,6 +13,9 @@ pub enum Outcome {
     Fail,
     /// Not applicable here (said why in the detail); does not fail the verdict.
     Skip,
+    /// Could not be decided with what the user trusts (said what to pin in the detail): the
+    /// verdict is "could not tell", exit status 2, never VERIFIED.
+    Undecided,
 }
 
 /// One check: what was checked, how it came out, and the evidence or the reason.
@@ -36,6 +39,10 @@ impl Check {
         Self::new(name, Outcome::Skip, detail)
     }
 
+    pub fn undecided(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(name, Outcome::Undecided, detail)
+    }
+
     fn new(name: impl Into<String>, outcome: Outcome, detail: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -50,17 +57,21 @@ impl Check {
 pub struct Report {
     /// `TaskRun ns/name`.
     pub subject: String,
-    /// True when no check failed.
+    /// True when no check failed and every one was decided.
     pub verified: bool,
+    /// True when no check failed but one could not be decided ("could not tell").
+    pub undecided: bool,
     pub checks: Vec<Check>,
 }
 
 impl Report {
     pub fn new(subject: String, checks: Vec<Check>) -> Self {
-        let verified = checks.iter().all(|c| c.outcome != Outcome::Fail);
+        let failed = checks.iter().any(|c| c.outcome == Outcome::Fail);
+        let undecided = !failed && checks.iter().any(|c| c.outcome == Outcome::Undecided);
         Self {
             subject,
-            verified,
+            verified: !failed && !undecided,
+            undecided,
             checks,
         }
     }
@@ -74,6 +85,7 @@ impl Report {
                 Outcome::Pass => ("ok  ", "32"),
                 Outcome::Fail => ("FAIL", "31"),
                 Outcome::Skip => ("skip", "2"),
+                Outcome::Undecided => ("????", "33"),
             };
             let _ = writeln!(
                 out,
@@ -88,7 +100,13 @@ impl Report {
             .iter()
             .filter(|c| c.outcome == Outcome::Fail)
             .count();
-        let verdict = if failed == 0 {
+        let verdict = if self.undecided {
+            paint(
+                "COULD NOT TELL (pin what the checks marked ???? name, then verify again)",
+                "33",
+                colour,
+            )
+        } else if failed == 0 {
             paint("VERIFIED", "32", colour)
         } else {
             paint(
@@ -147,5 +165,28 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\x1b'), "no colour when piped: {text}");
+    }
+
+    #[test]
+    fn an_undecided_check_is_never_verified_and_a_failure_outranks_it() {
+        let undecided = Report::new(
+            "TaskRun a/b".to_owned(),
+            vec![
+                Check::pass("signed", "yes"),
+                Check::undecided("transparency", "pin the log's key"),
+            ],
+        );
+        assert!(!undecided.verified && undecided.undecided);
+        let text = undecided.text(false);
+        assert!(text.contains("COULD NOT TELL"), "{text}");
+        assert!(!text.contains("VERIFIED"), "{text}");
+        let failed = Report::new(
+            "TaskRun a/b".to_owned(),
+            vec![
+                Check::undecided("transparency", "pin the log's key"),
+                Check::fail("signature", "tampered"),
+            ],
+        );
+        assert!(!failed.verified && !failed.undecided);
     }
 }

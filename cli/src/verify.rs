@@ -38,6 +38,18 @@ const BLOB_LIMIT: usize = 4 << 20;
 /// At most this many subjects of one statement are looked up in registries.
 const MAX_IMAGES: usize = 64;
 
+/// Why a check did not pass: it failed, or it cannot be decided with what the user trusts.
+pub(crate) enum Problem {
+    Failed(String),
+    Undecided(String),
+}
+
+impl From<String> for Problem {
+    fn from(why: String) -> Self {
+        Self::Failed(why)
+    }
+}
+
 /// What the user trusts.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
@@ -47,7 +59,10 @@ pub struct Trust {
     pub roots: Option<String>,
     /// The identity a keyless certificate must carry.
     pub identity: Option<String>,
-    /// Rekor's public key (SPKI DER); read from the log itself when unset.
+    /// The OIDC issuer a keyless certificate must name (Fulcio's issuer extension).
+    pub issuer: Option<String>,
+    /// Rekor's public key (SPKI DER), pinned by the user or a trusted root; without it no log
+    /// entry is taken as proof (a key read from the log itself proves nothing).
     pub rekor_key: Option<Vec<u8>>,
     /// The timestamp authority's chain (PEM), for the signed timestamps bundles carry.
     pub tsa_chain: Option<String>,
@@ -126,7 +141,8 @@ impl Verifier {
                 "the attestation is not stored on the run (tekton storage is off), so its entry is checked where it is stored (the image checks, for Sigstore bundles)",
             ),
             Ok(None) => Check::skip("transparency", "no entry recorded, and none is required"),
-            Err(why) => Check::fail("transparency", why),
+            Err(Problem::Failed(why)) => Check::fail("transparency", why),
+            Err(Problem::Undecided(why)) => Check::undecided("transparency", why),
         });
         // Each image's signatures are checked against the trusted key on their own: when the
         // attestation failed, its (unverified) statement still names the images to check, and
@@ -262,6 +278,17 @@ impl Verifier {
                 leaf.identities
             ));
         }
+        // An identity is a subject and an issuer: the same ServiceAccount name in another
+        // cluster is another identity.
+        let issuer = self.trust.issuer.as_deref().ok_or(
+            "no expected OIDC issuer: the SignetConfig publishes none (status.identity.issuer); pass --certificate-oidc-issuer",
+        )?;
+        if leaf.issuer.as_deref() != Some(issuer) {
+            return Err(format!(
+                "the certificate is from OIDC issuer {}, not the expected issuer {issuer}",
+                leaf.issuer.as_deref().unwrap_or("(none named)")
+            ));
+        }
         Ok((leaf.key, format!("a Fulcio certificate for {expected}")))
     }
 
@@ -273,24 +300,16 @@ impl Verifier {
             .is_some_and(|s| s.transparency.version == signet_crds::RekorVersion::V2)
     }
 
-    /// The public key (SPKI DER) of the Rekor v1 log at `base`: the pinned one, else what the
-    /// log serves. Callers check first that `base` is the log the SignetConfig names.
-    async fn log_key(&self, base: &str) -> Result<Vec<u8>, String> {
-        if let Some(key) = &self.trust.rekor_key {
-            return Ok(key.clone());
-        }
-        let pem = self
-            .clients
-            .http()
-            .get(format!("{base}/api/v1/log/publicKey"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("reading the log's public key: {e}"))?
-            .text()
-            .await
-            .map_err(|e| format!("reading the log's public key: {e}"))?;
-        public_key_der(&pem).map_err(|e| format!("the log's public key: {e}"))
+    /// The Rekor log's public key (SPKI DER), when the user or a trusted root pins it. A key
+    /// read from the log the cluster names would let whoever runs (or impersonates) that log
+    /// vouch for anything, so without a pinned one there is no answer.
+    pub(crate) fn log_key(&self) -> Result<Vec<u8>, Problem> {
+        self.trust.rekor_key.clone().ok_or_else(|| {
+            Problem::Undecided(
+                "the log's public key is not pinned: pass --rekor-public-key or --trusted-root (a key read from the log itself proves nothing)"
+                    .to_owned(),
+            )
+        })
     }
 
     /// The run's transparency entry, verified: `Ok(Some(integrated time))`, `Ok(None)` when
@@ -299,7 +318,7 @@ impl Verifier {
         &self,
         run: &Run,
         stored: Option<&Option<Stored>>,
-    ) -> Result<Option<i64>, String> {
+    ) -> Result<Option<i64>, Problem> {
         if self.rekor_v2() {
             return Ok(None);
         }
@@ -313,7 +332,7 @@ impl Verifier {
                     TransparencyMode::Disabled => false,
                 });
             return if required && run.annotation(SIGNED) == Some("true") {
-                Err("transparency is on, and the run records no entry (chains.tekton.dev/transparency)".to_owned())
+                Err("transparency is on, and the run records no entry (chains.tekton.dev/transparency)".to_owned().into())
             } else {
                 Ok(None)
             };
@@ -325,27 +344,15 @@ impl Verifier {
             None => {
                 return Err(format!(
                     "entry {address}: no attestation on the run to compare it with"
-                ));
+                )
+                .into());
             }
         };
-        let base = address
-            .split_once("/api/v1/")
-            .map(|(base, _)| base)
-            .ok_or_else(|| format!("{address} is not a Rekor v1 entry address"))?;
-        // The address comes from the run's annotations: without a pinned key, only the log the
-        // SignetConfig names is trusted to vouch for itself.
-        let configured = self
-            .spec
-            .as_ref()
-            .map(|spec| spec.transparency.url.trim_end_matches('/').to_owned());
-        if self.trust.rekor_key.is_none() && configured.as_deref() != Some(base) {
-            return Err(format!(
-                "entry {address} is in a log the SignetConfig does not name ({}); pass --rekor-public-key to trust that log",
-                configured.unwrap_or_default()
-            ));
+        if !address.contains("/api/v1/") {
+            return Err(format!("{address} is not a Rekor v1 entry address").into());
         }
+        let key = self.log_key()?;
         let answer: Value = get_json(self.clients.http(), address).await?;
-        let key = self.log_key(base).await?;
         let envelope: Envelope = serde_json::from_slice(&stored.envelope)
             .map_err(|_| "the signature annotation is not a DSSE envelope".to_owned())?;
         let payload_hash = hex::encode(Sha256::digest(&stored.payload));
@@ -677,10 +684,10 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     if !response.status().is_success() {
         return Err(format!("reading {url}: {}", response.status()));
     }
-    response
-        .json()
+    let body = signet_signer::bodies::read_capped(response, BLOB_LIMIT)
         .await
-        .map_err(|e| format!("reading {url}: not JSON: {e}"))
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("reading {url}: not JSON: {e}"))
 }
 
 /// Seconds since the epoch as RFC 3339.
@@ -732,6 +739,79 @@ mod tests {
         assert!(open_envelope(&bytes, other.public_der()).is_err());
         assert!(
             open_envelope(b"not json", key.public_der()).is_err_and(|e| e.contains("not a DSSE"))
+        );
+    }
+
+    fn certificate(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../signer/testdata/certs/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap_or_default()
+    }
+
+    fn keyless_verifier(issuer: Option<&str>) -> Verifier {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Verifier {
+            trust: Trust {
+                roots: Some(certificate("root.pem")),
+                identity: Some(
+                    "https://kubernetes.io/namespaces/signet-system/serviceaccounts/signet-signer"
+                        .to_owned(),
+                ),
+                issuer: issuer.map(str::to_owned),
+                ..Trust::default()
+            },
+            spec: None,
+            clients: Clients::new().unwrap_or_else(|e| panic!("{e}")),
+            logins: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_keyless_certificate_needs_the_expected_subject_and_issuer() {
+        const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+        let now = Some(
+            i64::try_from(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs(),
+            )
+            .unwrap_or_default(),
+        );
+        let verifier = keyless_verifier(Some(ISSUER));
+        let check = |name: &str| verifier.verifying_key(Some(&certificate(name)), None, now);
+        assert!(check("leaf.pem").is_ok(), "{:?}", check("leaf.pem"));
+        // The issuer named only in Fulcio's older extension counts too.
+        assert!(check("leaf-v1-issuer.pem").is_ok());
+        // The signer's ServiceAccount name, from another cluster's issuer.
+        let other = check("leaf-other-issuer.pem").unwrap_err();
+        assert!(
+            other.contains("https://issuer.example") && other.contains("not the expected issuer"),
+            "{other}"
+        );
+        // No expected issuer: refused, as cosign refuses without --certificate-oidc-issuer.
+        let unknown = keyless_verifier(None)
+            .verifying_key(Some(&certificate("leaf.pem")), None, now)
+            .unwrap_err();
+        assert!(unknown.contains("--certificate-oidc-issuer"), "{unknown}");
+        // A chain through an end-entity certificate is refused here as in the signer.
+        let forged = verifier
+            .verifying_key(
+                Some(&certificate("forged-leaf.pem")),
+                Some(&certificate("genuine.pem")),
+                now,
+            )
+            .unwrap_err();
+        assert!(forged.contains("not a CA"), "{forged}");
+    }
+
+    #[test]
+    fn a_log_key_is_only_ever_a_pinned_one() {
+        let verifier = keyless_verifier(None);
+        assert!(
+            matches!(verifier.log_key(), Err(Problem::Undecided(why)) if why.contains("--rekor-public-key"))
         );
     }
 }

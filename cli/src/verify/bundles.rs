@@ -23,7 +23,7 @@ impl Verifier {
     /// The transparency-log entry a bundle carries, checked: its inclusion proof leads to a
     /// checkpoint the trusted log signed, and it records this envelope's signature. `None`
     /// when the bundle carries none.
-    async fn bundle_entry(&self, bundle: &Value) -> Result<Option<u64>, String> {
+    fn bundle_entry(&self, bundle: &Value) -> Result<Option<u64>, String> {
         let Some(entry) = bundle["verificationMaterial"]["tlogEntries"].get(0) else {
             let required = self
                 .spec
@@ -35,17 +35,10 @@ impl Verifier {
                 Ok(None)
             };
         };
-        let key = match (&self.trust.rekor_key, &self.spec) {
-            (Some(key), _) => key.clone(),
-            (None, Some(spec)) if spec.transparency.version == signet_crds::RekorVersion::V1 => {
-                self.log_key(spec.transparency.url.trim_end_matches('/'))
-                    .await?
-            }
-            _ => {
-                return Err(
-                    "the bundle's Rekor v2 entry cannot be checked: Rekor v2 serves no public key; pass --rekor-public-key"
-                        .to_owned(),
-                );
+        let key = match self.log_key() {
+            Ok(key) => key,
+            Err(super::Problem::Undecided(why) | super::Problem::Failed(why)) => {
+                return Err(format!("the bundle's log entry cannot be checked: {why}"));
             }
         };
         let signatures: Vec<&str> = bundle["dsseEnvelope"]["signatures"]
@@ -233,7 +226,7 @@ impl Verifier {
         let payload = open_envelope(&envelope, &key)?;
         let statement = serde_json::from_slice(&payload)
             .map_err(|_| "a bundle's statement is not JSON".to_owned())?;
-        let by = match self.bundle_entry(&bundle).await? {
+        let by = match self.bundle_entry(&bundle)? {
             Some(index) => format!("{by}; log entry {index} proven included"),
             None => by,
         };
