@@ -13,6 +13,7 @@
 //! `main.rs` only parses arguments and calls in.
 
 pub mod annotations;
+pub mod bodies;
 pub mod cloud;
 pub mod formats;
 pub mod metrics;

@@ -262,7 +262,9 @@ impl AwsApi {
             .await
             .map_err(|e| self.named.remote(format!("{action}: {e}")))?;
         let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
+        let answer: Value = crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+            .await
+            .map_err(|e| self.named.remote(format!("{action}: {e}")))?;
         if status.is_success() {
             return Ok(answer);
         }

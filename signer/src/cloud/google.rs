@@ -142,12 +142,9 @@ impl GoogleAuth {
             .await
             .map_err(|e| format!("{what}: {e}"))?;
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        let answer = if body.len() <= 1024 * 1024 {
-            serde_json::from_slice(&body).unwrap_or_default()
-        } else {
-            Value::Null
-        };
+        let answer = crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             self.clear();
         }
@@ -177,7 +174,9 @@ impl GoogleAuth {
             .await
             .map_err(|e| self.named.auth(format!("{what}: {e}")))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
+        let body: Value = crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+            .await
+            .map_err(|e| self.named.auth(format!("{what}: {e}")))?;
         if !status.is_success() {
             let message = body["error_description"]
                 .as_str()

@@ -85,20 +85,7 @@ pub(crate) async fn served(http: &reqwest::Client, url: &str) -> Result<reqwest:
     }
 }
 
-/// Reads at most `limit` bytes of `response`'s body: a peer's answer is untrusted input.
-pub(crate) async fn read_capped(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("its answer is larger than {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
+pub(crate) use crate::bodies::read_capped;
 
 /// The text of the file the environment variable `variable` names (cosign's pins:
 /// `SIGSTORE_REKOR_PUBLIC_KEY`, `SIGSTORE_TSA_CERTIFICATE_FILE`); `None` when it is unset.

@@ -282,7 +282,9 @@ impl Azure {
         what: &str,
     ) -> Result<(String, u64), KmsError> {
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
+        let body: Value = crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+            .await
+            .map_err(|e| self.named.auth(format!("{what}: {e}")))?;
         if !status.is_success() {
             return Err(self.named.auth(format!(
                 "{what}: {status}: {}",

@@ -120,7 +120,9 @@ pub async fn bearer_json(
         .await
         .map_err(|e| named.remote(format!("{method} {what}: {e}")))?;
     let status = response.status();
-    let answer: Value = response.json().await.unwrap_or_default();
+    let answer: Value = crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+        .await
+        .map_err(|e| named.remote(format!("{method} {what}: {e}")))?;
     if status.is_success() {
         return Ok(answer);
     }

@@ -221,7 +221,9 @@ impl Vault {
             .await
             .map_err(|e| self.named.auth(format!("POST {url}: {e}")))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
+        let body: Value = crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+            .await
+            .map_err(|e| self.named.auth(format!("POST {url}: {e}")))?;
         if !status.is_success() {
             return Err(self.named.auth(format!(
                 "JWT login at auth/{path} as role {role:?}: {status}: {}",
@@ -264,7 +266,10 @@ impl Vault {
                 .await
                 .map_err(|e| self.named.remote(format!("{method} {url}: {e}")))?;
             let status = response.status();
-            let answer: Value = response.json().await.unwrap_or_default();
+            let answer: Value =
+                crate::bodies::json_capped(response, crate::bodies::API_ANSWER_LIMIT)
+                    .await
+                    .map_err(|e| self.named.remote(format!("{method} {url}: {e}")))?;
             if status == reqwest::StatusCode::FORBIDDEN && attempt == 0 {
                 self.forget_token();
                 continue;

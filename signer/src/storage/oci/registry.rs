@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, StatusCode, header};
 
 use super::auth::Credential;
 use super::layout::{DOCKER_MANIFEST, Descriptor, OCI_INDEX, OCI_MANIFEST, digest_of};
+use crate::bodies::{MANIFEST_LIMIT, TOKEN_LIMIT, error_text, read_capped};
 
 /// Why a registry request failed.
 #[derive(Debug, thiserror::Error)]
@@ -379,10 +380,11 @@ impl Repository {
         if !response.status().is_success() {
             return Err(self.error(format!("token request refused: {}", response.status())));
         }
-        let body: serde_json::Value = response
-            .json()
+        let body = read_capped(response, TOKEN_LIMIT)
             .await
-            .map_err(|e| self.error(format!("token response unreadable: {}", without_url(&e))))?;
+            .map_err(|e| self.error(format!("token response unreadable: {e}")))?;
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| self.error("token response unreadable: not JSON"))?;
         // Docker's token protocol: 60 s when the answer does not say; kept 10 s less, and
         // never more than five minutes.
         let lifetime = body["expires_in"].as_u64().unwrap_or(60).min(300);
@@ -397,7 +399,7 @@ impl Repository {
 
     async fn failure(&self, what: &str, response: reqwest::Response) -> RegistryError {
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let text = error_text(response).await;
         let detail = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
@@ -426,13 +428,10 @@ impl Repository {
         let response = self.send(Method::GET, &path, headers, None).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => response
-                .bytes()
+            s if s.is_success() => read_capped(response, MANIFEST_LIMIT)
                 .await
-                .map(|b| Some(b.to_vec()))
-                .map_err(|e| {
-                    self.error(format!("reading manifest {reference}: {}", without_url(&e)))
-                }),
+                .map(Some)
+                .map_err(|e| self.error(format!("reading manifest {reference}: {e}"))),
             _ => Err(self
                 .failure(&format!("reading manifest {reference}"), response)
                 .await),
@@ -455,11 +454,10 @@ impl Repository {
         let response = self.send(Method::GET, &path, headers, None).await?;
         match response.status() {
             StatusCode::NOT_FOUND => self.manifest(fallback_tag).await,
-            s if s.is_success() => response
-                .bytes()
+            s if s.is_success() => read_capped(response, MANIFEST_LIMIT)
                 .await
-                .map(|b| Some(b.to_vec()))
-                .map_err(|e| self.error(format!("reading referrers: {}", without_url(&e)))),
+                .map(Some)
+                .map_err(|e| self.error(format!("reading referrers of {digest}: {e}"))),
             _ => Err(self.failure("reading referrers", response).await),
         }
     }
