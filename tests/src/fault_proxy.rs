@@ -42,6 +42,9 @@ pub enum Fault {
     Body(Bytes),
     /// Point the answer's `Location` at `http://<authority>` (another host).
     LocationTo(String),
+    /// Answer 200 with this many bytes (`{` repeated, no Content-Length) instead of the
+    /// upstream's body, in 1 MiB frames: a peer that sends without end.
+    Flood(u64),
 }
 
 /// Which requests a fault applies to, and how often.
@@ -349,6 +352,19 @@ async fn apply(
             full(status, headers, Bytes::from(body))
         }
         Some(Fault::Body(replayed)) => full(status, headers, replayed.clone()),
+        Some(Fault::Flood(total)) => {
+            const FRAME: u64 = 1 << 20;
+            let frame = Bytes::from(vec![b'{'; 1 << 20]);
+            let frames = futures::stream::iter((0..total.div_ceil(FRAME)).map(move |i| {
+                let size = usize::try_from(FRAME.min(total - i * FRAME)).unwrap_or(0);
+                Ok::<_, std::io::Error>(Frame::data(frame.slice(..size)))
+            }));
+            headers.remove(header::CONTENT_LENGTH);
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+            *response.status_mut() = StatusCode::OK;
+            *response.headers_mut() = headers;
+            response
+        }
         _ => full(status, headers, body),
     }
 }

@@ -451,6 +451,35 @@ async fn a_signature_manifest_read_back_cut_or_truncated_loses_no_signature() {
     }
 }
 
+/// A registry a run names that answers the signature manifest read-back with 2 GiB: the
+/// signer reads at most 4 MiB of it, the run fails naming the registry and the limit, the
+/// signer's peak RSS stays far under the pod's 256 MiB limit, and a run signed at the same
+/// time at the same registry (another image) is signed and verifies.
+#[tokio::test]
+async fn a_registry_answering_without_end_costs_one_run_not_the_signer() {
+    let scene = RegistryScene::up("flood").await;
+    let flooded = scene.image("flooded").await;
+    let beside = scene.image("beside").await;
+    let hex = flooded.trim_start_matches("sha256:");
+    scene.proxy.set(vec![
+        Rule::new(Fault::Flood(2 << 30))
+            .method(Method::GET)
+            .path(&format!("/manifests/sha256-{hex}")),
+    ]);
+    scene.built("flooded", &flooded).await;
+    scene.built("beside", &beside).await;
+    scene.signed("beside").await;
+    assert_ok(&scene.verify(&scene.key, &beside), "cosign verify (beside)");
+    let reason = scene.fails("flooded").await;
+    assert!(reason.contains("larger than 4194304 bytes"), "{reason}");
+    let peak_mib = signet_e2e::measure::rss_kib(scene.signer.pid(), "VmHWM:") / 1024;
+    eprintln!("registry flood: failed ({reason}); signer peak RSS {peak_mib} MiB");
+    assert!(
+        peak_mib < 128,
+        "the signer's peak RSS reached {peak_mib} MiB"
+    );
+}
+
 /// Upload starts answered with a `Location` on another host: that host gets the upload but
 /// never the registry's credential, and the run fails naming the registry instead of being
 /// marked signed.

@@ -21,6 +21,13 @@ pub fn attempt_delay(retries: u32) -> Duration {
     }
 }
 
+/// The number of the attempt that just failed, after `retries` recorded ones. The recorded
+/// count is an annotation the run's author can set too (to `4294967295`, say): it saturates
+/// instead of wrapping round to a fresh run with all its retries ahead.
+pub fn failed_attempt(retries: u32) -> u32 {
+    retries.saturating_add(1)
+}
+
 /// What one attempt at a run (`worker::process`) asks its caller to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -59,6 +66,9 @@ mod tests {
 
     #[test]
     fn a_failed_attempt_waits_longer_each_time() {
+        assert_eq!(failed_attempt(0), 1);
+        assert_eq!(failed_attempt(u32::MAX), u32::MAX);
+        assert!(failed_attempt(u32::MAX) > MAX_RETRIES);
         assert_eq!(attempt_delay(0), Duration::ZERO);
         assert_eq!(attempt_delay(1), Duration::from_millis(500));
         assert_eq!(attempt_delay(3), Duration::from_secs(2));

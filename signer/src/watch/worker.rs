@@ -9,7 +9,7 @@ use kube::runtime::events::{Event, EventType};
 use signet_config::{SignerConfig, SignerKind};
 
 use super::mark::{Written, release, write};
-use super::retry::{MAX_RETRIES, Step, attempt_delay};
+use super::retry::{MAX_RETRIES, Step, attempt_delay, failed_attempt};
 use super::{Context, is_ours, resource, runs};
 use crate::annotations::{FAILURE_REASON, RETRIES, SIGNED};
 use crate::run::children::children;
@@ -135,7 +135,7 @@ pub(crate) async fn process(
             }
         }
         Err(error) => {
-            let attempt = retries + 1;
+            let attempt = failed_attempt(retries);
             let mut annotations = BTreeMap::new();
             let note = if attempt > MAX_RETRIES {
                 annotations.insert(SIGNED.to_owned(), "failed".to_owned());

@@ -214,24 +214,40 @@ impl Repository {
         format!("{base}{path}")
     }
 
-    /// Whether `url` is on the registry the credential was matched for (same host and port).
-    /// A registry may send an upload elsewhere (`Location` on another host, as storage
-    /// back ends do); that host gets the request but never the registry's credential or token.
+    /// Whether `url` is on the registry the credential was matched for: the same scheme as
+    /// the registry is spoken to (https, or http once an insecure registry fell back to it),
+    /// host and effective port. A registry may send an upload elsewhere (`Location` on another
+    /// host, as storage back ends do); that host gets the request but never the registry's
+    /// credential or token — nor does the same host over another scheme.
     fn is_registry(&self, url: &str) -> bool {
         let Ok(parsed) = reqwest::Url::parse(url) else {
             return false;
         };
-        let Some(host) = parsed.host_str() else {
+        // The registry as spoken to now: its scheme, and `host[:port]` as configured.
+        let Ok(base) = reqwest::Url::parse(&self.url("/")) else {
             return false;
         };
-        let authority = match parsed.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
+        let Ok(own) = reqwest::Url::parse(&format!("{}://{}/", base.scheme(), self.registry))
+        else {
+            return false;
         };
-        authority.eq_ignore_ascii_case(&self.registry)
-            || parsed
-                .port_or_known_default()
-                .is_some_and(|port| format!("{host}:{port}").eq_ignore_ascii_case(&self.registry))
+        parsed.scheme() == own.scheme()
+            && parsed.username().is_empty()
+            && parsed.host_str().is_some()
+            && parsed.host_str() == own.host_str()
+            && parsed.port_or_known_default() == own.port_or_known_default()
+    }
+
+    /// Refuses a plain-HTTP address the registry sent (`Location`) unless it is marked
+    /// insecure: what goes there, and what comes back, is readable and changeable on the way.
+    fn refuse_cleartext(&self, url: &str) -> Result<(), RegistryError> {
+        if self.insecure || !url.starts_with("http://") {
+            return Ok(());
+        }
+        Err(self.error(format!(
+            "refused to send to {} over plain HTTP: the registry is not marked insecure (storage.oci.insecure)",
+            url.split(['?', '#']).next().unwrap_or_default()
+        )))
     }
 
     /// Sends a request, answering one authentication challenge if the registry asks.
@@ -247,6 +263,7 @@ impl Repository {
         let mut throttled = 0;
         loop {
             let url = self.url(path);
+            self.refuse_cleartext(&url)?;
             let ours = self.is_registry(&url);
             let mut request = self
                 .http
@@ -654,8 +671,10 @@ mod tests {
     fn only_the_registry_itself_is_the_registry() {
         let repo = repository("127.0.0.1:5000", false);
         assert!(repo.is_registry("https://127.0.0.1:5000/v2/team/app/blobs/uploads/x"));
-        assert!(repo.is_registry("http://127.0.0.1:5000/v2/"));
         for other in [
+            // The same host and port in the clear is another peer (a credential sent there
+            // is readable on the way).
+            "http://127.0.0.1:5000/v2/",
             "https://127.0.0.2:5000/upload",
             "https://127.0.0.1:5001/v2/",
             "https://127.0.0.1/v2/",
@@ -669,6 +688,38 @@ mod tests {
         assert!(standard.is_registry("https://registry.example.com/v2/"));
         assert!(standard.is_registry("https://REGISTRY.example.com:443/v2/"));
         assert!(!standard.is_registry("https://registry.example.com.evil.test/v2/"));
+        assert!(!standard.is_registry("http://registry.example.com/v2/"));
+        assert!(!standard.is_registry("https://registry.example.com:8443/v2/"));
+        assert!(!standard.is_registry("https://u:p@registry.example.com/v2/"));
+    }
+
+    #[test]
+    fn a_plain_http_address_is_refused_unless_the_registry_is_insecure() {
+        let secure = repository("127.0.0.1:5000", false);
+        let err = secure
+            .refuse_cleartext("http://127.0.0.1:5000/v2/team/app/blobs/uploads/x?state=s")
+            .unwrap_err();
+        assert!(
+            err.message.contains("plain HTTP") && !err.message.contains("state="),
+            "{err}"
+        );
+        assert!(
+            secure
+                .refuse_cleartext("https://127.0.0.1:5000/v2/")
+                .is_ok()
+        );
+        let insecure = repository("127.0.0.1:5000", true);
+        assert!(
+            insecure
+                .refuse_cleartext("http://127.0.0.1:5000/v2/")
+                .is_ok()
+        );
+        // Once an insecure registry fell back to plain HTTP, that is how it is spoken to.
+        if let Ok(mut base) = insecure.base.lock() {
+            *base = "http://127.0.0.1:5000".to_owned();
+        }
+        assert!(insecure.is_registry("http://127.0.0.1:5000/v2/"));
+        assert!(!insecure.is_registry("https://127.0.0.1:5000/v2/"));
     }
 
     #[tokio::test]
