@@ -468,9 +468,15 @@ pub struct VaultOidcAuth {
     /// Mount path of the JWT auth method, e.g. `jwt`.
     pub path: String,
     pub role: String,
-    /// JWT to log in with; the pod's ServiceAccount token when unset.
+    /// JWT to log in with. When unset, the operator projects a ServiceAccount token for
+    /// `audience` and logs in with it — never the pod's API-server token, which whoever sees
+    /// the login could replay against the API server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_path: Option<String>,
+    /// Audience of the projected token (the Vault role's `bound_audiences`); `vault` when
+    /// unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 /// SPIFFE JWT-SVID for Vault login.

@@ -13,6 +13,10 @@ use crate::names::SIGNER_CONFIG_MAP;
 
 /// Where the operator mounts a Vault token taken from `signing.kms.auth.tokenSecretRef`.
 pub const VAULT_TOKEN_PATH: &str = "/var/run/signet/vault/token";
+/// Where the token projected for Vault's JWT login (`signing.kms.auth.oidc`) is mounted.
+pub const VAULT_JWT_PATH: &str = "/var/run/signet/vault-jwt/token";
+/// The audience of that token when `signing.kms.auth.oidc.audience` is unset.
+pub const VAULT_JWT_AUDIENCE: &str = "vault";
 
 /// A spec the operator can act on, with the signer's configuration rendered from it.
 #[derive(Clone, Debug, PartialEq)]
@@ -419,7 +423,11 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
             }),
             auth_oidc_path: auth.oidc.as_ref().map(|o| o.path.clone()),
             auth_oidc_role: auth.oidc.as_ref().map(|o| o.role.clone()),
-            auth_oidc_token_path: auth.oidc.as_ref().and_then(|o| o.token_path.clone()),
+            auth_oidc_token_path: auth.oidc.as_ref().map(|o| {
+                o.token_path
+                    .clone()
+                    .unwrap_or_else(|| VAULT_JWT_PATH.to_owned())
+            }),
             auth_spire_sock: auth
                 .spire
                 .as_ref()

@@ -20,7 +20,9 @@ use signet_crds::{SignetConfigSpec, SpiffeMode, SpiffeSpec};
 
 use super::{BuildInputs, metadata};
 use crate::names::{self, SIGNER, signer_selector};
-use crate::validate::{KEYLESS_TOKEN_PATH, VAULT_TOKEN_PATH, Validated};
+use crate::validate::{
+    KEYLESS_TOKEN_PATH, VAULT_JWT_AUDIENCE, VAULT_JWT_PATH, VAULT_TOKEN_PATH, Validated,
+};
 
 pub const METRICS_PORT: i32 = 9090;
 const AZURE_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
@@ -262,6 +264,17 @@ fn vault_wiring(spec: &SignetConfigSpec, w: &mut Wiring) {
             ..Volume::default()
         });
         w.mounts.push(mount("vault-token", file.0));
+    }
+    // Vault's JWT login gets a token of its own audience, not the API server's.
+    if let Some(oidc) = &spec.signing.kms.auth.oidc
+        && oidc.token_path.is_none()
+    {
+        let (dir, file) = VAULT_JWT_PATH
+            .rsplit_once('/')
+            .unwrap_or(("/var/run/signet/vault-jwt", "token"));
+        let audience = oidc.audience.as_deref().unwrap_or(VAULT_JWT_AUDIENCE);
+        w.volumes.push(projected_token("vault-jwt", audience, file));
+        w.mounts.push(mount("vault-jwt", dir));
     }
 }
 

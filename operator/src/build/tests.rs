@@ -255,3 +255,48 @@ fn each_cloud_takes_one_way_to_credentials() {
         None
     );
 }
+
+#[test]
+fn vault_jwt_login_uses_a_token_for_vault_not_the_api_server() {
+    let projected = |d: &Desired| {
+        let pod = d.deployment.spec.template.spec.clone().unwrap();
+        let volume = pod
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "vault-jwt")?;
+        let source = volume.projected?.sources?.pop()?.service_account_token?;
+        let mounted = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "vault-jwt" && m.mount_path == "/var/run/signet/vault-jwt");
+        Some((source.audience, source.path, mounted))
+    };
+    let oidc = |extra: serde_json::Value| {
+        let mut auth = serde_json::json!({"path": "jwt", "role": "signer"});
+        auth.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        desired(serde_json::json!({"signing": {"kms": {
+            "ref": "hashivault://signet", "auth": {"address": "https://vault.example", "oidc": auth}}}}))
+    };
+    let d = oidc(serde_json::json!({}));
+    assert_eq!(
+        projected(&d),
+        Some((Some("vault".to_owned()), "token".to_owned(), true))
+    );
+    assert_eq!(
+        d.config_map.data.as_ref().unwrap()["signers.kms.auth.oidc.token-path"],
+        crate::validate::VAULT_JWT_PATH
+    );
+    let d = oidc(serde_json::json!({"audience": "vault.example"}));
+    assert_eq!(projected(&d).unwrap().0.as_deref(), Some("vault.example"));
+    // A token the user provides is used as it is: nothing projected.
+    let d = oidc(serde_json::json!({"tokenPath": "/var/run/mine/jwt"}));
+    assert_eq!(projected(&d), None);
+    assert_eq!(
+        d.config_map.data.as_ref().unwrap()["signers.kms.auth.oidc.token-path"],
+        "/var/run/mine/jwt"
+    );
+}
