@@ -266,8 +266,10 @@ fn vault_wiring(spec: &SignetConfigSpec, w: &mut Wiring) {
         w.mounts.push(mount("vault-token", file.0));
     }
     // Vault's JWT login gets a token of its own audience, not the API server's.
+    // (With `spire` the login is with the JWT-SVID instead.)
     if let Some(oidc) = &spec.signing.kms.auth.oidc
         && oidc.token_path.is_none()
+        && spec.signing.kms.auth.spire.is_none()
     {
         let (dir, file) = VAULT_JWT_PATH
             .rsplit_once('/')
