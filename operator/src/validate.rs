@@ -423,10 +423,11 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
             }),
             auth_oidc_path: auth.oidc.as_ref().map(|o| o.path.clone()),
             auth_oidc_role: auth.oidc.as_ref().map(|o| o.role.clone()),
-            auth_oidc_token_path: auth.oidc.as_ref().map(|o| {
+            // Projected for the login unless the user names a token, or logs in with SPIFFE.
+            auth_oidc_token_path: auth.oidc.as_ref().and_then(|o| {
                 o.token_path
                     .clone()
-                    .unwrap_or_else(|| VAULT_JWT_PATH.to_owned())
+                    .or_else(|| auth.spire.is_none().then(|| VAULT_JWT_PATH.to_owned()))
             }),
             auth_spire_sock: auth
                 .spire
