@@ -480,6 +480,26 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
             .contains("not the expected identity"),
         "{report:#}"
     );
+    // The same identity from another OIDC issuer is another identity (the certificate's
+    // issuer is this cluster's, published in status.identity.issuer).
+    let mut elsewhere = pinned_trust.to_vec();
+    elsewhere.extend(["--certificate-oidc-issuer", "https://issuer.example"]);
+    let (code, report) = signet(&elsewhere);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(
+        outcome(&report, "attestation")
+            .1
+            .contains("not the expected issuer https://issuer.example"),
+        "{report:#}"
+    );
+    // Without the log's key pinned, the entry proves nothing: could not tell (exit 2).
+    let (code, report) = signet(&pinned_trust[..2]);
+    assert_eq!(code, Some(2), "{report:#}");
+    assert_eq!(
+        outcome(&report, "transparency").0,
+        "undecided",
+        "{report:#}"
+    );
     let (code, report) = signet(&[]);
     assert_eq!(
         code,

@@ -933,3 +933,78 @@ async fn layers(env: &TestEnv, repository: &str, tag: &str) -> Vec<Value> {
     let manifest: Value = serde_json::from_slice(&manifest).unwrap();
     manifest["layers"].as_array().unwrap().clone()
 }
+
+/// Eight runs' signatures for one image pushed at once to its `.sig` tag: a registry has no
+/// compare-and-swap for a tag, so each push reads the manifest, appends and writes it back,
+/// and two at once can each drop the other's layer. Every layer must end up under the tag
+/// (read with the registry's own API, not Signet's client).
+#[tokio::test]
+async fn concurrent_pushes_to_one_signature_tag_lose_no_layer() {
+    use signet_signer::storage::oci::layout::{Layer, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
+    use signet_signer::storage::oci::reference::ImageRef;
+    use signet_signer::storage::oci::{Attachment, Push, push_all};
+    let env = TestEnv::get();
+    let repo = format!("team/concurrent-{}", std::process::id());
+    let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
+        .await
+        .unwrap();
+    let image = ImageRef::new(&format!("{}/{repo}", env.registry), &digest).unwrap();
+    let ca = std::fs::read(&env.ca_file).unwrap();
+    let clients = signet_signer::storage::oci::registry::Clients::trusting(Some(&ca)).unwrap();
+    let docker_config = json!({"auths": {env.registry.clone(): {
+        "username": env.registry_user, "password": env.registry_password}}});
+    let logins =
+        signet_signer::storage::oci::auth::logins_of(&serde_json::to_vec(&docker_config).unwrap());
+    const PUSHES: usize = 8;
+    let pushes: Vec<Push> = (0..PUSHES)
+        .map(|i| Push {
+            image: image.clone(),
+            target: image.clone(),
+            kind: Attachment::Signature,
+            layer: Layer {
+                media_type: SIMPLE_SIGNING,
+                data: format!("{{\"signature\": {i}}}").into_bytes(),
+                annotations: [(SIGNATURE_ANNOTATION.to_owned(), format!("sig-{i}"))].into(),
+            },
+        })
+        .collect();
+    let results = futures::future::join_all(
+        pushes
+            .iter()
+            .map(|p| push_all(&clients, &logins, std::slice::from_ref(p), false)),
+    )
+    .await;
+    for result in results {
+        assert_eq!(result.unwrap(), 1);
+    }
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let manifest: Value = http
+        .get(format!(
+            "https://{}/v2/{repo}/manifests/{}",
+            env.registry,
+            image.signature_tag()
+        ))
+        .basic_auth(&env.registry_user, Some(&env.registry_password))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut signatures: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["annotations"][SIGNATURE_ANNOTATION].as_str())
+        .collect();
+    signatures.sort_unstable();
+    assert_eq!(
+        signatures.len(),
+        PUSHES,
+        "layers under the tag: {signatures:?}"
+    );
+}

@@ -269,24 +269,45 @@ async fn push_one(
     if push.kind == Attachment::Referrer {
         return push_referrer(target, subject, push, &tag).await;
     }
-    let existing = target.manifest(&tag).await?;
-    let appended =
-        layout::append(existing.as_deref(), &push.layer).map_err(|message| RegistryError {
-            registry: push.target.registry.clone(),
-            repository: push.target.repository.clone(),
-            message: format!("{tag}: {message}"),
-        })?;
-    let Some(appended) = appended else {
-        return Ok(false);
+    // One writer of this tag at a time in this process; another process (a replica, cosign)
+    // may still write between our read and our write, so the tag is read again afterwards
+    // and the layer appended again if that write dropped it.
+    let _turn = target.lock_tag(&tag).await;
+    let error = |message: String| RegistryError {
+        registry: push.target.registry.clone(),
+        repository: push.target.repository.clone(),
+        message: format!("{tag}: {message}"),
     };
-    futures::future::try_join(
-        target.upload_blob(&push.layer.data),
-        target.upload_blob(&appended.config),
-    )
-    .await?;
-    target.put_manifest(&tag, &appended.manifest).await?;
-    Ok(true)
+    let mut added = false;
+    for attempt in 0..=TAG_WRITE_ATTEMPTS {
+        let existing = target.manifest(&tag).await?;
+        let Some(appended) = layout::append(existing.as_deref(), &push.layer).map_err(error)?
+        else {
+            // There: written by an earlier attempt (or an earlier try of the run).
+            return Ok(added);
+        };
+        if attempt == TAG_WRITE_ATTEMPTS {
+            break;
+        }
+        if attempt > 0 {
+            tracing::info!(registry = %push.target.registry, repository = %push.target.repository, %tag, "another writer replaced the tag and dropped this layer; appending it again");
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(4))).await;
+        }
+        futures::future::try_join(
+            target.upload_blob(&push.layer.data),
+            target.upload_blob(&appended.config),
+        )
+        .await?;
+        target.put_manifest(&tag, &appended.manifest).await?;
+        added = true;
+    }
+    Err(error(format!(
+        "another writer kept replacing the tag: the layer was dropped {TAG_WRITE_ATTEMPTS} times"
+    )))
 }
+
+/// Writes of one layer to a tag that other writers keep replacing, before the run fails.
+const TAG_WRITE_ATTEMPTS: u32 = 5;
 
 /// Pushes a run's planned layers with the credentials of the run's ServiceAccount, then —
 /// only when those leave an image without a credential — the signer's own.

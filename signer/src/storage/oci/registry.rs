@@ -32,6 +32,26 @@ pub struct Clients {
     limits: std::sync::Arc<crate::peers::PeerLimits>,
     auth: std::sync::Arc<AuthCache>,
     logins: std::sync::Arc<super::LoginCache>,
+    tag_locks: std::sync::Arc<TagLocks>,
+}
+
+/// Writers of one tag take turns: a tag's manifest is read, appended to and written back, and
+/// a registry has no compare-and-swap for tags, so two runs appending to one image's `.sig`
+/// at once would each drop the other's layer. Striped (a fixed number of locks, chosen by the
+/// tag's hash) so that hostile input cannot grow it.
+#[derive(Debug)]
+pub(crate) struct TagLocks(Vec<tokio::sync::Mutex<()>>);
+
+const TAG_LOCK_STRIPES: usize = 64;
+
+impl Default for TagLocks {
+    fn default() -> Self {
+        Self(
+            (0..TAG_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        )
+    }
 }
 
 /// Requests to one registry at once, at first and at most (see [`crate::peers`]).
@@ -102,6 +122,7 @@ impl Clients {
             )),
             auth: std::sync::Arc::default(),
             logins: std::sync::Arc::default(),
+            tag_locks: std::sync::Arc::default(),
         })
     }
 
@@ -136,6 +157,7 @@ pub struct Repository {
     auth: Mutex<Auth>,
     limits: std::sync::Arc<crate::peers::PeerLimits>,
     cache: std::sync::Arc<AuthCache>,
+    tag_locks: std::sync::Arc<TagLocks>,
 }
 
 fn auth_key(registry: &str, repository: &str, credential: Option<&Credential>) -> AuthKey {
@@ -195,7 +217,17 @@ impl Repository {
             auth: Mutex::new(auth),
             limits: clients.limits.clone(),
             cache: clients.auth.clone(),
+            tag_locks: clients.tag_locks.clone(),
         }
+    }
+
+    /// This process's turn at writing `tag` (see [`TagLocks`]).
+    pub async fn lock_tag(&self, tag: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&self.registry, &self.repository, tag).hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % TAG_LOCK_STRIPES as u64).unwrap_or(0);
+        self.tag_locks.0[stripe].lock().await
     }
 
     fn error(&self, message: impl Into<String>) -> RegistryError {
