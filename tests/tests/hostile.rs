@@ -903,21 +903,6 @@ impl Impostor {
     }
 }
 
-/// Runs openssl in `dir`; its standard output.
-fn openssl_in(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// A change to the certificate chain Fulcio answered.
 type ChainEdit = Box<dyn Fn(&mut Vec<Value>) + Send + Sync>;
 

@@ -943,6 +943,7 @@ async fn concurrent_pushes_to_one_signature_tag_lose_no_layer() {
     use signet_signer::storage::oci::layout::{Layer, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
     use signet_signer::storage::oci::reference::ImageRef;
     use signet_signer::storage::oci::{Attachment, Push, push_all};
+    const PUSHES: usize = 8;
     let env = TestEnv::get();
     let repo = format!("team/concurrent-{}", std::process::id());
     let digest = signet_e2e::registry::push_random_image(env, &repo, "latest")
@@ -955,7 +956,6 @@ async fn concurrent_pushes_to_one_signature_tag_lose_no_layer() {
         "username": env.registry_user, "password": env.registry_password}}});
     let logins =
         signet_signer::storage::oci::auth::logins_of(&serde_json::to_vec(&docker_config).unwrap());
-    const PUSHES: usize = 8;
     let pushes: Vec<Push> = (0..PUSHES)
         .map(|i| Push {
             image: image.clone(),

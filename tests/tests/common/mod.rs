@@ -832,3 +832,18 @@ impl GoogleCredentials {
         }
     }
 }
+
+/// Runs openssl in `dir`; its standard output (a failure fails the test, with openssl's words).
+pub fn openssl_in(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

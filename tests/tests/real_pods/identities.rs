@@ -2,7 +2,6 @@
 //! change that rolls the pod, then signs one run with that identity and checks the result
 //! outside the pod (cosign, the certificate). No step runs the signer as a local process.
 
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -212,19 +211,8 @@ async fn certified_by(fulcio: &Fulcio, run: &Value) -> (String, String) {
     let dir = common::tempdir("real-pods-cert");
     std::fs::write(dir.join("cert.pem"), &cert).unwrap();
     std::fs::write(dir.join("fulcio.pem"), fulcio.trust_bundle().await.unwrap()).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let openssl =
+        |args: &[&str]| String::from_utf8_lossy(&common::openssl_in(&dir, args)).into_owned();
     openssl(&[
         "verify",
         "-CAfile",
