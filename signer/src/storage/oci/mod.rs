@@ -309,6 +309,9 @@ async fn push_one(
 /// Writes of one layer to a tag that other writers keep replacing, before the run fails.
 const TAG_WRITE_ATTEMPTS: u32 = 5;
 
+/// How long one run's registry work (checking its images, pushing every layer) may take.
+pub const RUN_REGISTRY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Pushes a run's planned layers with the credentials of the run's ServiceAccount, then —
 /// only when those leave an image without a credential — the signer's own.
 pub(crate) async fn push_for_run(
@@ -346,13 +349,29 @@ pub(crate) async fn push_for_run(
         let (own_ns, own_name) = registries.own_account;
         logins.extend(read(own_ns, own_name).await?.iter().cloned());
     }
-    let written = push_all(
-        registries.clients,
-        &logins,
-        pushes,
-        config.storage.oci_insecure,
+    // One deadline for all of the run's registry work: a registry that answers slowly (each
+    // request has its own 30 s) costs this run at most this long, not a worker for good.
+    let written = tokio::time::timeout(
+        RUN_REGISTRY_DEADLINE,
+        push_all(
+            registries.clients,
+            &logins,
+            pushes,
+            config.storage.oci_insecure,
+        ),
     )
     .await
+    .map_err(|_| {
+        let hosts: std::collections::BTreeSet<&str> = pushes
+            .iter()
+            .flat_map(|p| [p.image.registry.as_str(), p.target.registry.as_str()])
+            .collect();
+        failed(format!(
+            "the registry work took longer than its deadline of {} s (registries: {})",
+            RUN_REGISTRY_DEADLINE.as_secs(),
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        ))
+    })?
     .map_err(|e| failed(e.to_string()))?;
     tracing::debug!(run = %run.id(), layers = written, already_there = pushes.len() - written, "pushed to OCI registries");
     Ok(())
