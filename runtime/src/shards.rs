@@ -11,7 +11,7 @@
 //! Must not do any work of its own: it only says which shards this process owns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kube::Client;
@@ -51,20 +51,26 @@ pub fn lease_name(base: &str, index: usize, shards: usize) -> String {
     format!("{base}-shard-{index}-of-{shards}")
 }
 
-/// Which shards this process owns now; cheap to clone and to ask.
+/// Which shards this process owns now; cheap to clone and to ask. A shard is owned until a
+/// moment (its last renewal's start plus the renew deadline), not until someone clears a
+/// flag: however late the round that would renew it, or give it up, ownership ends on time,
+/// before another replica may take the shard.
 #[derive(Clone, Debug)]
 pub struct Owned {
-    bits: Arc<Vec<AtomicBool>>,
+    /// Per shard: owned until this many milliseconds after `epoch` (0: not owned).
+    until: Arc<Vec<AtomicU64>>,
+    epoch: tokio::time::Instant,
     /// Woken when a shard is taken (its earlier work must be looked for).
     pub gained: Arc<tokio::sync::Notify>,
     /// Shards taken so far.
-    gains: Arc<std::sync::atomic::AtomicU64>,
+    gains: Arc<AtomicU64>,
 }
 
 impl Owned {
     pub fn new(shards: usize) -> Self {
         Self {
-            bits: Arc::new((0..shards.max(1)).map(|_| AtomicBool::new(false)).collect()),
+            until: Arc::new((0..shards.max(1)).map(|_| AtomicU64::new(0)).collect()),
+            epoch: tokio::time::Instant::now(),
             gained: Arc::default(),
             gains: Arc::default(),
         }
@@ -76,28 +82,36 @@ impl Owned {
     }
 
     pub fn shards(&self) -> usize {
-        self.bits.len()
+        self.until.len()
     }
 
     /// Whether the item with `key` is this process's to work on.
     pub fn owns(&self, key: &str) -> bool {
-        self.bits[shard_of(key, self.bits.len())].load(Ordering::Acquire)
+        self.holds(shard_of(key, self.until.len()))
     }
 
     pub fn holds(&self, index: usize) -> bool {
-        self.bits[index].load(Ordering::Acquire)
+        self.until[index].load(Ordering::Acquire) > self.now()
     }
 
     /// Shards owned now.
     pub fn count(&self) -> usize {
-        self.bits
-            .iter()
-            .filter(|b| b.load(Ordering::Acquire))
-            .count()
+        (0..self.until.len()).filter(|&i| self.holds(i)).count()
     }
 
-    fn set(&self, index: usize, owned: bool) {
-        self.bits[index].store(owned, Ordering::Release);
+    /// Milliseconds since `epoch` (at least 1, so that 0 means "not owned").
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Shard `index` is owned until `until` (a renewal that started then plus the deadline).
+    fn own_until(&self, index: usize, until: tokio::time::Instant) {
+        let at = until.saturating_duration_since(self.epoch).as_millis();
+        self.until[index].store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    fn give_up(&self, index: usize) {
+        self.until[index].store(0, Ordering::Release);
     }
 }
 
@@ -162,6 +176,7 @@ impl ShardHolder {
                 // shard past the moment another replica may take it.
                 let deadline = lock.renew_deadline();
                 let left = deadline.saturating_sub(last_ok.map_or(deadline, |t| t.elapsed()));
+                let started = tokio::time::Instant::now();
                 let renewed = if left.is_zero() {
                     None
                 } else {
@@ -169,7 +184,10 @@ impl ShardHolder {
                 };
                 let past_deadline = match renewed {
                     Some(Ok(Attempt::Holds)) => {
-                        *last_ok = Some(tokio::time::Instant::now());
+                        // Counted from when the renewal was sent: the lease may have been
+                        // written at any moment after that.
+                        *last_ok = Some(started);
+                        self.owned.own_until(i, started + deadline);
                         false
                     }
                     Some(Ok(_)) => {
@@ -177,7 +195,7 @@ impl ShardHolder {
                             shard = i,
                             "another process took the shard; its runs are no longer ours"
                         );
-                        self.owned.set(i, false);
+                        self.owned.give_up(i);
                         false
                     }
                     Some(Err(error)) => {
@@ -191,17 +209,18 @@ impl ShardHolder {
                         shard = i,
                         "shard given up: not renewed within the renew deadline"
                     );
-                    self.owned.set(i, false);
+                    self.owned.give_up(i);
                 }
                 continue;
             }
             let take = self.owned.count() < self.fair_share() || *seen_free;
+            let started = tokio::time::Instant::now();
             match lock.attempt(take).await {
                 Ok(Attempt::Holds) => {
                     tracing::info!(shard = i, shards = n, lease = %lease_name(&self.settings.base, i, n), "took a shard");
-                    *last_ok = Some(tokio::time::Instant::now());
+                    *last_ok = Some(started);
                     *seen_free = false;
-                    self.owned.set(i, true);
+                    self.owned.own_until(i, started + lock.renew_deadline());
                     self.owned.gains.fetch_add(1, Ordering::AcqRel);
                     self.owned.gained.notify_one();
                 }
@@ -239,7 +258,7 @@ impl ShardHolder {
     pub async fn release(&self) {
         for (i, lock) in self.locks.iter().enumerate() {
             if self.owned.holds(i) {
-                self.owned.set(i, false);
+                self.owned.give_up(i);
                 if let Err(error) = lock.release().await {
                     tracing::warn!(%error, shard = i, "failed to release a shard");
                 }
@@ -277,13 +296,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn ownership_is_by_the_keys_shard() {
+    #[tokio::test(start_paused = true)]
+    async fn ownership_is_by_the_keys_shard_and_ends_at_the_renew_deadline_by_itself() {
         let owned = Owned::new(4);
         let key = "run-uid";
         assert!(!owned.owns(key));
-        owned.set(shard_of(key, 4), true);
+        let deadline = Duration::from_secs(10);
+        owned.own_until(shard_of(key, 4), tokio::time::Instant::now() + deadline);
         assert!(owned.owns(key));
         assert_eq!(owned.count(), 1);
+        // No round comes to renew or give it up (a slow Lease call on another shard, say):
+        // the shard is still not ours past the deadline another replica waits for.
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(owned.owns(key));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!owned.owns(key));
+        assert_eq!(owned.count(), 0);
+        owned.own_until(shard_of(key, 4), tokio::time::Instant::now() + deadline);
+        owned.give_up(shard_of(key, 4));
+        assert!(!owned.owns(key));
     }
 }
