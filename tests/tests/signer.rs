@@ -244,6 +244,101 @@ async fn a_running_taskrun_is_held_until_it_is_signed_even_when_deleted() {
     );
 }
 
+/// A held run that nothing will sign here is let go: one its author marks
+/// `chains.tekton.dev/signed` while it runs, and one that `filter.managed-by` stops covering
+/// while it runs. Deleting either is not blocked by our finalizer, and neither is signed.
+#[tokio::test]
+async fn a_held_run_that_nothing_will_sign_is_let_go() {
+    let scene = Scene::up("signer-let-go").await;
+    let admin = &scene.admin;
+    let log = || scene.log();
+    let trs = taskruns(admin, scene.ns());
+    let signer_ns = scene.stack.signer_ns.clone();
+    let ours = |obj: &DynamicObject| {
+        obj.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "chains.tekton.dev/taskrun")
+    };
+    let running = |name: &str, managed_by: Option<&str>| {
+        let mut run = json!({
+            "apiVersion": "tekton.dev/v1", "kind": "TaskRun", "metadata": {"name": name},
+            "spec": {"taskSpec": {"steps": [{"name": "build", "image": "busybox"}]}}
+        });
+        if let Some(by) = managed_by {
+            run["spec"]["managedBy"] = json!(by);
+        }
+        serde_json::from_value::<DynamicObject>(run).unwrap()
+    };
+    let until = |what: String, done: Box<dyn Fn(Option<DynamicObject>) -> bool + Send + Sync>| {
+        let trs = trs.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let name = what.split(':').next().unwrap_or_default().to_owned();
+            while !done(trs.get_opt(&name).await.unwrap()) {
+                assert!(tokio::time::Instant::now() < deadline, "{what}:\n{}", log());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    scene
+        .stack
+        .apply(json!({"targetNamespace": signer_ns, "filter": {"managedBy": ["pac"]}}))
+        .await;
+    wait_rendered(admin, &signer_ns, "filter.managed-by", "pac").await;
+    for (name, by) in [("author-marked", None), ("unfiltered", Some("pac"))] {
+        trs.create(&PostParams::default(), &running(name, by))
+            .await
+            .unwrap();
+        until(
+            format!("{name}: never held"),
+            Box::new(move |o| o.as_ref().is_some_and(ours)),
+        )
+        .await;
+    }
+    // The author marks one; the platform stops signing the other's controller.
+    let marked = json!({"metadata": {"annotations": {"chains.tekton.dev/signed": "true"}}});
+    trs.patch(
+        "author-marked",
+        &PatchParams::default(),
+        &Patch::Merge(&marked),
+    )
+    .await
+    .unwrap();
+    scene
+        .stack
+        .apply(json!({"targetNamespace": signer_ns, "filter": {"managedBy": ["other"]}}))
+        .await;
+    wait_rendered(admin, &signer_ns, "filter.managed-by", "other").await;
+    // The signer reloads its configuration within a second of the change.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let done = json!({"status": {
+        "podName": "p", "startTime": "2026-11-26T10:00:00Z", "completionTime": "2026-11-26T10:01:00Z",
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-26T10:01:00Z"}]
+    }});
+    trs.patch_status("unfiltered", &PatchParams::default(), &Patch::Merge(&done))
+        .await
+        .unwrap();
+    for name in ["author-marked", "unfiltered"] {
+        trs.delete(name, &kube::api::DeleteParams::default())
+            .await
+            .unwrap();
+        until(
+            format!("{name}: deleted, never let go"),
+            Box::new(|o: Option<DynamicObject>| o.is_none()),
+        )
+        .await;
+    }
+    assert!(
+        !log()
+            .lines()
+            .any(|l| l.contains("\"message\":\"signed\"") && l.contains("/unfiltered\"")),
+        "a run filter.managed-by no longer covers was signed:\n{}",
+        log()
+    );
+}
+
 /// Hot reload: SLSA v1.0 applies to the next run without a restart, and cosign verifies it
 /// as `slsaprovenance1`.
 #[tokio::test]

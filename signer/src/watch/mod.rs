@@ -27,7 +27,7 @@ use crate::storage::Registries;
 use crate::storage::oci::registry::Clients;
 use crate::transparency::LogKeys;
 use crate::transparency::timestamp::TsaChains;
-use mark::{hold_or_release, write};
+use mark::{hold_or_release, release, write};
 use queue::{Backlog, InFlight, Work};
 use retry::{AGAIN_LIMIT, API_RETRIES, Step, api_backoff};
 use sources::Sources;
@@ -237,21 +237,30 @@ pub async fn run(
             continue;
         };
         let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
-        if run.is_finished() || !is_ours(&ctx, &run) {
-            continue;
-        }
-        if !run.is_done() {
+        let signable = !run.is_finished() && is_ours(&ctx, &run);
+        let change = if !signable {
+            // Nothing will sign it here — marked already (by someone else: our own mark
+            // drops the finalizer in the same write), or no longer ours by
+            // `filter.managed-by` since it was held — so our finalizer must not hold it.
+            // Another replica's shard is that replica's to touch.
+            ctx.owns(&run.uid).then(|| release(&run)).flatten()
+        } else if !run.is_done() {
+            hold_or_release(&run)
+        } else {
+            None
+        };
+        if let Some(finalizers) = change {
             // Off the event loop: a finalizer write must not hold up the next event.
-            if let Some(finalizers) = hold_or_release(&run) {
-                let hold = Hold {
-                    run: run.reference(),
-                    resource_version: obj.metadata.resource_version.clone().unwrap_or_default(),
-                    finalizers,
-                };
-                if holds_tx.send(hold).is_err() {
-                    break;
-                }
+            let hold = Hold {
+                run: run.reference(),
+                resource_version: obj.metadata.resource_version.clone().unwrap_or_default(),
+                finalizers,
+            };
+            if holds_tx.send(hold).is_err() {
+                break;
             }
+        }
+        if !signable || !run.is_done() {
             continue;
         }
         let Some(queued) = ctx.in_flight.insert(&run.uid) else {

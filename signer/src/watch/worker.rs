@@ -74,6 +74,40 @@ async fn sign(
     sign_run(run, children, config, &keys, witnesses).await
 }
 
+/// The run as the watch delivered it, else as read now; what to do when it cannot be read.
+async fn current(
+    api: &kube::Api<DynamicObject>,
+    namespace: &str,
+    name: &str,
+    cached: Option<DynamicObject>,
+) -> Result<DynamicObject, Step> {
+    if let Some(obj) = cached {
+        return Ok(obj);
+    }
+    match api.get(name).await {
+        Ok(obj) => Ok(obj),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Step::Done),
+        Err(error) => {
+            tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read run");
+            Err(Step::ApiError)
+        }
+    }
+}
+
+/// A run queued while it was ours, then marked by someone else or filtered out by a changed
+/// `filter.managed-by`: nothing will sign it, so our finalizer, if it is there, goes.
+async fn let_go(api: &kube::Api<DynamicObject>, run: &Run, obj: &DynamicObject) -> Step {
+    let Some(finalizers) = release(run) else {
+        return Step::Done;
+    };
+    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+    match write(api, run, &rv, &BTreeMap::new(), Some(finalizers)).await {
+        Written::Conflict => Step::Again,
+        Written::Failed => Step::ApiError,
+        Written::Yes => Step::Done,
+    }
+}
+
 /// Signs one run, or records why not, and says what to do next.
 pub(crate) async fn process(
     ctx: &Context,
@@ -84,20 +118,15 @@ pub(crate) async fn process(
 ) -> Step {
     let api = runs(&ctx.client, kind, Some(namespace));
     let metrics = ctx.metrics.of(kind);
-    let obj = match cached {
-        Some(obj) => obj,
-        None => match api.get(name).await {
-            Ok(obj) => obj,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Step::Done,
-            Err(error) => {
-                tracing::warn!(%error, run = %format!("{namespace}/{name}"), "failed to read run");
-                return Step::ApiError;
-            }
-        },
+    let obj = match current(&api, namespace, name, cached).await {
+        Ok(obj) => obj,
+        Err(step) => return step,
     };
     let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
-    if !run.is_done() || run.is_finished() || !is_ours(ctx, &run) {
-        return Step::Done;
+    match (!run.is_finished() && is_ours(ctx, &run), run.is_done()) {
+        (false, _) if ctx.owns(&run.uid) => return let_go(&api, &run, &obj).await,
+        (true, true) => {}
+        _ => return Step::Done,
     }
     let retries = run.retries();
     tokio::time::sleep(attempt_delay(retries)).await;
