@@ -162,6 +162,9 @@ pub struct KmsConfig {
     pub auth_spire_sock: Option<String>,
     /// `signers.kms.auth.spire.audience`.
     pub auth_spire_audience: Option<String>,
+    /// `signers.kms.auth.insecure` (Signet's own key): allows a plain-HTTP Vault address that
+    /// is not on loopback.
+    pub auth_insecure: bool,
 }
 
 impl Default for SignerConfig {

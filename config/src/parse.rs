@@ -176,8 +176,8 @@ impl Keys<'_> {
         })
     }
 
-    fn kms(&self) -> super::KmsConfig {
-        super::KmsConfig {
+    fn kms(&self) -> Result<super::KmsConfig, ConfigError> {
+        Ok(super::KmsConfig {
             kmsref: self.string("signers.kms.kmsref"),
             auth_address: self.string("signers.kms.auth.address"),
             auth_token: self
@@ -189,7 +189,8 @@ impl Keys<'_> {
             auth_oidc_token_path: self.string("signers.kms.auth.oidc.token-path"),
             auth_spire_sock: self.string("signers.kms.auth.spire.sock"),
             auth_spire_audience: self.string("signers.kms.auth.spire.audience"),
-        }
+            auth_insecure: self.boolean("signers.kms.auth.insecure", false)?,
+        })
     }
 
     fn artifact(
@@ -301,7 +302,7 @@ impl SignerConfig {
                 timestamp_url: keys.string("transparency.timestamp.url"),
             },
             x509: keys.x509(fulcio_provider)?,
-            kms: keys.kms(),
+            kms: keys.kms()?,
             builder_id: keys.string_or("builder.id", &d.builder_id),
             build_type: keys.spelled(
                 "builddefinition.buildtype",

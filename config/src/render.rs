@@ -97,6 +97,9 @@ impl SignerConfig {
                 put(key, v.clone());
             }
         }
+        if k.auth_insecure {
+            put("signers.kms.auth.insecure", "true".to_owned());
+        }
         if let Some(token) = &k.auth_token {
             put("signers.kms.auth.token", token.expose().to_owned());
         }

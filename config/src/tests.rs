@@ -173,14 +173,14 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn kms_config()(s in proptest::collection::vec(opt_text(), 9)) -> KmsConfig {
+    fn kms_config()(s in proptest::collection::vec(opt_text(), 9), insecure in proptest::bool::ANY) -> KmsConfig {
         let mut s = s.into_iter();
         let mut next = || s.next().flatten();
         KmsConfig {
             kmsref: next(), auth_address: next(),
             auth_token: next().map(crate::redacted::Redacted::new), auth_token_path: next(),
             auth_oidc_path: next(), auth_oidc_role: next(), auth_oidc_token_path: next(),
-            auth_spire_sock: next(), auth_spire_audience: next(),
+            auth_spire_sock: next(), auth_spire_audience: next(), auth_insecure: insecure,
         }
     }
 }

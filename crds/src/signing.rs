@@ -459,6 +459,10 @@ pub struct KmsAuthSpec {
     /// SPIFFE JWT-SVID used as the login JWT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spire: Option<VaultSpireAuth>,
+    /// Allows an `http://` address that is not on loopback: the token or login JWT, and every
+    /// signature, then cross the network in the clear. Off by default.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// Vault JWT auth.

@@ -436,6 +436,7 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
                 .transpose()
                 .map_err(|m| invalid("signing.kms.auth.spire", m))?,
             auth_spire_audience: auth.spire.as_ref().map(|s| s.audience.clone()),
+            auth_insecure: auth.insecure,
         },
         builder_id: spec.provenance.builder_id.clone(),
         build_type: match spec.provenance.build_type {

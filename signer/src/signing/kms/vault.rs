@@ -31,6 +31,21 @@ use signet_config::redacted::Redacted;
 /// Where the pod's ServiceAccount token is mounted.
 pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
+/// Whether `address` names this machine (`127.0.0.0/8`, `::1` or `localhost`).
+fn on_loopback(address: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(address)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+    else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[derive(Clone, Debug)]
 enum Auth {
     TokenFile(PathBuf),
@@ -99,6 +114,11 @@ impl Vault {
         if !(address.starts_with("https://") || address.starts_with("http://")) {
             return Err(bad(format!(
                 "Vault address {address:?} is not an http(s) URL"
+            )));
+        }
+        if address.starts_with("http://") && !config.auth_insecure && !on_loopback(&address) {
+            return Err(bad(format!(
+                "Vault address {address} is plain HTTP and not on this machine: the login and every signature would cross the network in the clear; use https, or set signers.kms.auth.insecure (spec.signing.kms.auth.insecure) to allow it"
             )));
         }
         let auth = if let Some(socket) = &config.auth_spire_sock {
@@ -450,6 +470,37 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn plain_http_vault_is_refused_off_this_machine_unless_marked_insecure() {
+        let at = |address: &str| {
+            Vault::from_config(&config(&[
+                ("kmsref", "hashivault://signing"),
+                ("address", address),
+                ("token", "t"),
+            ]))
+        };
+        for local in [
+            "http://127.0.0.1:8200",
+            "http://localhost:8200",
+            "http://[::1]:8200",
+        ] {
+            assert!(at(local).is_ok(), "{local}");
+        }
+        assert!(at("https://vault.example:8200").is_ok());
+        let err = at("http://vault.vault.svc:8200").unwrap_err().to_string();
+        assert!(
+            err.contains("plain HTTP") && err.contains("signers.kms.auth.insecure"),
+            "{err}"
+        );
+        let mut insecure = config(&[
+            ("kmsref", "hashivault://signing"),
+            ("address", "http://vault.vault.svc:8200"),
+            ("token", "t"),
+        ]);
+        insecure.auth_insecure = true;
+        assert!(Vault::from_config(&insecure).is_ok());
     }
 
     #[test]
