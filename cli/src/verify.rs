@@ -22,12 +22,12 @@ use signet_signer::signing::dsse::{Envelope, pae};
 use signet_signer::signing::keyless::{certificate_blocks, check_chain, read_leaf};
 use signet_signer::storage::oci::auth::{Login, credential_for};
 use signet_signer::storage::oci::layout::{
-    CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Descriptor, Manifest,
-    SIGNATURE_ANNOTATION,
+    BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_ENVELOPE, Descriptor,
+    Manifest, SIGNATURE_ANNOTATION,
 };
 use signet_signer::storage::oci::reference::ImageRef;
 use signet_signer::storage::oci::registry::{Clients, Repository};
-use signet_signer::transparency::verify::check_entry;
+use signet_signer::transparency::verify::{check_entry, check_promise};
 
 use crate::report::{Check, Report};
 
@@ -39,6 +39,7 @@ const BLOB_LIMIT: usize = 4 << 20;
 const MAX_IMAGES: usize = 64;
 
 /// Why a check did not pass: it failed, or it cannot be decided with what the user trusts.
+#[derive(Debug)]
 pub(crate) enum Problem {
     Failed(String),
     Undecided(String),
@@ -47,6 +48,21 @@ pub(crate) enum Problem {
 impl From<String> for Problem {
     fn from(why: String) -> Self {
         Self::Failed(why)
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(why: &str) -> Self {
+        Self::Failed(why.to_owned())
+    }
+}
+
+/// Where a check's result is one word, pass or fail, an undecided one is not a pass.
+impl From<Problem> for String {
+    fn from(problem: Problem) -> Self {
+        match problem {
+            Problem::Failed(why) | Problem::Undecided(why) => why,
+        }
     }
 }
 
@@ -216,7 +232,7 @@ impl Verifier {
                 if payload != stored.payload {
                     return Err(
                         "the payload annotation differs from the payload the envelope signs: it was changed after signing"
-                            .to_owned(),
+                            .into(),
                     );
                 }
                 let statement: Value = serde_json::from_slice(&payload)
@@ -237,7 +253,8 @@ impl Verifier {
                     Some(statement),
                 )
             }
-            Err(why) => (Check::fail("attestation", why), None),
+            Err(Problem::Failed(why)) => (Check::fail("attestation", why), None),
+            Err(Problem::Undecided(why)) => (Check::undecided("attestation", why), None),
         }
     }
 
@@ -248,10 +265,10 @@ impl Verifier {
         certificate: Option<&str>,
         chain: Option<&str>,
         signed_at: Option<i64>,
-    ) -> Result<(Vec<u8>, String), String> {
+    ) -> Result<(Vec<u8>, String), Problem> {
         let Some(certificate) = certificate else {
             return self.trust.key.clone().ok_or_else(|| {
-                "no public key to verify with: the SignetConfig publishes none (status.publicKey); pass --key".to_owned()
+                "no public key to verify with: the SignetConfig publishes none (status.publicKey); pass --key".into()
             });
         };
         let leaf = read_leaf(certificate).map_err(|e| format!("the certificate: {e}"))?;
@@ -260,13 +277,18 @@ impl Verifier {
         )?;
         let mut pems = vec![certificate.to_owned()];
         pems.extend(certificate_blocks(chain.unwrap_or_default()));
-        // Fulcio certificates live minutes: they are checked at the time the log recorded
-        // the signature, or (no log entry) at the certificate's own start.
+        // Fulcio certificates live minutes: they are checked at the time a log or a timestamp
+        // authority vouches the signature was made. Without one, nothing says the key was
+        // used while the certificate was valid (its own start date proves nothing).
         let at = signed_at
             .and_then(|t| u64::try_from(t).ok())
-            .map_or(leaf.not_before, |t| {
-                SystemTime::UNIX_EPOCH + Duration::from_secs(t)
-            });
+            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t))
+            .ok_or_else(|| {
+                Problem::Undecided(
+                    "no verified log entry or signed timestamp says when the certificate was used (it is valid for minutes only); with the log's key pinned (--rekor-public-key) a logged signature can be checked"
+                        .to_owned(),
+                )
+            })?;
         check_chain(&pems, &leaf.key, Some(roots), at)
             .map_err(|e| format!("the certificate: {e}"))?;
         let expected = self.trust.identity.as_deref().ok_or(
@@ -276,7 +298,8 @@ impl Verifier {
             return Err(format!(
                 "the certificate is for {:?}, not the expected identity {expected}",
                 leaf.identities
-            ));
+            )
+            .into());
         }
         // An identity is a subject and an issuer: the same ServiceAccount name in another
         // cluster is another identity.
@@ -287,7 +310,8 @@ impl Verifier {
             return Err(format!(
                 "the certificate is from OIDC issuer {}, not the expected issuer {issuer}",
                 leaf.issuer.as_deref().unwrap_or("(none named)")
-            ));
+            )
+            .into());
         }
         Ok((leaf.key, format!("a Fulcio certificate for {expected}")))
     }
@@ -501,13 +525,43 @@ impl Verifier {
             .map(String::as_str)
             .filter(|c| !c.is_empty());
         let chain = annotations.get(CHAIN_ANNOTATION).map(String::as_str);
-        let (key, by) = self.verifying_key(certificate, chain, None)?;
         let blob = repository
             .blob(&layer.digest, BLOB_LIMIT)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the blob of layer {} is missing", layer.digest))?;
+        // A keyless layer is checked at the time its log bundle says the log recorded it.
+        let signed_at = match (certificate, annotations.get(BUNDLE_ANNOTATION)) {
+            (Some(_), Some(bundle)) => Some(self.logged_at(bundle, &blob)?),
+            _ => None,
+        };
+        let (key, by) = self.verifying_key(certificate, chain, signed_at)?;
         Ok((key, by, blob))
+    }
+
+    /// When the log recorded a tag-schema layer, from its cosign log bundle: the promise
+    /// verifies with the pinned log key and the entry is about this layer's content (the
+    /// entry body names the SHA-256 of the signed payload or envelope).
+    fn logged_at(&self, bundle: &str, blob: &[u8]) -> Result<i64, String> {
+        let bundle: Value = serde_json::from_str(bundle)
+            .map_err(|_| "the layer's log bundle is not JSON".to_owned())?;
+        let key = self.log_key()?;
+        let (time, body) = check_promise(&bundle, &key)?;
+        // The payload itself (a simple-signing layer, a hashedrekord entry), or the one a DSSE
+        // envelope carries (a dsse entry's payloadHash).
+        let mut hashes = vec![hex::encode(Sha256::digest(blob))];
+        if let Some(payload) = serde_json::from_slice::<Envelope>(blob)
+            .ok()
+            .and_then(|e| STANDARD.decode(e.payload).ok())
+        {
+            hashes.push(hex::encode(Sha256::digest(payload)));
+        }
+        let recorded = body.to_string();
+        if hashes.iter().any(|h| recorded.contains(h.as_str())) {
+            Ok(time)
+        } else {
+            Err("the layer's log bundle records another signature or payload".to_owned())
+        }
     }
 
     /// The first layer under `tag` that `check` accepts (given its key and blob), or why
@@ -781,7 +835,11 @@ mod tests {
             .unwrap_or_default(),
         );
         let verifier = keyless_verifier(Some(ISSUER));
-        let check = |name: &str| verifier.verifying_key(Some(&certificate(name)), None, now);
+        let check = |name: &str| {
+            verifier
+                .verifying_key(Some(&certificate(name)), None, now)
+                .map_err(String::from)
+        };
         assert!(check("leaf.pem").is_ok(), "{:?}", check("leaf.pem"));
         // The issuer named only in Fulcio's older extension counts too.
         assert!(check("leaf-v1-issuer.pem").is_ok());
@@ -792,19 +850,28 @@ mod tests {
             "{other}"
         );
         // No expected issuer: refused, as cosign refuses without --certificate-oidc-issuer.
-        let unknown = keyless_verifier(None)
-            .verifying_key(Some(&certificate("leaf.pem")), None, now)
-            .unwrap_err();
+        let unknown = String::from(
+            keyless_verifier(None)
+                .verifying_key(Some(&certificate("leaf.pem")), None, now)
+                .unwrap_err(),
+        );
         assert!(unknown.contains("--certificate-oidc-issuer"), "{unknown}");
         // A chain through an end-entity certificate is refused here as in the signer.
-        let forged = verifier
-            .verifying_key(
-                Some(&certificate("forged-leaf.pem")),
-                Some(&certificate("genuine.pem")),
-                now,
-            )
-            .unwrap_err();
+        let forged = String::from(
+            verifier
+                .verifying_key(
+                    Some(&certificate("forged-leaf.pem")),
+                    Some(&certificate("genuine.pem")),
+                    now,
+                )
+                .unwrap_err(),
+        );
         assert!(forged.contains("not a CA"), "{forged}");
+        // Nothing says when it was used: not checked at its own start, but undecided.
+        assert!(matches!(
+            verifier.verifying_key(Some(&certificate("leaf.pem")), None, None),
+            Err(Problem::Undecided(why)) if why.contains("when the certificate was used")
+        ));
     }
 
     #[test]

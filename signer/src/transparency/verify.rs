@@ -24,6 +24,55 @@ fn set_payload(entry: &Entry) -> String {
     )
 }
 
+/// Checks cosign's tag-schema log bundle (`dev.sigstore.cosign/bundle`: the signed entry
+/// timestamp and the entry it covers) against the log's key: the entry is in that log and the
+/// log promised it. Returns the integrated time and the decoded entry body, for the caller to
+/// compare with what the layer signs. (The promise alone: such bundles carry no inclusion
+/// proof, as cosign's offline verification accepts.)
+pub fn check_promise(bundle: &Value, log_key: &[u8]) -> Result<(i64, Value), String> {
+    let payload = &bundle["Payload"];
+    let text = |name: &str| {
+        payload[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the log bundle has no {name}"))
+    };
+    let entry = Entry {
+        uuid: String::new(),
+        log_index: payload["logIndex"]
+            .as_u64()
+            .ok_or("the log bundle has no logIndex")?,
+        integrated_time: payload["integratedTime"]
+            .as_i64()
+            .ok_or("the log bundle has no integratedTime")?,
+        log_id: text("logID")?,
+        body: text("body")?,
+        signed_entry_timestamp: bundle["SignedEntryTimestamp"]
+            .as_str()
+            .ok_or("the log bundle has no SignedEntryTimestamp")?
+            .to_owned(),
+        kind: String::new(),
+        kind_version: String::new(),
+        proof: None,
+    };
+    if entry.log_id != hex::encode(Sha256::digest(log_key)) {
+        return Err(
+            "the log bundle is from another log (its logID is not this log's key)".to_owned(),
+        );
+    }
+    let set = STANDARD
+        .decode(&entry.signed_entry_timestamp)
+        .map_err(|_| "the signed entry timestamp is not base64".to_owned())?;
+    verify_signature(log_key, set_payload(&entry).as_bytes(), &set)
+        .map_err(|e| format!("the signed entry timestamp does not verify: {e}"))?;
+    let body = STANDARD
+        .decode(&entry.body)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("the log bundle's body is not base64 JSON")?;
+    Ok((entry.integrated_time, body))
+}
+
 fn hash_children(left: &[u8], right: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update([1u8]);
@@ -409,5 +458,44 @@ mod tests {
             set_payload(&entry),
             r#"{"body":"eyJ9","integratedTime":1700000000,"logID":"ab","logIndex":7}"#
         );
+    }
+
+    #[test]
+    fn a_log_bundle_counts_only_when_its_promise_verifies_with_the_logs_key() {
+        let key = test_key();
+        let body = serde_json::json!({"kind": "hashedrekord", "spec": {"x": 1}});
+        let mut entry = Entry {
+            uuid: String::new(),
+            log_index: 3,
+            integrated_time: 1_765_000_000,
+            log_id: hex::encode(Sha256::digest(key.public_der())),
+            body: STANDARD.encode(body.to_string()),
+            signed_entry_timestamp: String::new(),
+            kind: String::new(),
+            kind_version: String::new(),
+            proof: None,
+        };
+        entry.signed_entry_timestamp =
+            STANDARD.encode(key.sign(set_payload(&entry).as_bytes()).unwrap());
+        let bundle = |entry: &Entry| {
+            serde_json::json!({"SignedEntryTimestamp": entry.signed_entry_timestamp, "Payload": {
+                "body": entry.body, "integratedTime": entry.integrated_time,
+                "logIndex": entry.log_index, "logID": entry.log_id}})
+        };
+        assert_eq!(
+            check_promise(&bundle(&entry), key.public_der()),
+            Ok((1_765_000_000, body))
+        );
+        // Another log's key, a moved time, a missing field: refused.
+        assert!(check_promise(&bundle(&entry), test_key().public_der()).is_err());
+        let mut later = entry.clone();
+        later.integrated_time += 3600;
+        assert!(
+            check_promise(&bundle(&later), key.public_der())
+                .is_err_and(|e| e.contains("does not verify"))
+        );
+        let mut partial = bundle(&entry);
+        partial["Payload"]["integratedTime"] = Value::Null;
+        assert!(check_promise(&partial, key.public_der()).is_err());
     }
 }
