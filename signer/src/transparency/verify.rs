@@ -24,6 +24,19 @@ fn set_payload(entry: &Entry) -> String {
     )
 }
 
+/// The entry is in the log whose key this is (`logID`), and its signed entry timestamp —
+/// the log's promise to include it — verifies with that key.
+fn check_promised(entry: &Entry, log_key: &[u8]) -> Result<(), String> {
+    if entry.log_id != hex::encode(Sha256::digest(log_key)) {
+        return Err("the entry is from another log (its logID is not this log's key)".to_owned());
+    }
+    let set = STANDARD
+        .decode(&entry.signed_entry_timestamp)
+        .map_err(|_| "the signed entry timestamp is not base64".to_owned())?;
+    verify_signature(log_key, set_payload(entry).as_bytes(), &set)
+        .map_err(|e| format!("the signed entry timestamp does not verify: {e}"))
+}
+
 /// Checks cosign's tag-schema log bundle (`dev.sigstore.cosign/bundle`: the signed entry
 /// timestamp and the entry it covers) against the log's key: the entry is in that log and the
 /// log promised it. Returns the integrated time and the decoded entry body, for the caller to
@@ -55,16 +68,7 @@ pub fn check_promise(bundle: &Value, log_key: &[u8]) -> Result<(i64, Value), Str
         kind_version: String::new(),
         proof: None,
     };
-    if entry.log_id != hex::encode(Sha256::digest(log_key)) {
-        return Err(
-            "the log bundle is from another log (its logID is not this log's key)".to_owned(),
-        );
-    }
-    let set = STANDARD
-        .decode(&entry.signed_entry_timestamp)
-        .map_err(|_| "the signed entry timestamp is not base64".to_owned())?;
-    verify_signature(log_key, set_payload(&entry).as_bytes(), &set)
-        .map_err(|e| format!("the signed entry timestamp does not verify: {e}"))?;
+    check_promised(&entry, log_key)?;
     let body = STANDARD
         .decode(&entry.body)
         .ok()
@@ -197,14 +201,7 @@ pub fn check_entry(
     expected: &(dyn Fn(&Value) -> Result<(), String> + Sync),
 ) -> Result<Entry, String> {
     let mut entry = parse_entry(answer)?;
-    if entry.log_id != hex::encode(Sha256::digest(log_key)) {
-        return Err("the entry is from another log (its logID is not this log's key)".to_owned());
-    }
-    let set = STANDARD
-        .decode(&entry.signed_entry_timestamp)
-        .map_err(|_| "the signed entry timestamp is not base64".to_owned())?;
-    verify_signature(log_key, set_payload(&entry).as_bytes(), &set)
-        .map_err(|e| format!("the signed entry timestamp does not verify: {e}"))?;
+    check_promised(&entry, log_key)?;
     let body = STANDARD
         .decode(&entry.body)
         .map_err(|_| "the entry body is not base64".to_owned())?;
