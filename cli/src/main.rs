@@ -159,6 +159,7 @@ async fn run(args: Args) -> Result<bool, Failure> {
                 spec: config.map(|c| c.spec),
                 clients: Clients::new().map_err(|e| format!("TLS set-up: {e}"))?,
                 logins: docker_logins(),
+                vouched: std::sync::Mutex::default(),
             };
             let run = read_run(&cluster, &run).await?;
             let report = verifier.verify(&run).await;

@@ -29,7 +29,7 @@ use signet_signer::storage::oci::reference::ImageRef;
 use signet_signer::storage::oci::registry::{Clients, Repository};
 use signet_signer::transparency::verify::{check_entry, check_promise};
 
-use crate::report::{Check, Report};
+use crate::report::{Check, Outcome, Report};
 
 mod bundles;
 
@@ -48,6 +48,16 @@ pub(crate) enum Problem {
 impl From<String> for Problem {
     fn from(why: String) -> Self {
         Self::Failed(why)
+    }
+}
+
+impl Problem {
+    /// The more telling of two reasons: an undecided one over a failure, else the newer.
+    fn or(self, newer: Self) -> Self {
+        match (&self, &newer) {
+            (Self::Undecided(_), Self::Failed(_)) => self,
+            _ => newer,
+        }
     }
 }
 
@@ -103,6 +113,10 @@ pub struct Verifier {
     pub clients: Clients,
     /// Registry logins from the user's docker config.
     pub logins: Vec<Login>,
+    /// Signatures a verified Sigstore bundle carries, with the time its timestamp or log
+    /// entry vouches for: the same envelope on the run (Rekor v2 has no entry to read back)
+    /// is checked at that time.
+    pub vouched: std::sync::Mutex<Vec<(String, i64)>>,
 }
 
 /// The attestation as stored on the run: its envelope and the payload annotation.
@@ -176,6 +190,17 @@ impl Verifier {
                 "images",
                 "no provenance on the run to read image names from",
             )),
+        }
+        // Undecided for want of a time: a bundle in the registry may carry the same signature
+        // with a timestamp or log entry that was verified meanwhile.
+        if let (Ok(Some(stored)), Some(at)) = (
+            &stored,
+            self.vouched_time(stored_signature(&stored).as_deref()),
+        ) && let Some(check) = checks
+            .iter_mut()
+            .find(|c| c.name == "attestation" && c.outcome == Outcome::Undecided)
+        {
+            *check = self.attestation_check(stored, Some(at)).0;
         }
         Report::new(
             format!(
@@ -256,6 +281,16 @@ impl Verifier {
             Err(Problem::Failed(why)) => (Check::fail("attestation", why), None),
             Err(Problem::Undecided(why)) => (Check::undecided("attestation", why), None),
         }
+    }
+
+    /// The time a verified bundle vouches `signature` (base64) was made at, if one did.
+    fn vouched_time(&self, signature: Option<&str>) -> Option<i64> {
+        let signature = signature?;
+        let vouched = self.vouched.lock().ok()?;
+        vouched
+            .iter()
+            .find(|(s, _)| s == signature)
+            .map(|(_, at)| *at)
     }
 
     /// The key that must have made a signature: the certificate's, once its chain and
@@ -461,12 +496,7 @@ impl Verifier {
                 } else {
                     self.image_signature(&repository, &stored, &image).await
                 };
-                match found {
-                    Ok(by) => {
-                        Check::pass("image signature", format!("{short}: verifies with {by}"))
-                    }
-                    Err(why) => Check::fail("image signature", format!("{short}: {why}")),
-                }
+                image_check("image signature", &short, found)
             } else {
                 Check::skip(
                     "image signature",
@@ -479,12 +509,7 @@ impl Verifier {
                 } else {
                     self.image_attestation(&repository, &stored, &image).await
                 };
-                match found {
-                    Ok(by) => {
-                        Check::pass("image attestation", format!("{short}: verifies with {by}"))
-                    }
-                    Err(why) => Check::fail("image attestation", format!("{short}: {why}")),
-                }
+                image_check("image attestation", &short, found)
             } else {
                 Check::skip(
                     "image attestation",
@@ -518,7 +543,7 @@ impl Verifier {
         &self,
         repository: &Repository,
         layer: &Descriptor,
-    ) -> Result<(Vec<u8>, String, Vec<u8>), String> {
+    ) -> Result<(Vec<u8>, String, Vec<u8>), Problem> {
         let annotations = layer.annotations.clone().unwrap_or_default();
         let certificate = annotations
             .get(CERTIFICATE_ANNOTATION)
@@ -542,7 +567,7 @@ impl Verifier {
     /// When the log recorded a tag-schema layer, from its cosign log bundle: the promise
     /// verifies with the pinned log key and the entry is about this layer's content (the
     /// entry body names the SHA-256 of the signed payload or envelope).
-    fn logged_at(&self, bundle: &str, blob: &[u8]) -> Result<i64, String> {
+    fn logged_at(&self, bundle: &str, blob: &[u8]) -> Result<i64, Problem> {
         let bundle: Value = serde_json::from_str(bundle)
             .map_err(|_| "the layer's log bundle is not JSON".to_owned())?;
         let key = self.log_key()?;
@@ -560,7 +585,7 @@ impl Verifier {
         if hashes.iter().any(|h| recorded.contains(h.as_str())) {
             Ok(time)
         } else {
-            Err("the layer's log bundle records another signature or payload".to_owned())
+            Err("the layer's log bundle records another signature or payload".into())
         }
     }
 
@@ -573,17 +598,19 @@ impl Verifier {
         wanted: impl Fn(&Descriptor) -> bool,
         check: impl Fn(&Descriptor, &[u8], &[u8]) -> Result<(), String>,
         none: String,
-    ) -> Result<String, String> {
+    ) -> Result<String, Problem> {
         let manifest = self.layers(repository, tag).await?;
-        let mut last = none;
+        let mut last = Problem::Failed(none);
         for layer in manifest.layers.iter().filter(|l| wanted(l)) {
             let attempt = self
                 .layer_key_and_blob(repository, layer)
                 .await
-                .and_then(|(key, by, blob)| check(layer, &key, &blob).map(|()| by));
+                .and_then(|(key, by, blob)| Ok(check(layer, &key, &blob).map(|()| by)?));
             match attempt {
                 Ok(by) => return Ok(by),
-                Err(why) => last = why,
+                // A layer that could not be decided outweighs one that failed (another key's,
+                // say): the answer is then "could not tell", not "no".
+                Err(why) => last = last.or(why),
             }
         }
         Err(last)
@@ -596,7 +623,7 @@ impl Verifier {
         repository: &Repository,
         stored: &ImageRef,
         image: &ImageRef,
-    ) -> Result<String, String> {
+    ) -> Result<String, Problem> {
         let signature_of = |layer: &Descriptor| {
             layer
                 .annotations
@@ -630,7 +657,7 @@ impl Verifier {
         repository: &Repository,
         stored: &ImageRef,
         image: &ImageRef,
-    ) -> Result<String, String> {
+    ) -> Result<String, Problem> {
         let hex = image.digest.trim_start_matches("sha256:");
         let check = |_: &Descriptor, key: &[u8], envelope: &[u8]| {
             let payload = open_envelope(envelope, key)?;
@@ -744,6 +771,24 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|e| format!("reading {url}: not JSON: {e}"))
 }
 
+/// One image check from what was found for the image `short`.
+fn image_check(name: &str, short: &str, found: Result<String, Problem>) -> Check {
+    match found {
+        Ok(by) => Check::pass(name, format!("{short}: verifies with {by}")),
+        Err(Problem::Failed(why)) => Check::fail(name, format!("{short}: {why}")),
+        Err(Problem::Undecided(why)) => Check::undecided(name, format!("{short}: {why}")),
+    }
+}
+
+/// The (first) signature of the envelope stored on the run, base64 as in the envelope.
+fn stored_signature(stored: &Result<Option<Stored>, String>) -> Option<String> {
+    let Ok(Some(stored)) = stored else {
+        return None;
+    };
+    let envelope: Envelope = serde_json::from_slice(&stored.envelope).ok()?;
+    envelope.signatures.first().map(|s| s.sig.clone())
+}
+
 /// Seconds since the epoch as RFC 3339.
 pub(crate) fn humanish(seconds: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_second(seconds)
@@ -819,6 +864,7 @@ mod tests {
             spec: None,
             clients: Clients::new().unwrap_or_else(|e| panic!("{e}")),
             logins: Vec::new(),
+            vouched: std::sync::Mutex::default(),
         }
     }
 

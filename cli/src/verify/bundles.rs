@@ -13,8 +13,9 @@ use signet_signer::storage::oci::layout::{
 use signet_signer::storage::oci::reference::ImageRef;
 use signet_signer::storage::oci::registry::Repository;
 use signet_signer::transparency::timestamp::verify_for_signature;
+use signet_signer::transparency::verify::check_promise;
 
-use super::{BLOB_LIMIT, Verifier, open_envelope};
+use super::{BLOB_LIMIT, Problem, Verifier, open_envelope};
 
 /// The most referrers of one image looked at.
 const MAX_REFERRERS: usize = 64;
@@ -23,7 +24,7 @@ impl Verifier {
     /// The transparency-log entry a bundle carries, checked: its inclusion proof leads to a
     /// checkpoint the trusted log signed, and it records this envelope's signature. `None`
     /// when the bundle carries none.
-    fn bundle_entry(&self, bundle: &Value) -> Result<Option<u64>, String> {
+    fn bundle_entry(&self, bundle: &Value) -> Result<Option<(u64, Option<i64>)>, String> {
         let Some(entry) = bundle["verificationMaterial"]["tlogEntries"].get(0) else {
             let required = self
                 .spec
@@ -65,9 +66,9 @@ impl Verifier {
             ours.then_some(())
                 .ok_or_else(|| "the entry records another signature".to_owned())
         };
-        signet_signer::transparency::v2::check_entry(entry, &key, &expected)
-            .map(|e| Some(e.log_index))
-            .map_err(|e| format!("the bundle's log entry: {e}"))
+        let checked = signet_signer::transparency::v2::check_entry(entry, &key, &expected)
+            .map_err(|e| format!("the bundle's log entry: {e}"))?;
+        Ok(Some((checked.log_index, promised_time(entry, &key)?)))
     }
 
     /// The signed timestamps a bundle carries, each checked against the TSA chain: the time
@@ -118,7 +119,7 @@ impl Verifier {
         stored: &ImageRef,
         image: &ImageRef,
         signature: bool,
-    ) -> Result<String, String> {
+    ) -> Result<String, Problem> {
         let index = repository
             .referrers(&stored.digest, &stored.referrers_tag())
             .await
@@ -127,20 +128,20 @@ impl Verifier {
         let index: Value = serde_json::from_slice(&index)
             .map_err(|_| "the referrers index is not JSON".to_owned())?;
         let hex = image.digest.trim_start_matches("sha256:");
-        let mut last = format!(
+        let mut last = Problem::Failed(format!(
             "no Sigstore bundle among its referrers is {}",
             if signature {
                 "an image signature (cosign/sign/v1)"
             } else {
                 "an attestation"
             }
-        );
+        ));
         let manifests = index["manifests"].as_array().into_iter().flatten();
         for referrer in manifests.take(MAX_REFERRERS) {
             // Registries differ in what the index says of a referrer (some give neither its
             // artifactType nor its annotations): the referrer's own manifest is read instead.
             let Some(digest) = referrer["digest"].as_str() else {
-                "a referrer in the index has no digest".clone_into(&mut last);
+                last = last.or("a referrer in the index has no digest".into());
                 continue;
             };
             let opened = self
@@ -148,18 +149,19 @@ impl Verifier {
                 .await
                 .and_then(|found| {
                     let Some((statement, by)) = found else {
-                        return Err(last.clone());
+                        return Ok(None);
                     };
                     let about = statement["subject"]
                         .as_array()
                         .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == hex));
                     about
-                        .then_some(by)
-                        .ok_or_else(|| "a bundle is about other digests".to_owned())
+                        .then_some(Some(by))
+                        .ok_or_else(|| "a bundle is about other digests".into())
                 });
             match opened {
-                Ok(by) => return Ok(by),
-                Err(why) => last = why,
+                Ok(Some(by)) => return Ok(by),
+                Ok(None) => {}
+                Err(why) => last = last.or(why),
             }
         }
         Err(last)
@@ -174,7 +176,7 @@ impl Verifier {
         repository: &Repository,
         digest: &str,
         signature: bool,
-    ) -> Result<Option<(Value, String)>, String> {
+    ) -> Result<Option<(Value, String)>, Problem> {
         let manifest = repository
             .manifest(digest)
             .await
@@ -212,26 +214,67 @@ impl Verifier {
             }
             None => None,
         };
-        let timestamp = self.bundle_timestamp(&bundle)?;
-        // A keyless certificate is checked at the time the authority vouches for.
-        let signed_at = timestamp
+        let timestamp = self
+            .bundle_timestamp(&bundle)?
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_secs()).ok());
+        let entry = self.bundle_entry(&bundle)?;
+        // A keyless certificate is checked at the time the authority vouches for, else the
+        // time the log promised.
+        let signed_at = timestamp.or(entry.and_then(|(_, promised)| promised));
         let (key, by) = self.verifying_key(certificate.as_deref(), None, signed_at)?;
-        let by = match signed_at {
+        let by = match timestamp {
             Some(at) => format!("{by}; signed timestamp {} verified", super::humanish(at)),
             None => by,
         };
         let envelope = serde_json::to_vec(&bundle["dsseEnvelope"]).unwrap_or_default();
         let payload = open_envelope(&envelope, &key)?;
+        if let (Some(at), Some(signature), Ok(mut vouched)) = (
+            signed_at,
+            bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str(),
+            self.vouched.lock(),
+        ) {
+            vouched.push((signature.to_owned(), at));
+        }
         let statement = serde_json::from_slice(&payload)
             .map_err(|_| "a bundle's statement is not JSON".to_owned())?;
-        let by = match self.bundle_entry(&bundle)? {
-            Some(index) => format!("{by}; log entry {index} proven included"),
+        let by = match entry {
+            Some((index, _)) => format!("{by}; log entry {index} proven included"),
             None => by,
         };
         Ok(Some((statement, by)))
     }
+}
+
+/// When a Rekor v1 entry in a bundle was integrated, as its inclusion promise (the signed
+/// entry timestamp over body, time, index and log) vouches; `None` without a promise (Rekor
+/// v2 gives none: a signed timestamp says when instead).
+fn promised_time(entry: &Value, key: &[u8]) -> Result<Option<i64>, String> {
+    let Some(promise) = entry["inclusionPromise"]["signedEntryTimestamp"].as_str() else {
+        return Ok(None);
+    };
+    // protobuf JSON: 64-bit numbers as strings, the log id as base64 bytes.
+    let number = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .or(v.as_i64())
+    };
+    let log_id = entry["logId"]["keyId"]
+        .as_str()
+        .and_then(|k| STANDARD.decode(k).ok())
+        .map(hex::encode);
+    let as_cosign_bundle = serde_json::json!({
+        "SignedEntryTimestamp": promise,
+        "Payload": {
+            "body": entry["canonicalizedBody"],
+            "integratedTime": number(&entry["integratedTime"]),
+            "logIndex": number(&entry["logIndex"]),
+            "logID": log_id,
+        }
+    });
+    check_promise(&as_cosign_bundle, key)
+        .map(|(time, _)| Some(time))
+        .map_err(|e| format!("the bundle's log entry: its inclusion promise: {e}"))
 }
 
 /// DER as a PEM `CERTIFICATE` block.
