@@ -232,6 +232,10 @@ where
 struct Keep<'a> {
     namespace: &'a str,
     credential_namespaces: Vec<String>,
+    /// The SignetConfig's UID: only objects it owns are ever pruned. The managed-by label
+    /// alone is no proof — whoever may label an object could otherwise have the operator
+    /// delete it for them.
+    owner_uid: &'a str,
 }
 
 impl Keep<'_> {
@@ -267,6 +271,11 @@ where
     for obj in list.items.iter().filter(|o| {
         !keep.keeps(&o.namespace().unwrap_or_default(), &o.name_any())
             && o.meta().deletion_timestamp.is_none()
+            && o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == keep.owner_uid)
     }) {
         let ns = obj.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(client.clone(), &ns);
@@ -294,7 +303,17 @@ pub async fn prune(
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
     let keep_namespace = desired.namespace.name_any();
+    let owner_uid = desired
+        .service_account
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .next()
+        .map(|r| r.uid.clone())
+        .unwrap_or_default();
     let keep = Keep {
+        owner_uid: &owner_uid,
         namespace: &keep_namespace,
         credential_namespaces: desired
             .credential_access

@@ -407,6 +407,24 @@ async fn the_signers_rbac_is_what_it_needs_and_nothing_more() {
         },
     )
     .await;
+    // Someone labels their own Secret as Signet's: the operator's prune, which runs with the
+    // next reconcile, must not delete what the SignetConfig does not own.
+    let elsewhere = signet_e2e::TestNamespace::create(admin, "prune-foreign")
+        .await
+        .unwrap();
+    let bait = Secret {
+        metadata: ObjectMeta {
+            name: Some("labelled-as-signets".into()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/managed-by".to_owned(),
+                "signet-operator".to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    };
+    let secrets = Api::<Secret>::namespaced(admin.clone(), elsewhere.name());
+    secrets.create(&PostParams::default(), &bait).await.unwrap();
     apply_config(admin, json!({"targetNamespace": ns1})).await;
     eventually("Secrets readable everywhere again", log, || async {
         can_i(env, &ns1, "get", "secrets", Some("default"))
@@ -423,6 +441,15 @@ async fn the_signers_rbac_is_what_it_needs_and_nothing_more() {
             .then_some(())
     })
     .await;
+    assert!(
+        secrets
+            .get_opt("labelled-as-signets")
+            .await
+            .unwrap()
+            .is_some(),
+        "the operator deleted a Secret it does not own because of a label:\n{}",
+        log()
+    );
 }
 
 /// A reconcile that finds everything as desired writes nothing.
