@@ -215,6 +215,23 @@ fn trust_from(args: TrustArgs, config: Option<&SignetConfig>) -> Result<Trust, F
         .map(|p| TrustedRoot::parse(&read_text(&p)?).map_err(|e| format!("{}: {e}", p.display())))
         .transpose()?;
     let transparency = config.map(|c| &c.spec.transparency);
+    // Sigstore's public instance is pinned by the public-good root built in, as in the signer.
+    let public = |url: &str, public: &str| url.trim_end_matches('/') == public;
+    let builtin = signet_config::trusted_root::public_good();
+    let public_fulcio = config
+        .filter(|c| {
+            public(
+                &c.spec.signing.keyless.fulcio_url,
+                signet_config::DEFAULT_FULCIO_URL,
+            )
+        })
+        .and(builtin);
+    let public_log = transparency
+        .filter(|t| {
+            t.version == signet_crds::RekorVersion::V1
+                && public(&t.url, signet_config::DEFAULT_REKOR_URL)
+        })
+        .and(builtin);
     Ok(Trust {
         key,
         roots: args
@@ -222,6 +239,7 @@ fn trust_from(args: TrustArgs, config: Option<&SignetConfig>) -> Result<Trust, F
             .map(|p| read_text(&p))
             .transpose()?
             .or_else(|| root.as_ref().map(TrustedRoot::fulcio_roots_pem))
+            .or_else(|| public_fulcio.map(TrustedRoot::fulcio_roots_pem))
             .filter(|pem| !pem.is_empty()),
         // The published issuer goes with the published identity: it is the cluster's token
         // issuer, which Fulcio writes into the certificates it issues the signer.
@@ -240,7 +258,12 @@ fn trust_from(args: TrustArgs, config: Option<&SignetConfig>) -> Result<Trust, F
             None => root
                 .as_ref()
                 .zip(transparency)
-                .and_then(|(r, t)| r.log_key(&t.url).map(<[u8]>::to_vec)),
+                .and_then(|(r, t)| r.log_key(&t.url).map(<[u8]>::to_vec))
+                .or_else(|| {
+                    public_log
+                        .and_then(|r| r.log_key(signet_config::DEFAULT_REKOR_URL))
+                        .map(<[u8]>::to_vec)
+                }),
         },
         tsa_chain: args
             .timestamp_certificate_chain

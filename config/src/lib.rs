@@ -62,6 +62,9 @@ pub struct SignerConfig {
     /// `sigstore.trusted-root` (Signet's key): the Sigstore trusted root (JSON) Fulcio, Rekor
     /// and timestamp authority answers are checked against.
     pub trusted_root: Option<trusted_root::TrustedRoot>,
+    /// `sigstore.insecure-trust-on-first-use` (Signet's key): without a pin, trust the root
+    /// a Fulcio sends and the key a log or timestamp authority serves.
+    pub insecure_trust_on_first_use: bool,
 }
 
 /// How one kind of run (TaskRun or PipelineRun) is formatted, signed and stored.
@@ -211,6 +214,119 @@ impl Default for SignerConfig {
             build_type: BuildType::Slsa,
             managed_by: BTreeSet::new(),
             trusted_root: None,
+            insecure_trust_on_first_use: false,
+        }
+    }
+}
+
+/// What pins trust in the Sigstore services besides `sigstore.trusted-root`: cosign's
+/// environment variables, as the signer process was started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pins {
+    /// `SIGSTORE_ROOT_FILE`: the Fulcio roots.
+    pub fulcio_roots: bool,
+    /// `SIGSTORE_REKOR_PUBLIC_KEY`: the transparency log's key.
+    pub log_key: bool,
+    /// `SIGSTORE_TSA_CERTIFICATE_FILE`: the timestamp authority's chain.
+    pub timestamp_chain: bool,
+}
+
+impl Pins {
+    /// Environment variables naming the pinned files, as cosign reads them.
+    pub const VARIABLES: [&'static str; 3] = [
+        "SIGSTORE_ROOT_FILE",
+        "SIGSTORE_REKOR_PUBLIC_KEY",
+        "SIGSTORE_TSA_CERTIFICATE_FILE",
+    ];
+
+    /// The pins among `names` (the environment's variable names with a non-empty value).
+    pub fn named<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut pins = Self::default();
+        for name in names {
+            match name {
+                "SIGSTORE_ROOT_FILE" => pins.fulcio_roots = true,
+                "SIGSTORE_REKOR_PUBLIC_KEY" => pins.log_key = true,
+                "SIGSTORE_TSA_CERTIFICATE_FILE" => pins.timestamp_chain = true,
+                _ => {}
+            }
+        }
+        pins
+    }
+
+    /// This process's pins.
+    pub fn from_env() -> Self {
+        Self::named(
+            Self::VARIABLES
+                .into_iter()
+                .filter(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty())),
+        )
+    }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+impl SignerConfig {
+    /// Whether some artifact is signed keyless: Fulcio is on and an artifact uses `x509`.
+    pub fn keyless(&self) -> bool {
+        self.x509.fulcio_enabled
+            && [
+                self.taskrun.signer,
+                self.pipelinerun.signer,
+                self.oci.signer,
+            ]
+            .contains(&SignerKind::X509)
+    }
+
+    /// What Fulcio's certificates are checked against: the trusted root, else Sigstore's
+    /// public-good root built into Signet when the public Fulcio is configured and
+    /// `SIGSTORE_ROOT_FILE` pins nothing else. `None`: the environment's pin, or nothing.
+    pub fn fulcio_trust(&self, pins: Pins) -> Option<&trusted_root::TrustedRoot> {
+        self.trusted_root.as_ref().or_else(|| {
+            (!pins.fulcio_roots && same_url(&self.x509.fulcio_address, DEFAULT_FULCIO_URL))
+                .then(trusted_root::public_good)
+                .flatten()
+        })
+    }
+
+    /// What the transparency log's answers are checked against: the trusted root, else the
+    /// built-in public-good root for Sigstore's public Rekor (v1) unless
+    /// `SIGSTORE_REKOR_PUBLIC_KEY` pins another key.
+    pub fn log_trust(&self, pins: Pins) -> Option<&trusted_root::TrustedRoot> {
+        let t = &self.transparency;
+        self.trusted_root.as_ref().or_else(|| {
+            (!pins.log_key && t.version == RekorVersion::V1 && same_url(&t.url, DEFAULT_REKOR_URL))
+                .then(trusted_root::public_good)
+                .flatten()
+        })
+    }
+
+    /// Refuses a configuration that would trust a Sigstore service on first use — a Fulcio's
+    /// own root, a log's or timestamp authority's served key — unless
+    /// `sigstore.insecure-trust-on-first-use` says so.
+    pub fn check_pinned(&self, pins: Pins) -> Result<(), ConfigError> {
+        if self.trusted_root.is_some() || self.insecure_trust_on_first_use {
+            return Ok(());
+        }
+        let mut services = Vec::new();
+        if self.keyless() && self.fulcio_trust(pins).is_none() && !pins.fulcio_roots {
+            services.push(format!("Fulcio at {}", self.x509.fulcio_address));
+        }
+        let t = &self.transparency;
+        if t.mode != TransparencyMode::Disabled && self.log_trust(pins).is_none() && !pins.log_key {
+            services.push(format!("the transparency log at {}", t.url));
+        }
+        if let Some(url) = t.timestamp_url.as_deref().filter(|_| !pins.timestamp_chain) {
+            services.push(format!("the timestamp authority at {url}"));
+        }
+        if services.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Unpinned {
+                services: services.join(", "),
+                key: parse::TOFU_KEY,
+            })
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum ConfigError {
         backend: String,
         accepted: String,
     },
+    #[error(
+        "nothing pins the trust in {services}: set sigstore.trusted-root (spec.signing.trustedRoot), cosign's pins (SIGSTORE_ROOT_FILE, SIGSTORE_REKOR_PUBLIC_KEY, SIGSTORE_TSA_CERTIFICATE_FILE), or {key}: \"true\" (spec.signing.insecureTrustOnFirstUse) to trust whatever they serve"
+    )]
+    Unpinned { services: String, key: &'static str },
     #[error("failed to read config key {key}: {source}")]
     TrustedRoot {
         key: String,
@@ -331,9 +335,12 @@ impl SignerConfig {
                     })
                 })
                 .transpose()?,
+            insecure_trust_on_first_use: keys.boolean(TOFU_KEY, false)?,
         })
     }
 }
 
 /// The key holding the trusted root's JSON.
 pub const TRUSTED_ROOT_KEY: &str = "sigstore.trusted-root";
+/// The key that lets the signer trust what unpinned Sigstore services serve.
+pub const TOFU_KEY: &str = "sigstore.insecure-trust-on-first-use";

@@ -97,13 +97,28 @@ impl SignerConfig {
                 put(key, v.clone());
             }
         }
-        if k.auth_insecure {
-            put("signers.kms.auth.insecure", "true".to_owned());
+        self.render_flags(&mut out);
+        out
+    }
+
+    /// The switches, the inline Vault token, the trusted root and the managed-by list.
+    fn render_flags(&self, out: &mut BTreeMap<String, String>) {
+        let mut put = |key: &str, value: String| {
+            out.insert(key.to_owned(), value);
+        };
+        let k = &self.kms;
+        for (key, on) in [
+            ("signers.kms.auth.insecure", k.auth_insecure),
+            (crate::parse::TOFU_KEY, self.insecure_trust_on_first_use),
+        ] {
+            if on {
+                put(key, "true".to_owned());
+            }
         }
         if let Some(token) = &k.auth_token {
             put("signers.kms.auth.token", token.expose().to_owned());
         }
-        if let Some(p) = x.fulcio_provider {
+        if let Some(p) = self.x509.fulcio_provider {
             put("signers.x509.fulcio.provider", p.to_string());
         }
         if let Some(root) = &self.trusted_root {
@@ -113,6 +128,5 @@ impl SignerConfig {
             let names: Vec<&str> = self.managed_by.iter().map(String::as_str).collect();
             put("filter.managed-by", names.join(","));
         }
-        out
     }
 }

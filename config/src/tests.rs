@@ -208,6 +208,7 @@ prop_compose! {
         kms in kms_config(),
         build_type in pick(BuildType::ALL),
         managed_by in proptest::collection::btree_set("[a-z][a-z.-]{0,12}", 0..3),
+        tofu in any::<bool>(),
     ) -> SignerConfig {
         SignerConfig {
             taskrun, pipelinerun, pipelinerun_deep_inspection: deep,
@@ -221,6 +222,7 @@ prop_compose! {
             },
             kms, builder_id: urls[4].clone(), build_type, managed_by,
             trusted_root: trusted_root.map(|t| crate::trusted_root::TrustedRoot::parse(t).unwrap()),
+            insecure_trust_on_first_use: tofu,
         }
     }
 }
@@ -231,4 +233,65 @@ proptest! {
         let rendered = config.render();
         prop_assert_eq!(SignerConfig::parse(&rendered).unwrap(), config);
     }
+}
+
+#[test]
+fn sigstore_services_are_trusted_only_when_something_pins_them() {
+    let parsed = |pairs: &[(&str, &str)]| SignerConfig::parse(&data(pairs)).unwrap();
+    let none = Pins::default();
+    // Sigstore's public instance: the built-in public-good root pins Fulcio and Rekor v1.
+    let public = parsed(&[
+        ("signers.x509.fulcio.enabled", "true"),
+        ("transparency.enabled", "true"),
+    ]);
+    assert_eq!(public.check_pinned(none), Ok(()));
+    assert!(public.fulcio_trust(none).is_some() && public.log_trust(none).is_some());
+    // SIGSTORE_ROOT_FILE wins over the built-in root: the environment's file is read instead.
+    assert!(
+        public
+            .fulcio_trust(Pins::named(["SIGSTORE_ROOT_FILE"]))
+            .is_none()
+    );
+
+    let private = [
+        ("signers.x509.fulcio.enabled", "true"),
+        ("signers.x509.fulcio.address", "https://fulcio.corp.example"),
+        ("transparency.enabled", "true"),
+        ("transparency.url", "https://rekor.corp.example"),
+        ("transparency.timestamp.url", "https://tsa.corp.example"),
+    ];
+    let refused = parsed(&private).check_pinned(none).unwrap_err().to_string();
+    for service in [
+        "Fulcio at https://fulcio.corp.example",
+        "the transparency log at https://rekor.corp.example",
+        "the timestamp authority at https://tsa.corp.example",
+        "sigstore.insecure-trust-on-first-use",
+    ] {
+        assert!(refused.contains(service), "{service}: {refused}");
+    }
+    let all = Pins::named(Pins::VARIABLES);
+    assert_eq!(parsed(&private).check_pinned(all), Ok(()));
+    let one = parsed(&private)
+        .check_pinned(Pins::named([
+            "SIGSTORE_ROOT_FILE",
+            "SIGSTORE_TSA_CERTIFICATE_FILE",
+        ]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        one.contains("transparency log") && !one.contains("Fulcio"),
+        "{one}"
+    );
+
+    let mut opted_in = private.to_vec();
+    opted_in.push((parse::TOFU_KEY, "true"));
+    let config = parsed(&opted_in);
+    assert_eq!(config.check_pinned(none), Ok(()));
+    assert_eq!(SignerConfig::parse(&config.render()).unwrap(), config);
+    // Rekor v2 of the public instance is not in the built-in root.
+    let v2 = parsed(&[
+        ("transparency.enabled", "true"),
+        ("transparency.version", "v2"),
+    ]);
+    assert!(v2.check_pinned(none).is_err());
 }

@@ -100,6 +100,19 @@ fn authorities(
         .collect()
 }
 
+/// Sigstore's public-good trusted root as built into Signet: the Fulcio CAs, the Rekor v1
+/// key and the CT logs of `trusted_root.json` as Sigstore's TUF repository published it
+/// (github.com/sigstore/sigstore v1.10.9, `pkg/tuf/repository/targets/trusted_root.json`),
+/// without its one timestamp authority, which names no URL. Used only for the public
+/// `fulcio.sigstore.dev` and `rekor.sigstore.dev` when nothing else is pinned.
+/// `None` only if the built-in file did not parse, which a unit test rules out.
+pub fn public_good() -> Option<&'static TrustedRoot> {
+    static ROOT: std::sync::LazyLock<Option<TrustedRoot>> = std::sync::LazyLock::new(|| {
+        TrustedRoot::parse(include_str!("public-good-trusted-root.json")).ok()
+    });
+    ROOT.as_ref()
+}
+
 impl TrustedRoot {
     /// Parses `text` (JSON); every certificate and key must be base64.
     pub fn parse(text: &str) -> Result<Self, TrustedRootError> {
@@ -191,6 +204,22 @@ mod tests {
                 "certChain": {"certificates": [{"rawBytes": STANDARD.encode(b"tsa")}]}}]
         })
         .to_string()
+    }
+
+    #[test]
+    fn the_built_in_public_good_root_names_the_public_fulcio_and_rekor() {
+        let root = public_good().unwrap();
+        assert!(root.log_key(crate::DEFAULT_REKOR_URL).is_some());
+        assert_eq!(root.certificate_authorities.len(), 2);
+        assert!(
+            root.certificate_authorities
+                .iter()
+                .all(|a| a.uri == crate::DEFAULT_FULCIO_URL)
+        );
+        assert_eq!(
+            root.fulcio_roots_pem().matches("BEGIN CERTIFICATE").count(),
+            3
+        );
     }
 
     #[test]

@@ -303,6 +303,13 @@ pub struct SigningSpec {
     /// key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trusted_root: Option<TrustedRootRef>,
+    /// Insecure: trust whatever root a Fulcio sends and whatever key a transparency log or
+    /// timestamp authority serves when nothing pins them (no `trustedRoot`, no cosign
+    /// environment pin, not Sigstore's public instance, whose root is built in). Without it
+    /// such a spec is refused. For a test instance only: anyone who can answer in the
+    /// service's name can then sign what verifies.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_trust_on_first_use: bool,
 }
 
 /// Where the trusted root (and a signing config) comes from: `configMapName`, or `tuf`.

@@ -12,8 +12,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::build::Desired;
+use crate::build::rbac::CredentialAccess;
 use crate::names::{
-    self, CREATED_BY_OPERATOR_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    self, CREATED_BY_OPERATOR_LABEL, CREATED_FOR_ANNOTATION, FIELD_MANAGER, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
 };
 
 /// A failed write, naming the object.
@@ -106,11 +108,13 @@ where
     Ok(applied)
 }
 
-/// Applies `desired`, creating the namespace (marked as ours) only if it is absent. What a
-/// previous `targetNamespace` left behind is removed later by [`prune`], once the signing key
-/// has been carried over.
-pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, ApplyError> {
-    let mut report = ApplyReport::default();
+/// The signer's namespace (marked when the operator creates it) and the operator's own
+/// Secret and Deployment rights in it, before it needs them; the namespace's name.
+async fn ensure_namespace(
+    client: &Client,
+    desired: &Desired,
+    report: &mut ApplyReport,
+) -> Result<String, ApplyError> {
     let ns_name = desired.namespace.name_any();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut namespace = desired.namespace.clone();
@@ -123,15 +127,43 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, Ap
             name: ns_name.clone(),
             source,
         })?;
-    let created_by_us = existing
-        .as_ref()
-        .is_none_or(|n| n.labels().contains_key(CREATED_BY_OPERATOR_LABEL));
+    let owner = owner_uid(desired);
+    // Created now, or earlier for this SignetConfig: marked with its UID (the label alone,
+    // which anyone allowed to label a namespace can set, marks nothing deletable).
+    let created_by_us = existing.as_ref().is_none_or(|n| {
+        n.annotations()
+            .get(CREATED_FOR_ANNOTATION)
+            .map(String::as_str)
+            == Some(owner.as_str())
+    });
     if created_by_us {
         namespace
             .labels_mut()
             .insert(CREATED_BY_OPERATOR_LABEL.to_owned(), "true".to_owned());
+        namespace
+            .annotations_mut()
+            .insert(CREATED_FOR_ANNOTATION.to_owned(), owner.clone());
     }
-    ensure(&namespaces, &namespace, &mut report).await?;
+    ensure(&namespaces, &namespace, report).await?;
+    let written = report.written.len();
+    ensure(
+        &Api::namespaced(client.clone(), &ns_name),
+        &desired.operator_binding,
+        report,
+    )
+    .await?;
+    if report.written.len() > written {
+        await_granted(client, &ns_name).await;
+    }
+    Ok(ns_name)
+}
+
+/// Applies `desired`, creating the namespace (marked as ours) only if it is absent. What a
+/// previous `targetNamespace` left behind is removed later by [`prune`], once the signing key
+/// has been carried over.
+pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, ApplyError> {
+    let mut report = ApplyReport::default();
+    let ns_name = ensure_namespace(client, desired, &mut report).await?;
     ensure(
         &Api::namespaced(client.clone(), &ns_name),
         &desired.service_account,
@@ -162,10 +194,16 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, Ap
         &mut report,
     )
     .await?;
-    for (role, binding) in &desired.credential_access {
-        let ns = role.namespace().unwrap_or_default();
-        ensure(&Api::namespaced(client.clone(), &ns), role, &mut report).await?;
-        ensure(&Api::namespaced(client.clone(), &ns), binding, &mut report).await?;
+    match &desired.credential_access {
+        CredentialAccess::Everywhere(binding) => {
+            ensure(&Api::all(client.clone()), binding.as_ref(), &mut report).await?;
+        }
+        CredentialAccess::In(bindings) => {
+            for binding in bindings {
+                let ns = binding.namespace().unwrap_or_default();
+                ensure(&Api::namespaced(client.clone(), &ns), binding, &mut report).await?;
+            }
+        }
     }
     ensure(
         &Api::namespaced(client.clone(), &ns_name),
@@ -187,6 +225,51 @@ pub async fn apply(client: &Client, desired: &Desired) -> Result<ApplyReport, Ap
     .await?;
     report.deployment = Some(deployment);
     Ok(report)
+}
+
+/// The SignetConfig's UID, from the owner reference every managed object carries.
+fn owner_uid(desired: &Desired) -> String {
+    desired
+        .service_account
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .next()
+        .map(|r| r.uid.clone())
+        .unwrap_or_default()
+}
+
+/// Waits (at most 10 s) until the API server's authorizer grants what the operator's new
+/// RoleBinding in `namespace` gives: RBAC caches may take a moment to see it. Not granted by
+/// then, the next call fails with 403 and the reconcile is retried.
+async fn await_granted(client: &Client, namespace: &str) {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.to_owned()),
+                verb: Some("get".to_owned()),
+                resource: Some("secrets".to_owned()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for _ in 0..100 {
+        let allowed = api
+            .create(&PostParams::default(), &review)
+            .await
+            .is_ok_and(|r| r.status.is_some_and(|s| s.allowed));
+        if allowed {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Creates `obj` unless an object of that name exists; never updates. Returns the object
@@ -239,11 +322,16 @@ struct Keep<'a> {
 }
 
 impl Keep<'_> {
-    fn keeps(&self, namespace: &str, name: &str) -> bool {
-        if name == names::SIGNER_CREDENTIALS {
-            self.credential_namespaces.iter().any(|n| n == namespace)
-        } else {
-            namespace == self.namespace
+    fn keeps(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        match name {
+            // The operator's own rights go last, once nothing else there needs them.
+            names::OPERATOR_BINDING => true,
+            // Credentials are a binding to the installed ClusterRole: a Role of that name is
+            // what an earlier version made.
+            names::SIGNER_CREDENTIALS => {
+                kind == "RoleBinding" && self.credential_namespaces.iter().any(|n| n == namespace)
+            }
+            _ => namespace == self.namespace,
         }
     }
 }
@@ -257,9 +345,22 @@ where
     K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
+    prune_in::<K>(client, Api::all(client.clone()), keep, report).await
+}
+
+/// [`prune_kind`] among what `scope` lists (all namespaces, or one).
+async fn prune_in<K>(
+    client: &Client,
+    scope: Api<K>,
+    keep: &Keep<'_>,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     let kind = K::kind(&K::DynamicType::default()).to_string();
-    let all: Api<K> = Api::all(client.clone());
-    let list = all
+    let list = scope
         .list(&ListParams::default().labels(&names::managed_selector()))
         .await
         .map_err(|source| ApplyError {
@@ -269,7 +370,7 @@ where
             source,
         })?;
     for obj in list.items.iter().filter(|o| {
-        !keep.keeps(&o.namespace().unwrap_or_default(), &o.name_any())
+        !keep.keeps(&kind, &o.namespace().unwrap_or_default(), &o.name_any())
             && o.meta().deletion_timestamp.is_none()
             && o.meta()
                 .owner_references
@@ -303,32 +404,61 @@ pub async fn prune(
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
     let keep_namespace = desired.namespace.name_any();
-    let owner_uid = desired
-        .service_account
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .next()
-        .map(|r| r.uid.clone())
-        .unwrap_or_default();
+    let owner_uid = owner_uid(desired);
+    let credential_namespaces = match &desired.credential_access {
+        CredentialAccess::Everywhere(_) => Vec::new(),
+        CredentialAccess::In(bindings) => bindings
+            .iter()
+            .map(|b| b.namespace().unwrap_or_default())
+            .collect(),
+    };
     let keep = Keep {
         owner_uid: &owner_uid,
         namespace: &keep_namespace,
-        credential_namespaces: desired
-            .credential_access
-            .iter()
-            .map(|(role, _)| role.namespace().unwrap_or_default())
-            .collect(),
+        credential_namespaces,
     };
+    // Namespaces where the operator granted itself Secret and Deployment rights before: the
+    // only places it can, and the only places it looks for Secrets.
+    let granted: Vec<RoleBinding> = Api::<RoleBinding>::all(client.clone())
+        .list(&ListParams::default().labels(&names::managed_selector()))
+        .await
+        .map_err(|source| ApplyError {
+            action: "list",
+            kind: "RoleBinding".into(),
+            name: names::managed_selector(),
+            source,
+        })?
+        .items
+        .into_iter()
+        .filter(|b| b.name_any() == names::OPERATOR_BINDING && owned_by(b, &owner_uid))
+        .filter(|b| b.namespace().is_some_and(|ns| ns != keep_namespace))
+        .collect();
     prune_kind::<Deployment>(client, &keep, report).await?;
+    for binding in &granted {
+        let ns = binding.namespace().unwrap_or_default();
+        prune_in::<Secret>(client, Api::namespaced(client.clone(), &ns), &keep, report).await?;
+    }
     prune_kind::<Service>(client, &keep, report).await?;
     prune_kind::<ConfigMap>(client, &keep, report).await?;
     prune_kind::<RoleBinding>(client, &keep, report).await?;
     prune_kind::<Role>(client, &keep, report).await?;
     prune_kind::<ServiceAccount>(client, &keep, report).await?;
-    prune_kind::<Secret>(client, &keep, report).await?;
-    let keep_namespace = keep_namespace.as_str();
+    if let CredentialAccess::In(_) = desired.credential_access {
+        let bindings = Api::<ClusterRoleBinding>::all(client.clone());
+        if let Some(b) = bindings
+            .get_opt(names::SIGNER_CREDENTIALS)
+            .await
+            .map_err(|source| ApplyError {
+                action: "read",
+                kind: "ClusterRoleBinding".into(),
+                name: names::SIGNER_CREDENTIALS.into(),
+                source,
+            })?
+            .filter(|b| owned_by(b, &owner_uid))
+        {
+            delete_owned(&bindings, &b.name_any(), "ClusterRoleBinding", report).await?;
+        }
+    }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ours = namespaces
         .list(&ListParams::default().labels(&format!("{CREATED_BY_OPERATOR_LABEL}=true")))
@@ -345,9 +475,48 @@ pub async fn prune(
         .iter()
         .filter(|n| n.name_any() != keep_namespace && n.metadata.deletion_timestamp.is_none())
     {
-        delete_namespace_if_unused(client, &ns.name_any(), report).await?;
+        delete_namespace_if_unused(client, &ns.name_any(), &owner_uid, report).await?;
+    }
+    // Last, the operator's own rights where it no longer runs the signer.
+    for binding in &granted {
+        let ns = binding.namespace().unwrap_or_default();
+        let api: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+        delete_owned(&api, names::OPERATOR_BINDING, "RoleBinding", report).await?;
     }
     Ok(())
+}
+
+fn owned_by<K: Resource>(obj: &K, owner_uid: &str) -> bool {
+    obj.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner_uid)
+}
+
+/// Deletes `name` (absent already counts as done) and reports it.
+async fn delete_owned<K>(
+    api: &Api<K>,
+    name: &str,
+    kind: &str,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            report.pruned.push(format!("{kind}/{name}"));
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(ApplyError {
+            action: "delete",
+            kind: kind.into(),
+            name: name.into(),
+            source,
+        }),
+    }
 }
 
 /// The name of an object of kind `K` in `namespace` that Signet did not make, if any
@@ -389,8 +558,32 @@ where
 pub async fn delete_namespace_if_unused(
     client: &Client,
     name: &str,
+    owner_uid: &str,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let marked = namespaces
+        .get_opt(name)
+        .await
+        .map_err(|source| ApplyError {
+            action: "read",
+            kind: "Namespace".into(),
+            name: name.into(),
+            source,
+        })?
+        .is_some_and(|n| {
+            n.annotations()
+                .get(CREATED_FOR_ANNOTATION)
+                .map(String::as_str)
+                == Some(owner_uid)
+        });
+    if !marked {
+        tracing::info!(
+            namespace = name,
+            "keeping namespace: it is not marked as created for this SignetConfig"
+        );
+        return Ok(());
+    }
     let foreign = [
         foreign_object::<Secret>(client, name, &[]).await?,
         foreign_object::<ConfigMap>(
@@ -413,7 +606,6 @@ pub async fn delete_namespace_if_unused(
         );
         return Ok(());
     }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
     match namespaces.delete(name, &DeleteParams::background()).await {
         Ok(_) => report.pruned.push(format!("Namespace/{name}")),
         Err(kube::Error::Api(s)) if s.code == 404 => {}

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::DeleteParams;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -40,6 +40,8 @@ pub struct Context {
     /// Events on the SignetConfig.
     pub announcer: Announcer,
     issuer: OnceCell<String>,
+    /// Who the operator is authenticated as (a `SelfSubjectReview`), asked once.
+    operator: OnceCell<Subject>,
     /// The TUF repository's last answer (`signing.trustedRoot.tuf`).
     tuf: TufCache,
 }
@@ -84,6 +86,7 @@ impl Context {
             default_signer_image,
             metrics,
             issuer: OnceCell::new(),
+            operator: OnceCell::new(),
             tuf: TufCache::default(),
         }
     }
@@ -236,10 +239,7 @@ async fn apply_config(config: &SignetConfig, ctx: &Context) -> Result<Action, Re
         Ok(v) => v,
         Err(problem) => return leave_signer_as_is(ctx, config, facts, problem).await,
     };
-    let inputs = BuildInputs {
-        owner: config.controller_owner_ref(&()).unwrap_or_default(),
-        default_signer_image: ctx.default_signer_image.clone(),
-    };
+    let inputs = build_inputs(config, ctx).await?;
     let desired = build::build(&validated, &inputs);
     let mut report = apply::apply(client, &desired).await?;
     let moved_from = Some(running_namespace(config)).filter(|ns| *ns != spec.target_namespace);
@@ -454,9 +454,58 @@ async fn cleanup(config: &SignetConfig, ctx: &Context) -> Result<Action, Reconci
     if released.remaining > 0 {
         return Err(ReconcileError::FinalizersRemain(released.remaining));
     }
-    apply::delete_namespace_if_unused(client, &ns, &mut report).await?;
+    let owner_uid = config.metadata.uid.clone().unwrap_or_default();
+    apply::delete_namespace_if_unused(client, &ns, &owner_uid, &mut report).await?;
     tracing::info!(namespace = %ns, pruned = ?report.pruned, "SignetConfig config deleted; cleaned up");
     Ok(Action::await_change())
+}
+
+async fn build_inputs(config: &SignetConfig, ctx: &Context) -> Result<BuildInputs, ReconcileError> {
+    let operator = ctx
+        .operator
+        .get_or_try_init(|| operator_subject(&ctx.client))
+        .await
+        .map_err(ReconcileError::Read)?;
+    Ok(BuildInputs {
+        owner: config.controller_owner_ref(&()).unwrap_or_default(),
+        default_signer_image: ctx.default_signer_image.clone(),
+        operator: operator.clone(),
+    })
+}
+
+/// The operator's own identity as the API server sees it: the subject its RoleBinding in the
+/// signer's namespace names (a ServiceAccount in a cluster; a user when run by hand).
+async fn operator_subject(client: &Client) -> Result<Subject, kube::Error> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await?;
+    let username = review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default();
+    Ok(subject_of(&username))
+}
+
+fn subject_of(username: &str) -> Subject {
+    match username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((namespace, name)) => Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: name.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            api_group: None,
+        },
+        None => Subject {
+            kind: "User".to_owned(),
+            name: username.to_owned(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        },
+    }
 }
 
 async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), ReconcileError>

@@ -18,6 +18,14 @@ pub const PUBLIC_KEY_CONFIG_MAP: &str = "signet-public-key";
 /// Role and RoleBinding giving the signer registry credentials (ServiceAccounts and their
 /// pull secrets) in each namespace it signs, when `signer.namespaces` limits it.
 pub const SIGNER_CREDENTIALS: &str = "signet-signer-credentials";
+/// The ClusterRole (installed with the operator, never changed by it) holding what the
+/// operator does inside the signer's namespace — Secrets and Deployments — and the
+/// RoleBinding in that namespace through which the operator grants it to itself.
+pub const OPERATOR_NAMESPACE_ROLE: &str = "signet-operator-namespace";
+pub const OPERATOR_BINDING: &str = "signet-operator";
+/// Annotation on a Namespace the operator created: the UID of the SignetConfig it was made
+/// for. Only a namespace whose marker names the current SignetConfig is ever deleted.
+pub const CREATED_FOR_ANNOTATION: &str = "signet.dev/created-for";
 /// The signer's metrics Service.
 pub const METRICS_SERVICE: &str = "signet-signer-metrics";
 /// Pod-template annotation with the hash of everything that needs a restart.

@@ -122,6 +122,29 @@ fn trusted_root_source(
     }
 }
 
+/// Without a trusted root, each Sigstore service in use must be pinned: the built-in
+/// public-good root, a cosign pin in `signer.extraEnv`, or the loud opt-in.
+fn pinned(spec: &SignetConfigSpec, config: &sc::SignerConfig) -> Result<(), ValidationError> {
+    let pins = sc::Pins::named(
+        spec.signer
+            .extra_env
+            .iter()
+            .filter(|e| e.value.as_deref().is_some_and(|v| !v.is_empty()) || e.value_from.is_some())
+            .map(|e| e.name.as_str()),
+    );
+    config.check_pinned(pins).map_err(|e| {
+        invalid(
+            "signing.trustedRoot",
+            match e {
+                sc::ConfigError::Unpinned { services, .. } => format!(
+                    "nothing pins the trust in {services}: set signing.trustedRoot (a ConfigMap or a TUF repository), pin cosign's SIGSTORE_ROOT_FILE / SIGSTORE_REKOR_PUBLIC_KEY / SIGSTORE_TSA_CERTIFICATE_FILE in signer.extraEnv, or set signing.insecureTrustOnFirstUse: true to trust whatever they serve"
+                ),
+                other => other.to_string(),
+            },
+        )
+    })
+}
+
 /// The options each storage backend in use needs: a bucket for gcs, a collection URL the
 /// signer can open for docdb.
 fn storage_options(config: &sc::SignerConfig) -> Result<(), ValidationError> {
@@ -253,6 +276,8 @@ pub fn validate(spec: &SignetConfigSpec) -> Result<Validated, ValidationError> {
     identity(spec)?;
     if let Some(reference) = &spec.signing.trusted_root {
         trusted_root_source(spec, reference)?;
+    } else {
+        pinned(spec, &signer_config)?;
     }
     if spec.signing.keys.secret_name == SIGNER_CONFIG_MAP {
         return Err(invalid(
@@ -446,6 +471,7 @@ pub fn signer_config(spec: &SignetConfigSpec) -> Result<sc::SignerConfig, Valida
         managed_by: spec.filter.managed_by.iter().cloned().collect(),
         // Read from its ConfigMap at reconcile (`controller::read_trusted_root`).
         trusted_root: None,
+        insecure_trust_on_first_use: spec.signing.insecure_trust_on_first_use,
     })
 }
 
@@ -467,7 +493,7 @@ mod tests {
     fn rendered_config_parses_back_in_the_signer() {
         let v = validate(&spec(serde_json::json!({
             "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]}},
-            "signing": {"keyless": {"enabled": true}},
+            "signing": {"keyless": {"enabled": true}, "insecureTrustOnFirstUse": true},
             "transparency": {"mode": "manual", "url": "http://127.0.0.1:3000"},
             "filter": {"managedBy": ["pac"]}
         })))
@@ -484,6 +510,43 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_sigstore_service_nothing_pins_is_refused_naming_the_field() {
+        let private = serde_json::json!({
+            "signing": {"keyless": {"enabled": true, "fulcioUrl": "https://fulcio.corp.example"}},
+            "transparency": {"mode": "enabled", "url": "https://rekor.corp.example"}
+        });
+        let refused = refusal(private.clone());
+        assert!(
+            refused.starts_with("invalid spec.signing.trustedRoot: nothing pins the trust in Fulcio at https://fulcio.corp.example, the transparency log at https://rekor.corp.example"),
+            "{refused}"
+        );
+        assert!(refused.contains("insecureTrustOnFirstUse"), "{refused}");
+        // Sigstore's public instance is pinned by the built-in root.
+        assert!(
+            validate(&spec(
+                serde_json::json!({"signing": {"keyless": {"enabled": true}},
+                                                   "transparency": {"mode": "enabled"}})
+            ))
+            .is_ok()
+        );
+        let mut pinned = private.clone();
+        pinned["signer"] = serde_json::json!({"extraEnv": [
+            {"name": "SIGSTORE_ROOT_FILE", "value": "/pins/fulcio.pem"},
+            {"name": "SIGSTORE_REKOR_PUBLIC_KEY", "value": "/pins/rekor.pub"}]});
+        assert!(validate(&spec(pinned)).is_ok());
+        let mut root = private.clone();
+        root["signing"]["trustedRoot"] = serde_json::json!({"configMapName": "sigstore"});
+        assert!(validate(&spec(root)).is_ok());
+        let mut opted_in = private;
+        opted_in["signing"]["insecureTrustOnFirstUse"] = true.into();
+        let config = validate(&spec(opted_in)).unwrap().signer_config;
+        assert_eq!(
+            config.render()["sigstore.insecure-trust-on-first-use"],
+            "true"
+        );
     }
 
     #[test]

@@ -359,7 +359,8 @@ mod tests {
     #[test]
     fn a_signing_config_s_services_replace_the_spec_s_urls() {
         let keyless = serde_json::json!({
-            "signing": {"keyless": {"enabled": true, "fulcioUrl": "https://spec-fulcio.example"}},
+            "signing": {"keyless": {"enabled": true, "fulcioUrl": "https://spec-fulcio.example"},
+                        "trustedRoot": {"configMapName": "root", "signingConfigKey": "signing"}},
             "storage": {"oci": {"encoding": "sigstore-bundle"}},
             "transparency": {"mode": "enabled", "url": "https://spec-rekor.example"}
         });

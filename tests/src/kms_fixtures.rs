@@ -29,6 +29,22 @@ pub struct KmsFixture {
     dir: PathBuf,
 }
 
+impl KmsFixture {
+    /// Pins trust with cosign's variable `name` = `file`, in the signer's environment and in
+    /// the spec's `signer.extraEnv` (where the operator looks for it), replacing an earlier pin.
+    fn pin(&mut self, name: &str, file: String) {
+        self.env.retain(|(n, _)| n != name);
+        let mut listed: Vec<Value> = self.spec["signer"]["extraEnv"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        listed.retain(|e| e["name"] != name);
+        listed.push(json!({"name": name, "value": file}));
+        self.spec["signer"]["extraEnv"] = Value::Array(listed);
+        self.env.push((name.to_owned(), file));
+    }
+}
+
 impl Drop for KmsFixture {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -118,9 +134,7 @@ pub async fn vault_with_log(env: &TestEnv, version: &str) -> Result<KmsFixture, 
     let key = write(&fixture.dir, "rekor.pub", &pem)?;
     fixture.label = label;
     fixture.spec["transparency"] = json!({"mode": "enabled", "url": url, "version": version});
-    fixture
-        .env
-        .push(("SIGSTORE_REKOR_PUBLIC_KEY".to_owned(), key));
+    fixture.pin("SIGSTORE_REKOR_PUBLIC_KEY", key);
     fixture.peers.push(peer);
     Ok(fixture)
 }
@@ -396,7 +410,9 @@ pub async fn keyless(
     let fulcio = crate::sigstore::Fulcio::start(env, "sigstore").await?;
     let rekor = crate::sigstore::Rekor::start(env).await?;
     let token = federated_token(admin, ns, "sigstore", &dir).await?;
-    Ok(KmsFixture {
+    let fulcio_roots = write(&dir, "fulcio.pem", &fulcio.trust_bundle().await?)?;
+    let log_key = write(&dir, "rekor.pub", &rekor.public_key().await?)?;
+    let mut fixture = KmsFixture {
         label: "keyless: Fulcio v1.8.8 certificate + Rekor v1.5.4 entry per run (real servers)",
         spec: json!({
             "artifacts": {"taskRun": {"signer": "x509"}},
@@ -408,7 +424,10 @@ pub async fn keyless(
         images: None,
         peers: vec![Box::new(fulcio), Box::new(rekor)],
         dir,
-    })
+    };
+    fixture.pin("SIGSTORE_ROOT_FILE", fulcio_roots);
+    fixture.pin("SIGSTORE_REKOR_PUBLIC_KEY", log_key);
+    Ok(fixture)
 }
 
 /// Keyless signing of runs that built images: Sigstore bundles (attestation and image
@@ -445,9 +464,9 @@ pub async fn keyless_bundles(
             "keyless + bundles: Fulcio + Rekor v2 (rekor-tiles) + TSA (timestamp-authority v2.1.3)";
         fixture.spec["transparency"] =
             json!({"mode": "enabled", "url": rekor.url, "version": "v2", "timestampUrl": tsa.url});
-        fixture
-            .env
-            .push(("SIGSTORE_REKOR_PUBLIC_KEY".to_owned(), key));
+        let chain = tsa.chain_file().await?.to_string_lossy().into_owned();
+        fixture.pin("SIGSTORE_REKOR_PUBLIC_KEY", key);
+        fixture.pin("SIGSTORE_TSA_CERTIFICATE_FILE", chain);
         fixture.peers.push(Box::new(rekor));
         fixture.peers.push(Box::new(tsa));
     } else {

@@ -1,5 +1,5 @@
 //! Installs Signet from the committed OLM bundle the way OLM's install strategy does: the
-//! CRD from `bundle/manifests`, then for the CSV's `clusterPermissions` a ServiceAccount, a
+//! CRD and the cluster roles from `bundle/manifests`, then for the CSV's `clusterPermissions` a ServiceAccount, a
 //! ClusterRole and a ClusterRoleBinding (for `permissions` a Role and RoleBinding), and the
 //! CSV's Deployments in the install namespace. Tests read the files, not the generator, so
 //! what they prove holds for what users install.
@@ -70,6 +70,16 @@ impl Bundle {
         namespace: &str,
     ) -> Result<ServiceAccountIdentity, EnvError> {
         let pp = PatchParams::apply("olm-e2e").force();
+        // The bundle's ClusterRoles, which OLM creates with the CSV.
+        for (role_name, _) in signet_operator::install::installed_cluster_roles()
+            .map_err(|e| bad("installed ClusterRoles", e))?
+        {
+            let role: ClusterRole =
+                read_yaml(&signet_operator::install::cluster_role_file(&role_name))?;
+            Api::<ClusterRole>::all(admin.clone())
+                .patch(&role_name, &pp, &Patch::Apply(&role))
+                .await?;
+        }
         let name = self.csv["metadata"]["name"]
             .as_str()
             .ok_or_else(|| bad(CSV_FILE, "no metadata.name"))?

@@ -87,6 +87,50 @@ impl Fulcio {
     }
 }
 
+impl Fulcio {
+    /// A Sigstore trusted root (`trusted_root.json`) naming only this Fulcio and its CA chain:
+    /// what `signing.trustedRoot` pins. A PEM block's body is the certificate's DER in base64,
+    /// the form `rawBytes` takes.
+    pub async fn trusted_root(&self) -> Result<String, EnvError> {
+        let bundle = self.trust_bundle().await?;
+        let certificates: Vec<Value> = bundle
+            .split("-----END CERTIFICATE-----")
+            .filter_map(|block| block.split("-----BEGIN CERTIFICATE-----").nth(1))
+            .map(
+                |body| serde_json::json!({"rawBytes": body.split_whitespace().collect::<String>()}),
+            )
+            .collect();
+        Ok(serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "certificateAuthorities": [{"uri": self.url,
+                                        "certChain": {"certificates": certificates}}]
+        })
+        .to_string())
+    }
+}
+
+/// cosign's environment pins of `fulcio`'s CA chain and `rekor`'s key, written into `dir`
+/// (`fulcio.pem`, `rekor.pub`): the signer's `extraEnv` entries `SIGSTORE_ROOT_FILE` and
+/// `SIGSTORE_REKOR_PUBLIC_KEY`, as a JSON list.
+pub async fn pins(
+    dir: &std::path::Path,
+    fulcio: Option<&Fulcio>,
+    rekor: Option<&Rekor>,
+) -> Result<Value, EnvError> {
+    let mut env = Vec::new();
+    if let Some(fulcio) = fulcio {
+        let file = dir.join("fulcio.pem");
+        std::fs::write(&file, fulcio.trust_bundle().await?).map_err(err)?;
+        env.push(serde_json::json!({"name": "SIGSTORE_ROOT_FILE", "value": file}));
+    }
+    if let Some(rekor) = rekor {
+        let file = dir.join("rekor.pub");
+        std::fs::write(&file, rekor.public_key().await?).map_err(err)?;
+        env.push(serde_json::json!({"name": "SIGSTORE_REKOR_PUBLIC_KEY", "value": file}));
+    }
+    Ok(Value::Array(env))
+}
+
 /// Makes an ECDSA P-256 key pair with openssl: the private key (PKCS#8 PEM) at `key` and its
 /// public key (PEM) at `public`.
 pub fn p256_key_pair(key: &std::path::Path, public: &std::path::Path) -> Result<(), EnvError> {

@@ -570,8 +570,15 @@ async fn a_log_whose_answers_do_not_verify_never_marks_a_run_signed() {
         .await
         .unwrap();
     let signer_ns = format!("signet-e2e-hostile-log-{}", std::process::id());
+    // The log's real key is pinned: an answer the proxy changes cannot pass for the log's.
+    let dir = std::env::temp_dir().join(format!("signet-hostile-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pins = signet_e2e::sigstore::pins(&dir, None, Some(&rekor))
+        .await
+        .unwrap();
     let base = json!({
         "artifacts": {"oci": {"storage": []}},
+        "signer": {"extraEnv": pins},
         "transparency": {"mode": "enabled", "url": proxy.url},
     });
     let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
@@ -660,6 +667,7 @@ async fn a_log_whose_answers_do_not_verify_never_marks_a_run_signed() {
     eprintln!("transparency log faults: {table}");
     assert!(!log().contains("panicked"));
     drop(stack);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A signer whose ServiceAccount may not read what it watches (403) does not hot-loop: each
@@ -719,7 +727,10 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
     let token_file = dir.join("oidc-token");
     let keyless = json!({"enabled": true, "fulcioUrl": proxy.url, "issuer": env.oidc_issuer,
                          "tokenPath": token_file.to_str().unwrap()});
-    let base = json!({"signing": {"keyless": keyless}, "artifacts": {"oci": {"storage": []}}});
+    // Nothing pinned, opted in: the root comes from Fulcio's own answer, which the proxy
+    // forges — the path checks alone must refuse what does not certify our key.
+    let base = json!({"signing": {"keyless": keyless, "insecureTrustOnFirstUse": true},
+                      "artifacts": {"oci": {"storage": []}}});
     let stack = Stack::up_with(env, &admin, &signer_ns, base).await;
     let token =
         ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["sigstore"], 3600)

@@ -106,7 +106,13 @@ impl KeylessScene {
         let rekor = Rekor::start(env).await.unwrap();
         let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
         let keyless = json!({"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer});
+        // Nothing of this Fulcio or Rekor is trusted unless pinned: cosign's pins.
+        let files = scratch(name);
+        let pins = signet_e2e::sigstore::pins(&files, Some(&fulcio), Some(&rekor))
+            .await
+            .unwrap();
         let base = json!({"signing": {"keyless": keyless},
+                          "signer": {"extraEnv": pins},
                           "transparency": {"mode": "enabled", "url": rekor.url},
                           "artifacts": {"taskRun": {"format": "slsa/v2alpha4", "storage": ["tekton", "oci"]},
                                         "oci": {"storage": ["oci"]}}});
@@ -139,7 +145,6 @@ impl KeylessScene {
         .await;
 
         // Locally the token the kubelet would project lives in a file of ours.
-        let files = scratch(name);
         let token =
             ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &["sigstore"], 3600)
                 .await
@@ -747,7 +752,25 @@ async fn keyless_with_rekor_v2_needs_a_timestamp_authority(mut scene: KeylessSce
         message.contains("transparency.timestampUrl") && message.contains("timestamp authority"),
         "{message}"
     );
+    // The TSA's chain and (the list replaced) Fulcio's root are pinned by nothing now: refused,
+    // naming both, until the insecure opt-in says to trust what they serve.
     spec["transparency"]["timestampUrl"] = tsa.url.clone().into();
+    scene.stack.apply(spec.clone()).await;
+    let message = loop {
+        let message = common::wait_degraded(&scene.stack.configs, "InvalidSpec").await;
+        if message.contains("nothing pins") {
+            break message;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        message.contains(&format!("Fulcio at {}", scene.fulcio.url))
+            && message.contains(&format!("the timestamp authority at {}", tsa.url))
+            && !message.contains("transparency log")
+            && message.contains("signing.insecureTrustOnFirstUse"),
+        "{message}"
+    );
+    spec["signing"]["insecureTrustOnFirstUse"] = true.into();
     scene.stack.apply(spec).await;
     common::wait_rendered(
         &admin,
@@ -1230,7 +1253,9 @@ async fn fulcio_down_fails_runs_naming_it_and_back_up_signs_again() {
     let mut scene = KeylessScene::up("keyless-fulcio").await;
     let (admin, log) = (&scene.admin, || scene.signer.log_text());
     let ns = scene.work.name();
-    // 6. Fulcio down: failed, naming it; back up (a new CA: ephemeral) signs again.
+    // 6. Fulcio down: failed, naming it; back up with a new CA (ephemeral), which nothing
+    // pins: failed; once the pinned roots file names the new CA (as an edited ConfigMap
+    // would), signed again.
     std::fs::write(&scene.token_file, &scene.token.token).unwrap();
     scene.fulcio.server.stop();
     scene.rebuild("fulcio-down", "2026-11-26T10:04:00Z").await;
@@ -1238,6 +1263,14 @@ async fn fulcio_down_fails_runs_naming_it_and_back_up_signs_again() {
     assert!(reason.contains(&scene.fulcio.url), "{reason}");
     scene.fulcio.server.restart().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    scene.rebuild("fulcio-new-ca", "2026-11-26T10:04:30Z").await;
+    let reason = assert_fails(admin, ns, "fulcio-new-ca", log).await;
+    assert!(
+        reason.contains("does not chain to a trusted root"),
+        "{reason}"
+    );
+    let bundle = scene.fulcio.trust_bundle().await.unwrap();
+    std::fs::write(scene.files.join("fulcio.pem"), bundle).unwrap();
     let uid3 = scene.rebuild("fulcio-back", "2026-11-26T10:05:00Z").await;
     let back = wait_signed(admin, ns, "fulcio-back", log).await;
     let cert3: Value =
@@ -1285,7 +1318,11 @@ async fn spiffe_svids_get_fulcio_certificates_and_vault_tokens() {
         .to_str()
         .unwrap()
         .to_owned();
+    let pins = signet_e2e::sigstore::pins(&scratch("spiffe"), Some(&fulcio), None)
+        .await
+        .unwrap();
     let base = json!({
+        "signer": {"extraEnv": pins},
         "signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url,
                                 "issuer": env.spire_issuer, "provider": "spiffe"}},
         "spiffe": {"mode": "hostPath", "socketPath": format!("/run/spire/sockets/{socket_file}")},

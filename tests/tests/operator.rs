@@ -20,7 +20,9 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use signet_crds::SignetConfig;
 use signet_e2e::TestEnv;
-use signet_e2e::operator::{ConfigCleanup, OperatorProcess, install_crd, install_operator_rbac};
+use signet_e2e::operator::{
+    ConfigCleanup, OPERATOR_NAMESPACE, OperatorProcess, install_crd, install_operator_rbac,
+};
 
 /// How long a rollout may take: the controller-manager and kwok make the signer's pod ready
 /// (seconds normally; the bound is generous for a loaded 2-core machine).
@@ -149,9 +151,25 @@ async fn can_i(
     scope: Option<&str>,
 ) -> bool {
     let user = format!("system:serviceaccount:{namespace}:signet-signer");
+    can_as(env, &user, verb, resource, scope).await
+}
+
+/// What the operator's ServiceAccount may do, as the API server's authorizer says.
+async fn operator_can(env: &TestEnv, verb: &str, resource: &str, scope: Option<&str>) -> bool {
+    let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:signet-operator");
+    can_as(env, &user, verb, resource, scope).await
+}
+
+async fn can_as(
+    env: &TestEnv,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    scope: Option<&str>,
+) -> bool {
     let mut cmd = tokio::process::Command::new(&env.kubectl);
     cmd.env("KUBECONFIG", &env.kubeconfig)
-        .args(["auth", "can-i", verb, resource, "--as", &user]);
+        .args(["auth", "can-i", verb, resource, "--as", user]);
     match scope {
         Some(ns) => cmd.args(["-n", ns]),
         None => cmd.arg("--all-namespaces"),
@@ -432,8 +450,8 @@ async fn the_signers_rbac_is_what_it_needs_and_nothing_more() {
             .then_some(())
     })
     .await;
-    eventually("the credential Role pruned", log, || async {
-        Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(admin.clone(), &ns1)
+    eventually("the credential RoleBinding pruned", log, || async {
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &ns1)
             .get_opt("signet-signer-credentials")
             .await
             .ok()?
@@ -658,12 +676,52 @@ async fn a_spec_the_operator_cannot_act_on_degrades_and_leaves_the_signer_alone(
 /// removed.
 #[tokio::test]
 async fn moving_to_another_namespace_keeps_the_generated_key() {
-    let r = Rolled::up("move", &["c"]).await;
-    let (admin, configs) = (&r.admin, &r.configs);
+    let r = Rolled::up("move", &["c", "forged"]).await;
+    let (env, admin, configs) = (r.env, &r.admin, &r.configs);
     let ns1 = r.ns.clone();
     let log = || r.log();
     let ns3 = format!("{ns1}-c");
     let (data, public) = r.generated_key().await;
+    // The operator's Secret and Deployment rights are in the signer's namespace only.
+    assert!(operator_can(env, "get", "secrets", Some(&ns1)).await);
+    assert!(operator_can(env, "create", "deployments", Some(&ns1)).await);
+    for (verb, resource, scope) in [
+        ("list", "secrets", None),
+        ("get", "secrets", Some("default")),
+        ("create", "secrets", Some("kube-system")),
+        ("create", "deployments", Some("default")),
+        ("delete", "deployments", Some("kube-system")),
+    ] {
+        assert!(
+            !operator_can(env, verb, resource, scope).await,
+            "the operator may {verb} {resource} in {scope:?}"
+        );
+    }
+    for scope in [ns1.as_str(), "default"] {
+        let out = std::process::Command::new(&env.kubectl)
+            .env("KUBECONFIG", &env.kubeconfig)
+            .args(["auth", "can-i", "--list", "-n", scope, "--as"])
+            .arg(format!("system:serviceaccount:{OPERATOR_NAMESPACE}:signet-operator"))
+            .output()
+            .unwrap();
+        eprintln!(
+            "operator's rights in {scope}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // A namespace someone labelled as created by the operator, with nothing in it: without
+    // the marker naming this SignetConfig, the prune that removes the old namespace keeps it.
+    let forged = format!("{ns1}-forged");
+    let mut forged_ns = Namespace::default();
+    forged_ns.metadata.name = Some(forged.clone());
+    forged_ns.metadata.labels = Some(BTreeMap::from([(
+        "signet.dev/created-by-operator".to_owned(),
+        "true".to_owned(),
+    )]));
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &forged_ns)
+        .await
+        .unwrap();
     // 7. Moving to another namespace keeps the generated key: it is copied, not minted anew,
     //    so verifiers holding the published public key keep working; the old namespace (ours)
     //    is removed.
@@ -685,6 +743,14 @@ async fn moving_to_another_namespace_keeps_the_generated_key() {
     );
     let old_ns = Api::<Namespace>::all(admin.clone());
     namespace_deleted(&old_ns, &ns1, log).await;
+    let kept = old_ns.get_opt(&forged).await.unwrap();
+    assert!(
+        kept.is_some_and(|n| n.metadata.deletion_timestamp.is_none()),
+        "the operator deleted a namespace it did not create because of a label:\n{}",
+        log()
+    );
+    assert!(operator_can(env, "get", "secrets", Some(&ns3)).await);
+    assert!(!operator_can(env, "get", "secrets", Some(&forged)).await);
 }
 
 /// A namespace `ns` of the user's with their own cosign key in Secret `my-keys`: the Secret as

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
@@ -25,19 +25,23 @@ pub struct BuildInputs {
     pub owner: OwnerReference,
     /// Image used when the spec does not name one.
     pub default_signer_image: String,
+    /// Who the operator runs as: the subject of its RoleBinding in the signer's namespace.
+    pub operator: Subject,
 }
 
 /// Every object the operator wants to exist, in apply order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub namespace: Namespace,
+    /// The operator's own Secret and Deployment rights in the signer's namespace: first.
+    pub operator_binding: RoleBinding,
     pub service_account: ServiceAccount,
     pub cluster_role: ClusterRole,
     pub cluster_role_binding: ClusterRoleBinding,
     pub role: Role,
     pub role_binding: RoleBinding,
-    /// Registry-credential access per signed namespace (only with `signer.namespaces`).
-    pub credential_access: Vec<(Role, RoleBinding)>,
+    /// Registry-credential access: cluster-wide, or per signed namespace.
+    pub credential_access: rbac::CredentialAccess,
     pub config_map: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
@@ -48,8 +52,9 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Desired {
     let ns = v.spec.target_namespace.as_str();
     Desired {
         namespace: namespace::render_namespace(&v.spec),
+        operator_binding: rbac::render_operator_binding(ns, &inputs.operator, inputs),
         service_account: rbac::render_service_account(&v.spec, inputs),
-        cluster_role: rbac::render_signer_cluster_role(&v.spec, inputs),
+        cluster_role: rbac::render_signer_cluster_role(inputs),
         cluster_role_binding: rbac::render_signer_cluster_role_binding(ns, inputs),
         role: rbac::render_signer_role(ns, &v.spec.signing.keys.secret_name, inputs),
         role_binding: rbac::render_signer_role_binding(ns, inputs),

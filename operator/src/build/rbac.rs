@@ -41,8 +41,9 @@ pub const SIGNER_CLUSTER_RULES: &[Rule] = &[
     ),
 ];
 
-/// Registry credentials: read a run's ServiceAccount and its pull secrets. Cluster-wide when
-/// the signer signs every namespace; else a Role in each namespace it signs, and its own.
+/// Registry credentials: read a run's ServiceAccount and its pull secrets. A ClusterRole
+/// installed with the operator (`signet-signer-credentials`), bound to the signer cluster-wide
+/// when it signs every namespace, else in each namespace it signs and its own.
 pub const SIGNER_CREDENTIAL_RULES: &[Rule] = &[
     (&[""], &["serviceaccounts"], &["get"], ANY),
     (&[""], &["secrets"], &["get"], ANY),
@@ -74,14 +75,40 @@ const OPERATOR_MANAGED: &[&str] = &[
     names::SIGNER_CONFIG_MAP,
     names::PUBLIC_KEY_CONFIG_MAP,
     names::METRICS_SERVICE,
+    names::OPERATOR_BINDING,
     super::monitoring::DASHBOARD_CONFIG_MAP,
 ];
 
-/// The operator's own cluster-wide rights (the bundle's CSV uses exactly these). It holds
-/// every right it grants the signer, as RBAC requires of whoever creates a role. What it
-/// changes or deletes is limited by name wherever the name is fixed; Secrets (the signing
-/// Secret's name is the user's choice) are created and, when the operator made them and the
-/// target namespace moved, deleted — never updated.
+/// The cluster roles installed with the operator that it binds and nothing else may: what it
+/// does in the signer's namespace, and the signer's registry credentials.
+const OPERATOR_BINDS: &[&str] = &[names::OPERATOR_NAMESPACE_ROLE, names::SIGNER_CREDENTIALS];
+
+/// What the operator does only inside the signer's namespace (`signet-operator-namespace`,
+/// bound there by the operator's own RoleBinding): its signing Secret (named by the user:
+/// created, read and — when the operator made it and the namespace moved — deleted, never
+/// updated), and the signer's Deployment.
+pub const OPERATOR_NAMESPACE_RULES: &[Rule] = &[
+    (
+        &[""],
+        &["secrets"],
+        &["get", "list", "watch", "create", "delete"],
+        ANY,
+    ),
+    (&["apps"], &["deployments"], &["create"], ANY),
+    (
+        &["apps"],
+        &["deployments"],
+        &["patch", "update", "delete"],
+        &[SIGNER],
+    ),
+];
+
+/// The operator's own cluster-wide rights (the bundle's CSV uses exactly these). No Secret
+/// anywhere and no Deployment write: those come with [`OPERATOR_NAMESPACE_RULES`], which the
+/// operator may bind (and only bind: `bind` on those two cluster roles by name) in the
+/// namespace it runs the signer in. It reads Deployments everywhere to see its signer's.
+/// What it changes or deletes is limited by name wherever the name is fixed; it may delete
+/// namespaces, and deletes only those marked as created for this SignetConfig.
 pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
     (
         &["signet.dev"],
@@ -119,24 +146,7 @@ pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
         &["patch", "update", "delete"],
         OPERATOR_MANAGED,
     ),
-    (
-        &[""],
-        &["secrets"],
-        &["get", "list", "watch", "create", "delete"],
-        ANY,
-    ),
-    (
-        &["apps"],
-        &["deployments"],
-        &["get", "list", "watch", "create"],
-        ANY,
-    ),
-    (
-        &["apps"],
-        &["deployments"],
-        &["patch", "update", "delete"],
-        OPERATOR_MANAGED,
-    ),
+    (&["apps"], &["deployments"], &["get", "list", "watch"], ANY),
     (
         &["rbac.authorization.k8s.io"],
         &[
@@ -148,16 +158,25 @@ pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
         &["get", "list", "watch", "create"],
         ANY,
     ),
+    // The installed cluster roles are bound, never changed: only the signer's is the
+    // operator's to change.
     (
         &["rbac.authorization.k8s.io"],
-        &[
-            "clusterroles",
-            "clusterrolebindings",
-            "roles",
-            "rolebindings",
-        ],
+        &["clusterroles"],
+        &["patch", "update", "delete"],
+        &[SIGNER],
+    ),
+    (
+        &["rbac.authorization.k8s.io"],
+        &["clusterrolebindings", "roles", "rolebindings"],
         &["patch", "update", "delete"],
         OPERATOR_MANAGED,
+    ),
+    (
+        &["rbac.authorization.k8s.io"],
+        &["clusterroles"],
+        &["bind"],
+        OPERATOR_BINDS,
     ),
     (&["coordination.k8s.io"], &["leases"], &["create"], ANY),
     (
@@ -191,6 +210,13 @@ pub const OPERATOR_CLUSTER_RULES: &[Rule] = &[
         &["get", "patch", "update", "delete"],
         &[SIGNER],
     ),
+];
+
+/// The cluster roles installed with the operator (plain manifests and the bundle): (name,
+/// rules). The operator binds them; it never creates or changes them.
+pub const INSTALLED_CLUSTER_ROLES: &[(&str, &[Rule])] = &[
+    (names::OPERATOR_NAMESPACE_ROLE, OPERATOR_NAMESPACE_RULES),
+    (names::SIGNER_CREDENTIALS, SIGNER_CREDENTIAL_RULES),
 ];
 
 /// `PolicyRule`s from [`Rule`]s.
@@ -269,54 +295,70 @@ pub fn render_service_account(spec: &SignetConfigSpec, inputs: &BuildInputs) -> 
     }
 }
 
-/// The signer's ClusterRole: runs and Events, and registry credentials everywhere unless
-/// `signer.namespaces` limits the signer (then [`render_credential_access`] grants them).
-pub fn render_signer_cluster_role(spec: &SignetConfigSpec, inputs: &BuildInputs) -> ClusterRole {
-    let mut rules = policy_rules(SIGNER_CLUSTER_RULES);
-    if spec.signer.namespaces.is_empty() {
-        rules.extend(policy_rules(SIGNER_CREDENTIAL_RULES));
-    }
+/// The signer's ClusterRole: runs and Events.
+pub fn render_signer_cluster_role(inputs: &BuildInputs) -> ClusterRole {
     ClusterRole {
         metadata: metadata(SIGNER, None, inputs),
-        rules: Some(rules),
+        rules: Some(policy_rules(SIGNER_CLUSTER_RULES)),
         ..ClusterRole::default()
     }
 }
 
-/// With `signer.namespaces` set: a Role and RoleBinding reading ServiceAccounts and Secrets
-/// in each namespace the signer signs and in its own (its own pull secrets are the fallback
-/// credentials), for the signer's ServiceAccount. None when it signs every namespace.
-pub fn render_credential_access(
-    spec: &SignetConfigSpec,
-    inputs: &BuildInputs,
-) -> Vec<(Role, RoleBinding)> {
+fn role_ref_to(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// Where the signer reads registry credentials (the installed ClusterRole
+/// `signet-signer-credentials`): cluster-wide when it signs every namespace, else in each
+/// namespace it signs and its own (its own pull secrets are the fallback credentials).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CredentialAccess {
+    Everywhere(Box<ClusterRoleBinding>),
+    In(Vec<RoleBinding>),
+}
+
+pub fn render_credential_access(spec: &SignetConfigSpec, inputs: &BuildInputs) -> CredentialAccess {
+    let role_ref = role_ref_to("ClusterRole", names::SIGNER_CREDENTIALS);
+    let subjects = Some(signer_subject(&spec.target_namespace));
     if spec.signer.namespaces.is_empty() {
-        return Vec::new();
+        return CredentialAccess::Everywhere(Box::new(ClusterRoleBinding {
+            metadata: metadata(names::SIGNER_CREDENTIALS, None, inputs),
+            role_ref,
+            subjects,
+        }));
     }
     let mut namespaces: Vec<&str> = spec.signer.namespaces.iter().map(String::as_str).collect();
     namespaces.push(&spec.target_namespace);
     namespaces.sort_unstable();
     namespaces.dedup();
-    namespaces
-        .into_iter()
-        .map(|ns| {
-            let meta = metadata(names::SIGNER_CREDENTIALS, Some(ns), inputs);
-            let role = Role {
-                metadata: meta.clone(),
-                rules: Some(policy_rules(SIGNER_CREDENTIAL_RULES)),
-            };
-            let binding = RoleBinding {
-                metadata: meta,
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                    kind: "Role".to_owned(),
-                    name: names::SIGNER_CREDENTIALS.to_owned(),
-                },
-                subjects: Some(signer_subject(&spec.target_namespace)),
-            };
-            (role, binding)
-        })
-        .collect()
+    CredentialAccess::In(
+        namespaces
+            .into_iter()
+            .map(|ns| RoleBinding {
+                metadata: metadata(names::SIGNER_CREDENTIALS, Some(ns), inputs),
+                role_ref: role_ref.clone(),
+                subjects: subjects.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The operator's own RoleBinding in the signer's namespace to the installed ClusterRole
+/// `signet-operator-namespace`: its Secret and Deployment rights there, and nowhere else.
+pub fn render_operator_binding(
+    namespace: &str,
+    operator: &Subject,
+    inputs: &BuildInputs,
+) -> RoleBinding {
+    RoleBinding {
+        metadata: metadata(names::OPERATOR_BINDING, Some(namespace), inputs),
+        role_ref: role_ref_to("ClusterRole", names::OPERATOR_NAMESPACE_ROLE),
+        subjects: Some(vec![operator.clone()]),
+    }
 }
 
 fn signer_subject(namespace: &str) -> Vec<Subject> {
@@ -329,11 +371,7 @@ fn signer_subject(namespace: &str) -> Vec<Subject> {
 }
 
 fn role_ref(kind: &str) -> RoleRef {
-    RoleRef {
-        api_group: Some("rbac.authorization.k8s.io".to_owned()),
-        kind: kind.to_owned(),
-        name: SIGNER.to_owned(),
-    }
+    role_ref_to(kind, SIGNER)
 }
 
 pub fn render_signer_cluster_role_binding(

@@ -18,6 +18,12 @@ fn inputs() -> BuildInputs {
             block_owner_deletion: Some(true),
         },
         default_signer_image: "ghcr.io/signet-dev/signet-signer:0.1.0".to_owned(),
+        operator: k8s_openapi::api::rbac::v1::Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: "signet-operator".to_owned(),
+            namespace: Some("signet-operator-system".to_owned()),
+            api_group: None,
+        },
     }
 }
 
@@ -118,6 +124,7 @@ fn hot_reloaded_keys_do_not_change_the_restart_hash() {
 
 #[test]
 fn limiting_the_signed_namespaces_limits_where_the_signer_reads_secrets() {
+    use rbac::CredentialAccess;
     let everywhere = desired(serde_json::json!({}));
     let reads_secrets = |rules: &[k8s_openapi::api::rbac::v1::PolicyRule]| {
         rules.iter().any(|r| {
@@ -126,37 +133,80 @@ fn limiting_the_signed_namespaces_limits_where_the_signer_reads_secrets() {
                 .is_some_and(|res| res.iter().any(|x| x == "secrets"))
         })
     };
-    assert!(reads_secrets(
+    // The signer's own ClusterRole never reads Secrets; the installed credentials role does.
+    assert!(!reads_secrets(
         everywhere.cluster_role.rules.as_deref().unwrap_or_default()
     ));
-    assert!(everywhere.credential_access.is_empty());
+    assert!(reads_secrets(&rbac::policy_rules(
+        rbac::SIGNER_CREDENTIAL_RULES
+    )));
+    let CredentialAccess::Everywhere(binding) = &everywhere.credential_access else {
+        panic!("signing every namespace binds the credentials cluster-wide");
+    };
+    assert_eq!(binding.role_ref.name, "signet-signer-credentials");
     let limited = desired(
         serde_json::json!({"targetNamespace": "signet", "signer": {"namespaces": ["team-b", "team-a"]}}),
     );
-    assert!(
-        !reads_secrets(limited.cluster_role.rules.as_deref().unwrap_or_default()),
-        "the ClusterRole still reads Secrets everywhere"
-    );
-    let granted: Vec<(String, String)> = limited
-        .credential_access
+    let CredentialAccess::In(bindings) = &limited.credential_access else {
+        panic!("signer.namespaces binds the credentials per namespace");
+    };
+    let granted: Vec<(String, String, String)> = bindings
         .iter()
-        .map(|(role, binding)| {
-            assert!(reads_secrets(role.rules.as_deref().unwrap_or_default()));
+        .map(|binding| {
             let subject = &binding.subjects.as_ref().unwrap()[0];
             assert_eq!(
                 (subject.name.as_str(), subject.namespace.as_deref()),
                 ("signet-signer", Some("signet"))
             );
             (
-                role.metadata.namespace.clone().unwrap(),
-                role.metadata.name.clone().unwrap(),
+                binding.metadata.namespace.clone().unwrap(),
+                binding.role_ref.kind.clone(),
+                binding.role_ref.name.clone(),
             )
         })
         .collect();
     assert_eq!(
         granted,
-        ["signet", "team-a", "team-b"]
-            .map(|ns| (ns.to_owned(), "signet-signer-credentials".to_owned()))
+        ["signet", "team-a", "team-b"].map(|ns| (
+            ns.to_owned(),
+            "ClusterRole".to_owned(),
+            "signet-signer-credentials".to_owned()
+        ))
+    );
+}
+
+#[test]
+fn the_operator_holds_secret_and_deployment_rights_only_through_its_binding() {
+    use rbac::{OPERATOR_CLUSTER_RULES, OPERATOR_NAMESPACE_RULES};
+    let touches = |rules: &[rbac::Rule], resource: &str, verbs: &[&str]| {
+        rules.iter().any(|(_, resources, v, _)| {
+            resources.contains(&resource) && v.iter().any(|x| verbs.contains(x))
+        })
+    };
+    assert!(!touches(
+        OPERATOR_CLUSTER_RULES,
+        "secrets",
+        &["get", "list", "watch", "create", "delete"]
+    ));
+    assert!(!touches(
+        OPERATOR_CLUSTER_RULES,
+        "deployments",
+        &["create", "patch", "update", "delete"]
+    ));
+    assert!(touches(OPERATOR_NAMESPACE_RULES, "secrets", &["create"]));
+    let d = desired(serde_json::json!({"targetNamespace": "signet"}));
+    let binding = &d.operator_binding;
+    assert_eq!(binding.metadata.namespace.as_deref(), Some("signet"));
+    assert_eq!(
+        (
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        ("ClusterRole", "signet-operator-namespace")
+    );
+    assert_eq!(
+        binding.subjects.as_ref().unwrap()[0].name,
+        "signet-operator"
     );
 }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::watch::status::WatchStatus;
 use signet_config::keys::{SigningKey, SigningKeyError};
-use signet_config::{ConfigError, SignerConfig};
+use signet_config::{ConfigError, Pins, SignerConfig};
 use signet_runtime::health::Health;
 
 type Shared<T> = Arc<RwLock<T>>;
@@ -68,7 +68,8 @@ fn watch_one<K, F, Fut>(
 
 fn load_config(cm: Option<ConfigMap>, id: &str) -> Result<Arc<SignerConfig>, ConfigError> {
     // Without a ConfigMap the signer runs on Chains' defaults, as Chains does.
-    let parsed = SignerConfig::parse(&cm.and_then(|c| c.data).unwrap_or_default());
+    let parsed = SignerConfig::parse(&cm.and_then(|c| c.data).unwrap_or_default())
+        .and_then(|config| config.check_pinned(Pins::from_env()).map(|()| config));
     match &parsed {
         Ok(_) => tracing::info!(config_map = %id, "configuration loaded"),
         Err(error) => {

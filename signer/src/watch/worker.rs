@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kube::Resource;
 use kube::api::DynamicObject;
 use kube::runtime::events::{Event, EventType};
-use signet_config::{SignerConfig, SignerKind};
+use signet_config::{Pins, SignerConfig};
 
 use super::mark::{Written, release, write};
 use super::retry::{MAX_RETRIES, Step, attempt_delay, failed_attempt};
@@ -29,20 +29,10 @@ async fn sign(
 ) -> Result<Signed, SignError> {
     let key = ctx.sources.key();
     let kms = ctx.kms.signer(&config.kms);
-    let uses_x509 = [
-        config.taskrun.signer,
-        config.pipelinerun.signer,
-        config.oci.signer,
-    ]
-    .contains(&SignerKind::X509);
-    let keyless = if config.x509.fulcio_enabled && uses_x509 {
+    let pins = Pins::from_env();
+    let keyless = if config.keyless() {
         Some(
-            keyless::certificate(
-                ctx.clients.http(),
-                &config.x509,
-                config.trusted_root.as_ref(),
-            )
-            .await,
+            keyless::certificate(ctx.clients.http(), &config.x509, config.fulcio_trust(pins)).await,
         )
     } else {
         None
@@ -61,7 +51,7 @@ async fn sign(
             config.transparency.version,
             &ctx.log_keys,
         )
-        .with_trusted_root(config.trusted_root.as_ref())
+        .with_trusted_root(config.log_trust(pins))
     });
     let tsa = config.transparency.timestamp_url.as_deref().map(|url| {
         Tsa::new(ctx.clients.http(), url, &ctx.tsa_chains)

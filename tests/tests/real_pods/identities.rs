@@ -158,9 +158,11 @@ pub(crate) async fn keyless_with_a_projected_token(
     previous: &Pod,
 ) -> Pod {
     let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+    let trust = pin_trusted_root(admin, signer_ns, &fulcio).await;
     let keyless = merged(
         config,
-        &json!({"spec": {"signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer}}}}),
+        &json!({"spec": {"signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer},
+                                     "trustedRoot": trust}}}),
     );
     let pod = roll_to(admin, env, node, signer_ns, &keyless, previous).await;
     let (envelope, run) = sign_one(admin, env, signer_ns, "real-pods-keyless").await;
@@ -170,6 +172,24 @@ pub(crate) async fn keyless_with_a_projected_token(
     assert!(sans.contains(&format!("URI:{identity}")), "{sans}");
     assert_cosign_accepts(env, &public, envelope.as_bytes(), "slsaprovenance1");
     pod
+}
+
+/// A trusted root naming only `fulcio`, in the ConfigMap `sigstore-trust` of the signer's
+/// namespace: the `signing.trustedRoot` that pins it (the signer pod reads it from its config).
+async fn pin_trusted_root(admin: &Client, signer_ns: &str, fulcio: &Fulcio) -> Value {
+    let root = fulcio.trusted_root().await.unwrap();
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "sigstore-trust", "namespace": signer_ns},
+                    "data": {"trusted_root.json": root}});
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(admin.clone(), signer_ns)
+        .patch(
+            "sigstore-trust",
+            &PatchParams::apply("signet-e2e").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .unwrap();
+    json!({"configMapName": "sigstore-trust"})
 }
 
 /// The SPIRE agent's socket mounted from the node (`spiffe.mode: hostPath`): the signer pod
@@ -183,11 +203,13 @@ pub(crate) async fn spiffe_through_the_mounted_agent_socket(
     previous: &Pod,
 ) {
     let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+    let trust = pin_trusted_root(admin, signer_ns, &fulcio).await;
     let socket = env.spiffe_socket.trim_start_matches("unix://");
     let spiffe = merged(
         config,
         &json!({"spec": {
-            "signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.spire_issuer, "provider": "spiffe"}},
+            "signing": {"keyless": {"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.spire_issuer, "provider": "spiffe"},
+                        "trustedRoot": trust},
             "spiffe": {"mode": "hostPath", "socketPath": socket}
         }}),
     );
