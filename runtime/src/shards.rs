@@ -8,6 +8,14 @@
 //! A shard whose renewal fails is given up at the renew deadline (two thirds of the lease),
 //! before anyone else may take it, exactly as [`crate::lease`] does for a single leader.
 //!
+//! A change of replica count changes the sharding (`-of-3` instead of `-of-2`): the runs a
+//! replica of one sharding owns are spread over other replicas in the other. The two must never
+//! sign at once, so every signer also holds one shared Lease, `<base>-sharding`, whose holder
+//! names its replica count (`replicas-<n>`): all replicas of one count renew it together, and
+//! it passes to another count only once it has expired — when no replica of the old count has
+//! renewed it for a whole lease duration, so each of them has given its shards up at its renew
+//! deadline before. A replica owns a shard only while it also holds the sharding.
+//!
 //! Must not do any work of its own: it only says which shards this process owns.
 
 use std::sync::Arc;
@@ -51,6 +59,98 @@ pub fn lease_name(base: &str, index: usize, shards: usize) -> String {
     format!("{base}-shard-{index}-of-{shards}")
 }
 
+/// The Lease every replica of one replica count holds together (see the module's docs).
+pub fn sharding_lease(base: &str) -> String {
+    format!("{base}-sharding")
+}
+
+/// The sharding Lease's holder for `replicas` replicas.
+pub fn sharding_holder(replicas: usize) -> String {
+    format!("replicas-{replicas}")
+}
+
+/// The sharding Lease, held in common by the replicas of one replica count.
+pub struct Sharding {
+    lock: LeaseLock,
+    /// Held until this many milliseconds after `epoch` (0: not held).
+    until: Arc<AtomicU64>,
+    epoch: tokio::time::Instant,
+    waiting_logged: std::sync::atomic::AtomicBool,
+}
+
+impl Sharding {
+    /// The sharding Lease `<base>-sharding` of `replicas` replicas, in the namespace and with
+    /// the timing of `settings` (its name and identity are the sharding's own).
+    pub fn new(client: &Client, settings: &LeaseSettings, base: &str, replicas: usize) -> Self {
+        Self {
+            lock: LeaseLock::new(
+                client.clone(),
+                LeaseSettings {
+                    name: sharding_lease(base),
+                    identity: sharding_holder(replicas),
+                    ..settings.clone()
+                },
+            ),
+            until: Arc::default(),
+            epoch: tokio::time::Instant::now(),
+            waiting_logged: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this replica count holds the sharding now: renewed (by this replica) within the
+    /// renew deadline.
+    pub fn held(&self) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.until.load(Ordering::Acquire) > now
+    }
+
+    /// Takes or renews the sharding Lease for this replica count. Another replica of the same
+    /// count renewing at the same moment makes the write conflict: then it is read once more.
+    pub async fn renew(&self) -> bool {
+        for _ in 0..2 {
+            let started = tokio::time::Instant::now();
+            match self.lock.attempt(true).await {
+                Ok(Attempt::Holds) => {
+                    let until = (started + self.lock.renew_deadline())
+                        .saturating_duration_since(self.epoch)
+                        .as_millis();
+                    self.until
+                        .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Release);
+                    if self.waiting_logged.swap(false, Ordering::AcqRel) {
+                        tracing::info!(
+                            "the signers of the earlier replica count have stopped; signing"
+                        );
+                    }
+                    return true;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "failed to renew the sharding lease");
+                    return self.held();
+                }
+            }
+        }
+        if !self.waiting_logged.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                "signers of another replica count still hold the sharding lease; waiting for it to expire before signing"
+            );
+        }
+        self.until.store(0, Ordering::Release);
+        false
+    }
+
+    /// Renews every `every`; returns once the sharding is no longer held (not renewed within
+    /// the renew deadline, or taken by another replica count).
+    pub async fn keep(&self, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            if !self.renew().await && !self.held() {
+                return;
+            }
+        }
+    }
+}
+
 /// Which shards this process owns now; cheap to clone and to ask. A shard is owned until a
 /// moment (its last renewal's start plus the renew deadline), not until someone clears a
 /// flag: however late the round that would renew it, or give it up, ownership ends on time,
@@ -64,6 +164,8 @@ pub struct Owned {
     pub gained: Arc<tokio::sync::Notify>,
     /// Shards taken so far.
     gains: Arc<AtomicU64>,
+    /// The sharding Lease's hold (see [`Sharding`]); no shard is owned without it.
+    sharding: Option<Arc<AtomicU64>>,
 }
 
 impl Owned {
@@ -73,6 +175,7 @@ impl Owned {
             epoch: tokio::time::Instant::now(),
             gained: Arc::default(),
             gains: Arc::default(),
+            sharding: None,
         }
     }
 
@@ -91,7 +194,12 @@ impl Owned {
     }
 
     pub fn holds(&self, index: usize) -> bool {
-        self.until[index].load(Ordering::Acquire) > self.now()
+        let now = self.now();
+        let sharding = self
+            .sharding
+            .as_ref()
+            .is_none_or(|s| s.load(Ordering::Acquire) > now);
+        sharding && self.until[index].load(Ordering::Acquire) > now
     }
 
     /// Shards owned now.
@@ -120,6 +228,7 @@ pub struct ShardHolder {
     settings: ShardSettings,
     locks: Vec<LeaseLock>,
     owned: Owned,
+    sharding: Sharding,
 }
 
 impl ShardHolder {
@@ -142,10 +251,23 @@ impl ShardHolder {
                 }
             })
             .collect();
+        let lease = LeaseSettings {
+            namespace: settings.namespace.clone(),
+            name: settings.base.clone(),
+            identity: settings.identity.clone(),
+            duration: settings.duration,
+            renew_every: settings.renew_every,
+        };
+        let sharding = Sharding::new(client, &lease, &settings.base, settings.shards);
+        let mut owned = Owned::new(settings.shards);
+        // The sharding's hold is measured from its own epoch: share both.
+        owned.epoch = sharding.epoch;
+        owned.sharding = Some(sharding.until.clone());
         Self {
-            owned: Owned::new(settings.shards),
             settings,
             locks,
+            owned,
+            sharding,
         }
     }
 
@@ -163,6 +285,16 @@ impl ShardHolder {
     /// seen free.
     async fn round(&self, state: &mut [(Option<tokio::time::Instant>, bool)]) {
         let n = self.locks.len();
+        // Without the sharding, no shard is this replica's: none is taken, and those held
+        // stop being owned by themselves (`Owned::holds`) and lapse.
+        if !self.sharding.renew().await {
+            for (i, (last_ok, seen_free)) in state.iter_mut().enumerate() {
+                self.owned.give_up(i);
+                *last_ok = None;
+                *seen_free = false;
+            }
+            return;
+        }
         // Each replica starts looking at its own place, so replicas starting together mostly
         // try different shards first.
         let offset = shard_of(&self.settings.identity, n);
@@ -315,5 +447,22 @@ mod tests {
         owned.own_until(shard_of(key, 4), tokio::time::Instant::now() + deadline);
         owned.give_up(shard_of(key, 4));
         assert!(!owned.owns(key));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_shard_is_owned_without_the_sharding() {
+        let mut owned = Owned::new(2);
+        let sharding = Arc::new(AtomicU64::new(0));
+        owned.sharding = Some(sharding.clone());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        owned.own_until(0, tokio::time::Instant::now() + Duration::from_secs(10));
+        assert!(!owned.holds(0), "a shard held without the sharding");
+        sharding.store(5_000, Ordering::Release);
+        assert!(owned.holds(0));
+        // The sharding's hold lapses before the shard's: the shard is not owned past it.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!owned.holds(0));
+        assert_eq!(sharding_holder(3), "replicas-3");
+        assert_eq!(sharding_lease("signet-signer"), "signet-signer-sharding");
     }
 }

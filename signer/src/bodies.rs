@@ -22,11 +22,13 @@ pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Resul
         return Err(format!("its answer is larger than {limit} bytes"));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        if e.is_timeout() {
+            "its answer did not arrive in time (timed out reading it)".to_owned()
+        } else {
+            e.without_url().to_string()
+        }
+    })? {
         if body.len() + chunk.len() > limit {
             return Err(format!("its answer is larger than {limit} bytes"));
         }

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use signet_runtime::health::{self, Health};
 use signet_runtime::lease::{self, LeaseLock, LeaseSettings};
 use signet_runtime::process::{self, ClientArgs, LogArgs};
-use signet_runtime::shards::{ShardHolder, ShardSettings};
+use signet_runtime::shards::{ShardHolder, ShardSettings, Sharding};
 use signet_signer::watch::sources::Sources;
 use signet_signer::watch::{self, Context, Metrics};
 
@@ -144,10 +144,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for family in ctx.gauges() {
         health.add_sampled(family);
     }
+    // One replica is a sharding of one: it signs only while no other replica count does.
+    let sharding = Sharding::new(&client, &lease_settings, &lease_settings.name, 1);
+    while !sharding.renew().await {
+        tokio::select! {
+            () = tokio::time::sleep(lease_settings.renew_every) => {}
+            () = process::shutdown_signal() => return Ok(()),
+        }
+    }
+    let every = lease_settings.renew_every;
     let lock = LeaseLock::new(client, lease_settings).with_annotations(annotator);
     let reporting = health.clone();
-    lease::lead(&lock, &health, |stop| {
-        watch::run(ctx, &reporting, namespaces, stop)
+    lease::lead(&lock, &health, |stop| async move {
+        let until = async {
+            tokio::select! {
+                () = stop => {}
+                () = sharding.keep(every) => {
+                    tracing::warn!("lost the sharding lease: stopping, to wait for it again");
+                }
+            }
+        };
+        watch::run(ctx, &reporting, namespaces, Box::pin(until)).await;
     })
     .await?;
     Ok(())

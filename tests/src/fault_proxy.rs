@@ -45,6 +45,8 @@ pub enum Fault {
     /// Answer 200 with this many bytes (`{` repeated, no Content-Length) instead of the
     /// upstream's body, in 1 MiB frames: a peer that sends without end.
     Flood(u64),
+    /// Answer 200 and send one byte (`{`) per interval, without end: a peer that drips.
+    Drip(Duration),
 }
 
 /// Which requests a fault applies to, and how often.
@@ -359,6 +361,20 @@ async fn apply(
                 let size = usize::try_from(FRAME.min(total - i * FRAME)).unwrap_or(0);
                 Ok::<_, std::io::Error>(Frame::data(frame.slice(..size)))
             }));
+            headers.remove(header::CONTENT_LENGTH);
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+            *response.status_mut() = StatusCode::OK;
+            *response.headers_mut() = headers;
+            response
+        }
+        Some(Fault::Drip(every)) => {
+            let frames = futures::stream::unfold((), move |()| async move {
+                tokio::time::sleep(every).await;
+                Some((
+                    Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"{"))),
+                    (),
+                ))
+            });
             headers.remove(header::CONTENT_LENGTH);
             let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
             *response.status_mut() = StatusCode::OK;

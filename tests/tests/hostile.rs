@@ -316,7 +316,13 @@ impl RegistryScene {
     }
 
     async fn fails(&self, name: &str) -> String {
-        let reason = assert_fails(&self.admin, self.work.name(), name, || self.log()).await;
+        self.fails_within(name, Duration::from_secs(30)).await
+    }
+
+    async fn fails_within(&self, name: &str, within: Duration) -> String {
+        let ns = self.work.name();
+        let reason =
+            common::assert_fails_within(&self.admin, ns, name, || self.log(), within).await;
         assert!(reason.contains(&self.proxy.authority), "{name}: {reason}");
         reason
     }
@@ -453,8 +459,9 @@ async fn a_signature_manifest_read_back_cut_or_truncated_loses_no_signature() {
 
 /// A registry a run names that answers the signature manifest read-back with 2 GiB: the
 /// signer reads at most 4 MiB of it, the run fails naming the registry and the limit, the
-/// signer's peak RSS stays far under the pod's 256 MiB limit, and a run signed at the same
-/// time at the same registry (another image) is signed and verifies.
+/// signer's peak RSS stays far under the pod's 256 MiB limit; one that drips a byte every
+/// 200 ms without end fails its run naming the registry and the time limit; and a run signed
+/// at the same time at the same registry (another image) is signed meanwhile and verifies.
 #[tokio::test]
 async fn a_registry_answering_without_end_costs_one_run_not_the_signer() {
     let scene = RegistryScene::up("flood").await;
@@ -464,19 +471,45 @@ async fn a_registry_answering_without_end_costs_one_run_not_the_signer() {
     scene.signed("warm").await;
     let before_mib = peak();
     let flooded = scene.image("flooded").await;
+    let dripped = scene.image("dripped").await;
     let beside = scene.image("beside").await;
-    let hex = flooded.trim_start_matches("sha256:");
+    let manifest =
+        |digest: &str| format!("/manifests/sha256-{}", digest.trim_start_matches("sha256:"));
     scene.proxy.set(vec![
         Rule::new(Fault::Flood(2 << 30))
             .method(Method::GET)
-            .path(&format!("/manifests/sha256-{hex}")),
+            .path(&manifest(&flooded)),
+        Rule::new(Fault::Drip(Duration::from_millis(200)))
+            .method(Method::GET)
+            .path(&manifest(&dripped)),
     ]);
+    let started = std::time::Instant::now();
     scene.built("flooded", &flooded).await;
+    scene.built("dripped", &dripped).await;
     scene.built("beside", &beside).await;
+    // Signed while the dripping registry still holds its run's requests open.
     scene.signed("beside").await;
+    let beside_after = started.elapsed();
     assert_ok(&scene.verify(&scene.key, &beside), "cosign verify (beside)");
     let reason = scene.fails("flooded").await;
     assert!(reason.contains("larger than 4194304 bytes"), "{reason}");
+    // Four attempts, each cut off by the 30 s limit on one registry request, and the backoff.
+    let dripped_reason = scene
+        .fails_within("dripped", Duration::from_secs(240))
+        .await;
+    let dripped_after = started.elapsed();
+    assert!(
+        dripped_reason.contains(&scene.proxy.authority)
+            && (dripped_reason.contains("timed out") || dripped_reason.contains("deadline")),
+        "{dripped_reason}"
+    );
+    assert!(
+        beside_after < dripped_after,
+        "the drip held up the other run"
+    );
+    eprintln!(
+        "registry drip: beside signed after {beside_after:?}; dripped failed after {dripped_after:?} ({dripped_reason})"
+    );
     let peak_mib = peak();
     eprintln!(
         "registry flood: failed ({reason}); signer peak RSS {before_mib} MiB after one run, {peak_mib} MiB after the flood"

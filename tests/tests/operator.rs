@@ -701,7 +701,9 @@ async fn moving_to_another_namespace_keeps_the_generated_key() {
         let out = std::process::Command::new(&env.kubectl)
             .env("KUBECONFIG", &env.kubeconfig)
             .args(["auth", "can-i", "--list", "-n", scope, "--as"])
-            .arg(format!("system:serviceaccount:{OPERATOR_NAMESPACE}:signet-operator"))
+            .arg(format!(
+                "system:serviceaccount:{OPERATOR_NAMESPACE}:signet-operator"
+            ))
             .output()
             .unwrap();
         eprintln!(

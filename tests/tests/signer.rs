@@ -1011,3 +1011,118 @@ async fn runs_another_client_keeps_changing_are_still_signed_exactly_once() {
     let conflicts = log().matches("changed meanwhile").count();
     println!("{rounds} label rounds, {conflicts} signing writes conflicted and were retried");
 }
+
+/// A change of replica count (`signer.replicas` 2 → 3): a signer of the new count takes no
+/// shard while any signer of the old count still renews the sharding Lease; once those are
+/// gone — killed, so nothing is released and every claim must expire — it takes the sharding
+/// only after the Lease has expired, then signs. Checked on the Lease objects the API server
+/// holds, not on what the signers say.
+#[tokio::test]
+async fn a_new_replica_count_signs_only_once_the_old_one_has_stopped() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use signet_runtime::shards::{lease_name, sharding_lease};
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let ns = format!("signet-e2e-resharding-{}", std::process::id());
+    let stack = Stack::up(env, &admin, &ns).await;
+    let identity = signet_e2e::ServiceAccountIdentity::mint(
+        &admin,
+        &stack.signer_ns,
+        "signet-signer",
+        &[],
+        3600,
+    )
+    .await
+    .unwrap();
+    let start = |replicas: &'static str| {
+        let (admin, identity) = (admin.clone(), identity.clone());
+        async move {
+            signet_e2e::operator::OperatorProcess::start_signer_with(
+                env,
+                &admin,
+                &identity,
+                &[("SIGNET_REPLICAS", replicas)],
+            )
+            .await
+        }
+    };
+    let leases = Api::<Lease>::namespaced(admin.clone(), &stack.signer_ns);
+    let holder = |name: String| {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .and_then(|l| l.spec?.holder_identity)
+                .unwrap_or_default()
+        }
+    };
+    let sharding = sharding_lease("signet-signer");
+    let mut old = vec![start("2").await.unwrap(), start("2").await.unwrap()];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while holder(sharding.clone()).await != "replicas-2"
+        || holder(lease_name("signet-signer", 0, 2)).await.is_empty()
+        || holder(lease_name("signet-signer", 1, 2)).await.is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old count never held its shards:\n{}",
+            old[0].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let new = start("3").await.unwrap();
+    // Three renewals of the new signer: it takes no shard, the sharding stays the old count's.
+    for _ in 0..15 {
+        assert_eq!(holder(sharding.clone()).await, "replicas-2");
+        for i in 0..3 {
+            let shard = holder(lease_name("signet-signer", i, 3)).await;
+            assert!(
+                shard.is_empty(),
+                "shard {i} of 3 taken while the old count signs:\n{}",
+                new.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let work = TestNamespace::create(&admin, "resharding-runs")
+        .await
+        .unwrap();
+    let runs = taskruns(&admin, work.name());
+    for i in 0..6 {
+        completed_taskrun(&admin, work.name(), &format!("before-{i}")).await;
+    }
+    wait_all_signed(&runs, 6, Duration::from_secs(60), || old[0].log_text()).await;
+    assert!(
+        signed_in_log(&new.log_text()).is_empty(),
+        "{}",
+        new.log_text()
+    );
+    for signer in &mut old {
+        signer.kill();
+    }
+    let killed_at = tokio::time::Instant::now();
+    while holder(sharding.clone()).await != "replicas-3" {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "the new count never took the sharding:\n{}",
+            new.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = killed_at.elapsed();
+    // The old count renewed at most 1 s before it was killed; its 6 s claim ran out after.
+    assert!(
+        took >= Duration::from_millis(4500),
+        "the sharding passed {took:?} after the old count was killed, before its lease expired"
+    );
+    for i in 0..6 {
+        completed_taskrun(&admin, work.name(), &format!("after-{i}")).await;
+    }
+    wait_all_signed(&runs, 12, Duration::from_secs(60), || new.log_text()).await;
+    eprintln!(
+        "replica count 2 → 3: the new count took the sharding {took:?} after the old one was killed"
+    );
+}

@@ -245,11 +245,13 @@ pub fn policy_rules(rules: &[Rule]) -> Vec<PolicyRule> {
 pub const MAX_SIGNER_REPLICAS: usize = 10;
 
 /// The Leases active-active signers hold their shards with, for every replica count from 2
-/// to [`MAX_SIGNER_REPLICAS`] (`signet-signer-shard-<i>-of-<n>`): named, so the signer may
-/// touch no other Lease.
+/// to [`MAX_SIGNER_REPLICAS`] (`signet-signer-shard-<i>-of-<n>`), and the sharding Lease every
+/// signer holds with the others of its replica count (`signet-signer-sharding`): named, so the
+/// signer may touch no other Lease.
 pub fn signer_shard_leases() -> Vec<String> {
     (2..=MAX_SIGNER_REPLICAS)
         .flat_map(|n| (0..n).map(move |i| signet_runtime::shards::lease_name(SIGNER, i, n)))
+        .chain([signet_runtime::shards::sharding_lease(SIGNER)])
         .collect()
 }
 

@@ -87,8 +87,20 @@ pub async fn wait_annotation(
     key: &str,
     log: impl Fn() -> String,
 ) -> Value {
+    wait_annotation_within(client, ns, name, key, log, Duration::from_secs(30)).await
+}
+
+/// [`wait_annotation`], waiting at most `within`.
+pub async fn wait_annotation_within(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+    log: impl Fn() -> String,
+    within: Duration,
+) -> Value {
     let runs = taskruns(client, ns);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let run = runs.get(name).await.unwrap();
         let value = serde_json::to_value(&run).unwrap();
@@ -420,7 +432,19 @@ pub async fn assert_fails(
     name: &str,
     log: impl Fn() -> String,
 ) -> String {
-    let run = wait_annotation(client, ns, name, "chains.tekton.dev/failure-reason", &log).await;
+    assert_fails_within(client, ns, name, log, Duration::from_secs(30)).await
+}
+
+/// [`assert_fails`], waiting at most `within` for the failure.
+pub async fn assert_fails_within(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    log: impl Fn() -> String,
+    within: Duration,
+) -> String {
+    let key = "chains.tekton.dev/failure-reason";
+    let run = wait_annotation_within(client, ns, name, key, &log, within).await;
     let annotations = &run["metadata"]["annotations"];
     assert_eq!(annotations["chains.tekton.dev/signed"], "failed", "{name}");
     assert_eq!(annotations["chains.tekton.dev/retries"], "3", "{name}");
