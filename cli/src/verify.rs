@@ -307,25 +307,8 @@ impl Verifier {
             });
         };
         let leaf = read_leaf(certificate).map_err(|e| format!("the certificate: {e}"))?;
-        let roots = self.trust.roots.as_deref().ok_or(
-            "the signature is keyless and no Fulcio root is given: pass --certificate-roots or set SIGSTORE_ROOT_FILE",
-        )?;
-        let mut pems = vec![certificate.to_owned()];
-        pems.extend(certificate_blocks(chain.unwrap_or_default()));
-        // Fulcio certificates live minutes: they are checked at the time a log or a timestamp
-        // authority vouches the signature was made. Without one, nothing says the key was
-        // used while the certificate was valid (its own start date proves nothing).
-        let at = signed_at
-            .and_then(|t| u64::try_from(t).ok())
-            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t))
-            .ok_or_else(|| {
-                Problem::Undecided(
-                    "no verified log entry or signed timestamp says when the certificate was used (it is valid for minutes only); with the log's key pinned (--rekor-public-key) a logged signature can be checked"
-                        .to_owned(),
-                )
-            })?;
-        check_chain(&pems, &leaf.key, Some(roots), at)
-            .map_err(|e| format!("the certificate: {e}"))?;
+        // Whom the certificate names is decided without a time: a wrong subject or issuer fails
+        // whether or not anything vouches when the signature was made.
         let expected = self.trust.identity.as_deref().ok_or(
             "no expected identity: the SignetConfig's status.identity.certificateIdentity is empty; pass --certificate-identity",
         )?;
@@ -348,6 +331,25 @@ impl Verifier {
             )
             .into());
         }
+        let roots = self.trust.roots.as_deref().ok_or(
+            "the signature is keyless and no Fulcio root is given: pass --certificate-roots or set SIGSTORE_ROOT_FILE",
+        )?;
+        let mut pems = vec![certificate.to_owned()];
+        pems.extend(certificate_blocks(chain.unwrap_or_default()));
+        // Fulcio certificates live minutes: they are checked at the time a log or a timestamp
+        // authority vouches the signature was made. Without one, nothing says the key was
+        // used while the certificate was valid (its own start date proves nothing).
+        let at = signed_at
+            .and_then(|t| u64::try_from(t).ok())
+            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t))
+            .ok_or_else(|| {
+                Problem::Undecided(
+                    "no verified log entry or signed timestamp says when the certificate was used (it is valid for minutes only); with the log's key pinned (--rekor-public-key) a logged signature can be checked"
+                        .to_owned(),
+                )
+            })?;
+        check_chain(&pems, &leaf.key, Some(roots), at)
+            .map_err(|e| format!("the certificate: {e}"))?;
         Ok((leaf.key, format!("a Fulcio certificate for {expected}")))
     }
 

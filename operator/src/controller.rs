@@ -25,7 +25,6 @@ use crate::dereference;
 use crate::events::Announcer;
 use crate::monitoring;
 use crate::names::{self, FINALIZER, SINGLETON};
-use crate::release;
 use crate::status::{self, Facts, Problem};
 use crate::tuf::TufCache;
 use crate::validate;
@@ -106,7 +105,7 @@ pub enum ReconcileError {
     #[error("failed to manage finalizer {FINALIZER}: {0}")]
     Finalizer(String),
     #[error(transparent)]
-    Release(#[from] release::ReleaseError),
+    Release(#[from] signet_runtime::release::ReleaseError),
     #[error("{0} runs still hold Signet's finalizers; releasing them continues")]
     FinalizersRemain(usize),
 }
@@ -444,7 +443,7 @@ async fn cleanup(config: &SignetConfig, ctx: &Context) -> Result<Action, Reconci
     )
     .await?;
     // No signer runs any more: nothing else would take its finalizers off runs.
-    let released = release::release_run_finalizers(client).await?;
+    let released = signet_runtime::release::release_run_finalizers(client, &[]).await?;
     if released.released > 0 {
         tracing::info!(
             runs = released.released,

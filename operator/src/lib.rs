@@ -12,7 +12,6 @@ pub mod install;
 pub mod migrate;
 pub mod monitoring;
 pub mod names;
-pub mod release;
 pub mod status;
 pub mod tuf;
 pub mod validate;

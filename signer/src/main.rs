@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -13,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use signet_runtime::health::{self, Health};
 use signet_runtime::lease::{self, LeaseLock, LeaseSettings};
 use signet_runtime::process::{self, ClientArgs, LogArgs};
+use signet_runtime::release;
 use signet_runtime::shards::{ShardHolder, ShardSettings, Sharding};
 use signet_signer::watch::sources::Sources;
 use signet_signer::watch::{self, Context, Metrics};
@@ -129,6 +131,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .into_iter()
         .filter(|n| !n.is_empty())
         .collect();
+    if !namespaces.is_empty() {
+        tokio::spawn(let_go_elsewhere(client.clone(), namespaces.clone()));
+    }
     if args.replicas > 1 {
         return share(
             client,
@@ -168,6 +173,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// A signer limited to `namespaces` signs no run elsewhere: takes its finalizers off the runs
+/// an earlier signer held there (before `signer.namespaces` changed), pass after pass until
+/// none is left.
+async fn let_go_elsewhere(client: kube::Client, namespaces: Vec<String>) {
+    loop {
+        match release::release_run_finalizers(&client, &namespaces).await {
+            Ok(done) => {
+                if done.released > 0 {
+                    tracing::info!(
+                        runs = done.released,
+                        "released Signet's finalizers from runs outside the signed namespaces"
+                    );
+                }
+                if done.remaining == 0 {
+                    return;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "retrying in 30 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
 }
 
 /// Active-active: signs the runs of the shards this replica holds among `replicas`, until

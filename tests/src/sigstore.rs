@@ -24,6 +24,21 @@ pub struct Fulcio {
 impl Fulcio {
     /// Starts Fulcio with the cluster's issuer and `audience` as its client id.
     pub async fn start(env: &TestEnv, audience: &str) -> Result<Self, EnvError> {
+        Self::start_trusting(env, audience, None).await
+    }
+
+    /// [`Fulcio::start`], trusting `other` too as a `kubernetes` issuer — another cluster, as
+    /// public Fulcio trusts every cluster whose issuer it knows.
+    pub async fn start_trusting(
+        env: &TestEnv,
+        audience: &str,
+        other: Option<&str>,
+    ) -> Result<Self, EnvError> {
+        let other_issuer = other.map_or_else(String::new, |url| {
+            format!(
+                "  {url}:\n    issuer-url: {url}\n    client-id: {audience}\n    type: kubernetes\n"
+            )
+        });
         let binary = env.fulcio.clone();
         let (issuer, ca, spire) = (
             env.oidc_issuer.clone(),
@@ -36,7 +51,7 @@ impl Fulcio {
             let _ = std::fs::write(
                 &config,
                 format!(
-                    "oidc-issuers:\n  {issuer}:\n    issuer-url: {issuer}\n    client-id: {audience}\n    type: kubernetes\n  {spire}:\n    issuer-url: {spire}\n    client-id: {audience}\n    type: spiffe\n    spiffe-trust-domain: signet.test\n"
+                    "oidc-issuers:\n  {issuer}:\n    issuer-url: {issuer}\n    client-id: {audience}\n    type: kubernetes\n  {spire}:\n    issuer-url: {spire}\n    client-id: {audience}\n    type: spiffe\n    spiffe-trust-domain: signet.test\n{other_issuer}"
                 ),
             );
             let mut command = Command::new(&binary);
@@ -106,6 +121,97 @@ impl Fulcio {
                                         "certChain": {"certificates": certificates}}]
         })
         .to_string())
+    }
+}
+
+/// Another cluster's ServiceAccount token issuer, served by the test on 127.0.0.1 (OIDC
+/// discovery and JWKS, ES256): what anyone with a cluster of their own has. Fulcio trusting
+/// it as a `kubernetes` issuer certifies any ServiceAccount name it signs for — the same
+/// subject alternative name as the signer's, from another issuer.
+pub struct OtherCluster {
+    pub url: String,
+    key: Vec<u8>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn pem_body(pem: &str) -> Result<Vec<u8>, EnvError> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(err)
+}
+
+impl OtherCluster {
+    /// Starts it, its key in `dir`.
+    pub fn start(dir: &std::path::Path) -> Result<Self, EnvError> {
+        use base64::Engine as _;
+        let (key_file, public_file) = (dir.join("other-issuer.key"), dir.join("other-issuer.pub"));
+        p256_key_pair(&key_file, &public_file)?;
+        let read = |f: &std::path::Path| std::fs::read_to_string(f).map_err(err);
+        let key = pem_body(&read(&key_file)?)?;
+        let public = pem_body(&read(&public_file)?)?;
+        // An uncompressed P-256 point ends the SubjectPublicKeyInfo: x then y, 32 bytes each.
+        let point = public
+            .get(public.len().saturating_sub(64)..)
+            .unwrap_or_default();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
+        let url = format!("http://{}", listener.local_addr().map_err(err)?);
+        let discovery = serde_json::json!({
+            "issuer": url, "jwks_uri": format!("{url}/jwks"),
+            "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"]
+        })
+        .to_string();
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "other",
+            "x": b64(point.get(..32).unwrap_or_default()), "y": b64(point.get(32..).unwrap_or_default())
+        }]})
+        .to_string();
+        let stop = crate::serve::serve_on_thread(listener, move |request| {
+            let body = match request.uri().path() {
+                "/.well-known/openid-configuration" => Some(discovery.clone()),
+                "/jwks" => Some(jwks.clone()),
+                _ => None,
+            };
+            async move {
+                let mut answer = http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(body.clone().unwrap_or_default()),
+                ));
+                if body.is_none() {
+                    *answer.status_mut() = http::StatusCode::NOT_FOUND;
+                }
+                answer
+            }
+        })?;
+        Ok(Self {
+            url,
+            key,
+            _stop: stop,
+        })
+    }
+
+    /// A ServiceAccount token of this cluster for `namespace`/`name`, for `audience`.
+    pub fn token(&self, namespace: &str, name: &str, audience: &str) -> Result<String, EnvError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(err)?
+            .as_secs();
+        let claims = serde_json::json!({
+            "iss": self.url, "aud": [audience], "iat": now, "nbf": now, "exp": now + 600,
+            "sub": format!("system:serviceaccount:{namespace}:{name}"),
+            "kubernetes.io": {"namespace": namespace,
+                              "serviceaccount": {"name": name, "uid": "00000000-0000-4000-8000-000000000001"}}
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("other".to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(&self.key),
+        )
+        .map_err(err)
     }
 }
 

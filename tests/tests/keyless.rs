@@ -89,6 +89,9 @@ struct KeylessScene {
     stack: Stack,
     fulcio: Fulcio,
     rekor: Rekor,
+    /// Another cluster's token issuer, which this Fulcio trusts too (as public Fulcio trusts
+    /// every cluster whose issuer it knows).
+    other_cluster: signet_e2e::sigstore::OtherCluster,
     files: std::path::PathBuf,
     token_file: std::path::PathBuf,
     token: ServiceAccountIdentity,
@@ -102,12 +105,15 @@ impl KeylessScene {
         let turn = STACK.lock().await;
         let env = TestEnv::get();
         let admin = env.admin_client().unwrap();
-        let fulcio = Fulcio::start(env, "sigstore").await.unwrap();
+        let files = scratch(name);
+        let other_cluster = signet_e2e::sigstore::OtherCluster::start(&files).unwrap();
+        let fulcio = Fulcio::start_trusting(env, "sigstore", Some(&other_cluster.url))
+            .await
+            .unwrap();
         let rekor = Rekor::start(env).await.unwrap();
         let signer_ns = format!("signet-e2e-{name}-{}", std::process::id());
         let keyless = json!({"enabled": true, "fulcioUrl": fulcio.url, "issuer": env.oidc_issuer});
         // Nothing of this Fulcio or Rekor is trusted unless pinned: cosign's pins.
-        let files = scratch(name);
         let pins = signet_e2e::sigstore::pins(&files, Some(&fulcio), Some(&rekor))
             .await
             .unwrap();
@@ -182,6 +188,7 @@ impl KeylessScene {
             stack,
             fulcio,
             rekor,
+            other_cluster,
             files,
             token_file,
             token,
@@ -515,6 +522,7 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
         outcome(&report, "attestation").1.contains("no Fulcio root"),
         "{report:#}"
     );
+    another_clusters_certificate_for_the_signers_name_is_refused(&scene, &uid, &pinned_trust).await;
     // Every run gets a key and certificate of its own.
     let uid2 = scene.rebuild("second", "2026-11-26T10:02:00Z").await;
     let second = wait_signed(admin, ns, "second", log).await;
@@ -1506,4 +1514,161 @@ async fn spiffe_bundles_with_rekor_v2(
         );
     }
     let _ = std::fs::remove_dir_all(&files);
+}
+
+/// Anyone with a cluster of their own can have Fulcio certify the signer's ServiceAccount
+/// name: another cluster's issuer, which this Fulcio trusts as public Fulcio trusts every
+/// cluster's, mints a token for `<signer namespace>/signet-signer`, Fulcio issues a
+/// certificate with the signer's very subject alternative name, and the forger signs the run's
+/// provenance with it and writes it onto the run. cosign says the material is good for that
+/// name from the other issuer and refuses it for the cluster's issuer; `kubectl signet verify`
+/// fails it, naming the other issuer.
+async fn another_clusters_certificate_for_the_signers_name_is_refused(
+    scene: &KeylessScene,
+    uid: &str,
+    pinned_trust: &[&str],
+) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (env, admin, ns) = (scene.env, &scene.admin, scene.work.name());
+    let dir = scene.files.join("forger");
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl_sign = |file: &std::path::Path| {
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(dir.join("forger.key"))
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl dgst -sign");
+        b64.encode(out.stdout)
+    };
+    // A certificate for the signer's name from another cluster's issuer.
+    signet_e2e::sigstore::p256_key_pair(&dir.join("forger.key"), &dir.join("forger.pub")).unwrap();
+    let subject = format!("system:serviceaccount:{}:signet-signer", scene.signer_ns);
+    let token = scene
+        .other_cluster
+        .token(&scene.signer_ns, "signet-signer", "sigstore")
+        .unwrap();
+    std::fs::write(dir.join("subject"), &subject).unwrap();
+    let request = json!({
+        "credentials": {"oidcIdentityToken": token},
+        "publicKeyRequest": {
+            "publicKey": {"algorithm": "ECDSA",
+                          "content": std::fs::read_to_string(dir.join("forger.pub")).unwrap()},
+            "proofOfPossession": openssl_sign(&dir.join("subject")),
+        }
+    });
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/api/v2/signingCert", scene.fulcio.url))
+        .json(&request)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chain: Vec<String> = answer["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+        .as_array()
+        .or_else(|| answer["signedCertificateDetachedSct"]["chain"]["certificates"].as_array())
+        .unwrap_or_else(|| panic!("Fulcio issued no certificate: {answer}"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let identity = format!(
+        "https://kubernetes.io/namespaces/{}/serviceaccounts/signet-signer",
+        scene.signer_ns
+    );
+    assert!(uri_sans(&chain[0]).contains(&format!("URI:{identity}")));
+    // The run's own provenance, signed with that certificate's key (DSSE over PAE).
+    let runs = common::taskruns(admin, ns);
+    let run = serde_json::to_value(runs.get("build").await.unwrap()).unwrap();
+    let key = |name: &str| format!("chains.tekton.dev/{name}-taskrun-{uid}");
+    let envelope = run["metadata"]["annotations"][key("signature")]
+        .as_str()
+        .unwrap();
+    let mut envelope: Value = serde_json::from_slice(&b64.decode(envelope).unwrap()).unwrap();
+    let payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let payload_type = envelope["payloadType"].as_str().unwrap().to_owned();
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&payload);
+    std::fs::write(dir.join("pae"), &pae).unwrap();
+    let signature = openssl_sign(&dir.join("pae"));
+    std::fs::write(dir.join("pae.sig"), &signature).unwrap();
+    std::fs::write(dir.join("leaf.pem"), format!("{}\n", chain[0].trim_end())).unwrap();
+    // cosign, on its own: good for the signer's name from the other issuer, not the cluster's.
+    let trusted_root = scene.trusted_root().await;
+    let cosign = |issuer: &str| {
+        let leaf = dir.join("leaf.pem");
+        let sig = dir.join("pae.sig");
+        let pae_file = dir.join("pae");
+        let args = [
+            "verify-blob",
+            "--trusted-root",
+            trusted_root.as_str(),
+            "--certificate",
+            leaf.to_str().unwrap(),
+            "--signature",
+            sig.to_str().unwrap(),
+            "--certificate-identity",
+            identity.as_str(),
+            "--certificate-oidc-issuer",
+            issuer,
+            "--insecure-ignore-tlog",
+            "--insecure-ignore-sct",
+            pae_file.to_str().unwrap(),
+        ];
+        cosign_registry(env, &args, &[])
+    };
+    assert_ok(
+        &cosign(&scene.other_cluster.url),
+        "cosign verify-blob (other issuer)",
+    );
+    assert!(
+        !cosign(&env.oidc_issuer).status.success(),
+        "cosign accepted the other cluster's certificate for this cluster's issuer"
+    );
+    envelope["signatures"] = json!([{"keyid": "", "sig": signature}]);
+    let chain_pem: String = chain[1..]
+        .iter()
+        .map(|c| c.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let forged = json!({"metadata": {"annotations": {
+        key("signature"): b64.encode(envelope.to_string()),
+        key("cert"): format!("{}\n", chain[0].trim_end()),
+        key("chain"): format!("{chain_pem}\n"),
+    }}});
+    runs.patch(
+        "build",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&forged),
+    )
+    .await
+    .unwrap();
+    let mut args = vec!["verify", "taskrun", "build", "-n", ns, "-o", "json"];
+    args.extend_from_slice(pinned_trust);
+    let out = common::kubectl_signet(env, &args);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let attestation = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "attestation")
+        .cloned()
+        .unwrap_or_default();
+    let detail = attestation["detail"].as_str().unwrap_or_default();
+    assert!(
+        attestation["outcome"] == "fail"
+            && detail.contains(&format!("from OIDC issuer {}", scene.other_cluster.url))
+            && detail.contains("not the expected issuer"),
+        "{report:#}"
+    );
+    eprintln!("another cluster's certificate for {identity}: {detail}");
 }

@@ -1126,3 +1126,93 @@ async fn a_new_replica_count_signs_only_once_the_old_one_has_stopped() {
         "replica count 2 → 3: the new count took the sharding {took:?} after the old one was killed"
     );
 }
+
+/// A signer limited to some namespaces — `signer.namespaces` changed since an earlier signer
+/// held runs elsewhere — takes its finalizers off the runs outside them: nothing would sign
+/// those, and a deleted one would hang in Terminating. A run in a signed namespace keeps its
+/// hold. Checked on the runs the API server holds.
+#[tokio::test]
+async fn a_signer_limited_to_some_namespaces_lets_go_of_runs_held_elsewhere() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let ns = format!("signet-e2e-narrowed-{}", std::process::id());
+    let stack = Stack::up(env, &admin, &ns).await;
+    let signed_ns = TestNamespace::create(&admin, "narrowed-signed")
+        .await
+        .unwrap();
+    let elsewhere = TestNamespace::create(&admin, "narrowed-elsewhere")
+        .await
+        .unwrap();
+    // Running runs an earlier signer of every namespace held.
+    let finalizer = "chains.tekton.dev/taskrun";
+    for namespace in [signed_ns.name(), elsewhere.name()] {
+        let held: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "held", "finalizers": [finalizer, "example.com/keep"]},
+            "spec": {"taskSpec": {"steps": [{"name": "build", "image": "gcr.io/kaniko-project/executor:v1"}]}}
+        }))
+        .unwrap();
+        taskruns(&admin, namespace)
+            .create(&PostParams::default(), &held)
+            .await
+            .unwrap();
+    }
+    let identity = signet_e2e::ServiceAccountIdentity::mint(
+        &admin,
+        &stack.signer_ns,
+        "signet-signer",
+        &[],
+        3600,
+    )
+    .await
+    .unwrap();
+    let signer = signet_e2e::operator::OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[("SIGNET_NAMESPACES", signed_ns.name())],
+    )
+    .await
+    .unwrap();
+    let finalizers = |namespace: &str| {
+        let runs = taskruns(&admin, namespace);
+        async move {
+            runs.get("held")
+                .await
+                .unwrap()
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while finalizers(elsewhere.name())
+        .await
+        .contains(&finalizer.to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run outside the signed namespaces is still held:\n{}",
+            signer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(finalizers(elsewhere.name()).await, ["example.com/keep"]);
+    assert!(
+        finalizers(signed_ns.name())
+            .await
+            .contains(&finalizer.to_owned())
+    );
+    // Leave nothing held behind.
+    for namespace in [signed_ns.name(), elsewhere.name()] {
+        taskruns(&admin, namespace)
+            .patch(
+                "held",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+    }
+}

@@ -1,6 +1,7 @@
-//! On uninstall (the SignetConfig deleted), takes the signer's finalizers
-//! (`chains.tekton.dev/taskrun`, `chains.tekton.dev/pipelinerun`) off every TaskRun and
-//! PipelineRun: once no signer runs, nothing else would, and a deleted run would hang in
+//! Takes the signer's finalizers (`chains.tekton.dev/taskrun`, `chains.tekton.dev/pipelinerun`)
+//! off the TaskRuns and PipelineRuns no signer will sign: on uninstall (the SignetConfig
+//! deleted: every run), and when a signer starts limited to some namespaces (the runs an
+//! earlier signer held elsewhere). Else nothing would, and a deleted run would hang in
 //! Terminating. Paged and bounded per pass; what a pass could not finish (more runs than the
 //! bound, a run that changed under it) is left for the next, so it resumes after a restart.
 //!
@@ -9,7 +10,6 @@
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
 /// The finalizers the signer puts on runs, by kind.
 pub const RUN_FINALIZERS: [(&str, &str); 2] = [
@@ -40,8 +40,12 @@ pub struct ReleaseError {
     source: kube::Error,
 }
 
-/// One pass over every TaskRun and PipelineRun in the cluster.
-pub async fn release_run_finalizers(client: &Client) -> Result<Released, ReleaseError> {
+/// One pass over every TaskRun and PipelineRun in the cluster, but those in `except_in`
+/// (empty: every run is released).
+pub async fn release_run_finalizers(
+    client: &Client,
+    except_in: &[String],
+) -> Result<Released, ReleaseError> {
     let mut out = Released::default();
     for (kind, finalizer) in RUN_FINALIZERS {
         let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("tekton.dev", "v1", kind));
@@ -59,11 +63,10 @@ pub async fn release_run_finalizers(client: &Client) -> Result<Released, Release
                 Err(kube::Error::Api(s)) if s.code == 404 => break,
                 Err(e) => return Err(err("list", e)),
             };
-            for run in page
-                .items
-                .iter()
-                .filter(|r| r.finalizers().iter().any(|f| f == finalizer))
-            {
+            for run in page.items.iter().filter(|r| {
+                r.finalizers().iter().any(|f| f == finalizer)
+                    && !except_in.contains(&r.namespace().unwrap_or_default())
+            }) {
                 if out.released >= MAX_PER_PASS {
                     out.remaining += 1;
                     continue;
@@ -73,7 +76,7 @@ pub async fn release_run_finalizers(client: &Client) -> Result<Released, Release
                     .iter()
                     .filter(|f| *f != finalizer)
                     .collect();
-                let patch = json!({"metadata": {
+                let patch = serde_json::json!({"metadata": {
                     "resourceVersion": run.resource_version(),
                     "finalizers": kept,
                 }});
