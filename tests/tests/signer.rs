@@ -246,7 +246,8 @@ async fn a_running_taskrun_is_held_until_it_is_signed_even_when_deleted() {
 
 /// A held run that nothing will sign here is let go: one its author marks
 /// `chains.tekton.dev/signed` while it runs, and one that `filter.managed-by` stops covering
-/// while it runs. Deleting either is not blocked by our finalizer, and neither is signed.
+/// while it runs. Deleting either is not blocked by our finalizer, and neither is signed; the
+/// author's mark gets a Warning Event (`MarkedByAnother`) instead of passing for a signature.
 #[tokio::test]
 async fn a_held_run_that_nothing_will_sign_is_let_go() {
     let scene = Scene::up("signer-let-go").await;
@@ -320,6 +321,8 @@ async fn a_held_run_that_nothing_will_sign_is_let_go() {
     trs.patch_status("unfiltered", &PatchParams::default(), &Patch::Merge(&done))
         .await
         .unwrap();
+    // The author's mark is not taken for a signature silently: a Warning on the run says so.
+    wait_event(admin, scene.ns(), "author-marked", "MarkedByAnother", "Warning").await;
     for name in ["author-marked", "unfiltered"] {
         trs.delete(name, &kube::api::DeleteParams::default())
             .await

@@ -20,6 +20,7 @@ use kube::{Api, Client};
 use signet_runtime::health::{Health, Sampled};
 use tokio::sync::Semaphore;
 
+use crate::annotations::SIGNED;
 pub use crate::metrics::Metrics;
 use crate::run::{Run, RunKind};
 use crate::signing::kms::KmsSigners;
@@ -27,7 +28,7 @@ use crate::storage::Registries;
 use crate::storage::oci::registry::Clients;
 use crate::transparency::LogKeys;
 use crate::transparency::timestamp::TsaChains;
-use mark::{hold_or_release, release, write};
+use mark::{Written, hold_or_release, release, write};
 use queue::{Backlog, InFlight, Work};
 use retry::{AGAIN_LIMIT, API_RETRIES, Step, api_backoff};
 use sources::Sources;
@@ -255,6 +256,10 @@ pub async fn run(
                 run: run.reference(),
                 resource_version: obj.metadata.resource_version.clone().unwrap_or_default(),
                 finalizers,
+                // Held by us and marked: not by us, whose mark drops the finalizer with it.
+                marked_by_another: run
+                    .is_finished()
+                    .then(|| run.annotation(SIGNED).unwrap_or_default().to_owned()),
             };
             if holds_tx.send(hold).is_err() {
                 break;
@@ -501,6 +506,8 @@ struct Hold {
     run: Run,
     resource_version: String,
     finalizers: Vec<String>,
+    /// The `signed` value someone other than Signet wrote on a run Signet held.
+    marked_by_another: Option<String>,
 }
 
 /// Writes finalizer changes, a few at a time, in the order they were seen. A hold for a run
@@ -516,7 +523,7 @@ async fn write_holds(ctx: Arc<Context>, rx: tokio::sync::mpsc::UnboundedReceiver
                     return;
                 }
                 let api = runs(&ctx.client, hold.run.kind, Some(&hold.run.namespace));
-                let _ = write(
+                let written = write(
                     &api,
                     &hold.run,
                     &hold.resource_version,
@@ -524,6 +531,9 @@ async fn write_holds(ctx: Arc<Context>, rx: tokio::sync::mpsc::UnboundedReceiver
                     Some(hold.finalizers),
                 )
                 .await;
+                if let (Written::Yes, Some(value)) = (written, hold.marked_by_another) {
+                    worker::marked_by_another(&ctx, &hold.run, &value).await;
+                }
             }
         })
         .await;

@@ -86,7 +86,12 @@ async fn current(
 
 /// A run queued while it was ours, then marked by someone else or filtered out by a changed
 /// `filter.managed-by`: nothing will sign it, so our finalizer, if it is there, goes.
-async fn let_go(api: &kube::Api<DynamicObject>, run: &Run, obj: &DynamicObject) -> Step {
+async fn let_go(
+    ctx: &Context,
+    api: &kube::Api<DynamicObject>,
+    run: &Run,
+    obj: &DynamicObject,
+) -> Step {
     let Some(finalizers) = release(run) else {
         return Step::Done;
     };
@@ -94,7 +99,40 @@ async fn let_go(api: &kube::Api<DynamicObject>, run: &Run, obj: &DynamicObject) 
     match write(api, run, &rv, &BTreeMap::new(), Some(finalizers)).await {
         Written::Conflict => Step::Again,
         Written::Failed => Step::ApiError,
-        Written::Yes => Step::Done,
+        Written::Yes => {
+            // Held by us and marked: not by us, whose mark drops the finalizer with it.
+            if run.is_finished() {
+                marked_by_another(ctx, run, run.annotation(SIGNED).unwrap_or_default()).await;
+            }
+            Step::Done
+        }
+    }
+}
+
+/// Someone other than Signet set `chains.tekton.dev/signed` on a run Signet held: it is let
+/// go unsigned, and says so — in the log and as a Warning Event on the run — instead of
+/// taking the mark for a signature.
+pub(crate) async fn marked_by_another(ctx: &Context, run: &Run, value: &str) {
+    tracing::warn!(run = %run.id(), signed = %value, "the run was marked signed by someone other than Signet before Signet signed it; letting it go unsigned");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "MarkedByAnother".to_owned(),
+        note: Some(event_note(format!(
+            "{SIGNED}={value} was written on this run by someone other than Signet before Signet signed it; Signet let it go unsigned: it carries no signature of Signet's"
+        ))),
+        action: "Sign".to_owned(),
+        secondary: None,
+    };
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("tekton.dev/v1".to_owned()),
+        kind: Some(run.kind.kind().to_owned()),
+        namespace: Some(run.namespace.clone()),
+        name: Some(run.name.clone()),
+        uid: Some(run.uid.clone()),
+        ..Default::default()
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::debug!(error = %e, "failed to record an Event");
     }
 }
 
@@ -114,7 +152,7 @@ pub(crate) async fn process(
     };
     let run = Run::from_object(kind, serde_json::to_value(&obj).unwrap_or_default());
     match (!run.is_finished() && is_ours(ctx, &run), run.is_done()) {
-        (false, _) if ctx.owns(&run.uid) => return let_go(&api, &run, &obj).await,
+        (false, _) if ctx.owns(&run.uid) => return let_go(ctx, &api, &run, &obj).await,
         (true, true) => {}
         _ => return Step::Done,
     }
