@@ -322,7 +322,14 @@ async fn a_held_run_that_nothing_will_sign_is_let_go() {
         .await
         .unwrap();
     // The author's mark is not taken for a signature silently: a Warning on the run says so.
-    wait_event(admin, scene.ns(), "author-marked", "MarkedByAnother", "Warning").await;
+    wait_event(
+        admin,
+        scene.ns(),
+        "author-marked",
+        "MarkedByAnother",
+        "Warning",
+    )
+    .await;
     for name in ["author-marked", "unfiltered"] {
         trs.delete(name, &kube::api::DeleteParams::default())
             .await
@@ -567,24 +574,7 @@ async fn a_signer_killed_mid_burst_leaves_every_run_signed_exactly_once() {
 #[tokio::test]
 async fn replicas_share_runs_by_shard_and_one_killed_mid_burst_leaves_each_run_signed_once() {
     const RUNS: usize = 150;
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let stack = Stack::up(
-        env,
-        &admin,
-        &format!("signet-e2e-replicas-{}", std::process::id()),
-    )
-    .await;
-    let identity = signet_e2e::ServiceAccountIdentity::mint(
-        &admin,
-        &stack.signer_ns,
-        "signet-signer",
-        &[],
-        3600,
-    )
-    .await
-    .unwrap();
+    let (_turn, env, admin, stack, identity) = own_signers("replicas").await;
     let mut replicas = Vec::new();
     for _ in 0..3 {
         replicas.push(
@@ -1024,20 +1014,7 @@ async fn runs_another_client_keeps_changing_are_still_signed_exactly_once() {
 async fn a_new_replica_count_signs_only_once_the_old_one_has_stopped() {
     use k8s_openapi::api::coordination::v1::Lease;
     use signet_runtime::shards::{lease_name, sharding_lease};
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let ns = format!("signet-e2e-resharding-{}", std::process::id());
-    let stack = Stack::up(env, &admin, &ns).await;
-    let identity = signet_e2e::ServiceAccountIdentity::mint(
-        &admin,
-        &stack.signer_ns,
-        "signet-signer",
-        &[],
-        3600,
-    )
-    .await
-    .unwrap();
+    let (_turn, env, admin, stack, identity) = own_signers("resharding").await;
     let start = |replicas: &'static str| {
         let (admin, identity) = (admin.clone(), identity.clone());
         async move {
@@ -1136,11 +1113,7 @@ async fn a_new_replica_count_signs_only_once_the_old_one_has_stopped() {
 /// hold. Checked on the runs the API server holds.
 #[tokio::test]
 async fn a_signer_limited_to_some_namespaces_lets_go_of_runs_held_elsewhere() {
-    let _turn = STACK.lock().await;
-    let env = TestEnv::get();
-    let admin = env.admin_client().unwrap();
-    let ns = format!("signet-e2e-narrowed-{}", std::process::id());
-    let stack = Stack::up(env, &admin, &ns).await;
+    let (_turn, env, admin, _stack, identity) = own_signers("narrowed").await;
     let signed_ns = TestNamespace::create(&admin, "narrowed-signed")
         .await
         .unwrap();
@@ -1161,15 +1134,6 @@ async fn a_signer_limited_to_some_namespaces_lets_go_of_runs_held_elsewhere() {
             .await
             .unwrap();
     }
-    let identity = signet_e2e::ServiceAccountIdentity::mint(
-        &admin,
-        &stack.signer_ns,
-        "signet-signer",
-        &[],
-        3600,
-    )
-    .await
-    .unwrap();
     let signer = signet_e2e::operator::OperatorProcess::start_signer_with(
         env,
         &admin,
@@ -1218,4 +1182,32 @@ async fn a_signer_limited_to_some_namespaces_lets_go_of_runs_held_elsewhere() {
             .await
             .unwrap();
     }
+}
+
+/// A SignetConfig rolled out in `signet-e2e-<name>-<pid>` (the stack held for the test) and
+/// the signer's ServiceAccount identity, for a test that starts signer processes of its own.
+async fn own_signers(
+    name: &str,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    &'static TestEnv,
+    kube::Client,
+    Stack,
+    signet_e2e::ServiceAccountIdentity,
+) {
+    let turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let ns = format!("signet-e2e-{name}-{}", std::process::id());
+    let stack = Stack::up(env, &admin, &ns).await;
+    let identity = signet_e2e::ServiceAccountIdentity::mint(
+        &admin,
+        &stack.signer_ns,
+        "signet-signer",
+        &[],
+        3600,
+    )
+    .await
+    .unwrap();
+    (turn, env, admin, stack, identity)
 }
