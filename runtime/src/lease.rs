@@ -248,6 +248,27 @@ impl LeaseLock {
         }
     }
 
+    /// The holder of the lease, while its claim has not expired (as seen from here).
+    pub async fn holder(&self) -> Result<Option<String>, LeaseError> {
+        let lease = self
+            .call("read", self.api.get_opt(&self.settings.name))
+            .await?
+            .map_err(|e| self.err("read", e))?;
+        let current = lease.and_then(|l| l.spec).unwrap_or_default();
+        let expired = match self.observed.lock() {
+            Ok(mut observer) => observer.expired(&current, tokio::time::Instant::now()),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .expired(&current, tokio::time::Instant::now()),
+        };
+        Ok(current.holder_identity.filter(|_| !expired))
+    }
+
+    /// This process's identity in the lease.
+    pub fn identity(&self) -> &str {
+        &self.settings.identity
+    }
+
     /// Gives the lease up so a standby can take over at once (on graceful shutdown).
     pub async fn release(&self) -> Result<(), LeaseError> {
         let Some(mut lease) = self

@@ -105,30 +105,32 @@ impl Sharding {
     }
 
     /// Takes or renews the sharding Lease for this replica count. Another replica of the same
-    /// count renewing at the same moment makes the write conflict: then it is read once more.
+    /// count renewing at the same moment makes the write conflict: the Lease, read again,
+    /// then names this count, renewed just now, which is as good.
     pub async fn renew(&self) -> bool {
-        for _ in 0..2 {
-            let started = tokio::time::Instant::now();
-            match self.lock.attempt(true).await {
-                Ok(Attempt::Holds) => {
-                    let until = (started + self.lock.renew_deadline())
-                        .saturating_duration_since(self.epoch)
-                        .as_millis();
-                    self.until
-                        .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Release);
-                    if self.waiting_logged.swap(false, Ordering::AcqRel) {
-                        tracing::info!(
-                            "the signers of the earlier replica count have stopped; signing"
-                        );
-                    }
-                    return true;
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "failed to renew the sharding lease");
-                    return self.held();
-                }
+        let started = tokio::time::Instant::now();
+        let ours = match self.lock.attempt(true).await {
+            Ok(Attempt::Holds) => true,
+            Ok(_) => self
+                .lock
+                .holder()
+                .await
+                .is_ok_and(|h| h.as_deref() == Some(self.lock.identity())),
+            Err(error) => {
+                tracing::warn!(%error, "failed to renew the sharding lease");
+                return self.held();
             }
+        };
+        if ours {
+            let until = (started + self.lock.renew_deadline())
+                .saturating_duration_since(self.epoch)
+                .as_millis();
+            self.until
+                .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::Release);
+            if self.waiting_logged.swap(false, Ordering::AcqRel) {
+                tracing::info!("the signers of the earlier replica count have stopped; signing");
+            }
+            return true;
         }
         if !self.waiting_logged.swap(true, Ordering::AcqRel) {
             tracing::info!(

@@ -96,49 +96,101 @@ pub async fn restart(env: &TestEnv, name: &str) -> Result<(), EnvError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let dir = env_dir(env);
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join("logs").join(format!("{name}.log")))
-        .map_err(err)?;
-    let child = Command::new("setsid")
-        .arg(program)
-        .args(arguments)
-        .env_clear()
-        .envs(environ.iter().filter_map(|kv| kv.split_once('=')))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(err)?)
-        .stderr(log)
-        .spawn()
-        .map_err(err)?;
-    // `tests/env/down` stops what the pids file lists: the new process replaces the old.
-    let pids = dir.join("pids");
-    let text = std::fs::read_to_string(&pids).map_err(err)?;
-    let updated: String = text
-        .lines()
-        .map(|l| {
-            if l.split_once(' ').is_some_and(|(n, _)| n == name) {
-                format!("{name} {}\n", child.id())
-            } else {
-                format!("{l}\n")
+    let log_path = dir.join("logs").join(format!("{name}.log"));
+    // A start that dies or never gets ready is tried again, twice: the test is about what
+    // Signet does while the control plane restarts, not about one start of the API server.
+    for attempt in 1..=3 {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(err)?;
+        let mut child = Command::new("setsid")
+            .arg(program)
+            .args(arguments)
+            .env_clear()
+            .envs(environ.iter().filter_map(|kv| kv.split_once('=')))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(err)?)
+            .stderr(log)
+            .spawn()
+            .map_err(err)?;
+        // `tests/env/down` stops what the pids file lists: the new process replaces the old.
+        let pids = dir.join("pids");
+        let text = std::fs::read_to_string(&pids).map_err(err)?;
+        let updated: String = text
+            .lines()
+            .map(|l| {
+                if l.split_once(' ').is_some_and(|(n, _)| n == name) {
+                    format!("{name} {}\n", child.id())
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&pids, updated).map_err(err)?;
+        match wait_ready_while(env, &mut child, Duration::from_secs(60)).await {
+            Ok(()) => return Ok(()),
+            Err(why) if attempt < 3 => {
+                eprintln!(
+                    "control plane: {name} start {attempt} failed ({why}); starting it again"
+                );
+                let _ = child.kill();
+                let _ = child.wait();
             }
-        })
-        .collect();
-    std::fs::write(&pids, updated).map_err(err)?;
-    wait_ready(env).await
+            Err(why) => {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                return Err(err(format!(
+                    "{name} did not become ready in three starts ({why}); its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )));
+            }
+        }
+    }
+    Err(err(format!("{name} was not started")))
+}
+
+/// Waits until the API server answers `/readyz`, at most `within`, or until `child` exits.
+async fn wait_ready_while(
+    env: &TestEnv,
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited: {status}"));
+        }
+        if ready(env).await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("not ready in {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether the API server answers `/readyz` within 5 s.
+async fn ready(env: &TestEnv) -> bool {
+    let Ok(client) = env.admin_client() else {
+        return false;
+    };
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    tokio::time::timeout(Duration::from_secs(5), client.request_text(request))
+        .await
+        .is_ok_and(|answer| answer.is_ok())
 }
 
 /// Waits (up to two minutes) until the API server answers `/readyz`.
 pub async fn wait_ready(env: &TestEnv) -> Result<(), EnvError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(client) = env.admin_client() {
-            let request = http::Request::get("/readyz")
-                .body(Vec::new())
-                .map_err(err)?;
-            if client.request_text(request).await.is_ok() {
-                return Ok(());
-            }
+        if ready(env).await {
+            return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
             return Err(err("the API server did not become ready again in 120 s"));

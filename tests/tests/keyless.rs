@@ -1601,16 +1601,24 @@ async fn another_clusters_certificate_for_the_signers_name_is_refused(
     let signature = openssl_sign(&dir.join("pae"));
     std::fs::write(dir.join("pae.sig"), &signature).unwrap();
     std::fs::write(dir.join("leaf.pem"), format!("{}\n", chain[0].trim_end())).unwrap();
-    // cosign, on its own: good for the signer's name from the other issuer, not the cluster's.
-    let trusted_root = scene.trusted_root().await;
+    // cosign, on its own: good for the signer's name from the other issuer, not the cluster's
+    // (the Fulcio roots pinned as cosign's SIGSTORE_ROOT_FILE; no log entry, no SCT here).
+    let chain_pem: String = chain[1..]
+        .iter()
+        .map(|c| c.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("chain.pem"), format!("{chain_pem}\n")).unwrap();
+    let roots = scene.files.join("fulcio.pem");
     let cosign = |issuer: &str| {
         let leaf = dir.join("leaf.pem");
+        let chain_file = dir.join("chain.pem");
         let sig = dir.join("pae.sig");
         let pae_file = dir.join("pae");
         let args = [
             "verify-blob",
-            "--trusted-root",
-            trusted_root.as_str(),
+            "--certificate-chain",
+            chain_file.to_str().unwrap(),
             "--certificate",
             leaf.to_str().unwrap(),
             "--signature",
@@ -1623,7 +1631,11 @@ async fn another_clusters_certificate_for_the_signers_name_is_refused(
             "--insecure-ignore-sct",
             pae_file.to_str().unwrap(),
         ];
-        cosign_registry(env, &args, &[])
+        cosign_registry(
+            env,
+            &args,
+            &[("SIGSTORE_ROOT_FILE", roots.to_str().unwrap())],
+        )
     };
     assert_ok(
         &cosign(&scene.other_cluster.url),
@@ -1634,11 +1646,6 @@ async fn another_clusters_certificate_for_the_signers_name_is_refused(
         "cosign accepted the other cluster's certificate for this cluster's issuer"
     );
     envelope["signatures"] = json!([{"keyid": "", "sig": signature}]);
-    let chain_pem: String = chain[1..]
-        .iter()
-        .map(|c| c.trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
     let forged = json!({"metadata": {"annotations": {
         key("signature"): b64.encode(envelope.to_string()),
         key("cert"): format!("{}\n", chain[0].trim_end()),
