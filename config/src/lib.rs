@@ -253,13 +253,16 @@ impl Pins {
         pins
     }
 
-    /// This process's pins.
+    /// This process's pins, read from its environment once (it does not change).
     pub fn from_env() -> Self {
-        Self::named(
-            Self::VARIABLES
-                .into_iter()
-                .filter(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty())),
-        )
+        static PINS: std::sync::OnceLock<Pins> = std::sync::OnceLock::new();
+        *PINS.get_or_init(|| {
+            Self::named(
+                Self::VARIABLES
+                    .into_iter()
+                    .filter(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty())),
+            )
+        })
     }
 }
 
