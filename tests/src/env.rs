@@ -55,6 +55,8 @@ pub struct TestEnv {
     pub oidc_issuer: String,
     /// The CA that signed the API server's certificate.
     pub ca_file: PathBuf,
+    /// The API server's audit log (tests/src/audit.rs reads it).
+    pub audit_log: PathBuf,
     /// Server version the environment was built at, e.g. `v1.37.2`.
     pub kube_version: String,
     /// Path to kubectl built at the same version.
@@ -205,6 +207,7 @@ impl TestEnv {
             api_server: get("SIGNET_API_SERVER")?,
             oidc_issuer: get("SIGNET_OIDC_ISSUER")?,
             ca_file: PathBuf::from(get("SIGNET_CA_FILE")?),
+            audit_log: PathBuf::from(get("SIGNET_AUDIT_LOG")?),
             kube_version: get("SIGNET_KUBE_VERSION")?,
             kubectl: PathBuf::from(get("SIGNET_KUBECTL")?),
             cosign: PathBuf::from(get("SIGNET_COSIGN")?),

@@ -32,6 +32,8 @@ pub enum Fault {
     Status(u16, Option<u64>),
     /// Wait, then pass the upstream's answer on.
     Delay(Duration),
+    /// Wait, then send the request on: it reaches the upstream late (a slow network).
+    DelayRequest(Duration),
     /// Send the headers and half the body, then drop the connection.
     Cut,
     /// Send half the body as if it were all of it.
@@ -159,6 +161,9 @@ impl FaultProxy {
         let ca = std::fs::read(&env.ca_file).map_err(err)?;
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(err)?)
+            // Upstream connections come from the proxy's own address: the upstream (the API
+            // server's audit log) tells what came through it.
+            .local_address(ip.parse::<std::net::IpAddr>().map_err(err)?)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
@@ -292,10 +297,17 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         .await
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
+    if let Some(Fault::DelayRequest(delay)) = &fault {
+        tokio::time::sleep(*delay).await;
+    }
     let mut request = state
         .http
         .request(parts.method.clone(), format!("{upstream}{path}"))
         .body(body);
+    // An API server's watch lasts minutes.
+    if path.contains("watch=true") {
+        request = request.timeout(Duration::from_secs(3600));
+    }
     for (name, value) in &parts.headers {
         if name != header::HOST && name != header::CONTENT_LENGTH {
             request = request.header(name, value);
@@ -318,6 +330,21 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         headers.remove(hop);
     }
     rewrite_location(state, fault.as_ref(), &mut headers);
+    if matches!(fault, None | Some(Fault::DelayRequest(_))) {
+        // Passed on as it comes: a watch's body has no end.
+        let frames = futures::stream::unfold(Some(answer), |answer| async move {
+            let mut answer = answer?;
+            match answer.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(Frame::data(chunk)), Some(answer))),
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            }
+        });
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        return response;
+    }
     let body = answer.bytes().await.unwrap_or_default();
     apply(fault, status, headers, body).await
 }

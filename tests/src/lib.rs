@@ -3,6 +3,7 @@
 //!
 //! Only tests use this crate; nothing here is shipped.
 
+pub mod audit;
 pub mod aws;
 pub mod bench;
 pub mod clouds;

@@ -107,7 +107,7 @@ impl OperatorProcess {
             "info,signet_operator=debug".to_owned(),
         );
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Self::start_binary(env, identity, "signet-operator", &vars)
+        Self::start_binary(env, identity, "signet-operator", &vars, &env.api_server)
     }
 
     /// Starts the signer binary as `identity` (the `signet-signer` ServiceAccount of
@@ -127,6 +127,18 @@ impl OperatorProcess {
         admin: &Client,
         identity: &ServiceAccountIdentity,
         extra: &[(&str, &str)],
+    ) -> Result<Self, EnvError> {
+        Self::start_signer_through(env, admin, identity, extra, &env.api_server).await
+    }
+
+    /// As [`Self::start_signer_with`], talking to the API server at `server` (a fault proxy
+    /// in front of it).
+    pub async fn start_signer_through(
+        env: &TestEnv,
+        admin: &Client,
+        identity: &ServiceAccountIdentity,
+        extra: &[(&str, &str)],
+        server: &str,
     ) -> Result<Self, EnvError> {
         let deployment = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
             admin.clone(),
@@ -162,7 +174,7 @@ impl OperatorProcess {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Self::start_binary(env, identity, "signet-signer", &vars)
+        Self::start_binary(env, identity, "signet-signer", &vars, server)
     }
 
     /// Runs a workspace binary with a kubeconfig holding only `identity`'s token, health
@@ -172,6 +184,7 @@ impl OperatorProcess {
         identity: &ServiceAccountIdentity,
         name: &str,
         vars: &[(&str, &str)],
+        server: &str,
     ) -> Result<Self, EnvError> {
         let dir = TempDir::new(name)?;
         let kubeconfig = dir.0.join("kubeconfig");
@@ -181,7 +194,7 @@ impl OperatorProcess {
             &kubeconfig,
             &format!(
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: sa\n  user: {{tokenFile: \"{}\"}}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: sa}}\ncurrent-context: e2e\n",
-                env.api_server,
+                server,
                 env.ca_file.display(),
                 token_file.display()
             ),

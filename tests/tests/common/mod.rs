@@ -588,48 +588,6 @@ pub fn verify_pinned(
     )
 }
 
-/// Signatures by run name, as [`watch_signatures`] collects them.
-pub type SeenSignatures = std::sync::Arc<
-    std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>>,
->;
-
-/// Every signature any change to any TaskRun in `ns` carried, by run, as the API server
-/// reports each change: two for one run means it was signed twice. Stop it by aborting the
-/// returned task.
-pub fn watch_signatures(
-    client: &Client,
-    ns: &str,
-) -> (SeenSignatures, tokio::task::JoinHandle<()>) {
-    let seen = SeenSignatures::default();
-    let collecting = seen.clone();
-    let mut events = futures::StreamExt::boxed(kube::runtime::watcher(
-        taskruns(client, ns),
-        kube::runtime::watcher::Config::default(),
-    ));
-    let task = tokio::spawn(async move {
-        while let Some(event) = futures::StreamExt::next(&mut events).await {
-            if let Ok(
-                kube::runtime::watcher::Event::Apply(obj)
-                | kube::runtime::watcher::Event::InitApply(obj),
-            ) = event
-            {
-                let name = obj.metadata.name.clone().unwrap_or_default();
-                for (k, v) in obj.metadata.annotations.unwrap_or_default() {
-                    if k.starts_with("chains.tekton.dev/signature-") {
-                        collecting
-                            .lock()
-                            .unwrap()
-                            .entry(name.clone())
-                            .or_default()
-                            .insert(v);
-                    }
-                }
-            }
-        }
-    });
-    (seen, task)
-}
-
 /// A signer that stores attestations in the registry too, the run namespace's ServiceAccount
 /// holding the registry login (as a Kaniko task's would), and a scratch directory with
 /// Signet's public key in it.
