@@ -8,6 +8,7 @@ pub mod aws;
 pub mod bench;
 pub mod clouds;
 pub mod control_plane;
+pub mod crane;
 pub mod env;
 pub mod fault_proxy;
 pub mod identity;

@@ -493,6 +493,20 @@ impl Rekor {
         response.text().await.map_err(err)
     }
 
+    /// How many entries the log holds (its own `treeSize`): each test's Rekor has a tree of
+    /// its own, so this counts what the test wrote.
+    pub async fn tree_size(&self) -> Result<u64, EnvError> {
+        let answer: Value = reqwest::get(format!("{}/api/v1/log", self.url))
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        answer["treeSize"]
+            .as_u64()
+            .ok_or_else(|| err(format!("no treeSize in {answer}")))
+    }
+
     /// Entry uuids whose artifact hash is `sha256:<hex>` (Rekor's search API).
     pub async fn search(&self, digest: &str) -> Result<Vec<String>, EnvError> {
         let client = reqwest::Client::new();

@@ -430,6 +430,13 @@ async fn keyless_signatures_verify_with_the_fulcio_certificate_identity() {
     );
     let found = scene.rekor.search(&scene.digest).await.unwrap();
     assert!(!found.is_empty(), "the image digest finds no entry");
+    // Counted by the log itself: one entry for the run's provenance, one for the image's
+    // signature, none twice.
+    assert_eq!(
+        scene.rekor.tree_size().await.unwrap(),
+        2,
+        "entries in the log"
+    );
     // sigstore policy-controller, as its admission webhook decides with a keyless
     // ClusterImagePolicy (issuer + subject, this Fulcio and Rekor as its TrustRoot): admits
     // the image for the signer's identity, rejects it for another.

@@ -100,7 +100,7 @@ async fn an_image_its_user_signed_gets_signets_signature_and_provenance_too() {
     );
     let sig_tag = format!("{}.sig", digest.replacen(':', "-", 1));
     assert_eq!(
-        layers(env, &repo, &sig_tag).await.len(),
+        layers(env, &repo, &sig_tag).len(),
         2,
         "the user's and Signet's"
     );
@@ -112,13 +112,13 @@ async fn an_image_its_user_signed_gets_signets_signature_and_provenance_too() {
     build_run(admin, scene.ns(), "rebuild-app", &url, &digest, None, later).await;
     wait_signed(admin, scene.ns(), "rebuild-app", log).await;
     assert_eq!(
-        layers(env, &repo, &sig_tag).await.len(),
+        layers(env, &repo, &sig_tag).len(),
         2,
         "no duplicate signature"
     );
     let att_tag = format!("{}.att", digest.replacen(':', "-", 1));
     assert_eq!(
-        layers(env, &repo, &att_tag).await.len(),
+        layers(env, &repo, &att_tag).len(),
         2,
         "one attestation per run"
     );
@@ -442,12 +442,11 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
             !other.status.success(),
             "cosign verify ({name}) accepted another key"
         );
-        // Nothing in cosign's tag schema.
-        let repository = signet_e2e::registry::repository_at(env, registry, &repo);
+        // Nothing in cosign's tag schema (read with crane).
         for suffix in ["sig", "att"] {
             let tag = format!("{}.{suffix}", digest.replacen(':', "-", 1));
             assert_eq!(
-                repository.manifest(&tag).await.unwrap(),
+                signet_e2e::crane::manifest(env, &format!("{registry}/{repo}:{tag}")).unwrap(),
                 None,
                 "{name}: {tag} exists"
             );
@@ -746,7 +745,7 @@ async fn bundles_carry_their_log_entries(
     // The image signature's bundle, moved to another image as it is, and with its statement
     // changed to name that image: cosign v3 refuses both, each alone on its image.
     let repository = signet_e2e::registry::repository_at(env, registry, &repo);
-    let bundle = signature_bundle(&repository, &digest).await;
+    let bundle = signature_bundle(env, registry, &repo, &digest).await;
     let mut tampered: Value = serde_json::from_slice(&bundle).unwrap();
     let timestamps =
         &tampered["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
@@ -856,31 +855,24 @@ async fn a_bad_timestamp_authority_fails_the_run_naming_it(
     }
 }
 
-/// The bundle of the image signature (`cosign/sign/v1`) among `digest`'s referrers.
-async fn signature_bundle(
-    repository: &signet_signer::storage::oci::registry::Repository,
-    digest: &str,
-) -> Vec<u8> {
-    let fallback = digest.replacen(':', "-", 1);
-    let index = repository
-        .referrers(digest, &fallback)
+/// The bundle of the image signature (`cosign/sign/v1`) among `digest`'s referrers, read
+/// with plain HTTP and crane.
+async fn signature_bundle(env: &TestEnv, registry: &str, repo: &str, digest: &str) -> Vec<u8> {
+    let index = signet_e2e::crane::referrers(env, registry, repo, digest)
         .await
         .unwrap()
-        .unwrap();
-    let index: Value = serde_json::from_slice(&index).unwrap();
+        .unwrap_or_else(|| panic!("{registry}/{repo}@{digest} has no referrers"));
     // The referrers index need not say what each referrer is: their manifests do.
     for referrer in index["manifests"].as_array().unwrap() {
-        let manifest = repository
-            .manifest(referrer["digest"].as_str().unwrap())
-            .await
+        let at = |digest: &str| format!("{registry}/{repo}@{digest}");
+        let manifest = signet_e2e::crane::manifest(env, &at(referrer["digest"].as_str().unwrap()))
             .unwrap()
             .unwrap();
-        let manifest: Value = serde_json::from_slice(&manifest).unwrap();
         if manifest["annotations"]["dev.sigstore.bundle.predicateType"]
             == "https://sigstore.dev/cosign/sign/v1"
         {
             let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-            return repository.blob(layer, 1 << 20).await.unwrap().unwrap();
+            return signet_e2e::crane::blob(env, &at(layer)).unwrap();
         }
     }
     panic!("no image signature bundle among {index:#}");
@@ -923,15 +915,15 @@ async fn attach_bundle(
         .unwrap();
 }
 
-/// The layers under `tag` in `repository` of the test registry.
-async fn layers(env: &TestEnv, repository: &str, tag: &str) -> Vec<Value> {
-    let manifest = signet_e2e::registry::repository(env, repository)
-        .manifest(tag)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{repository}:{tag} does not exist"));
-    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
-    manifest["layers"].as_array().unwrap().clone()
+/// The layers under `tag` in `repository` of the test registry, as crane reads them.
+fn layers(env: &TestEnv, repository: &str, tag: &str) -> Vec<Value> {
+    let reference = format!("{}/{repository}:{tag}", env.registry);
+    let found = signet_e2e::crane::layers(env, &reference).unwrap();
+    assert!(
+        !found.is_empty(),
+        "{reference} has no layers or does not exist"
+    );
+    found
 }
 
 /// Eight runs' signatures for one image pushed at once to its `.sig` tag: a registry has no
@@ -977,27 +969,8 @@ async fn concurrent_pushes_to_one_signature_tag_lose_no_layer() {
     for result in results {
         assert_eq!(result.unwrap(), 1);
     }
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
-    let manifest: Value = http
-        .get(format!(
-            "https://{}/v2/{repo}/manifests/{}",
-            env.registry,
-            image.signature_tag()
-        ))
-        .basic_auth(&env.registry_user, Some(&env.registry_password))
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut signatures: Vec<&str> = manifest["layers"]
-        .as_array()
-        .unwrap()
+    let under_tag = layers(env, &repo, &image.signature_tag());
+    let mut signatures: Vec<&str> = under_tag
         .iter()
         .filter_map(|l| l["annotations"][SIGNATURE_ANNOTATION].as_str())
         .collect();

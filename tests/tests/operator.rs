@@ -515,7 +515,8 @@ async fn a_reconcile_that_finds_everything_as_desired_writes_nothing() {
         v
     };
     let before = versions(admin.clone(), ns1.clone()).await;
-    let config_rv = configs.get("config").await.unwrap().resource_version();
+    let read_before = configs.get("config").await.unwrap();
+    let config_rv = read_before.resource_version();
     let count = |needle: &str| operator.log_text().matches(needle).count();
     let writes = operator.metric("signet_operator_writes_total").await;
     assert!(
@@ -558,7 +559,10 @@ async fn a_reconcile_that_finds_everything_as_desired_writes_nothing() {
         config_rv,
         "the poke itself must have been written"
     );
-    assert_eq!(after.status, configs.get("config").await.unwrap().status);
+    assert_eq!(
+        after.status, read_before.status,
+        "a no-op reconcile changed the status"
+    );
 }
 
 /// A hot-reloaded key updates the ConfigMap without rolling the pods, a restart-requiring
