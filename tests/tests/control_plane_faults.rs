@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use signet_e2e::audit::AuditLog;
 use signet_e2e::control_plane::{compact_etcd, restart};
 use signet_e2e::{TestEnv, TestNamespace};
@@ -56,6 +56,23 @@ async fn complete_through_outages(admin: &kube::Client, ns: &str, name: &str) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `count` distinct indices below `len` (all of them when `len <= count`), picked by a
+/// xorshift generator from `seed`.
+fn sample_of(seed: u64, len: usize, count: usize) -> Vec<usize> {
+    let mut picked: Vec<usize> = (0..len).collect();
+    let mut state = seed | 1;
+    // A partial Fisher-Yates shuffle: the first `count` places end up a uniform sample.
+    for i in 0..count.min(len) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = i + usize::try_from(state % u64::try_from(len - i).unwrap()).unwrap();
+        picked.swap(i, j);
+    }
+    picked.truncate(count.min(len));
+    picked
 }
 
 #[tokio::test]
@@ -183,6 +200,40 @@ async fn api_server_and_etcd_failures_mid_burst_lose_no_run_and_sign_none_twice(
         unlogged <= 24,
         "{unlogged} signed runs with no signing write in the audit log: {not_once:?}"
     );
+    // cosign verifies a random sample of the runs marked signed (the seed printed, and taken
+    // from SIGNET_TEST_SEED when set, to replay a failure).
+    let seed = std::env::var("SIGNET_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::try_from(rand_nanos() % u128::from(u64::MAX)).unwrap());
+    let signed_runs: Vec<Value> = runs
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .filter(|r| r["metadata"]["annotations"]["chains.tekton.dev/signed"] == "true")
+        .collect();
+    let sample = sample_of(seed, signed_runs.len(), 50);
+    eprintln!(
+        "cosign verifies {} of {signed} signed runs, seed {seed}",
+        sample.len()
+    );
+    for i in &sample {
+        let run = &signed_runs[*i];
+        let uid = run["metadata"]["uid"].as_str().unwrap();
+        let envelope = unbase64(
+            &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
+        );
+        let out = cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance");
+        assert!(
+            out.status.success(),
+            "{} (seed {seed}): cosign rejected it: {}",
+            run["metadata"]["name"],
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     eprintln!(
         "control-plane faults in a burst of {RUNS}: API server restarted at {first:.1?}, etcd compacted + API server restarted at {second:.1?}, etcd restarted at {third:.1?}; all marked after {all_done:.1?}: {signed} signed, {failed} failed, 0 lost; {} signing writes in the audit log, no run marked signed twice ({unlogged} signed runs around the kills unlogged)",
         writes.total()

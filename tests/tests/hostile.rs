@@ -689,11 +689,23 @@ async fn a_log_whose_answers_do_not_verify_never_marks_a_run_signed() {
         &proxy,
         (&peer, scenarios),
         log,
-        |_, annotations| {
-            let address = annotations["chains.tekton.dev/transparency"]
-                .as_str()
-                .unwrap();
-            assert!(address.starts_with(&peer), "{address}");
+        |uid, annotations| {
+            // cosign finds the attestation's entry in the log itself (the log's key pinned)
+            // and verifies it with the signature: not the signer's word for it.
+            let envelope =
+                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+            let out = cosign_verify_in_log(
+                env,
+                &stack.public_key,
+                &envelope,
+                &rekor.url,
+                &dir.join("rekor.pub"),
+            );
+            assert!(
+                out.status.success(),
+                "cosign did not find the entry in the log: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         },
     )
     .await;
@@ -830,15 +842,61 @@ async fn a_fulcio_answer_that_does_not_certify_our_key_never_marks_a_run_signed(
         ),
     ];
     let peer = proxy.url.clone();
-    let table = run_scenarios(
-        &admin,
-        work.name(),
-        &proxy,
-        (&peer, scenarios),
-        log,
-        |_, _| {},
-    )
-    .await;
+    // cosign verifies what the honest answer signed: the certificate stored with it chains to
+    // this Fulcio's root and names the signer's identity and the cluster's issuer.
+    let roots = dir.join("fulcio-roots.pem");
+    std::fs::write(&roots, fulcio.trust_bundle().await.unwrap()).unwrap();
+    let identity =
+        format!("https://kubernetes.io/namespaces/{signer_ns}/serviceaccounts/signet-signer");
+    let check = |uid: &str, annotations: &Value| {
+        let file = |name: &str, value: &[u8]| {
+            let path = dir.join(format!("{uid}-{name}"));
+            std::fs::write(&path, value).unwrap();
+            path
+        };
+        let annotation = |what: &str| {
+            annotations[format!("chains.tekton.dev/{what}-taskrun-{uid}")]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let signature = file("sig", &unbase64(&annotation("signature").into()));
+        let cert = file("cert.pem", annotation("cert").as_bytes());
+        let chain = file("chain.pem", annotation("chain").as_bytes());
+        let out = std::process::Command::new(&env.cosign)
+            .args([
+                "verify-blob-attestation",
+                "--insecure-ignore-tlog",
+                "--insecure-ignore-sct",
+            ])
+            .args([
+                "--certificate-identity",
+                &identity,
+                "--certificate-oidc-issuer",
+                &env.oidc_issuer,
+            ])
+            .arg("--certificate")
+            .arg(&cert)
+            .arg("--certificate-chain")
+            .arg(&chain)
+            .arg("--signature")
+            .arg(&signature)
+            .args([
+                "--type",
+                "slsaprovenance",
+                "--check-claims=false",
+                "/dev/null",
+            ])
+            .env("SIGSTORE_ROOT_FILE", &roots)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cosign rejected the keyless signature: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let table = run_scenarios(&admin, work.name(), &proxy, (&peer, scenarios), log, check).await;
     eprintln!("Fulcio faults: {table}");
     let text = log();
     assert!(!text.contains("panicked") && !text.contains(&token.token));

@@ -380,11 +380,12 @@ async fn a_vault_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again()
     let (env, admin, ns) = (scene.env, &scene.admin, scene.work.name());
     let log = || scene.signer.log_text();
     let bao = &mut scene.bao;
-    burst_through_outage(admin, ns, "hashivault://signet", || bao.stop(), log).await;
+    let burst = burst_through_outage(admin, ns, "hashivault://signet", || bao.stop(), log).await;
     bao.restart(env).await.unwrap();
     let envelope = signed_envelope(admin, ns, "after-outage", log).await;
     let v1 = bao.public_pem("signet", 1).await.unwrap();
     assert_cosign_accepts(env, &v1, &envelope, "slsaprovenance");
+    burst.all_verify(env, &v1);
 }
 
 /// PEM of an SPKI DER.
@@ -563,11 +564,12 @@ async fn an_aws_kms_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_agai
     let (env, admin, ns) = (scene.env, &scene.admin, scene.work.name());
     let log = || scene.signer.log_text();
     let kms = &mut scene.kms;
-    burst_through_outage(admin, ns, AWS_KEY, || kms.server.stop(), log).await;
+    let burst = burst_through_outage(admin, ns, AWS_KEY, || kms.server.stop(), log).await;
     kms.server.restart().await.unwrap();
     let envelope = signed_envelope(admin, ns, "after-outage", log).await;
     let exported = kms.public_pem("alias/signet").await.unwrap();
     assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    burst.all_verify(env, &exported);
 }
 
 /// EKS Pod Identity, then instance metadata (`IMDSv2`), through the SDK's default chain against
@@ -968,10 +970,12 @@ async fn an_azure_key_vault_outage_mid_burst_fails_runs_naming_it_and_back_up_si
     let (env, admin, ns, uri) = (scene.env, &scene.admin, scene.work.name(), &scene.uri);
     let log = || scene.signer.log_text();
     let vault = &mut scene.vault;
-    burst_through_outage(admin, ns, uri, || vault.server.stop(), log).await;
+    let burst = burst_through_outage(admin, ns, uri, || vault.server.stop(), log).await;
     vault.server.restart().await.unwrap();
     let envelope = signed_envelope(admin, ns, "after-outage", log).await;
-    assert_cosign_accepts(env, &scene.export(1).await, &envelope, "slsaprovenance");
+    let key = scene.export(1).await;
+    assert_cosign_accepts(env, &key, &envelope, "slsaprovenance");
+    burst.all_verify(env, &key);
 }
 
 /// A federated token for another ServiceAccount has no federated credential: failed, naming
@@ -1172,10 +1176,12 @@ async fn a_google_cloud_kms_outage_mid_burst_fails_runs_naming_it_and_back_up_si
     let (env, admin, ns, uri) = (scene.env, &scene.admin, scene.work.name(), &scene.uri);
     let log = || scene.signer.log_text();
     let kms = &mut scene.kms;
-    burst_through_outage(admin, ns, uri, || kms.server.stop(), log).await;
+    let burst = burst_through_outage(admin, ns, uri, || kms.server.stop(), log).await;
     kms.server.restart().await.unwrap();
     let envelope = signed_envelope(admin, ns, "after-outage", log).await;
-    assert_cosign_accepts(env, &scene.export(1).await, &envelope, "slsaprovenance");
+    let key = scene.export(1).await;
+    assert_cosign_accepts(env, &key, &envelope, "slsaprovenance");
+    burst.all_verify(env, &key);
 }
 
 /// A token for another audience is refused by STS: failed, naming the key and STS.

@@ -360,7 +360,7 @@ async fn a_gcs_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again() {
     let (admin, ns) = (scene.admin.clone(), scene.work.name().to_owned());
     let log = || scene.signer.log_text();
     let gcs = &mut scene.gcs;
-    burst_through_outage(
+    let burst = burst_through_outage(
         &admin,
         &ns,
         "storage backend gcs",
@@ -368,6 +368,7 @@ async fn a_gcs_outage_mid_burst_fails_runs_naming_it_and_back_up_signs_again() {
         log,
     )
     .await;
+    burst.all_verify(scene.env, &scene.stack.public_key);
     scene.gcs.server.restart().await.unwrap();
     scene.gcs.create_bucket(BUCKET).await.unwrap();
     let uid = completed_taskrun(&admin, &ns, "after-outage").await;
@@ -565,7 +566,7 @@ async fn dynamodb_and_mongodb_hold_chains_documents_that_cosign_verifies() {
     );
 
     // FerretDB down mid-burst: runs fail naming docdb; back up (its SQLite files kept), signed.
-    burst_through_outage(
+    let burst = burst_through_outage(
         &admin,
         ns,
         "storage backend docdb",
@@ -573,6 +574,7 @@ async fn dynamodb_and_mongodb_hold_chains_documents_that_cosign_verifies() {
         log,
     )
     .await;
+    burst.all_verify(env, key);
     mongo.server.restart().await.unwrap();
     completed_taskrun(&admin, ns, "mongo-back").await;
     wait_signed(&admin, ns, "mongo-back", log).await;

@@ -106,10 +106,9 @@ pub fn slsa_v02_statement(
     if let Some(flags) = feature_flags(run) {
         invocation["environment"] = json!({ FEATURE_FLAGS: flags });
     }
-    json!({
+    let mut statement = json!({
         "_type": "https://in-toto.io/Statement/v0.1",
         "predicateType": "https://slsa.dev/provenance/v0.2",
-        "subject": descriptors(&artifacts.subjects(false, deep), "name", false),
         "predicate": {
             "builder": {"id": builder_id},
             "buildType": format!("tekton.dev/v1/{}", run.kind.kind()),
@@ -123,7 +122,13 @@ pub fn slsa_v02_statement(
             },
             "materials": descriptors(&artifacts.materials(), "uri", false)
         }
-    })
+    });
+    // A run that built nothing has no `subject` at all, as Chains writes it.
+    let subjects = descriptors(&artifacts.subjects(false, deep), "name", false);
+    if subjects.as_array().is_some_and(|s| !s.is_empty()) {
+        statement["subject"] = subjects;
+    }
+    statement
 }
 
 #[cfg(test)]

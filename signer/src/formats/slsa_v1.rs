@@ -32,17 +32,13 @@ fn is_subject_result(name: &str, value: &Value) -> bool {
 }
 
 /// The run's byproducts: its results (`v2alpha4`: without images and build artifacts, plus
-/// its steps' results that are not build artifacts). `v2alpha4` names a TaskRun's by its
-/// task: the `tekton.dev/pipelineTask` label, else the run's name
-/// (`taskRunResults/<task>/<result>`, `stepResults/<task>/<step>/<result>`).
+/// its steps' results that are neither). `v2alpha4` names a TaskRun's by the TaskRun, as Chains
+/// v0.30 does: `taskRunResults/<TaskRun>/<result>`, `stepResults/<TaskRun>/<result>`.
 fn byproducts(run: &Run, v2alpha4: bool) -> Vec<Value> {
     let prefix = match (run.kind, v2alpha4) {
         (RunKind::PipelineRun, _) => "pipelineRunResults".to_owned(),
         (RunKind::TaskRun, false) => "taskRunResults".to_owned(),
-        (RunKind::TaskRun, true) => format!(
-            "taskRunResults/{}",
-            run.label(PIPELINE_TASK_LABEL).unwrap_or(&run.name)
-        ),
+        (RunKind::TaskRun, true) => format!("taskRunResults/{}", run.name),
     };
     let mut out: Vec<Value> = run
         .results()
@@ -50,12 +46,10 @@ fn byproducts(run: &Run, v2alpha4: bool) -> Vec<Value> {
         .filter(|r| !(v2alpha4 && is_subject_result(&r.name, &r.value)))
         .map(|r| byproduct(&format!("{prefix}/{}", r.name), &r.value))
         .collect();
-    let steps_prefix = prefix.replacen("taskRunResults", "stepResults", 1);
     if v2alpha4 {
-        for (step_name, r) in run.step_results() {
-            let build = r.name.ends_with("ARTIFACT_OUTPUTS") && is_build_artifact(&r.value);
-            if !build {
-                let name = format!("{steps_prefix}/{step_name}/{}", r.name);
+        for (_, r) in run.step_results() {
+            if !is_subject_result(&r.name, &r.value) {
+                let name = format!("stepResults/{}/{}", run.name, r.name);
                 out.push(byproduct(&name, &r.value));
             }
         }
@@ -65,7 +59,8 @@ fn byproducts(run: &Run, v2alpha4: bool) -> Vec<Value> {
 
 /// The run's spec as Chains' typed round trip writes it: a TaskRun always has
 /// `serviceAccountName` (no `omitempty` in Tekton's Go type), a PipelineRun always has
-/// `taskRunTemplate` (a struct, which `omitempty` never drops).
+/// `taskRunTemplate`, and every step, sidecar and step template of an embedded task spec
+/// has `computeResources` (structs, which `omitempty` never drops).
 fn run_spec(run: &Run) -> Value {
     let mut spec = match &run.object["spec"] {
         Value::Object(o) => o.clone(),
@@ -76,7 +71,51 @@ fn run_spec(run: &Run) -> Value {
         RunKind::PipelineRun => ("taskRunTemplate", json!({})),
     };
     spec.entry(key).or_insert(empty);
+    match run.kind {
+        RunKind::TaskRun => {
+            if let Some(task_spec) = spec.get_mut("taskSpec") {
+                with_compute_resources(task_spec);
+            }
+        }
+        RunKind::PipelineRun => {
+            if let Some(pipeline) = spec.get_mut("pipelineSpec") {
+                for list in ["tasks", "finally"] {
+                    for task in pipeline
+                        .get_mut(list)
+                        .and_then(Value::as_array_mut)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(task_spec) = task.get_mut("taskSpec") {
+                            with_compute_resources(task_spec);
+                        }
+                    }
+                }
+            }
+        }
+    }
     Value::Object(spec)
+}
+
+/// Gives each step, sidecar and the step template of `task_spec` a `computeResources`
+/// (`{}` when it has none), as Tekton's Go types marshal them.
+fn with_compute_resources(task_spec: &mut Value) {
+    let Value::Object(task_spec) = task_spec else {
+        return;
+    };
+    let mut give = |container: &mut Value| {
+        if let Value::Object(c) = container {
+            c.entry("computeResources").or_insert_with(|| json!({}));
+        }
+    };
+    for list in ["steps", "sidecars"] {
+        if let Some(Value::Array(items)) = task_spec.get_mut(list) {
+            items.iter_mut().for_each(&mut give);
+        }
+    }
+    if let Some(template) = task_spec.get_mut("stepTemplate") {
+        give(template);
+    }
 }
 
 /// `value` unless it is empty: protobuf's JSON leaves out empty lists and strings, and the
@@ -292,24 +331,34 @@ mod tests {
         statement
     }
 
-    /// Chains' own `slsa/v2alpha4` test inputs and the statements its tests expect for them
-    /// (testdata/chains/README.md says where each comes from): an oracle, not our output.
+    /// Chains' own `slsa/v2alpha4` and `slsa/v2alpha3` test inputs and the statements its
+    /// tests expect for them (testdata/chains/README.md says where each comes from): an oracle,
+    /// not our output.
     #[test]
-    fn v2alpha4_statements_match_what_chains_writes_for_its_own_test_runs() {
+    fn v2alpha3_and_v2alpha4_statements_match_what_chains_writes_for_its_own_test_runs() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/chains");
         let read = |f: &str| -> Value {
             serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
         };
-        for (input, builder) in [
-            ("taskrun1", "test_builder-1"),
-            ("taskrun2", "test_builder-2"),
+        for (input, builder, format) in [
+            ("taskrun1", "test_builder-1", "v2alpha4"),
+            ("taskrun2", "test_builder-2", "v2alpha4"),
+            ("v2alpha3-taskrun1", "test_builder-1", "v2alpha3"),
         ] {
             let run = Run::from_object(RunKind::TaskRun, read(&format!("{input}.json")));
             let artifacts = RunArtifacts::of(&run, &[]);
             assert_eq!(artifacts.rejected().count(), 0, "{input}");
-            let ours =
-                slsa_v1_statement(&run, &[], &artifacts, builder, BuildType::Slsa, true, false);
-            let chains = read(&format!("{input}.slsa-v2alpha4.json"));
+            let v2alpha4 = format == "v2alpha4";
+            let ours = slsa_v1_statement(
+                &run,
+                &[],
+                &artifacts,
+                builder,
+                BuildType::Slsa,
+                v2alpha4,
+                false,
+            );
+            let chains = read(&format!("{input}.slsa-{format}.json"));
             assert_eq!(
                 subjects_sorted(ours.clone()),
                 subjects_sorted(chains),
@@ -388,6 +437,51 @@ mod tests {
         );
         assert_eq!(tasks[0]["uri"], "git+https://github.com/catalog");
     }
+    /// A task spec embedded in the run: every step, sidecar and the step template carry
+    /// `computeResources` in `runSpec`, `{}` when unset, as Chains' Go types write it (a real
+    /// Chains v0.29.2 keeps `computeResources: {}` on the steps of such a run).
+    #[test]
+    fn run_spec_steps_keep_compute_resources_as_tektons_types_write_them() {
+        let task_spec = json!({
+            "stepTemplate": {"env": [{"name": "A", "value": "b"}]},
+            "steps": [{"name": "build", "image": "busybox"},
+                      {"name": "limited", "image": "busybox", "computeResources": {"limits": {"cpu": "1"}}}],
+            "sidecars": [{"name": "db", "image": "mariadb"}]
+        });
+        let run = Run::from_object(
+            RunKind::TaskRun,
+            json!({"metadata": {"name": "r", "uid": "u"}, "spec": {"taskSpec": task_spec}}),
+        );
+        let spec = run_spec(&run);
+        assert_eq!(spec["taskSpec"]["steps"][0]["computeResources"], json!({}));
+        assert_eq!(
+            spec["taskSpec"]["steps"][1]["computeResources"],
+            json!({"limits": {"cpu": "1"}})
+        );
+        assert_eq!(
+            spec["taskSpec"]["sidecars"][0]["computeResources"],
+            json!({})
+        );
+        assert_eq!(
+            spec["taskSpec"]["stepTemplate"]["computeResources"],
+            json!({})
+        );
+        assert_eq!(spec["serviceAccountName"], "");
+        let pipeline = Run::from_object(
+            RunKind::PipelineRun,
+            json!({"metadata": {"name": "p", "uid": "u"},
+                   "spec": {"pipelineSpec": {"tasks": [{"name": "t", "taskSpec": task_spec}],
+                                             "finally": [{"name": "f", "taskRef": {"name": "x"}}]}}}),
+        );
+        let spec = run_spec(&pipeline);
+        assert_eq!(
+            spec["pipelineSpec"]["tasks"][0]["taskSpec"]["steps"][0]["computeResources"],
+            json!({})
+        );
+        assert_eq!(spec["pipelineSpec"]["finally"][0].get("taskSpec"), None);
+        assert_eq!(spec["taskRunTemplate"], json!({}));
+    }
+
     #[test]
     fn taskrun_v1_statements_match_the_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");

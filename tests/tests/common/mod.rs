@@ -217,6 +217,38 @@ pub fn cosign_verify(
     out
 }
 
+/// `cosign verify-blob-attestation` of a DSSE `envelope` with `public_key`, the transparency
+/// log checked: cosign looks the entry up in the Rekor at `rekor_url` and verifies it with the
+/// log's key in `rekor_key` (nothing else trusted).
+pub fn cosign_verify_in_log(
+    env: &TestEnv,
+    public_key: &str,
+    envelope: &[u8],
+    rekor_url: &str,
+    rekor_key: &std::path::Path,
+) -> std::process::Output {
+    let dir = tempdir("cosign-tlog");
+    std::fs::write(dir.join("cosign.pub"), public_key).unwrap();
+    std::fs::write(dir.join("sig"), envelope).unwrap();
+    let out = std::process::Command::new(&env.cosign)
+        .args(["verify-blob-attestation", "--rekor-url", rekor_url, "--key"])
+        .arg(dir.join("cosign.pub"))
+        .arg("--signature")
+        .arg(dir.join("sig"))
+        .args([
+            "--type",
+            "slsaprovenance",
+            "--check-claims=false",
+            "/dev/null",
+        ])
+        .env("SIGSTORE_REKOR_PUBLIC_KEY", rekor_key)
+        .env("TUF_ROOT", dir.join("tuf"))
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
 /// Decodes a base64 annotation value.
 pub fn unbase64(value: &Value) -> Vec<u8> {
     STANDARD.decode(value.as_str().unwrap()).unwrap()
@@ -673,16 +705,38 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// What [`burst_through_outage`] left: the DSSE envelope stored on each run marked signed
+/// (the caller has cosign verify each with the key), and how many failed.
+pub struct Burst {
+    pub signed: Vec<(String, Vec<u8>)>,
+    pub failed: usize,
+}
+
+impl Burst {
+    /// cosign verifies every run the outage left marked signed, with `public_key`: none was
+    /// marked signed with a signature that does not verify.
+    pub fn all_verify(&self, env: &TestEnv, public_key: &str) {
+        for (name, envelope) in &self.signed {
+            let out = cosign_verify(env, public_key, envelope, "slsaprovenance");
+            assert!(
+                out.status.success(),
+                "{name}, marked signed during the outage: cosign rejected it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 /// Twelve completed runs with a peer (a KMS, a storage backend) stopped (by `stop`) after the
-/// fifth: every one ends `signed=true` or `failed` with a reason naming `uri` (never stuck, never falsely signed), and
-/// at least one failed. Returns (signed, failed).
+/// fifth, once the first is marked: every one ends `signed=true` (with its envelope stored on it) or `failed` with a
+/// reason naming `uri` (never stuck), and at least one failed.
 pub async fn burst_through_outage(
     admin: &kube::Client,
     ns: &str,
     uri: &str,
     stop: impl FnOnce(),
     log: impl Fn() -> String,
-) -> (usize, usize) {
+) -> Burst {
     let names: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
     let mut stop = Some(stop);
     for (i, name) in names.iter().enumerate() {
@@ -690,14 +744,26 @@ pub async fn burst_through_outage(
         if i == 4
             && let Some(stop) = stop.take()
         {
+            // Some runs signed before the peer goes: what the outage leaves marked signed is
+            // then checked by cosign, not only what it fails.
+            wait_annotation(admin, ns, &names[0], "chains.tekton.dev/signed", &log).await;
             stop();
         }
     }
-    let (mut n_signed, mut n_failed) = (0, 0);
+    let (mut signed, mut n_failed) = (Vec::new(), 0);
     for name in &names {
         let run = wait_annotation(admin, ns, name, "chains.tekton.dev/signed", &log).await;
         match run["metadata"]["annotations"]["chains.tekton.dev/signed"].as_str() {
-            Some("true") => n_signed += 1,
+            Some("true") => {
+                let uid = run["metadata"]["uid"].as_str().unwrap();
+                let stored = &run["metadata"]["annotations"]
+                    [format!("chains.tekton.dev/signature-taskrun-{uid}")];
+                assert!(
+                    stored.is_string(),
+                    "{name}: signed, with no envelope stored on it"
+                );
+                signed.push((name.clone(), unbase64(stored)));
+            }
             Some("failed") => {
                 n_failed += 1;
                 let reason = run["metadata"]["annotations"]["chains.tekton.dev/failure-reason"]
@@ -708,9 +774,19 @@ pub async fn burst_through_outage(
             other => panic!("{name}: signed={other:?}"),
         }
     }
-    assert!(n_failed > 0, "the outage failed no run ({n_signed} signed)");
-    eprintln!("{uri} outage: {n_signed} of 12 signed, {n_failed} failed");
-    (n_signed, n_failed)
+    assert!(
+        n_failed > 0,
+        "the outage failed no run ({} signed)",
+        signed.len()
+    );
+    eprintln!(
+        "{uri} outage: {} of 12 signed, {n_failed} failed",
+        signed.len()
+    );
+    Burst {
+        signed,
+        failed: n_failed,
+    }
 }
 
 /// Writes `text` to `dir/name` (a credential file a signer is given); its path.

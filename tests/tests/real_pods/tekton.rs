@@ -1,6 +1,7 @@
 //! Tekton Pipelines for real: its controller on the node runs a Task that builds and pushes
 //! an image, as a TaskRun and inside a PipelineRun; the signer pod signs them; the provenance
-//! is checked against the golden file's shape and against what Tekton recorded.
+//! is checked against the shape of Chains' own expected statement and against what Tekton
+//! recorded.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -59,7 +60,8 @@ fn sha256_of(reference: &str) -> String {
 /// A Task that writes a file and pushes it as an image with crane (reporting `IMAGE_URL` and
 /// `IMAGE_DIGEST` as a Kaniko task does, and `FILES`), run by Tekton as a TaskRun and as the first
 /// task of a PipelineRun; both runs signed by the signer pod, their provenance checked against
-/// the golden file's shape and against what Tekton recorded, the image verified.
+/// the shape of Chains' own expected statement and against what Tekton recorded, the image
+/// verified.
 pub(crate) async fn really_run_and_signed(
     admin: &Client,
     env: &TestEnv,
@@ -105,36 +107,49 @@ pub(crate) async fn really_run_and_signed(
         "{digest}"
     );
 
-    // Its provenance: the golden file's shape, filled from what Tekton recorded.
+    // Its provenance: the shape of what Chains' own tests expect for its test TaskRun
+    // (signer/testdata/chains, transcribed from Chains, not Signet's output), filled from what
+    // Tekton recorded.
     let envelope = unbase64(
         &run["metadata"]["annotations"][format!("chains.tekton.dev/signature-taskrun-{uid}")],
     );
     assert_cosign_accepts(env, public_key, &envelope, "slsaprovenance1");
     let statement = common::statement_of(&envelope);
-    let golden: Value = serde_json::from_str(
+    let chains: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            repo_root().join("signer/testdata/taskrun-kaniko.slsa-v2alpha4.json"),
+            repo_root().join("signer/testdata/chains/taskrun1.slsa-v2alpha4.json"),
         )
         .unwrap(),
     )
     .unwrap();
     let (mut want, mut got) = (BTreeSet::new(), BTreeSet::new());
-    key_paths(&golden, "", &mut want);
+    key_paths(&chains, "", &mut want);
     key_paths(&statement, "", &mut got);
-    // The golden run also had a git source (a named resolved dependency); this one has none.
+    // Chains' test run came from a Task in git (a named `task` dependency, a sha1) and had
+    // type-hinted inputs; this one has neither. Each run's spec and feature flags are its own:
+    // compared with what Tekton recorded below.
     want.remove("predicate.buildDefinition.resolvedDependencies[].name");
     want.remove("predicate.buildDefinition.resolvedDependencies[].digest.sha1");
-    // A really-run TaskRun carries Tekton's feature flags in status.provenance, which Chains
-    // (and Signet) put under internalParameters; the golden run had none.
-    got.retain(|p| !p.starts_with("predicate.buildDefinition.internalParameters."));
+    for set in [&mut want, &mut got] {
+        set.retain(|p| {
+            !p.starts_with("predicate.buildDefinition.internalParameters.")
+                && !p.starts_with("predicate.buildDefinition.externalParameters.runSpec.")
+        });
+    }
     assert_eq!(
         (
             got.difference(&want).collect::<Vec<_>>(),
             want.difference(&got).collect::<Vec<_>>()
         ),
         (vec![], vec![]),
-        "(keys only in the real run's provenance, keys only in the golden file): {statement:#}"
+        "(keys only in the real run's provenance, keys only in Chains' expected statement): {statement:#}"
     );
+    let run_spec = &statement["predicate"]["buildDefinition"]["externalParameters"]["runSpec"];
+    for (key, value) in run["spec"].as_object().unwrap() {
+        if key != "taskSpec" {
+            assert_eq!(&run_spec[key], value, "runSpec.{key}");
+        }
+    }
     assert_eq!(
         statement["predicate"]["buildDefinition"]["internalParameters"]["tekton-pipelines-feature-flags"]
             ["resultExtractionMethod"],
