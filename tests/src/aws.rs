@@ -1,7 +1,8 @@
 //! AWS peers a test starts for itself on ephemeral 127.0.0.1 ports: local-kms (AWS KMS's JSON
 //! API, ECC keys, `DIGEST` signing; keys kept in a data directory across restarts) and moto's
 //! server for STS `AssumeRoleWithWebIdentity`. moto answers the real STS wire format but does
-//! not check the web identity token (no emulator does); the tests say so where it matters.
+//! not check the web identity token (no emulator does): [`start_sts`] puts a gate in front of it
+//! that checks the token against the cluster's JWKS, issuer and audience, as STS does.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -197,8 +198,42 @@ impl LocalKms {
     }
 }
 
-/// moto's server, for STS.
-pub async fn start_sts(env: &TestEnv) -> Result<Server, EnvError> {
+/// moto's server for STS (and DynamoDB), behind a gate that checks web identity tokens the
+/// way STS does (moto accepts any).
+pub struct Sts {
+    /// moto itself (stop and restart it for an outage).
+    pub server: Server,
+    /// The gate's `http://127.0.0.1:<port>`: what the signer is given as its STS endpoint.
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Sts {
+    /// Why each refused `AssumeRoleWithWebIdentity` was refused, in order.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    pub async fn restart(&mut self) -> Result<(), EnvError> {
+        self.server.restart().await
+    }
+}
+
+impl Drop for Sts {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// moto's server for STS, behind the token gate ([`StsGate`]).
+pub async fn start_sts(env: &TestEnv) -> Result<Sts, EnvError> {
     let binary = env.moto_server.clone();
     let server = Server::start("moto", move |port, _, _| {
         let mut command = Command::new(&binary);
@@ -206,7 +241,169 @@ pub async fn start_sts(env: &TestEnv) -> Result<Server, EnvError> {
         command
     })?;
     server.wait_listening().await?;
-    Ok(server)
+    let admin = env.admin_client()?;
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(
+        &admin
+            .request_text(
+                http::Request::get("/openid/v1/jwks")
+                    .body(Vec::new())
+                    .map_err(err)?,
+            )
+            .await?,
+    )
+    .map_err(err)?;
+    let gate = std::sync::Arc::new(StsGate {
+        jwks,
+        issuer: env.oidc_issuer.clone(),
+        upstream: server.url.clone(),
+        http: reqwest::Client::new(),
+        refused: std::sync::Arc::default(),
+    });
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(err)?;
+    let url = format!("http://{}", listener.local_addr().map_err(err)?);
+    let refused = gate.refused.clone();
+    let stop = crate::serve::serve_on_thread(listener, move |req| {
+        let gate = gate.clone();
+        async move { gate.answer(req).await }
+    })?;
+    Ok(Sts {
+        server,
+        url,
+        stop: Some(stop),
+        refused,
+    })
+}
+
+/// TEST DOUBLE of what STS checks before `AssumeRoleWithWebIdentity` (moto, the only STS that
+/// runs here, checks nothing): the token's signature against the cluster's JWKS, its issuer
+/// (the cluster's), its audience (`sts.amazonaws.com`, as EKS projects it) and expiry. A token
+/// that fails is answered as STS answers (400, `InvalidIdentityToken`, STS's XML error); every
+/// other request goes to moto as it came. Follows the STS API reference for
+/// `AssumeRoleWithWebIdentity` (errors: `InvalidIdentityToken`, `ExpiredTokenException`).
+struct StsGate {
+    jwks: jsonwebtoken::jwk::JwkSet,
+    issuer: String,
+    upstream: String,
+    http: reqwest::Client,
+    refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// The audience EKS projects web identity tokens for.
+const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+impl StsGate {
+    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> Answer {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        let query = parts.uri.query().unwrap_or_default();
+        let fields = form_fields(&format!("{query}&{}", String::from_utf8_lossy(&body)));
+        if fields.get("Action").map(String::as_str) == Some("AssumeRoleWithWebIdentity") {
+            let token = fields.get("WebIdentityToken").cloned().unwrap_or_default();
+            if let Err((code, why)) = self.check(&token) {
+                if let Ok(mut refused) = self.refused.lock() {
+                    refused.push(why.clone());
+                }
+                return reply(
+                    400,
+                    "text/xml",
+                    format!(
+                        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{why}</Message></Error><RequestId>signet-test-gate</RequestId></ErrorResponse>"
+                    ),
+                );
+            }
+        }
+        let target = format!(
+            "{}{}",
+            self.upstream,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        let mut request = self.http.request(parts.method, target).body(body);
+        for (name, value) in &parts.headers {
+            if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+                request = request.header(name, value);
+            }
+        }
+        match request.send().await {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                let content_type = answer
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("text/xml")
+                    .to_owned();
+                let body = answer.bytes().await.unwrap_or_default();
+                reply(status, &content_type, body)
+            }
+            Err(e) => reply(502, "text/plain", format!("moto: {e}")),
+        }
+    }
+
+    /// `Ok` for a token STS would accept; else the error code and why.
+    fn check(&self, token: &str) -> Result<(), (&'static str, String)> {
+        let invalid = |why: String| ("InvalidIdentityToken", why);
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
+        let jwk = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.jwks.find(kid))
+            .ok_or_else(|| invalid("no key of the issuer's JWKS signed it".to_owned()))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| invalid(e.to_string()))?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_audience(&[STS_AUDIENCE]);
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.leeway = 0;
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map(|_| ())
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ("ExpiredTokenException", "Token expired".to_owned())
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    invalid(format!("Incorrect token audience (not {STS_AUDIENCE})"))
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    invalid(format!("Incorrect token issuer (not {})", self.issuer))
+                }
+                other => invalid(format!("{other:?}")),
+            })
+    }
+}
+
+/// The fields of an `application/x-www-form-urlencoded` text (a query string or a body).
+fn form_fields(text: &str) -> std::collections::HashMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.replace('+', " ").into_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    text.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
 }
 
 /// The access key ids the credential endpoints hand out.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::aws::{LocalKms, Server, start_sts};
+use crate::aws::{LocalKms, start_sts};
 use crate::clouds::{CloudDouble, Federation};
 use crate::env::{EnvError, TestEnv};
 use crate::identity::ServiceAccountIdentity;
@@ -144,7 +144,7 @@ pub async fn aws(env: &TestEnv, admin: &kube::Client, ns: &str) -> Result<KmsFix
     let dir = scratch("aws")?;
     let kms = LocalKms::start(env).await?;
     kms.signing_key("ECC_NIST_P256", "signet").await?;
-    let sts: Server = start_sts(env).await?;
+    let sts = start_sts(env).await?;
     let token = federated_token(admin, ns, "sts.amazonaws.com", &dir).await?;
     let env = vars(&[
         ("AWS_REGION", "us-east-1"),

@@ -442,7 +442,7 @@ struct AwsScene {
     work: TestNamespace,
     stack: Stack,
     kms: LocalKms,
-    sts: signet_e2e::aws::Server,
+    sts: signet_e2e::aws::Sts,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -511,6 +511,29 @@ impl AwsScene {
     }
 }
 
+impl AwsScene {
+    /// A new signer reading `token` as its web identity token file.
+    async fn use_token(&mut self, token: &str) {
+        let token_file = write_secret_file(&self.files, "token", token);
+        let identity =
+            ServiceAccountIdentity::mint(&self.admin, &self.signer_ns, "signet-signer", &[], 3600)
+                .await
+                .unwrap();
+        self.signer = OperatorProcess::start_signer_with(
+            self.env,
+            &self.admin,
+            &identity,
+            &[
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+                ("AWS_ENDPOINT_URL_KMS", self.kms.server.url.as_str()),
+                ("AWS_ENDPOINT_URL_STS", self.sts.url.as_str()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+}
+
 impl Drop for AwsScene {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.files);
@@ -554,6 +577,60 @@ async fn aws_kms_signs_with_web_identity_credentials_and_cosign_verifies_the_exp
             .status
             .success()
     );
+}
+
+/// STS checks the web identity token (the gate in front of moto does it as STS does): a token
+/// projected for another audience, or one whose claims were changed after the cluster signed
+/// it, fails the run naming the key and STS's refusal, never the token; the genuine token signs.
+#[tokio::test]
+async fn a_web_identity_token_sts_refuses_fails_the_run_naming_sts() {
+    let mut scene = AwsScene::up("kms-aws-token", false).await;
+    let other_audience = ServiceAccountIdentity::mint(
+        &scene.admin,
+        &scene.signer_ns,
+        "signet-signer",
+        &["vault"],
+        3600,
+    )
+    .await
+    .unwrap()
+    .token;
+    let genuine = scene.web_identity.token.clone();
+    let forged = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts: Vec<String> = genuine.split('.').map(str::to_owned).collect();
+        let mut claims: Value = serde_json::from_slice(&b64.decode(&parts[1]).unwrap()).unwrap();
+        claims["sub"] = json!("system:serviceaccount:kube-system:admin");
+        parts[1] = b64.encode(serde_json::to_vec(&claims).unwrap());
+        parts.join(".")
+    };
+    let ns = scene.work.name().to_owned();
+    for (name, token, says) in [
+        ("other-audience", &other_audience, "audience"),
+        ("forged", &forged, "InvalidSignature"),
+    ] {
+        scene.use_token(token).await;
+        completed_taskrun(&scene.admin, &ns, name).await;
+        let reason = assert_fails(&scene.admin, &ns, name, || scene.signer.log_text()).await;
+        assert!(
+            reason.contains(AWS_KEY) && reason.contains("InvalidIdentityToken"),
+            "{name}: {reason}"
+        );
+        assert!(
+            !reason.contains(token.as_str()) && !scene.signer.log_text().contains(token.as_str())
+        );
+        let refused = scene.sts.refused();
+        assert!(
+            refused.last().is_some_and(|r| r.contains(says)),
+            "{name}: STS refused {refused:?}"
+        );
+    }
+    scene.use_token(&genuine).await;
+    let envelope = signed_envelope(&scene.admin, &ns, "genuine", || scene.signer.log_text()).await;
+    let exported = scene.kms.public_pem("alias/signet").await.unwrap();
+    assert_cosign_accepts(scene.env, &exported, &envelope, "slsaprovenance");
+    eprintln!("STS refused: {:?}", scene.sts.refused());
 }
 
 /// KMS down mid-burst: every run ends signed or failed naming the key; back up (local-kms
