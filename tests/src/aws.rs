@@ -520,13 +520,110 @@ fn reply(status: u16, content_type: &str, body: impl Into<bytes::Bytes>) -> Answ
         .unwrap_or_default()
 }
 
+/// The secret access key both credential endpoints hand out.
+const SECRET_ACCESS_KEY: &str = "double-secret-access-key";
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha2::Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = sha2::Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    sha2::Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// Checks a request's AWS Signature Version 4 (`Authorization: AWS4-HMAC-SHA256 …`) against
+/// `secret`, as AWS computes it (docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html):
+/// the canonical request of the signed headers and the body's SHA-256, the string to sign for
+/// the credential's scope, and the HMAC chain of date, region, service and `aws4_request`.
+fn sigv4_check(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result<(), String> {
+    use sha2::Digest as _;
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let auth = header("authorization").ok_or("the request is not signed")?;
+    let fields = auth
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or("not an AWS4-HMAC-SHA256 signature")?;
+    let field = |name: &str| {
+        fields
+            .split(',')
+            .map(str::trim)
+            .find_map(|f| f.strip_prefix(name).and_then(|f| f.strip_prefix('=')))
+            .ok_or(format!("no {name} in the Authorization header"))
+    };
+    let (credential, signed, signature) = (
+        field("Credential")?,
+        field("SignedHeaders")?,
+        field("Signature")?,
+    );
+    let scope = credential.split_once('/').ok_or("malformed Credential")?.1;
+    let date_time = header("x-amz-date").ok_or("no X-Amz-Date")?;
+    let mut canonical_headers = String::new();
+    for name in signed.split(';') {
+        let value = header(name).ok_or(format!("signed header {name} is missing"))?;
+        canonical_headers.push_str(&format!("{name}:{value}\n"));
+    }
+    let mut query: Vec<&str> = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|q| !q.is_empty())
+        .collect();
+    query.sort_unstable();
+    let path = if parts.uri.path().is_empty() {
+        "/"
+    } else {
+        parts.uri.path()
+    };
+    let canonical = format!(
+        "{}\n{path}\n{}\n{canonical_headers}\n{signed}\n{}",
+        parts.method,
+        query.join("&"),
+        hex::encode(sha2::Sha256::digest(body))
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
+        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+    );
+    let mut key = format!("AWS4{secret}").into_bytes();
+    for part in scope.split('/') {
+        key = hmac_sha256(&key, part.as_bytes()).to_vec();
+    }
+    if hex::encode(hmac_sha256(&key, to_sign.as_bytes())) == signature {
+        Ok(())
+    } else {
+        Err(
+            "The request signature we calculated does not match the signature you provided."
+                .to_owned(),
+        )
+    }
+}
+
 fn credentials_json(key_id: &str, imds: bool) -> String {
     let expiration =
         humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600))
             .to_string();
     let mut body = json!({
         "AccessKeyId": key_id,
-        "SecretAccessKey": "double-secret-access-key",
+        "SecretAccessKey": SECRET_ACCESS_KEY,
         "Token": format!("double-session-token-{key_id}"),
         "Expiration": expiration,
     });
@@ -661,6 +758,17 @@ impl EndpointState {
         else {
             return reply(400, "text/plain", "unreadable body");
         };
+        // As KMS does: the SigV4 signature must be the one the handed-out secret makes.
+        if let Err(why) = sigv4_check(&parts, &body, SECRET_ACCESS_KEY) {
+            if let Ok(mut seen) = self.signed_with.lock() {
+                seen.push(format!("refused: {why}"));
+            }
+            return reply(
+                403,
+                "application/x-amz-json-1.1",
+                json!({"__type": "InvalidSignatureException", "message": why}).to_string(),
+            );
+        }
         let mut request = self
             .http
             .request(

@@ -111,6 +111,39 @@ impl CloudDouble {
             .ok_or_else(|| err("rotate: no version"))
     }
 
+    /// Sets the lifetime of the access tokens the double issues from now on.
+    pub async fn token_lifetime(&self, seconds: u64) -> Result<(), EnvError> {
+        Self::json(
+            self.http
+                .post(format!("{}/_double/token-lifetime/{seconds}", self.url)),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Key version `version`'s public key (PEM), as an admin exports it.
+    pub async fn public_pem(&self, version: u64) -> Result<String, EnvError> {
+        let answer = Self::json(
+            self.http
+                .get(format!("{}/_double/publicKey/{version}", self.url)),
+        )
+        .await?;
+        answer["pem"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| err("publicKey: no pem"))
+    }
+
+    /// Disables key version `version` (Google Cloud: listed as `DISABLED`, refuses to sign).
+    pub async fn disable(&self, version: u64) -> Result<(), EnvError> {
+        Self::json(
+            self.http
+                .post(format!("{}/_double/disable/{version}", self.url)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// A managed identity's token from the Azure double's metadata endpoint.
     pub async fn managed_token(&self, client_id: &str) -> Result<String, EnvError> {
         let answer = Self::json(

@@ -30,6 +30,9 @@ type Body = BoxBody<Bytes, std::io::Error>;
 pub enum Fault {
     /// Answer `status` without asking the upstream, with `Retry-After` when given.
     Status(u16, Option<u64>),
+    /// Answer `status` with this JSON body without asking the upstream (a service's own error
+    /// document: AWS's `ThrottlingException` is a 400 with `__type`).
+    Answer(u16, &'static str),
     /// Wait, then pass the upstream's answer on.
     Delay(Duration),
     /// Wait, then send the request on: it reaches the upstream late (a slow network).
@@ -288,6 +291,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             headers,
             Bytes::from_static(b"{\"message\":\"injected\"}"),
         );
+    }
+    if let Some(Fault::Answer(code, body)) = &fault {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return full(status, headers, Bytes::from_static(body.as_bytes()));
     }
     let Some(upstream) = &state.upstream else {
         return full(StatusCode::NOT_FOUND, HeaderMap::new(), Bytes::new());

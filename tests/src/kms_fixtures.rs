@@ -30,6 +30,11 @@ pub struct KmsFixture {
 }
 
 impl KmsFixture {
+    /// The peer of type `T` the fixture started (its cloud double, say).
+    pub fn peer<T: 'static>(&self) -> Option<&T> {
+        self.peers.iter().find_map(|p| p.downcast_ref::<T>())
+    }
+
     /// Pins trust with cosign's variable `name` = `file`, in the signer's environment and in
     /// the spec's `signer.extraEnv` (where the operator looks for it), replacing an earlier pin.
     fn pin(&mut self, name: &str, file: String) {

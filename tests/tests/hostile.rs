@@ -71,6 +71,10 @@ async fn run_scenarios(
     table.join(", ")
 }
 
+/// AWS KMS's answer when it throttles a caller (its API reference: `ThrottlingException`, 400).
+const THROTTLED: &str =
+    r#"{"__type":"ThrottlingException","message":"Rate exceeded for the account in this region"}"#;
+
 /// A static AWS secret key, distinctive so the log scan can look for it.
 const AWS_SECRET: &str = "hostile-test-secret-access-key-7f3a9c";
 
@@ -164,10 +168,17 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
             "does not verify",
         ),
         (
+            // As AWS KMS throttles: HTTP 400 with the error type in the body.
             "throttled",
-            vec![sign_rule(Fault::Status(429, Some(1)))],
+            vec![sign_rule(Fault::Answer(400, THROTTLED))],
             Outcome::Failed,
-            "429",
+            "ThrottlingException",
+        ),
+        (
+            "throttled-once",
+            vec![sign_rule(Fault::Answer(400, THROTTLED)).times(1)],
+            Outcome::Signed,
+            "",
         ),
         (
             "truncated",
@@ -588,6 +599,148 @@ async fn login_to(admin: &kube::Client, env: &TestEnv, ns: &str, registry: &str)
         )
         .await
         .unwrap();
+}
+
+/// A Google Cloud KMS (the double, behind the fault proxy) whose `asymmetricSign` answer names
+/// another key version, fails its CRC32C checks, says the digest was not verified, carries no or
+/// a random signature (with a matching CRC32C), or whose `publicKey` answer fails its CRC32C or
+/// is another key's: never `signed=true`, each failure naming the key and what was wrong.
+/// Answered honestly: signed, and cosign verifies with the exported key.
+#[tokio::test]
+async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
+    use signet_signer::cloud::google::crc32c;
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let signer_ns = format!("signet-e2e-hostile-gcp-{}", std::process::id());
+    let mut fixture = signet_e2e::kms_fixtures::gcp(env, &admin, &signer_ns)
+        .await
+        .unwrap();
+    let double = fixture.peer::<signet_e2e::clouds::CloudDouble>().unwrap();
+    let exported = double.public_pem(1).await.unwrap();
+    let other = double
+        .public_pem(double.rotate().await.unwrap())
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&double.url))
+        .await
+        .unwrap();
+    for (name, value) in &mut fixture.env {
+        if name == "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDKMS" {
+            value.clone_from(&proxy.url);
+        }
+    }
+    let uri = fixture.spec["signing"]["kms"]["ref"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Version 1 pinned: the rotation above made another key version, whose key is `other`.
+    let pinned = format!("{uri}/cryptoKeyVersions/1");
+    let mut spec = fixture.spec.clone();
+    spec["signing"]["kms"]["ref"] = json!(pinned);
+    spec["artifacts"] = json!({"oci": {"storage": []}, "taskRun": {"signer": "kms"}});
+    let stack = Stack::up_with(env, &admin, &signer_ns, spec).await;
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    let mut vars: Vec<(&str, &str)> = fixture
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // Key metadata is read for every signature, so an altered public key is seen.
+    vars.push(("SIGNET_KMS_KEY_TTL", "0"));
+    let signer = OperatorProcess::start_signer_with(env, &admin, &identity, &vars)
+        .await
+        .unwrap();
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "hostile-gcp").await.unwrap();
+    let sign = |alter: fn(&mut Value)| Rule::new(json_fault(alter)).path(":asymmetricSign");
+    let other_pem = other.clone();
+    let scenarios: Vec<Scenario> = vec![
+        ("honest", vec![], Outcome::Signed, ""),
+        (
+            "another-version",
+            vec![sign(|v| {
+                let name = v["name"].as_str().unwrap_or_default().replace("/1", "/2");
+                v["name"] = json!(name);
+            })],
+            Outcome::Failed,
+            "not the version asked",
+        ),
+        (
+            "signature-crc",
+            vec![sign(|v| v["signatureCrc32c"] = json!("1"))],
+            Outcome::Failed,
+            "signatureCrc32c",
+        ),
+        (
+            "digest-not-verified",
+            vec![sign(|v| v["verifiedDigestCrc32c"] = json!(false))],
+            Outcome::Failed,
+            "verifiedDigestCrc32c",
+        ),
+        (
+            "no-signature",
+            vec![sign(|v| {
+                v.as_object_mut().unwrap().remove("signature");
+            })],
+            Outcome::Failed,
+            "signature",
+        ),
+        (
+            "random-signature",
+            vec![sign(|v| {
+                let random: Vec<u8> = (0..70u8)
+                    .map(|i| i.wrapping_mul(151).wrapping_add(7))
+                    .collect();
+                v["signature"] = json!(STANDARD.encode(&random));
+                v["signatureCrc32c"] = json!(crc32c(&random).to_string());
+            })],
+            Outcome::Failed,
+            "does not verify",
+        ),
+        (
+            "public-key-crc",
+            vec![Rule::new(json_fault(|v| v["pemCrc32c"] = json!("1"))).path("/publicKey")],
+            Outcome::Failed,
+            "pemCrc32c",
+        ),
+        (
+            "another-key",
+            vec![
+                Rule::new(json_fault(move |v| {
+                    v["pem"] = json!(other_pem);
+                    v["pemCrc32c"] = json!(crc32c(other_pem.as_bytes()).to_string());
+                }))
+                .path("/publicKey"),
+            ],
+            Outcome::Failed,
+            "does not verify",
+        ),
+        (
+            "throttled",
+            vec![Rule::new(Fault::Status(429, Some(1))).path(":asymmetricSign")],
+            Outcome::Failed,
+            "429",
+        ),
+    ];
+    let table = run_scenarios(
+        &admin,
+        work.name(),
+        &proxy,
+        (&pinned, scenarios),
+        log,
+        |uid, annotations| {
+            let envelope =
+                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+            assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+        },
+    )
+    .await;
+    eprintln!("Google Cloud KMS faults: {table}");
+    assert!(!log().contains("panicked"));
+    drop(stack);
 }
 
 /// A transparency log whose answers are altered (the entry body, the signed entry timestamp,

@@ -963,7 +963,9 @@ async fn azure_key_vault_signs_with_workload_identity_and_cosign_verifies_the_ex
 /// the operator renders the client id and no federated token; the signer gets its token from
 /// the metadata endpoint (the Azure double's, `AZURE_POD_IDENTITY_AUTHORITY_HOST`) for the
 /// vault's resource; a client id not assigned to the node fails the run naming the key and the
-/// managed identity; the assigned one signs what cosign verifies with the vault's key.
+/// managed identity, one with no role on the vault fails it naming the key and the vault's 403;
+/// the assigned one signs what cosign verifies with the vault's key, getting a new token when
+/// its short-lived one has expired.
 #[tokio::test]
 async fn azure_key_vault_signs_with_a_managed_identity_from_the_metadata_endpoint() {
     use signet_e2e::clouds::MANAGED_IDENTITY;
@@ -1018,6 +1020,26 @@ async fn azure_key_vault_signs_with_a_managed_identity_from_the_metadata_endpoin
     );
     signer.stop();
 
+    // An identity the node has, with no role on the vault: its token works, the vault says 403.
+    let mut signer = OperatorProcess::start_signer_with(
+        env,
+        &admin,
+        &identity,
+        &[
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", vault.url.as_str()),
+            ("AZURE_CLIENT_ID", "uami-no-access"),
+        ],
+    )
+    .await
+    .unwrap();
+    completed_taskrun(&admin, ns, "no-access").await;
+    let reason = assert_fails(&admin, ns, "no-access", || signer.log_text()).await;
+    assert!(reason.contains(&uri) && reason.contains("403"), "{reason}");
+    signer.stop();
+
+    // Tokens that live 3 s: the signer asks for a new one when its token has expired (the vault
+    // refuses an expired one).
+    vault.token_lifetime(3).await.unwrap();
     let signer = OperatorProcess::start_signer_with(
         env,
         &admin,
@@ -1027,16 +1049,22 @@ async fn azure_key_vault_signs_with_a_managed_identity_from_the_metadata_endpoin
     .await
     .unwrap();
     let envelope = signed_envelope(&admin, ns, "build-1", || signer.log_text()).await;
+    let asked = vault.managed_requests().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let later = signed_envelope(&admin, ns, "build-2", || signer.log_text()).await;
+    assert!(
+        vault.managed_requests().await.unwrap() > asked,
+        "no new token after the first expired"
+    );
     let token = vault.managed_token(MANAGED_IDENTITY).await.unwrap();
     let exported = azure_public_pem(&vault, &token, 1).await;
     assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+    assert_cosign_accepts(env, &exported, &later, "slsaprovenance");
     assert!(
         !cosign_verify(env, &stack.public_key, &envelope, "slsaprovenance")
             .status
             .success()
     );
-    // The signer's token and the export's.
-    assert!(vault.managed_requests().await.unwrap() >= 2);
 }
 
 /// The vault down mid-burst: every run ends signed or failed naming the key; back up, runs
@@ -1189,7 +1217,8 @@ impl Drop for GcpScene {
 /// Outside GKE the operator renders the federation itself (a token for the provider's audience
 /// and the external-account configuration that exchanges it); the run is signed with the KMS
 /// key (cosign verifies with the exported key, not the operator's; the token is never
-/// logged); a new key version signs next (no version in the URI: the newest enabled one).
+/// logged); a new key version signs next (no version in the URI: the newest enabled one, found
+/// across every page of the version list, by number), and a disabled one does not.
 #[tokio::test]
 async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_verifies_the_exported_key()
  {
@@ -1243,6 +1272,21 @@ async fn google_cloud_kms_signs_with_workload_identity_federation_and_cosign_ver
             .status
             .success()
     );
+
+    // Ten versions: the API lists names as strings (…/10 sorts between …/1 and …/2) in pages
+    // of at most 3 here, so the newest is found only by reading every page and comparing
+    // numbers; then, with version 10 disabled, version 9 signs.
+    let mut newest = version;
+    while newest < 10 {
+        newest = scene.kms.rotate().await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let envelope = signed_envelope(admin, ns, "build-10", log).await;
+    assert_cosign_accepts(env, &scene.export(10).await, &envelope, "slsaprovenance");
+    scene.kms.disable(10).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let envelope = signed_envelope(admin, ns, "build-9", log).await;
+    assert_cosign_accepts(env, &scene.export(9).await, &envelope, "slsaprovenance");
 }
 
 /// KMS down mid-burst: every run ends signed or failed naming the key; back up, runs sign

@@ -119,6 +119,52 @@ impl Gcp {
         answer
     }
 
+    /// The newest enabled version's name, from every page of the key's version list (the API
+    /// orders names as strings, so version 10 comes after 9 in `name desc`: the number decides).
+    async fn newest_enabled_version(&self) -> Result<String, KmsError> {
+        let mut newest: Option<(u64, String)> = None;
+        let mut token = String::new();
+        for _ in 0..MAX_VERSION_PAGES {
+            let mut path = format!(
+                "{}/cryptoKeyVersions?filter=state%3DENABLED&orderBy=name%20desc&pageSize=100",
+                self.key
+            );
+            if !token.is_empty() {
+                path.push_str("&pageToken=");
+                path.push_str(&url_encoded(&token));
+            }
+            let page = self.call(reqwest::Method::GET, &path, None).await?;
+            for name in page["cryptoKeyVersions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["state"].as_str().is_none_or(|s| s == "ENABLED"))
+                .filter_map(|v| v["name"].as_str())
+                .filter(|n| n.starts_with(&format!("{}/cryptoKeyVersions/", self.key)))
+            {
+                let number = name
+                    .rsplit('/')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                if newest.as_ref().is_none_or(|(n, _)| number > *n) {
+                    newest = Some((number, name.to_owned()));
+                }
+            }
+            match page["nextPageToken"].as_str() {
+                Some(next) if !next.is_empty() => next.clone_into(&mut token),
+                _ => {
+                    return newest
+                        .map(|(_, name)| name)
+                        .ok_or_else(|| self.named.remote("the key has no enabled version"));
+                }
+            }
+        }
+        Err(self.named.remote(format!(
+            "the key's version list has more than {MAX_VERSION_PAGES} pages"
+        )))
+    }
+
     async fn key_info(&self) -> Result<KeyInfo, KmsError> {
         if let Some(info) = self.info.get() {
             return Ok(info);
@@ -126,30 +172,7 @@ impl Gcp {
         let name = if let Some(version) = &self.version {
             format!("{}/cryptoKeyVersions/{version}", self.key)
         } else {
-            let list = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!(
-                        "{}/cryptoKeyVersions?filter=state%3DENABLED&orderBy=name%20desc",
-                        self.key
-                    ),
-                    None,
-                )
-                .await?;
-            // Newest first by number (the API orders names as strings).
-            list["cryptoKeyVersions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v["name"].as_str())
-                .max_by_key(|n| {
-                    n.rsplit('/')
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0)
-                })
-                .ok_or_else(|| self.named.remote("the key has no enabled version"))?
-                .to_owned()
+            self.newest_enabled_version().await?
         };
         let answer = self
             .call(reqwest::Method::GET, &format!("{name}/publicKey"), None)
@@ -157,7 +180,13 @@ impl Gcp {
         let field = |pointer| {
             required(&answer, pointer).map_err(|e| self.named.remote(format!("publicKey: {e}")))
         };
-        let public_der = spki_from_pem(field("/pem")?).map_err(|e| self.named.remote(e))?;
+        let pem = field("/pem")?;
+        if crc32c_of(&answer["pemCrc32c"]) != Some(crc32c(pem.as_bytes())) {
+            return Err(self
+                .named
+                .remote("the public key was corrupted in transit (pemCrc32c)"));
+        }
+        let public_der = spki_from_pem(pem).map_err(|e| self.named.remote(e))?;
         if self.version.is_none()
             && let Ok(mut last) = self.last_version.lock()
         {
@@ -174,6 +203,30 @@ impl Gcp {
         self.info.set(info.clone(), Some(key_deadline()));
         Ok(info)
     }
+}
+
+/// Pages of a key's version list read at most (100 versions each).
+const MAX_VERSION_PAGES: usize = 50;
+
+/// A CRC32C the API sends as an int64 in JSON: a decimal string (or, leniently, a number).
+fn crc32c_of(value: &Value) -> Option<u32> {
+    value
+        .as_str()
+        .and_then(|v| v.parse::<u32>().ok())
+        .or_else(|| value.as_u64().and_then(|v| u32::try_from(v).ok()))
+}
+
+/// `text` percent-encoded for a query value (a page token is opaque: base64 with `=`, `+`).
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// `(field, digest)` for a Cloud KMS algorithm such as `EC_SIGN_P256_SHA256`.
@@ -217,18 +270,16 @@ impl RemoteSigner for Gcp {
             let signature = STANDARD
                 .decode(signature)
                 .map_err(|e| self.named.remote(format!("asymmetricSign: {e}")))?;
-            let want = answer["signatureCrc32c"]
-                .as_str()
-                .and_then(|v| v.parse::<u32>().ok())
-                .or_else(|| {
-                    answer["signatureCrc32c"]
-                        .as_u64()
-                        .and_then(|v| u32::try_from(v).ok())
-                });
-            if want != Some(crc32c(&signature)) {
+            if crc32c_of(&answer["signatureCrc32c"]) != Some(crc32c(&signature)) {
                 return Err(self
                     .named
                     .remote("the signature was corrupted in transit (signatureCrc32c)"));
+            }
+            if answer["name"].as_str() != Some(info.name.as_str()) {
+                return Err(self.named.remote(format!(
+                    "asymmetricSign answered for {}, not the version asked ({})",
+                    answer["name"], info.name
+                )));
             }
             Ok(signature)
         })
