@@ -200,6 +200,11 @@ impl CloudDouble {
                     ("audience", provider),
                     ("subject_token", subject_token),
                     ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                    (
+                        "requested_token_type",
+                        "urn:ietf:params:oauth:token-type:access_token",
+                    ),
+                    ("scope", "https://www.googleapis.com/auth/cloud-platform"),
                 ],
             )
             .await?;

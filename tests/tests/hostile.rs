@@ -613,6 +613,11 @@ async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed
     let env = TestEnv::get();
     let admin = env.admin_client().unwrap();
     let signer_ns = format!("signet-e2e-hostile-gcp-{}", std::process::id());
+    // Version 1 pinned: the rotation below makes another key version, whose key is `other`.
+    let pinned = "gcpkms://projects/signet-test/locations/global/keyRings/signet/cryptoKeys/signing/cryptoKeyVersions/1";
+    let spec = json!({"signing": {"kms": {"ref": pinned}},
+                      "artifacts": {"oci": {"storage": []}, "taskRun": {"signer": "kms"}}});
+    let stack = Stack::up_with(env, &admin, &signer_ns, spec).await;
     let mut fixture = signet_e2e::kms_fixtures::gcp(env, &admin, &signer_ns)
         .await
         .unwrap();
@@ -630,16 +635,6 @@ async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed
             value.clone_from(&proxy.url);
         }
     }
-    let uri = fixture.spec["signing"]["kms"]["ref"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // Version 1 pinned: the rotation above made another key version, whose key is `other`.
-    let pinned = format!("{uri}/cryptoKeyVersions/1");
-    let mut spec = fixture.spec.clone();
-    spec["signing"]["kms"]["ref"] = json!(pinned);
-    spec["artifacts"] = json!({"oci": {"storage": []}, "taskRun": {"signer": "kms"}});
-    let stack = Stack::up_with(env, &admin, &signer_ns, spec).await;
     let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
         .await
         .unwrap();
@@ -729,7 +724,7 @@ async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed
         &admin,
         work.name(),
         &proxy,
-        (&pinned, scenarios),
+        (pinned, scenarios),
         log,
         |uid, annotations| {
             let envelope =
