@@ -545,11 +545,12 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// Checks a request's AWS Signature Version 4 (`Authorization: AWS4-HMAC-SHA256 …`) against
-/// `secret`, as AWS computes it (docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html):
+/// `secret`, as AWS computes it (`docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html`):
 /// the canonical request of the signed headers and the body's SHA-256, the string to sign for
 /// the credential's scope, and the HMAC chain of date, region, service and `aws4_request`.
 fn sigv4_check(parts: &http::request::Parts, body: &[u8], secret: &str) -> Result<(), String> {
     use sha2::Digest as _;
+    use std::fmt::Write as _;
     let header = |name: &str| {
         parts
             .headers
@@ -578,7 +579,7 @@ fn sigv4_check(parts: &http::request::Parts, body: &[u8], secret: &str) -> Resul
     let mut canonical_headers = String::new();
     for name in signed.split(';') {
         let value = header(name).ok_or(format!("signed header {name} is missing"))?;
-        canonical_headers.push_str(&format!("{name}:{value}\n"));
+        let _ = writeln!(canonical_headers, "{name}:{value}");
     }
     let mut query: Vec<&str> = parts
         .uri

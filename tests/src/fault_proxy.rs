@@ -274,32 +274,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         });
     }
     let fault = fault_for(state, &parts.method, &path, &parts.headers);
-    if let Some(Fault::Status(code, retry_after)) = &fault {
-        let mut headers = HeaderMap::new();
-        if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, (*seconds).into());
-        }
-        if *code == 401 {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Basic realm=\"elsewhere\""),
-            );
-        }
-        let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return full(
-            status,
-            headers,
-            Bytes::from_static(b"{\"message\":\"injected\"}"),
-        );
-    }
-    if let Some(Fault::Answer(code, body)) = &fault {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return full(status, headers, Bytes::from_static(body.as_bytes()));
+    if let Some(answer) = fault.as_ref().and_then(answer_of) {
+        return answer;
     }
     let Some(upstream) = &state.upstream else {
         return full(StatusCode::NOT_FOUND, HeaderMap::new(), Bytes::new());
@@ -359,6 +335,40 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     }
     let body = answer.bytes().await.unwrap_or_default();
     apply(fault, status, headers, body).await
+}
+
+/// The answer a fault gives without asking the upstream, if it is one of those.
+fn answer_of(fault: &Fault) -> Option<Response<Body>> {
+    let (code, headers, body) = match fault {
+        Fault::Status(code, retry_after) => {
+            let mut headers = HeaderMap::new();
+            if let Some(seconds) = retry_after {
+                headers.insert(header::RETRY_AFTER, (*seconds).into());
+            }
+            if *code == 401 {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Basic realm=\"elsewhere\""),
+                );
+            }
+            (
+                *code,
+                headers,
+                Bytes::from_static(b"{\"message\":\"injected\"}"),
+            )
+        }
+        Fault::Answer(code, body) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            (*code, headers, Bytes::from_static(body.as_bytes()))
+        }
+        _ => return None,
+    };
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Some(full(status, headers, body))
 }
 
 /// The upstream's answer, changed as `fault` says.
