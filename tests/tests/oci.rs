@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
@@ -208,11 +206,12 @@ async fn storage_oci_repository_puts_signatures_in_another_repository() {
     // 5. storage.oci.repository: signatures and attestations go to another repository,
     //    where cosign finds them with COSIGN_REPOSITORY.
     let elsewhere = format!("{}/signatures-{pid}", env.registry);
+    let before = applied(&scene.signer);
     scene
         .stack
         .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"repository": elsewhere}}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_applied(&scene.signer, before).await;
     let moved_repo = format!("team/moved-{pid}");
     let moved_digest = signet_e2e::registry::push_random_image(env, &moved_repo, "latest")
         .await
@@ -487,10 +486,11 @@ async fn sigstore_bundles_are_pushed_as_referrers_and_cosign_verifies_them() {
     .await;
     let reason = assert_fails(&admin, work.name(), "untrusted", log).await;
     assert!(reason.contains("certificate"), "{reason}");
+    let before = applied(&untrusting);
     stack
         .apply(json!({"targetNamespace": signer_ns, "storage": {"oci": {"insecure": true}}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_applied(&untrusting, before).await;
     build_run(
         &admin,
         work.name(),

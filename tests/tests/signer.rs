@@ -820,6 +820,7 @@ async fn keys_made_by_cosign_of_every_type_sign_in_signet_and_cosign_verifies_th
         } else {
             let (data, public) = cosign_key_pair(env, &dir, name, openssl_args);
             let patch = json!({"data": data});
+            let before = applied(&signer);
             secrets
                 .patch(
                     "signing-secrets",
@@ -828,10 +829,10 @@ async fn keys_made_by_cosign_of_every_type_sign_in_signet_and_cosign_verifies_th
                 )
                 .await
                 .unwrap();
+            // The signer has loaded the changed Secret before the run.
+            wait_applied(&signer, before).await;
             public
         };
-        // The watched Secret reaches the signer within a second; give it that before the run.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
         let uid = completed_taskrun(&admin, work.name(), name).await;
         let run = wait_signed(&admin, work.name(), name, || signer.log_text()).await;
         let envelope = unbase64(
@@ -869,20 +870,17 @@ async fn signer_alone(
     (scene, secrets, config_maps)
 }
 
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-}
-
 /// The signing Secret deleted: runs fail naming it.
 #[tokio::test]
 async fn a_deleted_signing_secret_fails_runs_naming_it() {
     let (scene, secrets, _) = signer_alone("faults-secret").await;
     let (admin, log) = (&scene.admin, || scene.log());
+    let before = applied(&scene.signer);
     secrets
         .delete("signing-secrets", &kube::api::DeleteParams::default())
         .await
         .unwrap();
-    settle().await;
+    wait_applied(&scene.signer, before).await;
     completed_taskrun(admin, scene.ns(), "no-secret").await;
     let reason = assert_fails(admin, scene.ns(), "no-secret", log).await;
     assert!(reason.contains("signing-secrets"), "{reason}");
@@ -895,10 +893,12 @@ async fn a_signing_secret_with_the_wrong_password_fails_runs_naming_it() {
     let (scene, secrets, _) = signer_alone("faults-password").await;
     let (admin, log) = (&scene.admin, || scene.log());
     let good_secret = secrets.get("signing-secrets").await.unwrap();
+    let before = applied(&scene.signer);
     secrets
         .delete("signing-secrets", &kube::api::DeleteParams::default())
         .await
         .unwrap();
+    wait_applied(&scene.signer, before).await;
     let mut data = good_secret.data.clone().unwrap();
     data.insert(
         "cosign.password".to_owned(),
@@ -912,11 +912,12 @@ async fn a_signing_secret_with_the_wrong_password_fails_runs_naming_it() {
         data: Some(data),
         ..Default::default()
     };
+    let before = applied(&scene.signer);
     secrets
         .create(&PostParams::default(), &user_secret)
         .await
         .unwrap();
-    settle().await;
+    wait_applied(&scene.signer, before).await;
     completed_taskrun(admin, scene.ns(), "wrong-password").await;
     let reason = assert_fails(admin, scene.ns(), "wrong-password", log).await;
     assert!(
@@ -931,6 +932,7 @@ async fn an_unknown_format_in_the_configmap_fails_runs_naming_the_key() {
     let (scene, _, config_maps) = signer_alone("faults-format").await;
     let (admin, log) = (&scene.admin, || scene.log());
     let patch = json!({"data": {"artifacts.taskrun.format": "slsa/v9"}});
+    let before = applied(&scene.signer);
     config_maps
         .patch(
             "signet-signer-config",
@@ -939,7 +941,7 @@ async fn an_unknown_format_in_the_configmap_fails_runs_naming_the_key() {
         )
         .await
         .unwrap();
-    settle().await;
+    wait_applied(&scene.signer, before).await;
     completed_taskrun(admin, scene.ns(), "bad-format").await;
     let reason = assert_fails(admin, scene.ns(), "bad-format", log).await;
     assert!(

@@ -694,6 +694,31 @@ pub fn ratify_verify(
     (out.status.success() && report["isSuccess"] == true, said)
 }
 
+/// How many times the signer has applied (or refused) its ConfigMap or signing Secret so far:
+/// its `signet_signer::watch::sources` log lines. Mark before a change, then
+/// [`wait_applied`]: a wait on the event itself instead of a sleep.
+pub fn applied(signer: &OperatorProcess) -> usize {
+    signer
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("\"target\":\"signet_signer::watch::sources\""))
+        .count()
+}
+
+/// Waits until the signer has applied (or refused) a change to its ConfigMap or signing
+/// Secret since the mark `before` ([`applied`]).
+pub async fn wait_applied(signer: &OperatorProcess, before: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while applied(signer) <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the signer never applied the change:\n{}",
+            signer.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A scratch directory for one test.
 pub fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
