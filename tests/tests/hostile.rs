@@ -738,6 +738,117 @@ async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed
     drop(stack);
 }
 
+/// A Vault (OpenBao, behind the fault proxy) whose transit `sign` answer has no or a random
+/// signature, or whose first key read answers another key's public key, throttles or is
+/// unavailable: never `signed=true`, each failure naming the key. Answered honestly (or after
+/// one 503): signed — the forged key is not kept — and cosign verifies with the key's exported
+/// public key.
+#[tokio::test]
+async fn a_vault_answer_that_does_not_verify_never_marks_a_run_signed() {
+    let _turn = STACK.lock().await;
+    let env = TestEnv::get();
+    let admin = env.admin_client().unwrap();
+    let fixture = signet_e2e::kms_fixtures::vault(env).await.unwrap();
+    let bao = fixture.peer::<signet_e2e::vault::OpenBao>().unwrap();
+    bao.signing_key("other", "ecdsa-p256").await.unwrap();
+    let exported = bao.public_pem("signet", 1).await.unwrap();
+    let other_public = bao.public_pem("other", 1).await.unwrap();
+    let proxy = FaultProxy::start(env, "127.0.0.1", Some(&bao.addr))
+        .await
+        .unwrap();
+    let uri = "hashivault://signet";
+    let mut spec = fixture.spec.clone();
+    spec["signing"]["kms"]["auth"]["address"] = json!(proxy.url);
+    spec["artifacts"] = json!({"oci": {"storage": []}, "taskRun": {"signer": "kms"}});
+    let signer_ns = format!("signet-e2e-hostile-vault-{}", std::process::id());
+    let stack = Stack::up_with(env, &admin, &signer_ns, spec).await;
+    let identity = ServiceAccountIdentity::mint(&admin, &signer_ns, "signet-signer", &[], 3600)
+        .await
+        .unwrap();
+    // Key metadata is read for every signature, so an altered public key is seen.
+    let signer =
+        OperatorProcess::start_signer_with(env, &admin, &identity, &[("SIGNET_KMS_KEY_TTL", "0")])
+            .await
+            .unwrap();
+    let log = || signer.log_text();
+    let work = TestNamespace::create(&admin, "hostile-vault")
+        .await
+        .unwrap();
+    let sign = |alter: fn(&mut Value)| Rule::new(json_fault(alter)).path("/sign/signet");
+    let scenarios: Vec<Scenario> = vec![
+        // First, before the signer has read the key: a public key it then caches per version
+        // (a version's key never changes) must not stay cached once a signature fails with it.
+        (
+            "another-key",
+            vec![
+                Rule::new(json_fault(move |v| {
+                    if let Some(key) = v["data"]["keys"]["1"].as_object_mut() {
+                        key.insert("public_key".to_owned(), json!(other_public));
+                    }
+                }))
+                .method(Method::GET)
+                .path("/keys/signet"),
+            ],
+            Outcome::Failed,
+            "does not verify",
+        ),
+        ("honest", vec![], Outcome::Signed, ""),
+        (
+            "no-signature",
+            vec![sign(|v| {
+                if let Some(data) = v["data"].as_object_mut() {
+                    data.remove("signature");
+                }
+            })],
+            Outcome::Failed,
+            "signature",
+        ),
+        (
+            "random-signature",
+            vec![sign(|v| {
+                let random: Vec<u8> = (0..70u8)
+                    .map(|i| i.wrapping_mul(151).wrapping_add(7))
+                    .collect();
+                v["data"]["signature"] = json!(format!("vault:v1:{}", STANDARD.encode(random)));
+            })],
+            Outcome::Failed,
+            "does not verify",
+        ),
+        (
+            "throttled",
+            vec![Rule::new(Fault::Status(429, Some(1))).path("/sign/signet")],
+            Outcome::Failed,
+            "429",
+        ),
+        (
+            "unavailable-once",
+            vec![
+                Rule::new(Fault::Status(503, None))
+                    .path("/sign/signet")
+                    .times(1),
+            ],
+            Outcome::Signed,
+            "",
+        ),
+    ];
+    let table = run_scenarios(
+        &admin,
+        work.name(),
+        &proxy,
+        (uri, scenarios),
+        log,
+        |uid, annotations| {
+            let envelope =
+                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+            assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
+        },
+    )
+    .await;
+    eprintln!("Vault faults: {table}");
+    assert!(!log().contains("panicked"));
+    drop(stack);
+}
+
 /// A transparency log whose answers are altered (the entry body, the signed entry timestamp,
 /// the inclusion proof) or that is unavailable never lets a run be marked signed; answered
 /// honestly, the run is signed and its entry is the log's.

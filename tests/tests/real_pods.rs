@@ -147,6 +147,7 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
         Some("256Mi"),
         "the operator's default memory limit"
     );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let public_key = loop {
         let status = configs
             .get("config")
@@ -157,6 +158,10 @@ async fn the_bundle_runs_as_real_pods_from_signets_images_and_the_signer_pod_sig
         if let Some(pk) = status.public_key {
             break pk;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the SignetConfig published no public key in 60 s: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 

@@ -72,13 +72,16 @@ impl Key<'_> {
                         reason: e.to_string(),
                     }),
                 },
-                Key::Remote(kms) => SignError::Kms {
-                    run: run.id(),
-                    source: KmsError::Remote {
-                        uri: kms.uri().to_owned(),
-                        message: format!("answered a signature that cannot be used: {e}"),
-                    },
-                },
+                Key::Remote(kms) => {
+                    kms.forget_public_key();
+                    SignError::Kms {
+                        run: run.id(),
+                        source: KmsError::Remote {
+                            uri: kms.uri().to_owned(),
+                            message: format!("answered a signature that cannot be used: {e}"),
+                        },
+                    }
+                }
             }),
         }
     }

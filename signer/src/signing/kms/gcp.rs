@@ -288,6 +288,10 @@ impl RemoteSigner for Gcp {
     fn public_der(&self) -> BoxFuture<'_, Result<Vec<u8>, KmsError>> {
         Box::pin(async move { Ok(self.key_info().await?.public_der) })
     }
+
+    fn forget_public_key(&self) {
+        self.info.clear();
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub trait RemoteSigner: Send + Sync + std::fmt::Debug {
     fn sign<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, KmsError>>;
     /// The PKIX (SPKI DER) public key of the version that signs now.
     fn public_der(&self) -> BoxFuture<'_, Result<Vec<u8>, KmsError>>;
+    /// Drops any public key the client keeps: a signature did not verify with it, so it may
+    /// have come from a forged or corrupted answer, and the next run reads it again.
+    fn forget_public_key(&self) {}
 }
 
 /// The providers sigstore knows, by URI scheme.
@@ -187,6 +190,10 @@ impl RemoteSigner for Limited {
 
     fn public_der(&self) -> BoxFuture<'_, Result<Vec<u8>, KmsError>> {
         self.inner.public_der()
+    }
+
+    fn forget_public_key(&self) {
+        self.inner.forget_public_key();
     }
 }
 

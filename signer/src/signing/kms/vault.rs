@@ -449,6 +449,12 @@ impl RemoteSigner for Vault {
             self.public_key(version).await
         })
     }
+
+    fn forget_public_key(&self) {
+        if let Ok(mut keys) = self.public_keys.lock() {
+            keys.clear();
+        }
+    }
 }
 
 #[cfg(test)]
