@@ -748,4 +748,39 @@ async fn grafeas_occurrences_hold_what_cosign_verifies_and_notes_are_created_onc
         &unbase64(&on_pr[0]["envelope"]["signatures"][0]["sig"]),
         "slsaprovenance",
     );
+
+    // SLSA v1.0 provenance (`slsa/v2alpha4`): a BUILD occurrence with `inTotoSlsaProvenanceV1`,
+    // as the double stored it through Grafeas' own types.
+    let before = common::applied(&scene.signer);
+    scene
+        .stack
+        .apply(
+            json!({"targetNamespace": scene.stack.signer_ns, "artifacts": {
+            "taskRun": {"storage": ["tekton", "grafeas"], "format": "slsa/v2alpha4"},
+            "pipelineRun": {"storage": ["grafeas"]},
+            "oci": {"storage": ["grafeas"]}}}),
+        )
+        .await;
+    common::wait_applied(&scene.signer, before).await;
+    let v1_uid = completed_taskrun(admin, ns, "slsa-v1").await;
+    wait_signed(admin, ns, "slsa-v1", log).await;
+    let v1_uri = format!("/apis/tekton.dev/v1/namespaces/{ns}/TaskRun/slsa-v1@{v1_uid}");
+    let on_v1 = grafeas
+        .occurrences("signet-test", &v1_uri, &token)
+        .await
+        .unwrap();
+    assert_eq!(on_v1.len(), 1, "{on_v1:#?}");
+    let envelope = unbase64(&on_v1[0]["envelope"]["signatures"][0]["sig"]);
+    assert_cosign_accepts(env, key, &envelope, "slsaprovenance1");
+    let statement = &on_v1[0]["build"]["inTotoSlsaProvenanceV1"];
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    let signed = common::statement_of(&envelope);
+    assert_eq!(
+        statement["predicate"]["runDetails"]["metadata"]["invocationId"],
+        signed["predicate"]["runDetails"]["metadata"]["invocationId"]
+    );
+    assert_eq!(
+        statement["predicate"]["buildDefinition"]["buildType"],
+        signed["predicate"]["buildDefinition"]["buildType"]
+    );
 }

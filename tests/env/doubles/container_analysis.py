@@ -5,7 +5,8 @@ Grafeas server is not served by any package registry this project builds from), 
 the calls Signet makes and the reads the tests make, parsing every request body with the
 generated types of Google's published Grafeas v1 protos (PyPI `grafeas`, proto-plus): a field
 the protos do not have, or a value of the wrong type, is refused with 400 INVALID_ARGUMENT, as
-the API would.
+the API would. What it stores and answers is the parsed message written out again through
+those types (as the service stores messages, not the client's bytes).
 
   POST /v1/projects/P/notes?noteId=N       create a note (409 ALREADY_EXISTS if it exists)
   GET  /v1/projects/P/notes/N              read it
@@ -27,6 +28,16 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from grafeas.grafeas_v1.types import grafeas as g
+
+
+def canonical(message_type, message):
+    """What the API stores and answers for a parsed `message`: its JSON through Grafeas' own
+    types (enum names, no unknown fields, camelCase), not the bytes the client sent."""
+    try:
+        text = message_type.to_json(message, use_integers_for_enums=False)
+    except TypeError:  # an older proto-plus
+        text = message_type.to_json(message)
+    return json.loads(text)
 
 
 def parse(message_type, body):
@@ -97,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             name = "%s/notes/%s" % (project, note_id)
             if name in notes:
                 return self.error(409, "ALREADY_EXISTS", "Note %s already exists" % name)
-            stored = json.loads(body or b"{}")
+            stored = canonical(g.Note, note)
             stored["name"] = name
             stored["kind"] = (g.Note.pb(note).WhichOneof("type") or "").upper()
             stored["createTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -110,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
             occurrence, problem = parse(g.Occurrence, body)
             if problem:
                 return self.error(400, "INVALID_ARGUMENT", problem)
-            stored = json.loads(body)
+            stored = canonical(g.Occurrence, occurrence)
             note = notes.get(stored.get("noteName", ""))
             if note is None:
                 return self.error(400, "INVALID_ARGUMENT", "note %r does not exist" % stored.get("noteName"))
