@@ -89,6 +89,17 @@ impl AuthCache {
     }
 }
 
+/// How long one request to a registry, Fulcio, Rekor or a timestamp authority may take:
+/// `SIGNET_PEER_TIMEOUT` seconds (1 to 600), else 30.
+pub fn peer_timeout() -> std::time::Duration {
+    let seconds = std::env::var("SIGNET_PEER_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s))
+        .unwrap_or(30);
+    std::time::Duration::from_secs(seconds)
+}
+
 impl Clients {
     pub fn new() -> Result<Self, reqwest::Error> {
         Self::trusting(None)
@@ -102,9 +113,10 @@ impl Clients {
     /// Clients that also trust the CA certificates in `pem` (beyond the system roots).
     pub fn trusting(pem: Option<&[u8]>) -> Result<Self, reqwest::Error> {
         let extra = pem.map(reqwest::Certificate::from_pem_bundle).transpose()?;
+        let timeout = peer_timeout();
         let build = |insecure: bool| {
             let mut builder = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
+                .timeout(timeout)
                 .connect_timeout(std::time::Duration::from_secs(5))
                 .danger_accept_invalid_certs(insecure);
             for cert in extra.iter().flatten() {
