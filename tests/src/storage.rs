@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::aws::Server;
 use crate::env::{EnvError, TestEnv};
+use signet_signer::cloud::percent_encoded;
 
 fn err(message: impl std::fmt::Display) -> EnvError {
     EnvError::Bundle(format!("storage peer: {message}"))
@@ -21,20 +22,6 @@ fn tls_client(env: &TestEnv) -> Result<reqwest::Client, EnvError> {
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).map_err(err)?)
         .build()
         .map_err(err)
-}
-
-/// `value` for a URL's path segment or query, every byte but the unreserved ones escaped.
-fn percent_encoded(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// fake-gcs-server, in memory, over TLS.

@@ -71,6 +71,39 @@ async fn run_scenarios(
     table.join(", ")
 }
 
+/// [`run_scenarios`] for a KMS: every run left signed is verified by cosign with `exported`,
+/// the key's public key as its owner exports it.
+async fn run_kms_scenarios(
+    admin: &kube::Client,
+    ns: &str,
+    proxy: &FaultProxy,
+    (uri, scenarios): (&str, Vec<Scenario>),
+    log: impl Fn() -> String,
+    exported: &str,
+) -> String {
+    let env = TestEnv::get();
+    run_scenarios(
+        admin,
+        ns,
+        proxy,
+        (uri, scenarios),
+        log,
+        |uid, annotations| {
+            let envelope =
+                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
+            assert_cosign_accepts(env, exported, &envelope, "slsaprovenance");
+        },
+    )
+    .await
+}
+
+/// 70 bytes that are no signature of anything: what a lying KMS might answer.
+fn not_a_signature() -> Vec<u8> {
+    (0..70u8)
+        .map(|i| i.wrapping_mul(151).wrapping_add(7))
+        .collect()
+}
+
 /// AWS KMS's answer when it throttles a caller (its API reference: `ThrottlingException`, 400).
 const THROTTLED: &str =
     r#"{"__type":"ThrottlingException","message":"Rate exceeded for the account in this region"}"#;
@@ -135,10 +168,7 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
     let log = || signer.log_text();
     let work = TestNamespace::create(&admin, "hostile-kms").await.unwrap();
     let exported = kms.public_pem("alias/signet").await.unwrap();
-    let random: Vec<u8> = (0..70u8)
-        .map(|i| i.wrapping_mul(151).wrapping_add(7))
-        .collect();
-    let random = STANDARD.encode(random);
+    let random = STANDARD.encode(not_a_signature());
 
     let scenarios: Vec<Scenario> = vec![
         ("honest", vec![], Outcome::Signed, ""),
@@ -205,17 +235,13 @@ async fn a_kms_answer_that_does_not_verify_never_marks_a_run_signed() {
             "",
         ),
     ];
-    let table = run_scenarios(
+    let table = run_kms_scenarios(
         &admin,
         work.name(),
         &proxy,
         (uri, scenarios),
         log,
-        |uid, annotations| {
-            let envelope =
-                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
-            assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
-        },
+        &exported,
     )
     .await;
     eprintln!("KMS faults: {table}");
@@ -692,9 +718,7 @@ async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed
         (
             "random-signature",
             vec![sign(|v| {
-                let random: Vec<u8> = (0..70u8)
-                    .map(|i| i.wrapping_mul(151).wrapping_add(7))
-                    .collect();
+                let random = not_a_signature();
                 v["signature"] = json!(STANDARD.encode(&random));
                 v["signatureCrc32c"] = json!(crc32c(&random).to_string());
             })],
@@ -726,17 +750,13 @@ async fn a_google_cloud_kms_answer_that_does_not_verify_never_marks_a_run_signed
             "429",
         ),
     ];
-    let table = run_scenarios(
+    let table = run_kms_scenarios(
         &admin,
         work.name(),
         &proxy,
         (pinned, scenarios),
         log,
-        |uid, annotations| {
-            let envelope =
-                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
-            assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
-        },
+        &exported,
     )
     .await;
     eprintln!("Google Cloud KMS faults: {table}");
@@ -812,9 +832,7 @@ async fn a_vault_answer_that_does_not_verify_never_marks_a_run_signed() {
         (
             "random-signature",
             vec![sign(|v| {
-                let random: Vec<u8> = (0..70u8)
-                    .map(|i| i.wrapping_mul(151).wrapping_add(7))
-                    .collect();
+                let random = not_a_signature();
                 v["data"]["signature"] = json!(format!("vault:v1:{}", STANDARD.encode(random)));
             })],
             Outcome::Failed,
@@ -837,17 +855,13 @@ async fn a_vault_answer_that_does_not_verify_never_marks_a_run_signed() {
             "",
         ),
     ];
-    let table = run_scenarios(
+    let table = run_kms_scenarios(
         &admin,
         work.name(),
         &proxy,
         (uri, scenarios),
         log,
-        |uid, annotations| {
-            let envelope =
-                unbase64(&annotations[format!("chains.tekton.dev/signature-taskrun-{uid}")]);
-            assert_cosign_accepts(env, &exported, &envelope, "slsaprovenance");
-        },
+        &exported,
     )
     .await;
     eprintln!("Vault faults: {table}");

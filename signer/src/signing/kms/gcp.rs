@@ -131,7 +131,7 @@ impl Gcp {
             );
             if !token.is_empty() {
                 path.push_str("&pageToken=");
-                path.push_str(&url_encoded(&token));
+                path.push_str(&crate::cloud::percent_encoded(&token));
             }
             let page = self.call(reqwest::Method::GET, &path, None).await?;
             for name in page["cryptoKeyVersions"]
@@ -214,19 +214,6 @@ fn crc32c_of(value: &Value) -> Option<u32> {
         .as_str()
         .and_then(|v| v.parse::<u32>().ok())
         .or_else(|| value.as_u64().and_then(|v| u32::try_from(v).ok()))
-}
-
-/// `text` percent-encoded for a query value (a page token is opaque: base64 with `=`, `+`).
-fn url_encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `(field, digest)` for a Cloud KMS algorithm such as `EC_SIGN_P256_SHA256`.
