@@ -424,17 +424,23 @@ async fn a_run_that_cannot_be_signed_ends_failed_after_three_retries_and_is_coun
         "wrote outside chains.tekton.dev/: {keys:?}"
     );
 
-    // One TaskRun signed once, four failed attempts.
+    // One TaskRun signed once, four failed attempts. The last failure is counted just after
+    // its annotations are written: wait for the count (never past it).
     assert_eq!(
         signer.metric("watcher_taskrun_marked_signed_total").await,
         Some(1)
     );
-    assert_eq!(
-        signer
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let failures = loop {
+        let failures = signer
             .metric("watcher_taskrun_signing_failures_total")
-            .await,
-        Some(4)
-    );
+            .await;
+        if failures >= Some(4) || tokio::time::Instant::now() > deadline {
+            break failures;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failures, Some(4));
     // Latency histograms: every run a worker took is observed.
     for family in [
         "signet_signer_queue_duration_seconds",
