@@ -254,6 +254,11 @@ fn clouds(
 }
 
 /// Writes `status` unless it equals what the object already has. Returns whether it wrote.
+///
+/// The write is conditional on the `resourceVersion` the reconcile read: a reconcile that
+/// started from an older copy (the cache not yet holding this operator's own last status
+/// write) must not put older conditions and transition times back. Then nothing is written
+/// and the newer version's own event reconciles again.
 pub async fn write(
     client: &Client,
     config: &SignetConfig,
@@ -263,15 +268,28 @@ pub async fn write(
         return Ok(false);
     }
     let api: Api<SignetConfig> = Api::all(client.clone());
-    let patch = serde_json::json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "status": status});
+    let mut patch = serde_json::json!({"apiVersion": "signet.dev/v1alpha1", "kind": "SignetConfig", "status": status});
+    if let Some(version) = &config.metadata.resource_version {
+        patch["metadata"] = serde_json::json!({"resourceVersion": version});
+    }
     let name = config.metadata.name.clone().unwrap_or_default();
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(true)
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(answer)) if answer.code == 409 => {
+            tracing::debug!(
+                "SignetConfig changed since it was read; its next reconcile writes the status"
+            );
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 #[cfg(test)]
